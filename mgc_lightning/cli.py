@@ -1,0 +1,120 @@
+"""The `mgc` command: small subcommands over the package's stages."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+from .labels import JOINT_CLASS_NAMES
+
+
+def _cmd_presets(args: argparse.Namespace) -> int:
+    from .spectrogram import PRESETS
+
+    for name, config in PRESETS.items():
+        values = {k: v for k, v in config.to_dict().items() if k != "name"}
+        print(f"{name} [{config.hash}]: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from .manifest import SplitConfig, load_manifest, split_rows
+
+    rows = load_manifest(args.manifest)
+    counts = Counter(row.joint_class for row in rows)
+    print(f"{args.manifest}: {len(rows)} windows, {len({r.recording for r in rows})} recordings")
+    for index, name in enumerate(JOINT_CLASS_NAMES):
+        print(f"  {index} {name:<40} {counts.get(index, 0)}")
+    splits = split_rows(rows, SplitConfig(group_by=args.split_by, seed=args.seed))
+    print("split by " + args.split_by + ": " + ", ".join(f"{k}={len(v)}" for k, v in splits.items()))
+    return 0
+
+
+def _cmd_import_raven(args: argparse.Namespace) -> int:
+    from .manifest import load_manifest, write_manifest
+    from .raven import parse_label_mapping, read_boxes, read_selection_table, windows_from_boxes, write_boxes
+
+    mapping = parse_label_mapping(args.map)
+    boxes = read_selection_table(args.table, args.audio, mapping, label_column=args.label_column)
+    metadata = {k: getattr(args, k) for k in ("deployment", "season", "site") if getattr(args, k)}
+    rows = windows_from_boxes(args.audio, boxes, args.window, args.hop or args.window, recording=args.recording,
+                              min_overlap_s=args.min_overlap, **metadata)
+    out = Path(args.out)
+    boxes_csv = out.with_name(out.stem + "_boxes.csv")
+    if args.append and out.exists():
+        rows = load_manifest(out, check_audio=False) + rows
+        boxes = (read_boxes(boxes_csv) if boxes_csv.exists() else []) + boxes
+    write_manifest(rows, out)
+    write_boxes(boxes, boxes_csv)
+    print(f"wrote {len(rows)} windows to {out} and {len(boxes)} boxes to {boxes_csv}")
+    return 0
+
+
+def _cmd_spectrograms(args: argparse.Namespace) -> int:
+    from .cache import compute_spectrograms, preset_dir
+    from .manifest import load_manifest
+    from .spectrogram import get_preset
+
+    config = get_preset(args.preset)
+    rows = load_manifest(args.manifest)
+    done = compute_spectrograms(rows, config, args.cache_root, device=args.device, batch_size=args.batch_size,
+                                num_workers=args.workers, progress=not args.quiet)
+    print(f"{done} computed, {len(set(rows)) - done} already cached, in {preset_dir(config, args.cache_root)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mgc", description="Mask-guided classification of marine mammal sounds.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub = commands.add_parser("presets", help="list the named front-end presets and their parameters")
+    sub.set_defaults(run=_cmd_presets)
+
+    sub = commands.add_parser("validate", help="check a manifest (every bad row is reported) and show class counts")
+    sub.add_argument("manifest")
+    sub.add_argument("--split-by", default="recording", help="group column for the split preview")
+    sub.add_argument("--seed", type=int, default=0)
+    sub.set_defaults(run=_cmd_validate)
+
+    sub = commands.add_parser("import-raven", help="turn a Raven selection table into manifest rows and boxes")
+    sub.add_argument("table", help="tab-separated Raven selection table")
+    sub.add_argument("--audio", required=True, help="the recording the table annotates")
+    sub.add_argument("--map", required=True, help="label mapping, e.g. 'BW=whistle,BC=beluga_click,PP=porpoise_click,"
+                                                 "noise=ignore'")
+    sub.add_argument("--label-column", default="Annotation")
+    sub.add_argument("--window", type=float, required=True, help="window length in seconds")
+    sub.add_argument("--hop", type=float, help="hop between windows in seconds (default: the window length)")
+    sub.add_argument("--min-overlap", type=float, default=0.0, help="seconds a box must overlap a window to count")
+    sub.add_argument("--recording", help="recording id (default: the audio file's name)")
+    sub.add_argument("--deployment", default="")
+    sub.add_argument("--season", default="")
+    sub.add_argument("--site", default="")
+    sub.add_argument("--out", required=True, help="manifest CSV to write (boxes go to <name>_boxes.csv beside it)")
+    sub.add_argument("--append", action="store_true", help="add to an existing manifest instead of replacing it")
+    sub.set_defaults(run=_cmd_import_raven)
+
+    sub = commands.add_parser("spectrograms", help="compute every window's spectrogram image once into the cache")
+    sub.add_argument("manifest")
+    sub.add_argument("--preset", default="origin")
+    sub.add_argument("--device", default="cpu", help="cpu or cuda")
+    sub.add_argument("--cache-root", default="data/cache")
+    sub.add_argument("--batch-size", type=int, default=16)
+    sub.add_argument("--workers", type=int, default=0, help="DataLoader workers reading audio")
+    sub.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub.set_defaults(run=_cmd_spectrograms)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        print(f"mgc {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

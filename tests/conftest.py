@@ -1,0 +1,57 @@
+"""Shared fixtures: real audio files written by the tests, and the public clips in ../shared/data/real."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+
+
+@pytest.fixture
+def real_data() -> Path:
+    if not REAL_DATA.is_dir():
+        pytest.skip(f"public reference clips not found at {REAL_DATA} (they live beside the repository in CI only)")
+    return REAL_DATA
+
+
+def write_audio(path: Path, samples: np.ndarray, sample_rate: int, subtype: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), samples, sample_rate, subtype=subtype)
+    return path
+
+
+def tone(frequency: float, duration_s: float, sample_rate: int, amplitude: float = 0.1) -> np.ndarray:
+    t = np.arange(int(duration_s * sample_rate)) / sample_rate
+    return (amplitude * np.sin(2 * np.pi * frequency * t)).astype(np.float32)
+
+
+MANIFEST_HEADER = ["path", "start_s", "duration_s", "whistle", "beluga_click", "porpoise_click", "recording", "site"]
+
+
+def write_rows(path: Path, rows: list[list], header: list[str] = MANIFEST_HEADER) -> Path:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Path:
+    """Six 2-second recordings at 384 kHz on two sites, cut into 0.5 s windows with varied labels."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for recording in range(6):
+        samples = rng.normal(0, 1e-3, 2 * 384_000).astype(np.float32)
+        samples[: 384_000] += tone(10_000 + 2_000 * recording, 1.0, 384_000)
+        name = f"rec{recording}.flac"
+        write_audio(tmp_path / "audio" / name, samples, 384_000)
+        for window in range(4):
+            bits = [(recording + window) % 2, (recording * window) % 2, window // 2 % 2]
+            rows.append([f"audio/{name}", window * 0.5, 0.5, *bits, f"rec{recording}", f"site{recording % 2}"])
+    return write_rows(tmp_path / "manifest.csv", rows)

@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DistributedSampler
+
+from mgc_lightning.cache import mask_store
+from mgc_lightning.data import ClassificationDataModule, SegmentationDataModule
+from mgc_lightning.manifest import load_manifest
+from mgc_lightning.spectrogram import get_preset
+
+
+def _module(cls, manifest, root, **kwargs):
+    module = cls(str(manifest), preset="origin", cache_root=str(root), batch_size=4, split_seed=1, **kwargs)
+    module.prepare_data()
+    module.setup("fit")
+    return module
+
+
+def test_classification_batches_carry_images_and_both_label_forms(tiny_dataset, tmp_path):
+    module = _module(ClassificationDataModule, tiny_dataset, tmp_path)
+    batch = next(iter(module.train_dataloader()))
+    assert batch["image"].shape == (4, 1, 128, 128) and batch["image"].dtype == torch.float32
+    assert batch["labels"].shape == (4, 3)
+    weights = torch.tensor([1, 2, 4])
+    assert torch.equal((batch["labels"].long() * weights).sum(1), batch["joint"])
+    assert "mask" not in batch
+    sizes = {name: len(ds) for name, ds in module.datasets.items()}
+    assert sum(sizes.values()) == 24 and all(sizes.values())
+
+
+def test_mask_channel_from_a_named_source_binary_and_soft(tiny_dataset, tmp_path):
+    config = get_preset("origin")
+    rows = load_manifest(tiny_dataset)
+    store = mask_store(config, "ideal", tmp_path)
+    for row in rows:
+        mask = np.zeros((128, 128), bool)
+        mask[60:64, row.joint_class * 10 : row.joint_class * 10 + 5] = True
+        store.save(row.key, mask)
+    binary = _module(ClassificationDataModule, tiny_dataset, tmp_path, mask_source="ideal")
+    soft = _module(ClassificationDataModule, tiny_dataset, tmp_path, mask_source="ideal", mask_kind="soft",
+                   soft_sigma=2.0)
+    b_item, s_item = binary.datasets["val"][0], soft.datasets["val"][0]
+    assert set(b_item["mask"].unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(s_item["mask"] == 1, b_item["mask"] == 1)
+    assert ((s_item["mask"] > 0) & (s_item["mask"] < 1)).any()
+
+
+def test_missing_masks_say_what_to_run(tiny_dataset, tmp_path):
+    module = _module(ClassificationDataModule, tiny_dataset, tmp_path, mask_source="predicted")
+    with pytest.raises(FileNotFoundError, match="no 'predicted' mask for window .* create the predicted masks"):
+        module.datasets["train"][0]
+
+
+def test_segmentation_flips_image_and_mask_together(tiny_dataset, tmp_path):
+    config = get_preset("origin")
+    rows = load_manifest(tiny_dataset)
+    store = mask_store(config, "ideal", tmp_path)
+    for row in rows[::2]:  # only half the windows have a target mask
+        mask = np.zeros((128, 128), bool)
+        mask[:, :16] = True  # left edge: a flip moves it to the right edge
+        store.save(row.key, mask)
+    module = _module(SegmentationDataModule, tiny_dataset, tmp_path, mask_source="ideal", hflip=True)
+    assert sum(len(ds) for ds in module.datasets.values()) == 12
+    torch.manual_seed(0)
+    train = module.datasets["train"]
+    flipped = 0
+    for draw in range(40):
+        index = draw % len(train)
+        item, stored = train[index], torch.from_numpy(train.images.load(train.rows[index].key).astype(np.float32))
+        on_left = bool(item["mask"][0, :, 0].all())
+        flipped += not on_left
+        assert bool(item["mask"][0, :, -1].all()) == (not on_left)
+        assert torch.equal(item["image"][0], stored if on_left else stored.flip(-1))
+    assert 5 < flipped < 35  # about half of the training items are flipped
+    assert all(bool(module.datasets["val"][i]["mask"][0, :, 0].all()) for i in range(len(module.datasets["val"])))
+
+
+def test_every_rank_sees_the_same_split_and_ddp_shards_it_disjointly(tiny_dataset, tmp_path):
+    rank0 = _module(ClassificationDataModule, tiny_dataset, tmp_path)
+    rank1 = _module(ClassificationDataModule, tiny_dataset, tmp_path)
+    assert [r.key for r in rank0.datasets["train"].rows] == [r.key for r in rank1.datasets["train"].rows]
+    dataset = rank0.datasets["train"]
+    shards = [set(DistributedSampler(dataset, num_replicas=2, rank=r, shuffle=True, seed=0)) for r in (0, 1)]
+    assert shards[0] | shards[1] == set(range(len(dataset)))
+    assert len(shards[0] & shards[1]) <= len(dataset) % 2  # only the padding sample may repeat

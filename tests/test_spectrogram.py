@@ -1,0 +1,133 @@
+import dataclasses
+
+import librosa
+import numpy as np
+import pytest
+import scipy.signal
+import soundfile as sf
+import torch
+
+from mgc_lightning.spectrogram import PRESETS, SpectrogramConfig, SpectrogramTransform, get_preset, pcen
+
+
+def _band_profile(image: np.ndarray) -> np.ndarray:
+    """How far each row's loudest moment rises above its own typical level."""
+    return image.max(axis=1) - np.median(image, axis=1)
+
+
+@pytest.mark.parametrize("window", ["hann", "hamming", "blackman"])
+def test_stft_magnitude_matches_librosa(window):
+    config = SpectrogramConfig(sample_rate=48_000, n_fft=1024, hop_length=256, window=window, fmax=20_000)
+    signal = np.random.default_rng(1).normal(size=24_000).astype(np.float32)
+    ours = SpectrogramTransform(config).magnitude(torch.from_numpy(signal)[None])[0].numpy()
+    theirs = np.abs(librosa.stft(signal, n_fft=1024, hop_length=256, window=window, center=True, pad_mode="constant"))
+    assert ours.shape == theirs.shape
+    assert np.linalg.norm(ours - theirs) / np.linalg.norm(theirs) < 1e-4
+
+
+def test_pcen_matches_librosa_from_the_same_start():
+    rng = np.random.default_rng(2)
+    energy = (rng.gamma(1.0, 1.0, size=(16, 400)) * 1e9).astype(np.float64)
+    energy[:, 200:210] *= 50  # a burst PCEN should lift
+    params = dict(time_constant=0.06, gain=0.98, bias=2.0, power=0.5, eps=1e-6)
+    ours = pcen(torch.from_numpy(energy), sample_rate=384_000, hop_length=256, **params).numpy()
+    t_frames = 0.06 * 384_000 / 256
+    b = (np.sqrt(1 + 4 * t_frames**2) - 1) / (2 * t_frames**2)
+    start = scipy.signal.lfilter_zi([b], [1, b - 1]) * energy[:, :1]
+    theirs = librosa.pcen(energy, sr=384_000, hop_length=256, zi=start, **params)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-9 * np.abs(theirs).max())
+
+
+def test_config_is_validated_at_the_edge():
+    with pytest.raises(ValueError, match="fmax=300000 Hz is above the Nyquist"):
+        SpectrogramConfig(sample_rate=384_000, fmax=300_000)
+    with pytest.raises(ValueError, match="window must be one of"):
+        SpectrogramConfig(window="kaiser")
+    with pytest.raises(ValueError, match="need 0 <= fmin < fmax"):
+        SpectrogramConfig(fmin=5_000, fmax=1_000)
+    with pytest.raises(ValueError, match="unknown SpectrogramConfig fields"):
+        SpectrogramConfig.from_dict({"n_ftt": 512})
+    with pytest.raises(ValueError, match="unknown front-end preset 'orgin'"):
+        get_preset("orgin")
+
+
+def test_hash_is_stable_name_free_and_parameter_sensitive():
+    origin = get_preset("origin")
+    assert origin.replace(name="renamed").hash == origin.hash
+    assert SpectrogramConfig.from_dict(origin.to_dict()).hash == origin.hash
+    assert origin.replace(fmax=160_000).hash == origin.replace(fmax=160_000.0).hash  # YAML ints vs floats
+    assert origin.replace(hop_length=128).hash != origin.hash
+    assert len({config.hash for config in PRESETS.values()}) == len(PRESETS)
+    assert dataclasses.is_dataclass(origin) and origin.__dataclass_params__.frozen
+
+
+def test_presets_differ_the_ways_the_paper_names():
+    origin, mel, pcen_preset = (get_preset(n) for n in ("origin", "mel", "pcen"))
+    assert origin.frequency_scale == "linear" and origin.scaling == "db"
+    assert mel.frequency_scale == "mel" and (mel.fmin, mel.fmax) != (origin.fmin, origin.fmax)
+    assert pcen_preset.scaling == "pcen" and pcen_preset.n_fft != origin.n_fft
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_images_have_the_configured_shape_and_range(name):
+    config = get_preset(name)
+    waves = torch.randn(3, config.sample_rate // 2) * 1e-3
+    images = SpectrogramTransform(config)(waves)
+    assert images.shape == (3, config.height, config.width)
+    assert images.min() >= 0 and images.max() <= 1 and torch.isfinite(images).all()
+    single = SpectrogramTransform(config)(waves[1])
+    torch.testing.assert_close(single[0], images[1], atol=1e-5, rtol=0)  # batching changes nothing
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_a_tone_lands_in_its_row(name):
+    config = get_preset(name)
+    t = np.arange(config.sample_rate // 2) / config.sample_rate
+    wave = 0.1 * np.sin(2 * np.pi * 60_000 * t) + np.random.default_rng(0).normal(0, 1e-4, t.size)
+    image = SpectrogramTransform(config)(torch.tensor(wave, dtype=torch.float32))[0].numpy()
+    brightest_row = int(np.argmax(image.mean(axis=1)))
+    edges = config.row_edges_hz()
+    assert edges[brightest_row + 1] - 200 <= 60_000 <= edges[brightest_row] + 200
+
+
+def test_max_pooling_keeps_a_100_microsecond_click_that_mean_pooling_dilutes():
+    config = get_preset("origin")
+    rate = config.sample_rate
+    wave = np.random.default_rng(3).normal(0, 1e-4, rate).astype(np.float32)  # 1 s -> 1501 frames into 128 columns
+    t = np.arange(int(100e-6 * rate)) / rate
+    wave[rate // 2 : rate // 2 + t.size] += 0.05 * np.sin(2 * np.pi * 130_000 * t) * np.hanning(t.size)
+    rows = config.rows_in_band(120_000, 140_000)
+    lift = {}
+    for pooling in ("max", "mean"):
+        image = SpectrogramTransform(config.replace(time_pooling=pooling))(torch.from_numpy(wave))[0].numpy()
+        lift[pooling] = float(_band_profile(image)[rows].max())
+    assert lift["max"] > 0.3, lift
+    # Averaging ~12 frames of which the click fills ~2 costs it several dB of contrast; max pooling keeps them.
+    assert (lift["max"] - lift["mean"]) * config.top_db > 4.0, lift
+
+
+def test_real_porpoise_clicks_land_in_the_125_to_145_khz_rows(real_data):
+    config = get_preset("origin")
+    rng = np.random.default_rng(4)
+    for name in ("pyporcc/standard_click.wav", "pamguard/example_porpoise_click_500kHz.wav"):
+        click, rate = sf.read(str(real_data / name))
+        assert rate == 500_000
+        window = rng.normal(0, 1e-4, rate // 4)
+        for start in np.arange(0.01, 0.24, 0.05):  # a regular click train, ICI 50 ms
+            i = int(start * rate)
+            window[i : i + click.size] += 0.05 * click / np.abs(click).max()
+        resampled = librosa.resample(window, orig_sr=rate, target_sr=config.sample_rate)
+        image = SpectrogramTransform(config)(torch.tensor(resampled, dtype=torch.float32))[0].numpy()
+        peak_hz = config.row_frequencies_hz()[np.argmax(_band_profile(image))]
+        assert 125_000 <= peak_hz <= 145_000, (name, peak_hz)
+
+
+def test_real_delphinid_whistle_lands_in_the_4_to_9_khz_rows(real_data):
+    whistle, rate = sf.read(str(real_data / "pamguard/dolphin_whistle.wav"))
+    config = SpectrogramConfig(name="whistle-band", sample_rate=rate, n_fft=1024, hop_length=256, fmin=1_000,
+                               fmax=20_000)
+    image = SpectrogramTransform(config)(torch.tensor(whistle, dtype=torch.float32))[0].numpy()
+    profile = _band_profile(image)
+    rows_hz = config.row_frequencies_hz()
+    strong = rows_hz[profile > profile.max() - 0.1]
+    assert 4_000 <= strong.min() and strong.max() <= 9_000, strong
