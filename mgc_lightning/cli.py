@@ -65,6 +65,33 @@ def _cmd_spectrograms(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from .manifest import load_manifest
+    from .spectrogram import get_preset
+    from .synth.build import BENCHMARK_PRESETS, build_benchmark, sized, write_ideal_masks
+
+    config = sized(BENCHMARK_PRESETS[args.preset], args.n)
+    manifest = build_benchmark(args.out_dir, config, seed=args.seed, workers=args.workers, progress=not args.quiet)
+    rows = load_manifest(manifest)
+    for name in filter(None, args.mask_presets.split(",")):
+        write_ideal_masks(rows, get_preset(name), args.cache_root, progress=not args.quiet)
+    print(f"{len(rows)} windows: {manifest}; events in {Path(args.out_dir) / 'events.csv'}; ideal masks for "
+          f"{args.mask_presets or 'no preset'} under {args.cache_root}")
+    return 0
+
+
+def _cmd_masks_ideal(args: argparse.Namespace) -> int:
+    from .manifest import load_manifest
+    from .spectrogram import get_preset
+    from .synth.build import write_ideal_masks
+
+    rows = load_manifest(args.manifest)
+    done = write_ideal_masks(rows, get_preset(args.preset), args.cache_root, criterion_db=args.criterion_db,
+                             progress=not args.quiet)
+    print(f"{done} ideal masks written, {len(rows) - done} already there")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mgc", description="Mask-guided classification of marine mammal sounds.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -104,6 +131,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--workers", type=int, default=0, help="DataLoader workers reading audio")
     sub.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.set_defaults(run=_cmd_spectrograms)
+
+    from .spectrogram import PRESETS
+    from .synth.build import BENCHMARK_PRESETS
+
+    sub = commands.add_parser("synth", help="build the synthetic benchmark: audio, manifest, events, ideal masks")
+    sub.add_argument("out_dir")
+    sub.add_argument("--preset", default="demo", choices=sorted(BENCHMARK_PRESETS),
+                     help="demo: a few hundred short windows; paper: ~10,000 windows")
+    sub.add_argument("--n", type=int, help="number of windows (default: the preset's)")
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--workers", type=int, default=1, help="parallel processes (the result does not depend on it)")
+    sub.add_argument("--mask-presets", default=",".join(PRESETS),
+                     help="front-end presets to rasterise ideal masks for (comma-separated, empty for none)")
+    sub.add_argument("--cache-root", default="data/cache")
+    sub.add_argument("--quiet", action="store_true")
+    sub.set_defaults(run=_cmd_synth)
+
+    masks = commands.add_parser("masks", help="mask sources for a preset").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    sub = masks.add_parser("ideal", help="ideal masks of a synthetic benchmark, on any preset's grid")
+    sub.add_argument("manifest")
+    sub.add_argument("--preset", default="origin")
+    sub.add_argument("--criterion-db", type=float, default=0.0, help="local SNR a pixel needs to count as sound")
+    sub.add_argument("--cache-root", default="data/cache")
+    sub.add_argument("--quiet", action="store_true")
+    sub.set_defaults(run=_cmd_masks_ideal)
     return parser
 
 

@@ -1,0 +1,183 @@
+"""Write a whole synthetic benchmark to disk: audio, target stems, manifest, events, recordings, ideal masks.
+
+Recordings are rendered in parallel worker processes, each seeded from (seed, recording index) alone, so the dataset
+is identical whatever the worker count. Each finished recording leaves a small part file; a rerun skips those, so
+an interrupted build resumes. Memory is bounded by one recording per worker.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import soundfile as sf
+import torch
+from tqdm import tqdm
+
+from ..audio import read_window
+from ..cache import mask_store, write_bytes_atomic
+from ..labels import NUM_JOINT_CLASSES, SOUND_TYPES
+from ..manifest import WindowRow, write_csv_atomic, write_manifest
+from ..spectrogram import SpectrogramConfig, SpectrogramTransform
+from .scene import RecordingPlan, make_deployments, render_recording
+
+AUDIO_DIR, STEMS_DIR, PARTS_DIR = "audio", "stems", "parts"
+EVENT_COLUMNS = ("recording", "window", "sound_type", "start_s", "end_s", "low_hz", "high_hz", "snr_db",
+                 "effective_snr_db", "params")
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """Size and shape of a synthetic benchmark."""
+
+    name: str
+    n_windows: int
+    windows_per_recording: int
+    window_s: float
+    sample_rate: int = 384_000
+    n_deployments: int = 6
+    class_weights: tuple[float, ...] = (1.0,) * NUM_JOINT_CLASSES  # balanced over the 8 joint classes
+
+    def __post_init__(self) -> None:
+        if self.n_windows <= 0 or self.windows_per_recording <= 0 or self.window_s <= 0:
+            raise ValueError("n_windows, windows_per_recording and window_s must be positive")
+        if self.sample_rate < 320_000:
+            raise ValueError(f"sample_rate must be >= 320000 Hz to carry porpoise clicks, got {self.sample_rate}")
+        if len(self.class_weights) != NUM_JOINT_CLASSES or min(self.class_weights) < 0 or sum(self.class_weights) <= 0:
+            raise ValueError(f"class_weights must be {NUM_JOINT_CLASSES} non-negative numbers, not all zero")
+
+
+BENCHMARK_PRESETS = {
+    # a few hundred short windows: builds in well under 2 minutes on 2 cores
+    "demo": BenchmarkConfig(name="demo", n_windows=384, windows_per_recording=24, window_s=0.25, n_deployments=6),
+    # the paper's scale: ~10,000 windows
+    "paper": BenchmarkConfig(name="paper", n_windows=10_000, windows_per_recording=50, window_s=0.5,
+                             n_deployments=12),
+}
+
+
+def plan_recordings(config: BenchmarkConfig, seed: int) -> list[RecordingPlan]:
+    deployments = make_deployments(config.n_deployments)
+    plans, remaining, index = [], config.n_windows, 0
+    while remaining > 0:
+        count = min(config.windows_per_recording, remaining)
+        deployment = deployments[index % len(deployments)]
+        plans.append(RecordingPlan(
+            name=f"{deployment.name}_{index:04d}", deployment=deployment, n_windows=count, window_s=config.window_s,
+            sample_rate=config.sample_rate, seed=(seed, index), class_weights=config.class_weights,
+        ))
+        remaining -= count
+        index += 1
+    return plans
+
+
+def target_stem_path(audio_path: Path) -> Path:
+    """Where the clean target sounds of a benchmark recording live, beside its audio folder."""
+    return audio_path.parent.parent / STEMS_DIR / f"{audio_path.stem}.target.flac"
+
+
+def _write_flac_atomic(path: Path, samples: np.ndarray, sample_rate: int) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    sf.write(str(temporary), samples, sample_rate, subtype="PCM_24", format="FLAC")
+    temporary.replace(path)
+
+
+def _build_one(out_dir: Path, plan: RecordingPlan) -> str:
+    rendered = render_recording(plan)
+    audio = out_dir / AUDIO_DIR / f"{plan.name}.flac"
+    _write_flac_atomic(audio, rendered.mix, plan.sample_rate)
+    _write_flac_atomic(target_stem_path(audio), rendered.target, plan.sample_rate)
+    part = {"info": rendered.info, "windows": rendered.windows, "events": rendered.events}
+    write_bytes_atomic(out_dir / PARTS_DIR / f"{plan.name}.json", json.dumps(part).encode())
+    return plan.name
+
+
+def build_benchmark(
+    out_dir: str | Path, config: BenchmarkConfig, seed: int = 0, workers: int = 1, progress: bool = True
+) -> Path:
+    """Render every recording not yet on disk, then write manifest.csv, events.csv and recordings.csv."""
+    out_dir = Path(out_dir)
+    for folder in (AUDIO_DIR, STEMS_DIR, PARTS_DIR):
+        (out_dir / folder).mkdir(parents=True, exist_ok=True)
+    plans = plan_recordings(config, seed)
+    settings = out_dir / "benchmark.json"
+    wanted = {"config": {**config.__dict__, "class_weights": list(config.class_weights)}, "seed": seed}
+    if settings.exists() and json.loads(settings.read_text()) != wanted:
+        raise ValueError(f"{out_dir} holds a benchmark built with other settings ({settings}); use another folder")
+    write_bytes_atomic(settings, json.dumps(wanted, indent=2).encode())
+    todo = [plan for plan in plans if not (out_dir / PARTS_DIR / f"{plan.name}.json").exists()]
+    with tqdm(total=len(plans), initial=len(plans) - len(todo), desc=f"synth {config.name}", unit="rec",
+              disable=not progress) as bar:
+        if workers > 1:
+            with ProcessPoolExecutor(workers) as pool:
+                for _ in pool.map(_build_one, [out_dir] * len(todo), todo):
+                    bar.update(1)
+        else:
+            for plan in todo:
+                _build_one(out_dir, plan)
+                bar.update(1)
+    return _write_tables(out_dir, plans)
+
+
+def _write_tables(out_dir: Path, plans: Sequence[RecordingPlan]) -> Path:
+    rows, events, recordings = [], [], []
+    for plan in plans:
+        part = json.loads((out_dir / PARTS_DIR / f"{plan.name}.json").read_text())
+        info = part["info"]
+        recordings.append(info)
+        for index, bits in enumerate(part["windows"]):
+            rows.append(WindowRow(
+                path=out_dir / AUDIO_DIR / f"{plan.name}.flac", start_s=round(index * plan.window_s, 6),
+                duration_s=plan.window_s, **dict(zip(SOUND_TYPES, bits)), recording=plan.name,
+                deployment=info["deployment"], season=info["season"], site=info["site"],
+            ))
+        events.extend(part["events"])
+    manifest = out_dir / "manifest.csv"
+    write_manifest(rows, manifest)
+    write_csv_atomic(out_dir / "events.csv", EVENT_COLUMNS,
+                     [[json.dumps(e[c]) if c == "params" else e[c] for c in EVENT_COLUMNS] for e in events])
+    columns = list(recordings[0])
+    write_csv_atomic(out_dir / "recordings.csv", columns, [[r[c] for c in columns] for r in recordings])
+    return manifest
+
+
+def ideal_mask(target_power: torch.Tensor, noise_power: torch.Tensor, criterion_db: float = 0.0) -> torch.Tensor:
+    """Pixels where the target sounds' power exceeds the noise power by `criterion_db` (local SNR criterion)."""
+    return target_power > noise_power * 10 ** (criterion_db / 10)
+
+
+def write_ideal_masks(
+    rows: Sequence[WindowRow], config: SpectrogramConfig, cache_root: str | Path, criterion_db: float = 0.0,
+    batch_size: int = 16, progress: bool = True,
+) -> int:
+    """Rasterise ideal masks on this preset's grid from each recording's target stem; returns how many were new."""
+    store = mask_store(config, "ideal", cache_root)
+    pending = [row for row in rows if not store.has(row.key)]
+    transform = SpectrogramTransform(config)
+    for first in tqdm(range(0, len(pending), batch_size), desc=f"ideal masks {config.cache_key}",
+                      disable=not progress or not pending):
+        batch = pending[first : first + batch_size]
+        read = dict(target_rate=config.sample_rate, fmax_hz=config.fmax)
+        mix = np.stack([read_window(r.path, r.start_s, r.duration_s, **read) for r in batch])
+        target = np.stack([read_window(target_stem_path(r.path), r.start_s, r.duration_s, **read) for r in batch])
+        with torch.no_grad():
+            target_power = transform.band_power(torch.from_numpy(target))
+            noise_power = transform.band_power(torch.from_numpy(mix - target))
+        for row, mask in zip(batch, ideal_mask(target_power, noise_power, criterion_db).numpy()):
+            store.save(row.key, mask)
+    return len(pending)
+
+
+def read_events(out_dir: str | Path) -> list[dict]:
+    with open(Path(out_dir) / "events.csv", newline="") as handle:
+        return [{**row, "params": json.loads(row["params"])} for row in csv.DictReader(handle)]
+
+
+def sized(config: BenchmarkConfig, n_windows: int | None) -> BenchmarkConfig:
+    return config if n_windows is None else replace(config, n_windows=n_windows)
+

@@ -1,0 +1,197 @@
+"""One synthetic recording: a deployment's noise regime, calls placed window by window at drawn SNRs, the sensor.
+
+Target sounds and noise are rendered separately and kept apart (the target stem), so ideal masks can be computed
+exactly for any front end: a pixel is "sound" where target power beats noise power.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..labels import NUM_JOINT_CLASSES, SOUND_TYPES, label_vector
+from .calls import Event, beluga_whistle, click_train
+from .noise import ambient_noise, echosounder, sensor_filter, shaped_noise, snapping_shrimp, vessel_passage
+
+# Band SNR of each call (dB, call power over its own duration vs. the ambient noise power in its band over the
+# window). Whistles reach below 0 dB so some are barely there, as in real data. A click lasts ~100 us but a
+# spectrogram frame ~3 ms, so a click's pixel SNR is ~15 dB below its own SNR: click ranges sit higher to span the
+# same barely-visible-to-obvious range on the image. A passing vessel lowers the effective SNR further (events.csv
+# records both).
+SNR_RANGES_DB = {"whistle": (-6.0, 14.0), "beluga_click": (8.0, 38.0), "porpoise_click": (8.0, 38.0)}
+WINDOW_MARGIN_S = 0.005  # calls stay this far inside their window, so window labels are unambiguous
+DIGITAL_NOISE_RMS = 0.003  # ambient noise level in the written files (-50 dBFS) before the sensor's gain: vessels fit below full scale
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One recorder at one site in one season: what makes grouped splits a real domain shift."""
+
+    name: str
+    site: str
+    season: str
+    sensor: str
+    sea_state: tuple[float, float]
+    vessels_per_minute: float
+    shrimp_rate_hz: tuple[float, float]
+    shrimp_level_db: tuple[float, float]
+    echosounder_probability: float
+    highpass_hz: float
+    rolloff_hz: float
+    self_noise_db: float
+    gain_db: float
+    clipping_probability: float
+
+
+# Sites differ in traffic, shrimp beds and fishing; seasons in weather, traffic and shrimp activity; sensors in
+# frequency response, self-noise and gain.
+SITES = {
+    "tadoussac": {"vessels_per_minute": 4.0, "shrimp_rate_hz": (5, 40), "echosounder_probability": 0.3},
+    "baie-ste-marguerite": {"vessels_per_minute": 1.0, "shrimp_rate_hz": (50, 300), "echosounder_probability": 0.1},
+    "cap-de-bon-desir": {"vessels_per_minute": 2.0, "shrimp_rate_hz": (2, 20), "echosounder_probability": 0.5},
+}
+SEASONS = {
+    "summer": {"sea_state": (0.0, 3.0), "traffic": 1.5, "shrimp_db": (-14.0, -4.0)},
+    "autumn": {"sea_state": (2.0, 5.0), "traffic": 1.0, "shrimp_db": (-18.0, -8.0)},
+    "winter": {"sea_state": (3.0, 6.0), "traffic": 0.4, "shrimp_db": (-22.0, -12.0)},
+}
+SENSORS = {
+    # broadband recorder, flat to near Nyquist, quiet
+    "broadband": {"highpass_hz": 20.0, "rolloff_hz": 180e3, "self_noise_db": 27.0, "gain_db": 0.0},
+    # older hydrophone: earlier high-frequency roll-off (attenuates NBHF clicks), noisier, hotter gain
+    "legacy": {"highpass_hz": 150.0, "rolloff_hz": 110e3, "self_noise_db": 34.0, "gain_db": 6.0},
+}
+
+
+def make_deployments(count: int) -> list[Deployment]:
+    """A deterministic spread of deployments over sites, seasons and sensors."""
+    sites, seasons, sensors = list(SITES), list(SEASONS), list(SENSORS)
+    deployments = []
+    for i in range(count):
+        site, season, sensor = sites[i % 3], seasons[(i + i // 3) % 3], sensors[(i // 2) % 2]
+        s, w, r = SITES[site], SEASONS[season], SENSORS[sensor]
+        deployments.append(Deployment(
+            name=f"D{i + 1:02d}", site=site, season=season, sensor=sensor, sea_state=w["sea_state"],
+            vessels_per_minute=s["vessels_per_minute"] * w["traffic"], shrimp_rate_hz=s["shrimp_rate_hz"],
+            shrimp_level_db=w["shrimp_db"], echosounder_probability=s["echosounder_probability"],
+            highpass_hz=r["highpass_hz"], rolloff_hz=r["rolloff_hz"], self_noise_db=r["self_noise_db"],
+            gain_db=r["gain_db"], clipping_probability=0.15 if sensor == "legacy" else 0.03,
+        ))
+    return deployments
+
+
+@dataclass(frozen=True)
+class RecordingPlan:
+    name: str
+    deployment: Deployment
+    n_windows: int
+    window_s: float
+    sample_rate: int
+    seed: tuple[int, ...]
+    class_weights: tuple[float, ...]
+
+
+@dataclass
+class RenderedRecording:
+    mix: np.ndarray  # what the recorder wrote
+    target: np.ndarray  # the target calls alone, after the same sensor response and gain
+    windows: list[tuple[int, ...]]  # 3-bit labels per window
+    events: list[dict]
+    info: dict
+
+
+def band_power(x: np.ndarray, sample_rate: int, low_hz: float, high_hz: float) -> float:
+    """Mean power of x within [low_hz, high_hz] (Parseval on the real FFT)."""
+    spectrum = np.fft.rfft(x)
+    frequencies = np.fft.rfftfreq(x.size, 1 / sample_rate)
+    band = (frequencies >= low_hz) & (frequencies <= high_hz)
+    return float(2 * np.sum(np.abs(spectrum[band]) ** 2) / x.size**2)
+
+
+def _draw_events(rng: np.random.Generator, sound_type: str, sample_rate: int, span: int) -> list[Event]:
+    if sound_type == "whistle":
+        return [beluga_whistle(rng, sample_rate, span) for _ in range(min(1 + rng.poisson(0.6), 3))]  # bouts
+    return [click_train(rng, sample_rate, span, sound_type) for _ in range(1 + int(rng.random() < 0.25))]
+
+
+def render_recording(plan: RecordingPlan) -> RenderedRecording:
+    rng = np.random.default_rng(np.random.SeedSequence(plan.seed))
+    deployment, sr = plan.deployment, plan.sample_rate
+    window = int(round(plan.window_s * sr))
+    n = plan.n_windows * window
+    duration_s = n / sr
+
+    sea_state = rng.uniform(*deployment.sea_state)
+    baseline = ambient_noise(rng, n, sr, sea_state)
+    baseline += shaped_noise(rng, n, sr, lambda f: np.full_like(f, deployment.self_noise_db))
+    ambient_rms = np.sqrt(np.mean(baseline**2))
+    shrimp_rate = rng.uniform(*deployment.shrimp_rate_hz)
+    shrimp_db = rng.uniform(*deployment.shrimp_level_db)
+    shrimp = snapping_shrimp(rng, n, sr, shrimp_rate, 0.0)
+    if shrimp.any():
+        baseline += shrimp * ambient_rms * 10 ** (shrimp_db / 20) / np.sqrt(np.mean(shrimp**2))
+    confusers = np.zeros(n)
+    info = {"recording": plan.name, "deployment": deployment.name, "site": deployment.site,
+            "season": deployment.season, "sensor": deployment.sensor, "sea_state": round(sea_state, 2),
+            "shrimp_rate_hz": round(shrimp_rate, 1), "shrimp_level_db": round(shrimp_db, 1), "vessels": 0,
+            "echosounder_hz": 0.0, "clip_level": 0.0}
+    for _ in range(rng.poisson(deployment.vessels_per_minute * duration_s / 60 + 0.3)):
+        vessel, params = vessel_passage(rng, n, sr, 20 * np.log10(ambient_rms) + rng.uniform(0, 25))
+        confusers += vessel
+        info["vessels"] += 1
+    if rng.random() < deployment.echosounder_probability:
+        pings, params = echosounder(rng, n, sr, 0.0)
+        band = (params["frequency_hz"] - 5e3, params["frequency_hz"] + 5e3)
+        ping_power = np.mean(pings[pings != 0] ** 2)
+        confusers += pings * np.sqrt(band_power(baseline[:window], sr, *band) * 10 ** (rng.uniform(5, 25) / 10)
+                                     / ping_power)
+        info["echosounder_hz"] = params["frequency_hz"]
+
+    target = np.zeros(n)
+    weights = np.asarray(plan.class_weights, dtype=float)
+    windows, events = [], []
+    margin = int(WINDOW_MARGIN_S * sr)
+    for index in range(plan.n_windows):
+        joint = int(rng.choice(NUM_JOINT_CLASSES, p=weights / weights.sum()))
+        bits = label_vector(joint)
+        windows.append(bits)
+        start = index * window
+        quiet = baseline[start : start + window]
+        loud = quiet + confusers[start : start + window]
+        for sound_type, present in zip(SOUND_TYPES, bits):
+            if not present:
+                continue
+            for event in _draw_events(rng, sound_type, sr, window - 2 * margin):
+                offset = start + margin + int(rng.integers(0, window - 2 * margin - event.samples.size + 1))
+                snr_db = rng.uniform(*SNR_RANGES_DB[sound_type])
+                band = (event.low_hz, event.high_hz)
+                signal_power = band_power(event.samples, sr, *band) * event.samples.size / (event.unit_duration_s * sr)
+                noise_power = band_power(quiet, sr, *band)
+                samples = event.samples * np.sqrt(noise_power * 10 ** (snr_db / 10) / max(signal_power, 1e-30))
+                target[offset : offset + samples.size] += samples
+                effective = snr_db - 10 * np.log10(band_power(loud, sr, *band) / noise_power)
+                events.append({
+                    "recording": plan.name, "window": index, "sound_type": sound_type,
+                    "start_s": round(offset / sr, 6), "end_s": round((offset + samples.size) / sr, 6),
+                    "low_hz": round(event.low_hz, 1), "high_hz": round(event.high_hz, 1),
+                    "snr_db": round(snr_db, 2), "effective_snr_db": round(float(effective), 2),
+                    "params": event.params,
+                })
+
+    scale = DIGITAL_NOISE_RMS / ambient_rms * 10 ** (deployment.gain_db / 20)
+    noise = sensor_filter(baseline + confusers, sr, deployment.highpass_hz, deployment.rolloff_hz) * scale
+    target = sensor_filter(target, sr, deployment.highpass_hz, deployment.rolloff_hz) * scale
+    mix = noise + target
+    clip = 0.999
+    if rng.random() < deployment.clipping_probability:  # an over-driven recorder flattens the loudest moments
+        clip = min(clip, float(np.quantile(np.abs(mix), rng.uniform(0.995, 0.9999))))
+        info["clip_level"] = round(clip, 5)
+    return RenderedRecording(
+        mix=np.clip(mix, -clip, clip).astype(np.float32), target=np.clip(target, -clip, clip).astype(np.float32),
+        windows=windows, events=events, info=info,
+    )
+
+
+def deployment_record(deployment: Deployment) -> dict:
+    return asdict(deployment)
