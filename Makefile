@@ -1,9 +1,23 @@
 # Two commands set everything up: `make install`, then `make test`.
 VENV ?= .venv
 PY := $(VENV)/bin/python
+MGC := $(VENV)/bin/mgc
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install test test-fast demo mlflow-ui clean
+# The benchmark the training targets use; point BENCH at another folder built with `mgc synth` to change it.
+BENCH ?= data/bench-demo
+HQ_COUNT ?= 200
+# Extra LightningCLI arguments, e.g. ARGS="--trainer.max_epochs 5"; RESUME=path/to/last.ckpt (or last) resumes.
+ARGS ?=
+RESUME ?=
+RESUME_ARG := $(if $(RESUME),--ckpt_path $(RESUME),)
+
+MODEL ?= resnet50
+FUSION ?= xattn
+MASK ?= soft
+MASK_SOURCE ?= predicted
+
+.PHONY: install test test-fast demo mlflow-ui clean bench hq-masks train-seg predict-masks train-baseline train-mgc
 
 install: $(VENV)/.installed
 
@@ -21,6 +35,35 @@ test-fast: install
 
 demo: install
 	@echo "make demo: not yet (lands with the end-to-end pipeline); see README."
+
+bench: $(BENCH)/manifest.csv
+
+$(BENCH)/manifest.csv: | install
+	$(MGC) synth $(BENCH) --preset demo --workers 2
+
+hq-masks: $(BENCH)/hq.csv
+
+$(BENCH)/hq.csv: $(BENCH)/manifest.csv
+	$(MGC) masks select $(BENCH)/manifest.csv --count $(HQ_COUNT) --source ideal --out $@
+
+train-seg: $(BENCH)/hq.csv
+	$(MGC) fit --config experiments/seg_deeplabv3.yaml --data.init_args.manifest $(BENCH)/hq.csv $(RESUME_ARG) $(ARGS)
+
+# Predict masks for every window of every preset with a trained segmenter: make predict-masks CKPT=path.ckpt
+predict-masks: $(BENCH)/manifest.csv
+	@test -n "$(CKPT)" || (echo "usage: make predict-masks CKPT=checkpoints/<exp>/<run>/checkpoints/best-....ckpt"; exit 2)
+	for preset in origin mel pcen; do $(MGC) masks predict $(BENCH)/manifest.csv --checkpoint $(CKPT) --preset $$preset; done
+
+# Image-only baseline: make train-baseline MODEL=resnet50|convnext_tiny|vit_b16|deit
+train-baseline: $(BENCH)/manifest.csv
+	$(MGC) fit --config experiments/classifier_base.yaml --config experiments/baseline_$(MODEL).yaml \
+		--data.init_args.manifest $(BENCH)/manifest.csv $(RESUME_ARG) $(ARGS)
+
+# Mask-guided: make train-mgc FUSION=concat|gated|xattn MASK=binary|soft [MASK_SOURCE=ideal|candidate|predicted]
+train-mgc: $(BENCH)/manifest.csv
+	$(MGC) fit --config experiments/classifier_base.yaml --config experiments/mgc_$(FUSION)_$(MASK).yaml \
+		--data.init_args.manifest $(BENCH)/manifest.csv --data.init_args.mask_source $(MASK_SOURCE) \
+		$(RESUME_ARG) $(ARGS)
 
 mlflow-ui: install
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow server \

@@ -92,6 +92,68 @@ def _cmd_masks_ideal(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_masks_propose(args: argparse.Namespace) -> int:
+    from .manifest import load_manifest
+    from .mask_sources import export_for_refinement, propose_masks
+    from .spectrogram import get_preset
+
+    rows, config = load_manifest(args.manifest), get_preset(args.preset)
+    propose_masks(rows, config, args.cache_root, args.sensitivity, progress=not args.quiet)
+    print(f"{len(rows)} candidate masks (sensitivity {args.sensitivity}) for preset {args.preset}")
+    if args.export:
+        manifest = export_for_refinement(rows, config, args.cache_root, args.export)
+        print(f"PNGs for refinement and their manifest: {manifest}")
+    return 0
+
+
+def _cmd_masks_select(args: argparse.Namespace) -> int:
+    from .cache import mask_store
+    from .manifest import SplitConfig, load_manifest, write_manifest
+    from .mask_sources import select_high_quality
+    from .spectrogram import get_preset
+
+    rows = load_manifest(args.manifest)
+    available = None
+    if args.source == "manifest":
+        available = lambda row: bool(row.mask)  # noqa: E731
+    elif args.source:
+        store = mask_store(get_preset(args.preset), args.source, args.cache_root)
+        available = lambda row: store.has(row.key)  # noqa: E731
+    chosen = select_high_quality(rows, SplitConfig(group_by=args.split_by, seed=args.seed), args.count, args.seed,
+                                 available)
+    write_manifest(chosen, args.out)
+    counts = Counter(row.joint_class for row in chosen)
+    print(f"{len(chosen)} windows to {args.out} (train/val sides only), per class: "
+          + ", ".join(f"{JOINT_CLASS_NAMES[c]}={counts.get(c, 0)}" for c in range(len(JOINT_CLASS_NAMES))))
+    return 0
+
+
+def _cmd_masks_predict(args: argparse.Namespace) -> int:
+    from .manifest import load_manifest
+    from .models.segmenter import predict_masks
+    from .spectrogram import get_preset
+
+    rows = load_manifest(args.manifest)
+    done = predict_masks(args.checkpoint, rows, get_preset(args.preset), args.cache_root, args.batch_size,
+                         args.device, replace=args.replace, progress=not args.quiet)
+    print(f"{done} masks predicted, {len(set(rows)) - done} already there (preset {args.preset})")
+    return 0
+
+
+def _cmd_masks_evaluate(args: argparse.Namespace) -> int:
+    from .manifest import SplitConfig, load_manifest, split_rows
+    from .mask_sources import evaluate_masks
+    from .spectrogram import get_preset
+
+    rows = load_manifest(args.manifest, check_audio=False)
+    if args.split != "all":
+        rows = [rows[i] for i in split_rows(rows, SplitConfig(group_by=args.split_by, seed=args.seed))[args.split]]
+    scores = evaluate_masks(rows, get_preset(args.preset), args.cache_root, args.source, args.reference)
+    print(f"{args.source} vs {args.reference} masks, preset {args.preset}, {args.split} split ({len(rows)} windows): "
+          + ", ".join(f"{name} {value:.3f}" for name, value in scores.items()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mgc", description="Mask-guided classification of marine mammal sounds.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -157,10 +219,67 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--cache-root", default="data/cache")
     sub.add_argument("--quiet", action="store_true")
     sub.set_defaults(run=_cmd_masks_ideal)
+
+    sub = masks.add_parser("propose", help="candidate masks: edges + adaptive threshold + clean-up")
+    sub.add_argument("manifest")
+    sub.add_argument("--preset", default="origin")
+    sub.add_argument("--sensitivity", type=float, default=0.7, help="0..1, higher keeps more pixels")
+    sub.add_argument("--export", help="folder for spectrogram/mask PNGs and a manifest, to refine by hand")
+    sub.add_argument("--cache-root", default="data/cache")
+    sub.add_argument("--quiet", action="store_true")
+    sub.set_defaults(run=_cmd_masks_propose)
+
+    sub = masks.add_parser("select", help="pick the high-quality set (stratified over the 8 classes) for the segmenter")
+    sub.add_argument("manifest")
+    sub.add_argument("--count", type=int, default=200)
+    sub.add_argument("--out", required=True, help="manifest of the chosen windows")
+    sub.add_argument("--source", default="", help="only windows that have a mask in this source (e.g. ideal, "
+                                                 "manifest)")
+    sub.add_argument("--preset", default="origin")
+    sub.add_argument("--split-by", default="recording", help="must match the classifier's split")
+    sub.add_argument("--seed", type=int, default=0, help="must match the classifier's split seed")
+    sub.add_argument("--cache-root", default="data/cache")
+    sub.set_defaults(run=_cmd_masks_select)
+
+    sub = masks.add_parser("predict", help="predict masks for every window with a trained segmenter (resumable)")
+    sub.add_argument("manifest")
+    sub.add_argument("--checkpoint", required=True)
+    sub.add_argument("--preset", default="origin")
+    sub.add_argument("--batch-size", type=int, default=32)
+    sub.add_argument("--device", default="cpu")
+    sub.add_argument("--replace", action="store_true", help="drop masks predicted by another checkpoint")
+    sub.add_argument("--cache-root", default="data/cache")
+    sub.add_argument("--quiet", action="store_true")
+    sub.set_defaults(run=_cmd_masks_predict)
+
+    sub = masks.add_parser("evaluate", help="IoU / Dice / pixel F1 of a mask source against the ideal masks")
+    sub.add_argument("manifest")
+    sub.add_argument("--source", required=True, help="candidate, predicted, ...")
+    sub.add_argument("--reference", default="ideal")
+    sub.add_argument("--preset", default="origin")
+    sub.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
+    sub.add_argument("--split-by", default="recording")
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--cache-root", default="data/cache")
+    sub.set_defaults(run=_cmd_masks_evaluate)
+
+    for name in LIGHTNING_COMMANDS:
+        commands.add_parser(name, help=f"Lightning {name} from a YAML experiment (see `mgc {name} --help`)",
+                            add_help=False)
     return parser
 
 
+LIGHTNING_COMMANDS = ("fit", "test")
+
+
 def main(argv: list[str] | None = None) -> int:
+    from_shell = argv is None
+    argv = sys.argv[1:] if from_shell else argv
+    if argv and argv[0] in LIGHTNING_COMMANDS:
+        from .training import run_lightning
+
+        run_lightning(None if from_shell else argv)  # LightningCLI reads sys.argv itself when run from a shell
+        return 0
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

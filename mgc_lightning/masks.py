@@ -1,7 +1,8 @@
-"""Masks on the spectrogram image grid.
+"""Masks on the spectrogram image grid: box masks from annotations, candidate masks (the classical first labelling
+step), soft masks, mask files, and the agreement metrics used everywhere masks are compared.
 
-Box masks from annotations are rasterised for any front-end config through the config's own row frequencies and
-column times, so a mask always lines up with the image it belongs to.
+Box masks are rasterised through the config's own row frequencies and column times, so a mask always lines up with
+the image it belongs to.
 """
 
 from __future__ import annotations
@@ -31,6 +32,45 @@ def box_mask(
         rows = config.rows_in_band(box.low_hz, box.high_hz)
         mask |= rows[:, None] & columns[None, :]
     return mask
+
+
+def candidate_mask(image: np.ndarray, sensitivity: float = 0.7) -> np.ndarray:
+    """Semi-automatic candidate mask of a spectrogram image (the paper's first labelling step, refined by a person).
+
+    Each row's stationary level is removed (vessel tonals, sensor noise bands), the image is scaled by a robust noise
+    estimate, then a pixel is kept where it beats a local (Gaussian-weighted) threshold by k noise units and sits on
+    or next to a Canny edge (or is very strong); small specks are dropped and gaps closed. `sensitivity` in [0, 1]
+    sets k = 4 - 3 * sensitivity: higher keeps more.
+    """
+    from scipy import ndimage
+    from skimage import feature, filters, morphology
+
+    if not 0 <= sensitivity <= 1:
+        raise ValueError(f"sensitivity must be in [0, 1], got {sensitivity}")
+    image = np.asarray(image, dtype=np.float32)
+    whitened = image - np.median(image, axis=1, keepdims=True)
+    noise = 1.4826 * np.median(np.abs(whitened)) + 1e-6
+    z = whitened / noise
+    k = 4.0 - 3.0 * sensitivity
+    above_local = z > filters.threshold_local(z, block_size=31, method="gaussian") + k
+    edges = ndimage.binary_dilation(feature.canny(z, sigma=1.0, low_threshold=k, high_threshold=2 * k))
+    mask = above_local & (edges | (z > 2 * k))
+    mask = morphology.remove_small_objects(mask, max_size=3)
+    return ndimage.binary_closing(mask)
+
+
+def mask_metrics(prefix: str = ""):
+    """IoU and pixel F1 over all pixels, and Dice averaged over windows (windows empty in both are skipped)."""
+    import warnings
+
+    from torchmetrics import MetricCollection
+    from torchmetrics.classification import BinaryF1Score, BinaryJaccardIndex
+    from torchmetrics.segmentation import DiceScore
+
+    with warnings.catch_warnings():  # DiceScore warns about a future default even when `average` is given
+        warnings.filterwarnings("ignore", message="DiceScore metric currently defaults")
+        dice = DiceScore(num_classes=2, include_background=False, average="micro", input_format="index")
+    return MetricCollection({"iou": BinaryJaccardIndex(), "dice": dice, "pixel_f1": BinaryF1Score()}, prefix=prefix)
 
 
 def soft_mask(mask: np.ndarray, sigma: float) -> np.ndarray:

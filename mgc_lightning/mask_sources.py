@@ -1,0 +1,99 @@
+"""Dataset-level jobs on mask sources: candidate masks for a preset, export for hand refinement, the high-quality
+training set for the segmenter, and agreement of any source with the ideal masks."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .cache import compute_spectrograms, mask_store, spectrogram_store
+from .labels import NUM_JOINT_CLASSES
+from .manifest import SplitConfig, WindowRow, split_rows, write_manifest
+from .masks import candidate_mask, mask_metrics
+from .spectrogram import SpectrogramConfig
+
+CANDIDATE = "candidate"
+IDEAL = "ideal"
+
+
+def propose_masks(
+    rows: Sequence[WindowRow], config: SpectrogramConfig, cache_root: str | Path, sensitivity: float = 0.7,
+    progress: bool = True,
+) -> int:
+    """Candidate masks for every window into the `candidate` source (recomputed, so a new sensitivity applies)."""
+    compute_spectrograms(rows, config, cache_root, progress=progress)
+    images, store = spectrogram_store(config, cache_root), mask_store(config, CANDIDATE, cache_root)
+    for row in tqdm(rows, desc=f"candidate masks {config.cache_key}", disable=not progress):
+        store.save(row.key, candidate_mask(images.load(row.key), sensitivity))
+    return len(rows)
+
+
+def export_for_refinement(
+    rows: Sequence[WindowRow], config: SpectrogramConfig, cache_root: str | Path, folder: str | Path
+) -> Path:
+    """Write each window's spectrogram and candidate mask as PNGs plus a manifest whose `mask` column points at the
+    mask PNGs: edit the PNGs in any image editor, then train the segmenter on that manifest with mask source
+    `manifest`."""
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    images, store = spectrogram_store(config, cache_root), mask_store(config, CANDIDATE, cache_root)
+    exported = []
+    for index, row in enumerate(rows):
+        stem = f"{index:05d}_{row.recording}_{row.start_s:g}"
+        Image.fromarray((images.load(row.key).astype(np.float32) * 255).round().astype(np.uint8)).save(
+            folder / f"{stem}.spectrogram.png")
+        Image.fromarray(store.load(row.key).astype(np.uint8) * 255).save(folder / f"{stem}.mask.png")
+        exported.append(replace(row, mask=str((folder / f"{stem}.mask.png").resolve())))
+    manifest = folder / "manifest.csv"
+    write_manifest(exported, manifest)
+    return manifest
+
+
+def select_high_quality(
+    rows: Sequence[WindowRow], split: SplitConfig, count: int = 200, seed: int = 0,
+    available: Callable[[WindowRow], bool] | None = None,
+) -> list[WindowRow]:
+    """About `count` windows stratified over the 8 joint classes, drawn only from the train and validation sides of
+    the classifier's split, so no window whose mask trained the segmenter is ever in the classifier's test split."""
+    if count <= 0:
+        raise ValueError(f"count must be positive, got {count}")
+    sides = split_rows(rows, split)
+    pool = [rows[i] for side in ("train", "val") for i in sides[side]]
+    if available is not None:
+        pool = [row for row in pool if available(row)]
+    by_class: dict[int, list[WindowRow]] = {c: [] for c in range(NUM_JOINT_CLASSES)}
+    for row in pool:
+        by_class[row.joint_class].append(row)
+    generator = random.Random(seed)
+    for members in by_class.values():
+        generator.shuffle(members)
+    chosen: list[WindowRow] = []
+    while len(chosen) < count and any(by_class.values()):  # round robin: classes short of windows give way
+        for members in by_class.values():
+            if members and len(chosen) < count:
+                chosen.append(members.pop())
+    return chosen
+
+
+def evaluate_masks(
+    rows: Sequence[WindowRow], config: SpectrogramConfig, cache_root: str | Path, source: str,
+    reference: str = IDEAL,
+) -> dict[str, float]:
+    """IoU, Dice and pixel F1 of one mask source against another (default: the ideal masks)."""
+    predicted, truth = mask_store(config, source, cache_root), mask_store(config, reference, cache_root)
+    metrics = mask_metrics()
+    for row in rows:
+        for store in (predicted, truth):
+            if not store.has(row.key):
+                raise FileNotFoundError(f"no {Path(store.folder).name!r} mask for window {row.key} in {store.folder}")
+        metrics.update(torch.from_numpy(predicted.load(row.key)[None].astype(np.int64)),
+                       torch.from_numpy(truth.load(row.key)[None].astype(np.int64)))
+    return {name: float(value) for name, value in metrics.compute().items()}

@@ -1,0 +1,1 @@
+"""Neural networks: the segmenter that draws masks and the classifiers that use them."""

@@ -1,0 +1,157 @@
+"""ClassifierModule: one LightningModule for image-only baselines and mask-guided classification (MGC).
+
+mask_input "none" is the baseline (spectrogram encoder -> head). "binary" or "soft" adds the mask branch and a fusion;
+the head always sees pooled spectrogram features plus the fused vector (residual path), as in the paper.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..figures import confusion_figure
+from ..labels import JOINT_CLASS_NAMES, NUM_JOINT_CLASSES, NUM_SOUND_TYPES, joint_to_vectors
+from ..metrics import SoundTypeMetrics
+from ..tracking import log_figure
+from .encoders import MaskEncoder, SpectrogramEncoder
+from .fusion import FUSIONS
+from .optim import adamw_warmup_cosine
+
+MASK_INPUTS = ("none", "binary", "soft")
+HEADS = {"multiclass": NUM_JOINT_CLASSES, "multilabel": NUM_SOUND_TYPES}
+
+
+class ClassifierModule(L.LightningModule):
+    def __init__(
+        self,
+        backbone: str = "resnet18",
+        mask_input: str = "none",
+        fusion: str = "xattn",
+        head: str = "multiclass",
+        dim: int = 256,
+        heads: int = 4,
+        dropout: float = 0.1,
+        image_size: int = 128,
+        threshold: float = 0.5,
+        lr: float = 3e-4,
+        weight_decay: float = 0.05,
+        pretrained: bool = False,
+        pretrained_path: str | None = None,
+        init_from: str | None = None,
+    ):
+        super().__init__()
+        if mask_input not in MASK_INPUTS:
+            raise ValueError(f"mask_input must be one of {MASK_INPUTS}, got {mask_input!r}")
+        if fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {sorted(FUSIONS)}, got {fusion!r}")
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {sorted(HEADS)}, got {head!r}")
+        self.save_hyperparameters()
+        self.spectrogram_encoder = SpectrogramEncoder(backbone, dim, image_size, pretrained, pretrained_path)
+        self.uses_mask = mask_input != "none"
+        if self.uses_mask:
+            self.mask_encoder = MaskEncoder(dim)
+            self.fusion = FUSIONS[fusion](dim, heads, dropout)
+        self.head = nn.Sequential(nn.LayerNorm(dim), nn.Dropout(dropout), nn.Linear(dim, HEADS[head]))
+        # keys get a suffix because nn.Module already has a `train` attribute
+        self.metrics = nn.ModuleDict({f"{stage}_metrics": SoundTypeMetrics(threshold) for stage in ("train", "val", "test")})
+        if init_from:
+            self._initialise_from(init_from)
+
+    def _initialise_from(self, path: str) -> None:
+        """Weights-only start from another checkpoint (no optimiser, schedule or epoch: not a resume)."""
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: checkpoint for init_from not found")
+        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        own = self.state_dict()
+        usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        if not usable:
+            raise ValueError(f"{path}: no weights match this model")
+        self.load_state_dict(usable, strict=False)
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        tokens = self.spectrogram_encoder(image)
+        features = tokens.mean(dim=1)
+        if self.uses_mask:
+            if mask is None:
+                raise ValueError(f"this model was built with mask_input={self.hparams.mask_input!r} and needs a mask; "
+                                 "set the data module's mask_source")
+            features = features + self.fusion(tokens, self.mask_encoder(mask))
+        return self.head(features)
+
+    def setup(self, stage: str) -> None:
+        data = getattr(self.trainer, "datamodule", None)
+        if data is None or not hasattr(data, "mask_source"):
+            return
+        if self.uses_mask and (not data.mask_source or data.mask_kind != self.hparams.mask_input):
+            raise ValueError(
+                f"model mask_input={self.hparams.mask_input!r} but data gives mask_source={data.mask_source!r}, "
+                f"mask_kind={data.mask_kind!r}: set data.mask_source and data.mask_kind={self.hparams.mask_input!r}")
+        if not self.uses_mask and data.mask_source:
+            raise ValueError("a baseline (mask_input='none') was given a mask source; drop data.mask_source")
+
+    def _loss(self, logits: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
+        if self.hparams.head == "multiclass":
+            return F.cross_entropy(logits, joint)
+        return F.binary_cross_entropy_with_logits(logits, joint_to_vectors(joint).float())
+
+    def _outputs(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits if self.hparams.head == "multiclass" else torch.sigmoid(logits)
+
+    def _step(self, batch: dict, stage: str) -> torch.Tensor:
+        logits = self(batch["image"], batch.get("mask"))
+        loss = self._loss(logits, batch["joint"])
+        self.metrics[f"{stage}_metrics"].update(self._outputs(logits), batch["joint"])
+        self.log(f"{self._prefix(stage)}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "test",
+                 batch_size=len(logits), sync_dist=stage != "train")
+        return loss
+
+    def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: dict, batch_index: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict, batch_index: int) -> None:
+        self._step(batch, "test")
+
+    def _prefix(self, stage: str) -> str:
+        """Test metrics carry the preset's name (test/origin/..., test/mel/...) so OOD results stay apart."""
+        preset = getattr(getattr(self.trainer, "datamodule", None), "config", None)
+        return f"test/{preset.name}" if stage == "test" and preset is not None else stage
+
+    def _log_epoch(self, stage: str) -> None:
+        prefix = self._prefix(stage)
+        metrics = self.metrics[f"{stage}_metrics"]
+        scores = metrics.compute()
+        self.log(f"{prefix}/joint_acc", scores.pop("joint_acc"), prog_bar=True)
+        self.log_dict({f"{prefix}/{name}": value for name, value in scores.items()})
+        if stage == "test" or (stage == "val" and self._last_epoch()):
+            figure = confusion_figure(metrics.confusion_matrix().cpu().numpy(), JOINT_CLASS_NAMES,
+                                      title=f"{prefix} (joint accuracy {float(metrics.joint_acc.compute()):.3f})")
+            log_figure(self.trainer, figure, f"figures/confusion_{prefix.replace('/', '_')}.png")
+        metrics.reset()
+
+    def _last_epoch(self) -> bool:
+        return self.trainer.max_epochs is not None and self.current_epoch + 1 >= self.trainer.max_epochs
+
+    def on_train_epoch_end(self) -> None:
+        train = self.metrics["train_metrics"]
+        self.log("train/joint_acc", train.joint_acc.compute(), prog_bar=True)
+        train.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self._log_epoch("val")
+        else:
+            self.metrics["val_metrics"].reset()
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def configure_optimizers(self):
+        return adamw_warmup_cosine(self, self.hparams.lr, self.hparams.weight_decay)

@@ -1,0 +1,38 @@
+"""What every network sees: spectrogram images repeated to 3 channels with ImageNet normalisation (as in the paper),
+and local pretrained weights (nothing is ever downloaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def imagenet_input(image: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) image in [0, 1] -> (B, 3, H, W) normalised as ImageNet-trained encoders expect."""
+    mean = torch.tensor(IMAGENET_MEAN, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
+    return (image.expand(-1, 3, -1, -1) - mean) / std
+
+
+def load_local_weights(module: nn.Module, path: str | Path) -> None:
+    """Load pretrained weights from a local file into `module` (matching keys only), with errors that say what to do."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"pretrained weights file {path} not found. mgc-lightning never downloads weights: download them on a "
+            "machine with internet access (e.g. the timm or torchvision checkpoint of this encoder) and pass the "
+            "file's path, or leave pretrained_path empty to train from scratch"
+        )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    own = module.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise ValueError(f"{path}: none of its {len(state)} tensors matches the encoder's parameters")
+    module.load_state_dict(usable, strict=False)

@@ -1,0 +1,137 @@
+"""SegmenterModule: DeepLabV3 trained few-shot on high-quality masks to draw pseudo-attention masks, and the
+dataset-wide prediction that fills the `predicted` mask source."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import lightning as L
+import numpy as np
+import segmentation_models_pytorch as smp
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..cache import compute_spectrograms, mask_store, spectrogram_store
+from ..figures import mask_panel
+from ..manifest import WindowRow
+from ..masks import mask_metrics, soft_mask
+from ..spectrogram import SpectrogramConfig
+from ..tracking import log_figure
+from .inputs import imagenet_input, load_local_weights
+from .optim import adamw_warmup_cosine
+
+PREDICTED = "predicted"
+
+
+class SegmenterModule(L.LightningModule):
+    """Pixel-wise 2-class cross-entropy (paper, appendix A.3); AdamW with warm-up and cosine decay."""
+
+    def __init__(
+        self,
+        encoder_name: str = "resnet18",
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        pretrained_path: str | None = None,
+        figure_every_n_epochs: int = 5,
+        figure_windows: int = 4,
+        soft_sigma: float = 3.0,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = smp.DeepLabV3(encoder_name=encoder_name, encoder_weights=None, in_channels=3, classes=2)
+        if pretrained_path:
+            load_local_weights(self.net.encoder, pretrained_path)
+        self.val_metrics = mask_metrics(prefix="val/")
+        self._figure_batch: dict | None = None
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) images in [0, 1] -> (B, 2, H, W) logits (background, sound)."""
+        return self.net(imagenet_input(image))
+
+    def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
+        loss = F.cross_entropy(self(batch["image"]), batch["mask"][:, 0].long())
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["image"]))
+        return loss
+
+    def validation_step(self, batch: dict, batch_index: int) -> None:
+        logits = self(batch["image"])
+        target = batch["mask"][:, 0].long()
+        self.log("val/loss", F.cross_entropy(logits, target), prog_bar=True, batch_size=len(target), sync_dist=True)
+        prediction = logits.argmax(dim=1)
+        self.val_metrics.update(prediction, target)
+        if batch_index == 0:
+            self._figure_batch = {"image": batch["image"][: self.hparams.figure_windows].cpu(),
+                                  "target": target[: self.hparams.figure_windows].cpu(),
+                                  "prediction": prediction[: self.hparams.figure_windows].cpu()}
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.val_metrics.compute(), prog_bar=True)
+        self.val_metrics.reset()
+        last = self.trainer.max_epochs is not None and self.current_epoch + 1 >= self.trainer.max_epochs
+        if self._figure_batch and not self.trainer.sanity_checking and (
+            last or (self.current_epoch + 1) % self.hparams.figure_every_n_epochs == 0
+        ):
+            batch = self._figure_batch
+            figure = mask_panel({
+                "spectrogram": batch["image"][:, 0].numpy(),
+                "target": batch["target"].numpy(),
+                "prediction": batch["prediction"].numpy(),
+                f"soft (sigma {self.hparams.soft_sigma:g})": [soft_mask(p, self.hparams.soft_sigma)
+                                                             for p in batch["prediction"].numpy().astype(bool)],
+            })
+            log_figure(self.trainer, figure, f"figures/val_masks_epoch{self.current_epoch + 1:03d}.png")
+
+    def configure_optimizers(self):
+        return adamw_warmup_cosine(self, self.hparams.lr, self.hparams.weight_decay)
+
+
+def _checkpoint_identity(checkpoint: Path) -> dict:
+    stat = checkpoint.stat()
+    return {"checkpoint": str(checkpoint.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def predict_masks(
+    checkpoint: str | Path,
+    rows: Sequence[WindowRow],
+    config: SpectrogramConfig,
+    cache_root: str | Path,
+    batch_size: int = 32,
+    device: str = "cpu",
+    replace: bool = False,
+    progress: bool = True,
+) -> int:
+    """Predict binary masks for every window of this preset that has none yet; returns how many were predicted.
+
+    Resumable: finished windows are skipped. One `predicted` source holds one segmenter's masks: masks from another
+    checkpoint are refused unless `replace` clears them.
+    """
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"{checkpoint}: segmenter checkpoint not found")
+    store = mask_store(config, PREDICTED, cache_root)
+    record = store.folder / "source.json"
+    identity = _checkpoint_identity(checkpoint)
+    if record.is_file() and json.loads(record.read_text()) != identity:
+        if not replace:
+            raise ValueError(f"{store.folder} holds masks predicted by another checkpoint "
+                             f"({json.loads(record.read_text())['checkpoint']}); pass --replace to start over")
+        for old in store.folder.glob("*.npy"):
+            old.unlink()
+    store.folder.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(identity))
+    compute_spectrograms(rows, config, cache_root, device=device, progress=progress)
+    images = spectrogram_store(config, cache_root)
+    pending = [row for row in dict.fromkeys(rows) if not store.has(row.key)]
+    model = SegmenterModule.load_from_checkpoint(checkpoint, map_location=device).eval()
+    for first in tqdm(range(0, len(pending), batch_size), desc=f"predict masks {config.cache_key}",
+                      disable=not progress or not pending):
+        batch = pending[first : first + batch_size]
+        image = torch.from_numpy(np.stack([images.load(r.key) for r in batch]).astype(np.float32))[:, None]
+        with torch.no_grad():
+            prediction = model(image.to(device)).argmax(dim=1).cpu().numpy().astype(bool)
+        for row, mask in zip(batch, prediction):
+            store.save(row.key, mask)
+    return len(pending)

@@ -1,0 +1,115 @@
+"""MLflow tracking: a SQLite store at the repository root by default, the resolved config logged with every run,
+and the run id stored in checkpoints so a resumed run keeps logging into the same MLflow run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import SaveConfigCallback
+from lightning.pytorch.loggers import MLFlowLogger
+
+from .labels import label_map
+
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+RUN_ID_KEY = "mlflow_run_id"
+FRONT_END_KEY = "spectrogram_config"
+LABEL_MAP_KEY = "label_map"
+
+
+def default_tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI if set, else `mlflow.db` (SQLite) in the working directory."""
+    return os.environ.get(TRACKING_URI_ENV) or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+class MLflowLogger(MLFlowLogger):
+    """Lightning's MLFlowLogger with the project's defaults: SQLite store, artifacts in ./mlartifacts."""
+
+    def __init__(
+        self,
+        experiment_name: str = "mgc",
+        run_name: str | None = None,
+        tracking_uri: str | None = None,
+        tags: dict[str, Any] | None = None,
+        run_id: str | None = None,
+        artifact_location: str | None = None,
+    ):
+        uri = tracking_uri or default_tracking_uri()
+        if artifact_location is None and uri.startswith("sqlite:"):
+            artifact_location = (Path.cwd() / "mlartifacts").as_uri()
+        super().__init__(experiment_name=experiment_name, run_name=run_name, tracking_uri=uri, tags=tags,
+                         save_dir=None, artifact_location=artifact_location, run_id=run_id)
+
+
+def mlflow_loggers(trainer: Trainer) -> list[MLFlowLogger]:
+    return [logger for logger in trainer.loggers if isinstance(logger, MLFlowLogger)]
+
+
+def log_figure(trainer: Trainer, figure, artifact_file: str) -> None:
+    """Save a matplotlib figure as an artifact of the run (rank 0 only), then close it."""
+    import matplotlib.pyplot as plt
+
+    if trainer.is_global_zero:
+        for logger in mlflow_loggers(trainer):
+            logger.experiment.log_figure(logger.run_id, figure, artifact_file)
+    plt.close(figure)
+
+
+class CheckpointMetadata(Callback):
+    """Puts into every checkpoint what inference and resume need: the MLflow run id, the front-end config and the
+    label map; tags the run with the checkpoint paths when training ends."""
+
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict) -> None:
+        loggers = mlflow_loggers(trainer)
+        if loggers:
+            checkpoint[RUN_ID_KEY] = loggers[0].run_id
+        config = getattr(trainer.datamodule, "config", None)
+        if config is not None:
+            checkpoint[FRONT_END_KEY] = config.to_dict()
+        checkpoint[LABEL_MAP_KEY] = label_map()
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        for callback in trainer.checkpoint_callbacks:
+            if isinstance(callback, ModelCheckpoint):
+                for logger in mlflow_loggers(trainer):
+                    for tag, path in (("checkpoint/best", callback.best_model_path),
+                                      ("checkpoint/last", callback.last_model_path)):
+                        if path:
+                            logger.experiment.set_tag(logger.run_id, tag, str(Path(path).resolve()))
+
+
+class ConfigToMLflow(SaveConfigCallback):
+    """Logs the fully resolved LightningCLI config (front end included) as flat params and as config.yaml.
+
+    MLflow params are immutable, so a run that is resumed or tested later keeps its original params and gets each
+    later config (new max_epochs, ckpt_path, ...) as config_<stage>_<n>.yaml instead."""
+
+    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        text = self.parser.dump(self.config, skip_none=False)
+        stage = getattr(stage, "value", stage)  # Lightning passes a TrainerFn enum
+        for logger in mlflow_loggers(trainer):
+            client, run_id = logger.experiment, logger.run_id
+            if client.get_run(run_id).data.params:
+                earlier = [a for a in client.list_artifacts(run_id) if a.path.startswith(f"config_{stage}_")]
+                client.log_text(run_id, text, f"config_{stage}_{len(earlier) + 1}.yaml")
+                continue
+            logger.log_hyperparams(self.config.as_dict())
+            config = getattr(trainer.datamodule, "config", None)
+            if config is not None:
+                logger.log_hyperparams({f"front_end.{k}": v for k, v in config.to_dict().items()})
+            client.log_text(run_id, text, "config.yaml")
+
+
+def read_checkpoint_metadata(path: str | Path) -> dict:
+    """The metadata CheckpointMetadata stored, without building a model."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    return {key: checkpoint.get(key) for key in (RUN_ID_KEY, FRONT_END_KEY, LABEL_MAP_KEY)}

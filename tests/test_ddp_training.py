@@ -1,0 +1,41 @@
+"""Two-process DDP training on CPU (gloo) through the real `mgc` command, in a subprocess of its own (under pytest,
+rank 1 would otherwise re-run the test session)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from mgc_lightning.manifest import load_manifest
+from mgc_lightning.spectrogram import get_preset
+from mgc_lightning.synth.build import BenchmarkConfig, build_benchmark, write_ideal_masks
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_logs_one_run(tmp_path):
+    config = BenchmarkConfig(name="ddp", n_windows=64, windows_per_recording=8, window_s=0.25, n_deployments=4)
+    manifest = build_benchmark(tmp_path / "bench", config, seed=2, progress=False)
+    write_ideal_masks(load_manifest(manifest), get_preset("origin"), tmp_path / "cache", progress=False)
+    command = [str(Path(sys.executable).parent / "mgc"), "fit",
+               "--config", str(EXPERIMENTS / "classifier_base.yaml"), "--config", str(EXPERIMENTS / "mgc_gated_binary.yaml"),
+               "--data.init_args.manifest", str(manifest), "--data.init_args.cache_root", str(tmp_path / "cache"),
+               "--data.init_args.mask_source", "ideal", "--data.init_args.batch_size", "8",
+               "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
+               "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.enable_progress_bar", "false",
+               "--trainer.default_root_dir", str(tmp_path / "checkpoints")]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "GLOBAL_RANK: 1" in result.stderr + result.stdout or "MEMBER: 2/2" in result.stderr + result.stdout
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("classification")
+    found = client.search_runs([experiment.experiment_id])
+    assert len(found) == 1  # only rank 0 logs
+    metrics = found[0].data.metrics
+    assert "val/joint_acc" in metrics and "test/origin/joint_acc" in metrics
+    assert list((tmp_path / "checkpoints").glob("*/*/checkpoints/last.ckpt"))

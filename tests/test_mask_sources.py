@@ -1,0 +1,93 @@
+"""Candidate masks, mask metrics, the high-quality set and export for refinement."""
+
+import numpy as np
+import pytest
+import torch
+
+from mgc_lightning.cache import mask_store
+from mgc_lightning.data import SegmentationDataModule
+from mgc_lightning.manifest import SplitConfig, load_manifest, split_rows
+from mgc_lightning.mask_sources import evaluate_masks, export_for_refinement, propose_masks, select_high_quality
+from mgc_lightning.masks import candidate_mask, mask_metrics, read_mask_png
+from mgc_lightning.spectrogram import get_preset
+from mgc_lightning.synth.build import BenchmarkConfig, build_benchmark, write_ideal_masks
+
+SMALL = BenchmarkConfig(name="small", n_windows=96, windows_per_recording=12, window_s=0.25, n_deployments=4)
+
+
+@pytest.fixture(scope="module")
+def small_benchmark(tmp_path_factory):
+    root = tmp_path_factory.mktemp("masks")
+    rows = load_manifest(build_benchmark(root / "bench", SMALL, seed=11, progress=False))
+    write_ideal_masks(rows, get_preset("origin"), root / "cache", progress=False)
+    return rows, root / "cache"
+
+
+def test_candidate_mask_finds_a_call_and_ignores_stationary_bands():
+    rng = np.random.default_rng(0)
+    image = 0.5 + 0.03 * rng.standard_normal((128, 128)).astype(np.float32)
+    image[90:94, :] += 0.3  # a vessel tonal: present all the time, so not a call
+    truth = np.zeros((128, 128), bool)
+    truth[30:34, 40:80] = True  # a whistle-like stroke
+    image[truth] += 0.25
+    mask = candidate_mask(image, sensitivity=0.7)
+    iou = (mask & truth).sum() / (mask | truth).sum()
+    assert iou > 0.6, iou
+    assert not mask[90:94].any()
+    assert candidate_mask(image, 0.9).sum() >= candidate_mask(image, 0.2).sum()
+    with pytest.raises(ValueError, match="sensitivity must be in"):
+        candidate_mask(image, 1.5)
+
+
+def test_mask_metrics_match_hand_computed_values():
+    prediction = torch.zeros(2, 4, 4, dtype=torch.long)
+    target = torch.zeros(2, 4, 4, dtype=torch.long)
+    prediction[0, :2, :2] = 1  # 4 pixels
+    target[0, :2, :] = 1  # 8 pixels, 4 shared
+    metrics = mask_metrics()
+    metrics.update(prediction, target)
+    scores = {k: float(v) for k, v in metrics.compute().items()}
+    assert scores["iou"] == pytest.approx(4 / 8)
+    assert scores["pixel_f1"] == pytest.approx(2 * 4 / (4 + 8))
+    assert scores["dice"] == pytest.approx(2 * 4 / (4 + 8))  # window 1 is empty in both and is skipped
+
+
+def test_candidate_masks_against_ideal_masks_on_the_benchmark(small_benchmark):
+    rows, cache = small_benchmark
+    config = get_preset("origin")
+    propose_masks(rows, config, cache, sensitivity=0.7, progress=False)
+    scores = evaluate_masks(rows, config, cache, "candidate")
+    assert 0.1 < scores["iou"] < 0.9, scores  # a real but imperfect classical baseline
+    assert len(mask_store(config, "candidate", cache)) == len(rows)
+    with pytest.raises(FileNotFoundError, match="no 'predicted' mask"):
+        evaluate_masks(rows[:1], config, cache, "predicted")
+
+
+def test_high_quality_set_is_stratified_and_never_in_the_test_split(small_benchmark):
+    rows, cache = small_benchmark
+    split = SplitConfig(seed=0)
+    chosen = select_high_quality(rows, split, count=40, seed=1)
+    assert len(chosen) == 40 and len(set(chosen)) == 40
+    counts = np.bincount([row.joint_class for row in chosen], minlength=8)
+    assert counts.max() - counts.min() <= 2, counts
+    test_keys = {rows[i].key for i in split_rows(rows, split)["test"]}
+    assert not test_keys & {row.key for row in chosen}
+    assert select_high_quality(rows, split, count=40, seed=1) == chosen
+    only_whistles = select_high_quality(rows, split, 10, available=lambda row: row.whistle == 1)
+    assert all(row.whistle for row in only_whistles)
+
+
+def test_export_for_refinement_round_trips_through_pngs(small_benchmark, tmp_path):
+    rows, cache = small_benchmark
+    config = get_preset("origin")
+    propose_masks(rows[::12][:6], config, cache, progress=False)
+    manifest = export_for_refinement(rows[::12][:6], config, cache, tmp_path / "refine")
+    exported = load_manifest(manifest)
+    assert len(list((tmp_path / "refine").glob("*.spectrogram.png"))) == 6
+    for row in exported:
+        assert np.array_equal(read_mask_png(row.mask, config), mask_store(config, "candidate", cache).load(row.key))
+    module = SegmentationDataModule(str(manifest), cache_root=str(cache), mask_source="manifest",
+                                    split_fractions=(0.5, 0.5, 0.0))
+    module.setup("fit")
+    item = module.datasets["val"][0]
+    assert item["mask"].shape == (1, 128, 128) and set(item["mask"].unique().tolist()) <= {0.0, 1.0}

@@ -1,0 +1,119 @@
+"""The segmenter end to end through `mgc fit`: real MLflow (SQLite), checkpoints with metadata, exact resume into
+the same run, and resumable dataset-wide prediction."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from mgc_lightning.cache import mask_store
+from mgc_lightning.cli import main
+from mgc_lightning.data import ClassificationDataModule
+from mgc_lightning.manifest import SplitConfig, load_manifest, write_manifest
+from mgc_lightning.mask_sources import select_high_quality
+from mgc_lightning.models.segmenter import SegmenterModule, predict_masks
+from mgc_lightning.spectrogram import get_preset
+from mgc_lightning.synth.build import BenchmarkConfig, build_benchmark, write_ideal_masks
+from mgc_lightning.tracking import read_checkpoint_metadata
+
+SEGMENTER_EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "seg_deeplabv3.yaml"
+SMALL = BenchmarkConfig(name="small", n_windows=48, windows_per_recording=8, window_s=0.25, n_deployments=3)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("seg")
+    rows = load_manifest(build_benchmark(root / "bench", SMALL, seed=5, progress=False))
+    write_ideal_masks(rows, get_preset("origin"), root / "cache", progress=False)
+    write_manifest(select_high_quality(rows, SplitConfig(), count=24), root / "hq.csv")
+    return root, rows
+
+
+def _fit(root, *extra):
+    return main(["fit", "--config", str(SEGMENTER_EXPERIMENT),
+                 "--data.init_args.manifest", str(root / "hq.csv"), "--data.init_args.cache_root", str(root / "cache"),
+                 "--data.init_args.batch_size", "4", "--trainer.default_root_dir", str(root / "checkpoints"),
+                 "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
+                 "--trainer.enable_progress_bar", "false", "--model.init_args.figure_every_n_epochs", "1", *extra])
+
+
+@pytest.fixture(scope="module")
+def trained(workspace):
+    root, _ = workspace
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        patch.chdir(root)  # artifacts land in root/mlartifacts
+        patch.setattr(sys, "argv", ["mgc"])
+        assert _fit(root, "--trainer.max_epochs", "1") == 0
+        last = next((root / "checkpoints").glob("*/*/checkpoints/last.ckpt"))
+        first_run = read_checkpoint_metadata(last)["mlflow_run_id"]
+        history_before = MlflowClient(f"sqlite:///{root / 'mlflow.db'}").get_metric_history(first_run, "val/iou")
+        assert _fit(root, "--trainer.max_epochs", "2", "--ckpt_path", "last") == 0
+    return root, last, first_run, history_before
+
+
+def test_training_is_tracked_in_mlflow_with_config_figures_and_checkpoint_tags(trained):
+    root, last, run_id, _ = trained
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    run = client.get_run(run_id)
+    assert run.data.params["model/init_args/encoder_name"] == "resnet18"
+    assert run.data.params["front_end.n_fft"] == "1024" and run.data.params["front_end.name"] == "origin"
+    assert {"val/iou", "val/dice", "val/pixel_f1", "val/loss", "train/loss"} <= set(run.data.metrics)
+    artifacts = [a.path for a in client.list_artifacts(run_id)]
+    assert "config.yaml" in artifacts
+    figures = [a.path for a in client.list_artifacts(run_id, "figures")]
+    assert "figures/val_masks_epoch001.png" in figures and "figures/val_masks_epoch002.png" in figures
+    assert run.data.tags["checkpoint/last"].endswith("last.ckpt")
+
+
+def test_checkpoint_carries_front_end_and_labels_and_resume_continues_the_same_run(trained):
+    root, last, run_id, history_before = trained
+    metadata = read_checkpoint_metadata(last)
+    assert metadata["spectrogram_config"] == get_preset("origin").to_dict()
+    assert metadata["label_map"]["sound_types"] == ["whistle", "beluga_click", "porpoise_click"]
+    assert metadata["mlflow_run_id"] == run_id  # the resumed fit wrote into the same run
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    assert len(client.search_runs([client.get_experiment_by_name("segmentation").experiment_id])) == 1
+    history = client.get_metric_history(run_id, "val/iou")
+    assert len(history_before) == 1 and len(history) == 2
+    assert history[1].step > history[0].step
+    assert torch.load(last, weights_only=False)["epoch"] == 2  # two epochs in all: one before the resume, one after
+
+
+def test_prediction_is_resumable_and_tied_to_one_checkpoint(trained, workspace):
+    root, last, _, _ = trained
+    _, rows = workspace
+    config = get_preset("origin")
+    cache = root / "cache"
+    assert predict_masks(last, rows[:20], config, cache, batch_size=8, progress=False) == 20
+    stamps = {p: p.stat().st_mtime_ns for p in mask_store(config, "predicted", cache).folder.glob("*.npy")}
+    assert predict_masks(last, rows, config, cache, batch_size=8, progress=False) == len(rows) - 20
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # finished windows were not redone
+    mask = mask_store(config, "predicted", cache).load(rows[0].key)
+    assert mask.shape == (128, 128) and mask.dtype == bool
+    model = SegmenterModule.load_from_checkpoint(last).eval()
+    image = torch.from_numpy(np.load(next(iter(
+        (cache / config.cache_key / "spectrograms").glob("*.npy")))).astype(np.float32))[None, None]
+    assert model(image).shape == (1, 2, 128, 128)
+
+    other = root / "other.ckpt"
+    other.write_bytes(last.read_bytes())
+    with pytest.raises(ValueError, match="holds masks predicted by another checkpoint"):
+        predict_masks(other, rows, config, cache, progress=False)
+    assert predict_masks(other, rows[:4], config, cache, replace=True, progress=False) == 4
+
+    module = ClassificationDataModule(str(root / "bench" / "manifest.csv"), cache_root=str(cache),
+                                      mask_source="predicted", mask_kind="soft")
+    module.setup("fit")
+    dataset = next(d for d in module.datasets.values() if rows[0] in d.rows)
+    soft = dataset[dataset.rows.index(rows[0])]["mask"][0].numpy()
+    predicted = mask_store(config, "predicted", cache).load(rows[0].key)
+    assert np.array_equal(soft == 1, predicted)  # the soft mask is 1 exactly on the predicted mask
+
+
+def test_missing_pretrained_weights_say_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match="never downloads weights"):
+        SegmenterModule(pretrained_path=str(tmp_path / "resnet18.pth"))
