@@ -12,12 +12,13 @@ ARGS ?=
 RESUME ?=
 RESUME_ARG := $(if $(RESUME),--ckpt_path $(RESUME),)
 
+SEG ?= deeplabv3
 MODEL ?= resnet50
 FUSION ?= xattn
 MASK ?= soft
 MASK_SOURCE ?= predicted
 
-.PHONY: install test test-fast demo mlflow-ui clean bench hq-masks train-seg predict-masks train-baseline train-mgc
+.PHONY: install test test-fast demo paper report eval-ood mlflow-ui clean bench hq-masks train-seg predict-masks train-baseline train-mgc
 
 install: $(VENV)/.installed
 
@@ -33,8 +34,20 @@ test: install
 test-fast: install
 	$(PY) -m pytest -m "not slow"
 
+# The main job: the whole protocol on the demo benchmark (about 15 min on 2 CPU cores); reruns skip finished stages.
 demo: install
-	@echo "make demo: not yet (lands with the end-to-end pipeline); see README."
+	$(MGC) pipeline experiments/pipeline_demo.yaml
+
+# The same stages at the paper's scale (10,000 windows, 3 seeds): meant for a GPU machine.
+paper: install
+	$(MGC) pipeline experiments/pipeline_paper.yaml
+
+report: install
+	$(MGC) report --experiment $(or $(EXPERIMENT),demo)
+
+# Test a trained classifier on another preset: make eval-ood CKPT=... PRESET=mel [SEGMENTER=...]
+eval-ood: install
+	$(MGC) evaluate --checkpoint $(CKPT) --preset $(PRESET) $(if $(SEGMENTER),--segmenter $(SEGMENTER),)
 
 bench: $(BENCH)/manifest.csv
 
@@ -46,8 +59,9 @@ hq-masks: $(BENCH)/hq.csv
 $(BENCH)/hq.csv: $(BENCH)/manifest.csv
 	$(MGC) masks select $(BENCH)/manifest.csv --count $(HQ_COUNT) --source ideal --out $@
 
+# Segmenter: make train-seg [SEG=deeplabv3|unet] (unet keeps thin clicks; see BENCHMARKS.md)
 train-seg: $(BENCH)/hq.csv
-	$(MGC) fit --config experiments/seg_deeplabv3.yaml --data.init_args.manifest $(BENCH)/hq.csv $(RESUME_ARG) $(ARGS)
+	$(MGC) fit --config experiments/seg_$(SEG).yaml --data.init_args.manifest $(BENCH)/hq.csv $(RESUME_ARG) $(ARGS)
 
 # Predict masks for every window of every preset with a trained segmenter: make predict-masks CKPT=path.ckpt
 predict-masks: $(BENCH)/manifest.csv

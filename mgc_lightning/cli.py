@@ -154,6 +154,37 @@ def _cmd_masks_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate_checkpoint
+
+    results = evaluate_checkpoint(args.checkpoint, args.preset, args.segmenter, batch_size=args.batch_size)
+    width = max(map(len, results))
+    for name, value in sorted(results.items()):
+        print(f"{name:<{width}}  {value:.4f}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    report = write_report(args.experiment, args.out, args.train_preset)
+    print(report.read_text())
+    print(f"written to {report}")
+    return 0
+
+
+def _cmd_pipeline(args: argparse.Namespace) -> int:
+    from .pipeline import Pipeline, PipelineConfig
+    from .report import build_tables, collect_runs
+
+    config = PipelineConfig.from_yaml(args.config)
+    report = Pipeline(config).run()
+    runs = collect_runs(config.experiment)
+    print(build_tables(runs, config.presets[0]).split("## Table 4")[0])
+    print(f"Report: {report}\nBrowse the runs: make mlflow-ui  (then open http://127.0.0.1:5000)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mgc", description="Mask-guided classification of marine mammal sounds.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -262,6 +293,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--cache-root", default="data/cache")
     sub.set_defaults(run=_cmd_masks_evaluate)
+
+    sub = commands.add_parser("evaluate", help="test a classifier checkpoint on another preset (out of distribution)")
+    sub.add_argument("--checkpoint", required=True)
+    sub.add_argument("--preset", required=True, help="front end to render the test windows with")
+    sub.add_argument("--segmenter", help="segmenter checkpoint that predicts this preset's masks (predicted source)")
+    sub.add_argument("--batch-size", type=int)
+    sub.set_defaults(run=_cmd_evaluate)
+
+    sub = commands.add_parser("report", help="tables and figures from an MLflow experiment's runs")
+    sub.add_argument("--experiment", required=True)
+    sub.add_argument("--out", default="report")
+    sub.add_argument("--train-preset", default="origin")
+    sub.set_defaults(run=_cmd_report)
+
+    sub = commands.add_parser("pipeline", help="run the whole protocol from a pipeline YAML (make demo, make paper)")
+    sub.add_argument("config", help="e.g. experiments/pipeline_demo.yaml")
+    sub.set_defaults(run=_cmd_pipeline)
 
     for name in LIGHTNING_COMMANDS:
         commands.add_parser(name, help=f"Lightning {name} from a YAML experiment (see `mgc {name} --help`)",

@@ -12,6 +12,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.utilities import rank_zero_only
 
 from .labels import label_map
 
@@ -43,6 +44,17 @@ class MLflowLogger(MLFlowLogger):
             artifact_location = (Path.cwd() / "mlartifacts").as_uri()
         super().__init__(experiment_name=experiment_name, run_name=run_name, tracking_uri=uri, tags=tags,
                          save_dir=None, artifact_location=artifact_location, run_id=run_id)
+
+    @rank_zero_only
+    def log_hyperparams(self, params) -> None:
+        """Log only params the run does not have yet: MLflow params are immutable, and a run that is resumed or
+        evaluated on another preset later must not fail on a param it logged at the start."""
+        from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
+
+        existing = self.experiment.get_run(self.run_id).data.params
+        fresh = {k: v for k, v in _flatten_dict(_convert_params(params)).items() if k not in existing}
+        if fresh:
+            super().log_hyperparams(fresh)
 
 
 def mlflow_loggers(trainer: Trainer) -> list[MLFlowLogger]:

@@ -66,8 +66,8 @@ def _experiment_id(name: str) -> str | None:
     return experiment.experiment_id if experiment else None
 
 
-def run_lightning(args: list[str] | None) -> None:
-    MGCLightningCLI(
+def run_lightning(args: list[str] | None) -> MGCLightningCLI:
+    return MGCLightningCLI(
         save_config_callback=ConfigToMLflow,
         save_config_kwargs={"save_to_log_dir": False},
         trainer_defaults={

@@ -16,9 +16,12 @@ WARMUP_FRACTION = 0.05
 
 def adamw_warmup_cosine(module: L.LightningModule, lr: float, weight_decay: float) -> dict:
     optimizer = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
+    plan: dict[str, int] = {}  # read once per fit: configure_optimizers runs again when a fit resumes
 
     def factor(step: int) -> float:
-        total = max(int(module.trainer.estimated_stepping_batches), 1)
+        if "total" not in plan:
+            plan["total"] = max(int(module.trainer.estimated_stepping_batches), 1)
+        total = plan["total"]
         warmup = max(int(WARMUP_FRACTION * total), 1)
         if step < warmup:
             return (step + 1) / warmup

@@ -27,23 +27,30 @@ PREDICTED = "predicted"
 
 
 class SegmenterModule(L.LightningModule):
-    """Pixel-wise 2-class cross-entropy (paper, appendix A.3); AdamW with warm-up and cosine decay."""
+    """Pixel-wise 2-class cross-entropy (paper, appendix A.3); AdamW with warm-up and cosine decay; the few-shot set is
+    doubled by horizontal flips in the data module."""
 
     def __init__(
         self,
+        architecture: str = "DeepLabV3",
         encoder_name: str = "resnet18",
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         pretrained_path: str | None = None,
+        sound_weight: float = 1.0,
         figure_every_n_epochs: int = 5,
         figure_windows: int = 4,
         soft_sigma: float = 3.0,
     ):
         super().__init__()
         self.save_hyperparameters()
-        self.net = smp.DeepLabV3(encoder_name=encoder_name, encoder_weights=None, in_channels=3, classes=2)
+        # DeepLabV3 as in the paper; any smp architecture by name (DeepLabV3Plus and Unet keep thin click lines sharper).
+        self.net = smp.create_model(architecture, encoder_name=encoder_name, encoder_weights=None, in_channels=3,
+                                    classes=2)
         if pretrained_path:
             load_local_weights(self.net.encoder, pretrained_path)
+        # Class weights of the cross-entropy: sound pixels are a few percent of an image; > 1 counters that.
+        self.register_buffer("class_weights", torch.tensor([1.0, sound_weight]), persistent=False)
         self.val_metrics = mask_metrics(prefix="val/")
         self._figure_batch: dict | None = None
 
@@ -52,14 +59,14 @@ class SegmenterModule(L.LightningModule):
         return self.net(imagenet_input(image))
 
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
-        loss = F.cross_entropy(self(batch["image"]), batch["mask"][:, 0].long())
+        loss = F.cross_entropy(self(batch["image"]), batch["mask"][:, 0].long(), weight=self.class_weights)
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["image"]))
         return loss
 
     def validation_step(self, batch: dict, batch_index: int) -> None:
         logits = self(batch["image"])
         target = batch["mask"][:, 0].long()
-        self.log("val/loss", F.cross_entropy(logits, target), prog_bar=True, batch_size=len(target), sync_dist=True)
+        self.log("val/loss", F.cross_entropy(logits, target, weight=self.class_weights), prog_bar=True, batch_size=len(target), sync_dist=True)
         prediction = logits.argmax(dim=1)
         self.val_metrics.update(prediction, target)
         if batch_index == 0:

@@ -1,0 +1,215 @@
+"""The comparison report: runs of an MLflow experiment -> report/REPORT.md with the paper's tables and figures.
+
+Tables: joint accuracy and macro-F1 per model (paper table 1), fusion x mask source (table 2), binary vs soft masks
+on origin and every OOD preset (table 3), multi-label vs multi-class heads with hamming loss and per-type P/R/F1
+(table 4); each cell mean +- std over seeds. Figures: origin vs OOD joint accuracy bars (figure 5), confusion
+matrices (figure 8), spectrogram / mask / soft-mask panel (figure 3). The figures are logged to a `report` run too.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .labels import SOUND_TYPES
+from .tracking import default_tracking_uri
+
+REPORT_TAG = "mgc.report"
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    model: str  # e.g. "baseline resnet18" or "MGC xattn soft (predicted)"
+    backbone: str
+    head: str
+    fusion: str
+    mask_kind: str
+    mask_source: str
+    seed: str
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def value(self, preset: str, name: str) -> float | None:
+        return self.metrics.get(f"test/{preset}/{name}")
+
+    @property
+    def presets(self) -> list[str]:
+        return sorted({key.split("/")[1] for key in self.metrics if key.startswith("test/") and key.count("/") >= 2})
+
+
+def _summary(run) -> RunSummary | None:
+    params, metrics = run.data.params, run.data.metrics
+    if run.data.tags.get(REPORT_TAG) or not any(k.startswith("test/") for k in metrics):
+        return None
+    backbone = params.get("model/init_args/backbone", "?")
+    mask = params.get("model/init_args/mask_input", "none")
+    fusion = params.get("model/init_args/fusion", "")
+    source = params.get("data/init_args/mask_source", "None")
+    head = params.get("model/init_args/head", "multiclass")
+    if mask == "none":
+        model = f"baseline {backbone}"
+    else:
+        model = f"MGC {fusion} {mask} ({source}, {backbone})"
+    if head != "multiclass":
+        model += f" [{head}]"
+    return RunSummary(run.info.run_id, model, backbone, head, fusion if mask != "none" else "", mask, source,
+                      params.get("seed_everything", "?"), dict(metrics))
+
+
+def collect_runs(experiment: str, tracking_uri: str | None = None) -> list[RunSummary]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri or default_tracking_uri())
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise ValueError(f"no MLflow experiment named {experiment!r} at {tracking_uri or default_tracking_uri()}")
+    runs = client.search_runs([found.experiment_id], max_results=10_000)
+    return [s for s in map(_summary, runs) if s is not None]
+
+
+def _cell(values: list[float]) -> str:
+    values = [v for v in values if v is not None]
+    if not values:
+        return "—"
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f} (n={len(values)})"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def _by_model(runs: list[RunSummary]) -> dict[str, list[RunSummary]]:
+    groups: dict[str, list[RunSummary]] = defaultdict(list)
+    for run in runs:
+        groups[run.model].append(run)
+    return dict(sorted(groups.items(), key=lambda item: (not item[0].startswith("baseline"), item[0])))
+
+
+def build_tables(runs: list[RunSummary], train_preset: str = "origin") -> str:
+    groups = _by_model(runs)
+    presets = [train_preset] + sorted({p for r in runs for p in r.presets} - {train_preset})
+    sections = []
+    rows = [[model, _cell([r.value(train_preset, "joint_acc") for r in members]),
+             _cell([r.value(train_preset, "joint_macro_f1") for r in members]),
+             _cell([r.value(train_preset, "macro_f1") for r in members])] for model, members in groups.items()]
+    sections.append(f"## Table 1: image-only baselines vs mask-guided classification ({train_preset})\n\n"
+                    + _table(["model", "joint accuracy", "macro-F1 (8 joint classes)", "macro-F1 (3 types)"], rows))
+
+    mgc = [r for r in runs if r.mask_kind != "none"]
+    sources = sorted({r.mask_source for r in mgc})
+    fusions = sorted({(r.fusion, r.mask_kind) for r in mgc})
+    rows = [[f"{fusion} ({kind})"] + [_cell([r.value(train_preset, "joint_acc") for r in mgc if (r.fusion, r.mask_kind,
+             r.mask_source) == (fusion, kind, source)]) for source in sources] for fusion, kind in fusions]
+    sections.append("## Table 2: fusion x mask source (joint accuracy; `ideal` = high-quality masks, `predicted` = "
+                    "generated by the segmenter)\n\n" + (_table(["fusion (mask)"] + sources, rows) if rows else
+                                                          "No mask-guided runs."))
+
+    rows = [[model, members[0].mask_kind] + [_cell([r.value(p, "joint_acc") for r in members]) for p in presets]
+            for model, members in groups.items()]
+    sections.append("## Table 3: binary vs soft masks, origin vs out-of-distribution presets (joint accuracy)\n\n"
+                    + _table(["model", "mask"] + presets, rows))
+
+    rows = []
+    for model, members in groups.items():
+        row = [model, members[0].head, _cell([r.value(train_preset, "hamming") for r in members]),
+               _cell([r.value(train_preset, "joint_acc") for r in members])]
+        for sound_type in SOUND_TYPES:
+            row += [_cell([r.value(train_preset, f"{m}/{sound_type}") for r in members])
+                    for m in ("precision", "recall", "f1")]
+        rows.append(row)
+    header = ["model", "head", "hamming loss", "joint accuracy"] + [
+        f"{t.replace('_', ' ')} {m}" for t in SOUND_TYPES for m in ("P", "R", "F1")]
+    sections.append(f"## Table 4: heads, hamming loss and per-type precision / recall / F1 ({train_preset})\n\n"
+                    "Hamming loss is the share of wrong type labels (of 3) per window for both heads, so it is "
+                    "comparable between them.\n\n" + _table(header, rows))
+    return "\n\n".join(sections)
+
+
+def ood_figure(runs: list[RunSummary], train_preset: str = "origin"):
+    """Grouped bars: joint accuracy of every model on the training preset and on each OOD preset (figure 5)."""
+    from .figures import plt
+
+    groups = _by_model(runs)
+    presets = [train_preset] + sorted({p for r in runs for p in r.presets} - {train_preset})
+    figure, axis = plt.subplots(figsize=(max(6, 1.6 * len(groups)), 4))
+    width = 0.8 / len(presets)
+    for k, preset in enumerate(presets):
+        means, errors = [], []
+        for members in groups.values():
+            values = [v for v in (r.value(preset, "joint_acc") for r in members) if v is not None]
+            means.append(np.mean(values) if values else 0)
+            errors.append(np.std(values, ddof=1) if len(values) > 1 else 0)
+        axis.bar(np.arange(len(groups)) + (k - (len(presets) - 1) / 2) * width, means, width, yerr=errors,
+                 label=preset + (" (train)" if preset == train_preset else " (OOD)"), capsize=2)
+    axis.set_xticks(range(len(groups)), [m.replace(" (", "\n(") for m in groups], fontsize=7)
+    for tick, model in zip(axis.get_xticklabels(), groups):
+        tick.set_color("tab:blue" if model.startswith("MGC") else "black")
+    axis.axhline(0.125, color="grey", linestyle=":", linewidth=1, label="chance (8 classes)")
+    axis.set_ylabel("joint accuracy")
+    axis.set_ylim(0, 1)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def write_report(
+    experiment: str, out_dir: str | Path = "report", train_preset: str = "origin", tracking_uri: str | None = None,
+    panel: tuple | None = None,
+) -> Path:
+    """Write REPORT.md and its figures; log the figures to a `report` run of the experiment. `panel` is an optional
+    (images, masks dict) for the spectrogram / mask / soft-mask figure."""
+    from mlflow.tracking import MlflowClient
+
+    from .figures import mask_panel, plt
+
+    runs = collect_runs(experiment, tracking_uri)
+    if not runs:
+        raise ValueError(f"experiment {experiment!r} has no run with test metrics yet")
+    out_dir = Path(out_dir)
+    figures = out_dir / "figures"
+    if figures.exists():
+        shutil.rmtree(figures)
+    figures.mkdir(parents=True)
+    client = MlflowClient(tracking_uri or default_tracking_uri())
+    saved = []
+    figure = ood_figure(runs, train_preset)
+    figure.savefig(figures / "ood_joint_accuracy.png", dpi=120)
+    plt.close(figure)
+    saved.append(("Figure 5: joint accuracy on the training preset and out of distribution", "ood_joint_accuracy.png"))
+    for model, members in _by_model(runs).items():
+        artifact = f"figures/confusion_test_{train_preset}.png"
+        try:
+            local = client.download_artifacts(members[0].run_id, artifact, str(out_dir / ".downloads"))
+        except Exception:  # a run without that figure (e.g. interrupted) is simply left out
+            continue
+        name = "confusion_" + "".join(c if c.isalnum() else "_" for c in model) + ".png"
+        shutil.copy(local, figures / name)
+        saved.append((f"Figure 8: confusion matrix, {model} (seed {members[0].seed})", name))
+    if panel is not None:
+        columns, titles = panel
+        figure = mask_panel(columns, titles)
+        figure.savefig(figures / "masks_panel.png", dpi=120)
+        plt.close(figure)
+        saved.append(("Figure 3: spectrogram, high-quality mask, generated mask and its soft version", "masks_panel.png"))
+    shutil.rmtree(out_dir / ".downloads", ignore_errors=True)
+    seeds = sorted({r.seed for r in runs})
+    text = [f"# Report: MLflow experiment `{experiment}`", "",
+            f"{len(runs)} runs, {len(_by_model(runs))} models, seeds {', '.join(seeds)}; cells are mean ± std over "
+            "seeds where there are several. Chance joint accuracy is 0.125 for balanced classes.", "",
+            build_tables(runs, train_preset), ""]
+    text += [f"## {title}\n\n![{title}](figures/{name})\n" for title, name in saved]
+    report = out_dir / "REPORT.md"
+    report.write_text("\n".join(text))
+    experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    run = client.create_run(experiment_id, run_name="report", tags={REPORT_TAG: "true"})
+    client.log_artifacts(run.info.run_id, str(figures), "figures")
+    client.log_artifact(run.info.run_id, str(report))
+    client.set_terminated(run.info.run_id)
+    return report
