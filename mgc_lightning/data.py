@@ -132,26 +132,13 @@ class _WindowDataModule(L.LightningDataModule):
 
 
 class ClassificationDataModule(_WindowDataModule):
-    """Spectrogram images with labels, plus an optional mask channel from a named source (binary or soft)."""
+    """Spectrogram images with labels, plus an optional mask channel from a named source (binary or soft).
 
-    def __init__(
-        self,
-        manifest: str,
-        preset: str = "origin",
-        cache_root: str = str(DEFAULT_CACHE_ROOT),
-        batch_size: int = 16,
-        num_workers: int = 0,
-        split_by: str = "recording",
-        split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
-        split_seed: int = 0,
-        cache_device: str = "cpu",
-        mask_source: str | None = None,
-        mask_kind: str = "binary",
-        soft_sigma: float = 3.0,
-        hflip: bool = False,
-    ):
-        super().__init__(manifest, preset, cache_root, batch_size, num_workers, split_by, split_fractions, split_seed,
-                         cache_device)
+    Takes the shared window settings (preset, cache_root, batch_size, split_..., see _WindowDataModule) as keywords."""
+
+    def __init__(self, manifest: str, *, mask_source: str | None = None, mask_kind: str = "binary",
+                 soft_sigma: float = 3.0, hflip: bool = False, **window_settings):
+        super().__init__(manifest, **window_settings)
         self.save_hyperparameters()  # travels in checkpoints: evaluation rebuilds the same data for another preset
         self.mask_source, self.mask_kind, self.soft_sigma, self.hflip = mask_source, mask_kind, soft_sigma, hflip
 
@@ -167,22 +154,8 @@ class ClassificationDataModule(_WindowDataModule):
 class SegmentationDataModule(_WindowDataModule):
     """Spectrogram images with their target masks (windows without one are left out), horizontal flips on train."""
 
-    def __init__(
-        self,
-        manifest: str,
-        preset: str = "origin",
-        cache_root: str = str(DEFAULT_CACHE_ROOT),
-        batch_size: int = 16,
-        num_workers: int = 0,
-        split_by: str = "recording",
-        split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
-        split_seed: int = 0,
-        cache_device: str = "cpu",
-        mask_source: str = MANIFEST_MASKS,
-        hflip: bool = True,
-    ):
-        super().__init__(manifest, preset, cache_root, batch_size, num_workers, split_by, split_fractions, split_seed,
-                         cache_device)
+    def __init__(self, manifest: str, *, mask_source: str = MANIFEST_MASKS, hflip: bool = True, **window_settings):
+        super().__init__(manifest, **window_settings)
         self.save_hyperparameters()
         self.mask_source, self.hflip = mask_source, hflip
 

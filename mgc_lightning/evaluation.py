@@ -7,7 +7,6 @@ source is `predicted`). Results go into the training run as test/<preset>/... so
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import lightning as L
@@ -31,8 +30,8 @@ def evaluate_checkpoint(
     stored = torch.load(checkpoint, map_location="cpu", weights_only=False).get("datamodule_hyper_parameters")
     if not stored:
         raise ValueError(f"{checkpoint}: no data module settings in the checkpoint; was it trained with `mgc fit`?")
-    accepted = inspect.signature(ClassificationDataModule).parameters  # LightningCLI adds keys such as _class_path
-    settings = {**{k: v for k, v in dict(stored).items() if k in accepted}, "preset": preset}
+    # LightningCLI adds bookkeeping keys such as _class_path
+    settings = {**{k: v for k, v in dict(stored).items() if not k.startswith("_")}, "preset": preset}
     if batch_size:
         settings["batch_size"] = batch_size
     data = ClassificationDataModule(**settings)
