@@ -34,18 +34,30 @@ class AudioInfo:
         return self.frames / self.sample_rate
 
 
-def probe(path: str | Path) -> AudioInfo:
-    """Header facts of a WAV/FLAC file, raising AudioError for missing, unreadable or empty audio."""
-    path = Path(path)
+def _open(path: Path) -> sf.SoundFile:
+    """An open file handle, or an AudioError for missing, unreadable or empty audio."""
     if not path.is_file():
         raise AudioError(path, "file not found")
     try:
-        info = sf.info(str(path))
+        handle = sf.SoundFile(str(path))
     except Exception as error:  # soundfile raises its own LibsndfileError / RuntimeError variants
         raise AudioError(path, f"unreadable or corrupt audio ({error})") from error
-    if info.frames <= 0:
+    if handle.frames <= 0:
+        handle.close()
         raise AudioError(path, "empty audio (0 samples)")
-    return AudioInfo(path=path, sample_rate=int(info.samplerate), frames=int(info.frames), channels=int(info.channels))
+    return handle
+
+
+def _info(path: Path, handle: sf.SoundFile) -> AudioInfo:
+    return AudioInfo(path=path, sample_rate=int(handle.samplerate), frames=int(handle.frames),
+                     channels=int(handle.channels))
+
+
+def probe(path: str | Path) -> AudioInfo:
+    """Header facts of a WAV/FLAC file, raising AudioError for missing, unreadable or empty audio."""
+    path = Path(path)
+    with _open(path) as handle:
+        return _info(path, handle)
 
 
 def check_band(info: AudioInfo, fmax_hz: float) -> None:
@@ -70,25 +82,25 @@ def read_window(
 
     Reads only the window's frames. `fmax_hz` checks that the file's rate can carry that band.
     """
-    info = probe(path)
-    if fmax_hz is not None:
-        check_band(info, fmax_hz)
-    if channel is not None and not 0 <= channel < info.channels:
-        raise AudioError(path, f"channel {channel} requested but the file has {info.channels} channel(s)")
-    first = int(round(start_s * info.sample_rate))
-    count = int(round(duration_s * info.sample_rate))
-    if start_s < 0 or count <= 0:
-        raise AudioError(path, f"invalid window start={start_s} s duration={duration_s} s")
-    if first + count > info.frames:
-        raise AudioError(
-            path, f"window {start_s:g}-{start_s + duration_s:g} s runs past the end of the audio ({info.duration_s:g} s)"
-        )
-    try:
-        with sf.SoundFile(str(path)) as handle:
+    path = Path(path)
+    with _open(path) as handle:  # one open for the header checks and the read
+        info = _info(path, handle)
+        if fmax_hz is not None:
+            check_band(info, fmax_hz)
+        if channel is not None and not 0 <= channel < info.channels:
+            raise AudioError(path, f"channel {channel} requested but the file has {info.channels} channel(s)")
+        first = int(round(start_s * info.sample_rate))
+        count = int(round(duration_s * info.sample_rate))
+        if start_s < 0 or count <= 0:
+            raise AudioError(path, f"invalid window start={start_s} s duration={duration_s} s")
+        if first + count > info.frames:
+            raise AudioError(path, f"window {start_s:g}-{start_s + duration_s:g} s runs past the end of the audio "
+                                   f"({info.duration_s:g} s)")
+        try:
             handle.seek(first)
             block = handle.read(count, dtype="float32", always_2d=True)
-    except Exception as error:
-        raise AudioError(path, f"unreadable or corrupt audio while reading {start_s:g} s ({error})") from error
+        except Exception as error:
+            raise AudioError(path, f"unreadable or corrupt audio while reading {start_s:g} s ({error})") from error
     if block.shape[0] != count:
         raise AudioError(path, f"truncated audio: expected {count} samples at {start_s:g} s, read {block.shape[0]}")
     samples = block[:, channel] if channel is not None else block.mean(axis=1)

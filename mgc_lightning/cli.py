@@ -185,6 +185,12 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cache_options(sub: argparse.ArgumentParser, quiet: bool = True) -> None:
+    sub.add_argument("--cache-root", default="data/cache", help="where spectrograms and masks are cached")
+    if quiet:
+        sub.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mgc", description="Mask-guided classification of marine mammal sounds.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -219,10 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("manifest")
     sub.add_argument("--preset", default="origin")
     sub.add_argument("--device", default="cpu", help="cpu or cuda")
-    sub.add_argument("--cache-root", default="data/cache")
     sub.add_argument("--batch-size", type=int, default=16)
     sub.add_argument("--workers", type=int, default=0, help="DataLoader workers reading audio")
-    sub.add_argument("--quiet", action="store_true", help="no progress bar")
+    _cache_options(sub)
     sub.set_defaults(run=_cmd_spectrograms)
 
     from .spectrogram import PRESETS
@@ -237,8 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--workers", type=int, default=1, help="parallel processes (the result does not depend on it)")
     sub.add_argument("--mask-presets", default=",".join(PRESETS),
                      help="front-end presets to rasterise ideal masks for (comma-separated, empty for none)")
-    sub.add_argument("--cache-root", default="data/cache")
-    sub.add_argument("--quiet", action="store_true")
+    _cache_options(sub)
     sub.set_defaults(run=_cmd_synth)
 
     masks = commands.add_parser("masks", help="mask sources for a preset").add_subparsers(
@@ -247,8 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("manifest")
     sub.add_argument("--preset", default="origin")
     sub.add_argument("--criterion-db", type=float, default=0.0, help="local SNR a pixel needs to count as sound")
-    sub.add_argument("--cache-root", default="data/cache")
-    sub.add_argument("--quiet", action="store_true")
+    _cache_options(sub)
     sub.set_defaults(run=_cmd_masks_ideal)
 
     sub = masks.add_parser("propose", help="candidate masks: edges + adaptive threshold + clean-up")
@@ -256,8 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--preset", default="origin")
     sub.add_argument("--sensitivity", type=float, default=0.7, help="0..1, higher keeps more pixels")
     sub.add_argument("--export", help="folder for spectrogram/mask PNGs and a manifest, to refine by hand")
-    sub.add_argument("--cache-root", default="data/cache")
-    sub.add_argument("--quiet", action="store_true")
+    _cache_options(sub)
     sub.set_defaults(run=_cmd_masks_propose)
 
     sub = masks.add_parser("select", help="pick the high-quality set (stratified over the 8 classes) for the segmenter")
@@ -269,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--preset", default="origin")
     sub.add_argument("--split-by", default="recording", help="must match the classifier's split")
     sub.add_argument("--seed", type=int, default=0, help="must match the classifier's split seed")
-    sub.add_argument("--cache-root", default="data/cache")
+    _cache_options(sub, quiet=False)
     sub.set_defaults(run=_cmd_masks_select)
 
     sub = masks.add_parser("predict", help="predict masks for every window with a trained segmenter (resumable)")
@@ -279,8 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--batch-size", type=int, default=32)
     sub.add_argument("--device", default="cpu")
     sub.add_argument("--replace", action="store_true", help="drop masks predicted by another checkpoint")
-    sub.add_argument("--cache-root", default="data/cache")
-    sub.add_argument("--quiet", action="store_true")
+    _cache_options(sub)
     sub.set_defaults(run=_cmd_masks_predict)
 
     sub = masks.add_parser("evaluate", help="IoU / Dice / pixel F1 of a mask source against the ideal masks")
@@ -291,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
     sub.add_argument("--split-by", default="recording")
     sub.add_argument("--seed", type=int, default=0)
-    sub.add_argument("--cache-root", default="data/cache")
+    _cache_options(sub, quiet=False)
     sub.set_defaults(run=_cmd_masks_evaluate)
 
     sub = commands.add_parser("evaluate", help="test a classifier checkpoint on another preset (out of distribution)")

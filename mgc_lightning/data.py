@@ -159,16 +159,12 @@ class SegmentationDataModule(_WindowDataModule):
         self.save_hyperparameters()
         self.mask_source, self.hflip = mask_source, hflip
 
-    def _has_mask(self, row: WindowRow) -> bool:
-        if self.mask_source == MANIFEST_MASKS:
-            return bool(row.mask)
-        return mask_store(self.config, self.mask_source, self.cache_root).has(row.key)
-
     def setup(self, stage: str | None = None) -> None:
         images = spectrogram_store(self.config, self.cache_root)
         masks = mask_loader(self.config, self.mask_source, self.cache_root)
+        store = None if self.mask_source == MANIFEST_MASKS else mask_store(self.config, self.mask_source, self.cache_root)
         for name, rows in self.split_rows().items():
-            with_masks = [row for row in rows if self._has_mask(row)]
+            with_masks = [row for row in rows if (store.has(row.key) if store else bool(row.mask))]
             self.datasets[name] = WindowDataset(
                 with_masks, images, masks, hflip=self.hflip and name == "train"
             )

@@ -11,7 +11,7 @@ import math
 import os
 import random
 import tempfile
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Iterable, Sequence
 

@@ -55,3 +55,16 @@ def tiny_dataset(tmp_path: Path) -> Path:
             bits = [(recording + window) % 2, (recording * window) % 2, window // 2 % 2]
             rows.append([f"audio/{name}", window * 0.5, 0.5, *bits, f"rec{recording}", f"site{recording % 2}"])
     return write_rows(tmp_path / "manifest.csv", rows)
+
+
+def small_benchmark(root: Path, windows: int, per_recording: int, deployments: int, seed: int) -> list:
+    """A small synthetic benchmark under root/bench with ideal `origin` masks in root/cache; returns its rows."""
+    from mgc_lightning.manifest import load_manifest
+    from mgc_lightning.spectrogram import get_preset
+    from mgc_lightning.synth.build import BenchmarkConfig, build_benchmark, write_ideal_masks
+
+    config = BenchmarkConfig(name="small", n_windows=windows, windows_per_recording=per_recording, window_s=0.25,
+                             n_deployments=deployments)
+    rows = load_manifest(build_benchmark(root / "bench", config, seed=seed, progress=False))
+    write_ideal_masks(rows, get_preset("origin"), root / "cache", progress=False)
+    return rows

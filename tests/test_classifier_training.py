@@ -8,21 +8,18 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from conftest import small_benchmark
 from mgc_lightning.cli import main
-from mgc_lightning.manifest import load_manifest
-from mgc_lightning.spectrogram import get_preset
-from mgc_lightning.synth.build import BenchmarkConfig, build_benchmark, write_ideal_masks
 from mgc_lightning.tracking import read_checkpoint_metadata
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
-SMALL = BenchmarkConfig(name="small", n_windows=80, windows_per_recording=8, window_s=0.25, n_deployments=5)
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("cls")
-    manifest = build_benchmark(root / "bench", SMALL, seed=21, progress=False)
-    write_ideal_masks(load_manifest(manifest), get_preset("origin"), root / "cache", progress=False)
+    small_benchmark(root, windows=80, per_recording=8, deployments=5, seed=21)
+    manifest = root / "bench" / "manifest.csv"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
         patch.chdir(root)

@@ -9,18 +9,15 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mgc_lightning.manifest import load_manifest
-from mgc_lightning.spectrogram import get_preset
-from mgc_lightning.synth.build import BenchmarkConfig, build_benchmark, write_ideal_masks
+from conftest import small_benchmark
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes_logs_one_run(tmp_path):
-    config = BenchmarkConfig(name="ddp", n_windows=64, windows_per_recording=8, window_s=0.25, n_deployments=4)
-    manifest = build_benchmark(tmp_path / "bench", config, seed=2, progress=False)
-    write_ideal_masks(load_manifest(manifest), get_preset("origin"), tmp_path / "cache", progress=False)
+    small_benchmark(tmp_path, windows=64, per_recording=8, deployments=4, seed=2)
+    manifest = tmp_path / "bench" / "manifest.csv"
     command = [str(Path(sys.executable).parent / "mgc"), "fit",
                "--config", str(EXPERIMENTS / "classifier_base.yaml"), "--config", str(EXPERIMENTS / "mgc_gated_binary.yaml"),
                "--data.init_args.manifest", str(manifest), "--data.init_args.cache_root", str(tmp_path / "cache"),

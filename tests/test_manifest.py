@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from conftest import MANIFEST_HEADER, write_audio, write_rows
+from conftest import write_audio, write_rows
 from mgc_lightning.manifest import ManifestError, SplitConfig, load_manifest, split_rows, write_manifest
 
 

@@ -10,17 +10,14 @@ from mgc_lightning.manifest import SplitConfig, load_manifest, split_rows
 from mgc_lightning.mask_sources import evaluate_masks, export_for_refinement, propose_masks, select_high_quality
 from mgc_lightning.masks import candidate_mask, mask_metrics, read_mask_png
 from mgc_lightning.spectrogram import get_preset
-from mgc_lightning.synth.build import BenchmarkConfig, build_benchmark, write_ideal_masks
+from conftest import small_benchmark as build_small_benchmark
 
-SMALL = BenchmarkConfig(name="small", n_windows=96, windows_per_recording=12, window_s=0.25, n_deployments=4)
 
 
 @pytest.fixture(scope="module")
 def small_benchmark(tmp_path_factory):
     root = tmp_path_factory.mktemp("masks")
-    rows = load_manifest(build_benchmark(root / "bench", SMALL, seed=11, progress=False))
-    write_ideal_masks(rows, get_preset("origin"), root / "cache", progress=False)
-    return rows, root / "cache"
+    return build_small_benchmark(root, windows=96, per_recording=12, deployments=4, seed=11), root / "cache"
 
 
 def test_candidate_mask_finds_a_call_and_ignores_stationary_bands():

@@ -12,22 +12,20 @@ from mlflow.tracking import MlflowClient
 from mgc_lightning.cache import mask_store
 from mgc_lightning.cli import main
 from mgc_lightning.data import ClassificationDataModule
-from mgc_lightning.manifest import SplitConfig, load_manifest, write_manifest
+from mgc_lightning.manifest import SplitConfig, write_manifest
 from mgc_lightning.mask_sources import select_high_quality
 from mgc_lightning.models.segmenter import SegmenterModule, predict_masks
 from mgc_lightning.spectrogram import get_preset
-from mgc_lightning.synth.build import BenchmarkConfig, build_benchmark, write_ideal_masks
+from conftest import small_benchmark
 from mgc_lightning.tracking import read_checkpoint_metadata
 
 SEGMENTER_EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "seg_deeplabv3.yaml"
-SMALL = BenchmarkConfig(name="small", n_windows=48, windows_per_recording=8, window_s=0.25, n_deployments=3)
 
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("seg")
-    rows = load_manifest(build_benchmark(root / "bench", SMALL, seed=5, progress=False))
-    write_ideal_masks(rows, get_preset("origin"), root / "cache", progress=False)
+    rows = small_benchmark(root, windows=48, per_recording=8, deployments=3, seed=5)
     write_manifest(select_high_quality(rows, SplitConfig(), count=24), root / "hq.csv")
     return root, rows
 

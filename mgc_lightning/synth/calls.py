@@ -17,11 +17,10 @@ _SIGMA_PER_BANDWIDTH = np.sqrt(np.log(2)) / np.pi
 
 @dataclass
 class Event:
-    """One rendered call (a whistle, or a whole click train) relative to the start of its buffer."""
+    """One rendered call (a whistle, or a whole click train); the scene decides where it goes."""
 
     sound_type: str
     samples: np.ndarray
-    offset: int  # first sample of `samples` in the buffer it will be added to
     low_hz: float
     high_hz: float
     unit_duration_s: float  # duration over which the SNR is defined: a whistle's length, or one click's
@@ -109,7 +108,7 @@ def click_train(rng: np.random.Generator, sample_rate: int, span: int, sound_typ
     low = min(p.get("low_hz", p["peak_hz"] - p["bandwidth_hz"] / 2) for p in params)
     high = max(p.get("high_hz", p["peak_hz"] + p["bandwidth_hz"] / 2) for p in params)
     return Event(
-        sound_type=sound_type, samples=samples, offset=0, low_hz=max(low, 0.0), high_hz=min(high, sample_rate / 2),
+        sound_type=sound_type, samples=samples, low_hz=max(low, 0.0), high_hz=min(high, sample_rate / 2),
         unit_duration_s=float(np.mean([p["duration_us"] for p in params])) * 1e-6,
         params={"clicks": len(params), "ici_ms": ici * 1e3, "buzz": buzz,
                 "peak_hz_mean": float(np.mean([p["peak_hz"] for p in params])),
@@ -154,7 +153,7 @@ def beluga_whistle(rng: np.random.Generator, sample_rate: int, span: int) -> Eve
     envelope[-fade:] = np.linspace(1, 0, fade)
     samples *= envelope
     return Event(
-        sound_type="whistle", samples=samples, offset=0, low_hz=float(contour.min()) * 0.95,
+        sound_type="whistle", samples=samples, low_hz=float(contour.min()) * 0.95,
         high_hz=float(contour.max()) * 1.05, unit_duration_s=duration,
         params={"shape": str(shape), "f_start_hz": float(contour[0]), "f_end_hz": float(contour[-1]),
                 "harmonics": harmonics, "duration_s": duration},

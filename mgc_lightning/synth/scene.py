@@ -6,7 +6,7 @@ exactly for any front end: a pixel is "sound" where target power beats noise pow
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -192,6 +192,3 @@ def render_recording(plan: RecordingPlan) -> RenderedRecording:
         windows=windows, events=events, info=info,
     )
 
-
-def deployment_record(deployment: Deployment) -> dict:
-    return asdict(deployment)
