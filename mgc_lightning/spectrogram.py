@@ -21,7 +21,7 @@ from torch import nn
 
 WINDOWS = {"hann": torch.hann_window, "hamming": torch.hamming_window, "blackman": torch.blackman_window}
 FREQUENCY_SCALES = ("linear", "mel")
-SCALINGS = ("db", "pcen")
+SCALINGS = ("db", "floor_db", "pcen")
 TIME_POOLINGS = ("max", "mean")
 _POWER_FLOOR = 1e-20
 # PCEN is designed for the power of integer-valued audio; float audio in [-1, 1] is scaled by 2**31 (librosa docs).
@@ -40,8 +40,12 @@ class SpectrogramConfig:
     fmin: float = 1_000.0  # Hz, bottom row of the image
     fmax: float = 160_000.0  # Hz, top row of the image; audio must be sampled at >= 2 * fmax
     frequency_scale: str = "linear"  # linear | mel
-    scaling: str = "db"  # db (log power) | pcen (per-channel energy normalisation)
-    top_db: float = 80.0  # db: dynamic range kept below each image's maximum, mapped to [0, 1]
+    # db: log power relative to each image's maximum | floor_db: log power above each frequency's noise floor |
+    # pcen: per-channel energy normalisation
+    scaling: str = "db"
+    top_db: float = 80.0  # db: range kept below each image's maximum; floor_db: range shown, mapped to [0, 1]
+    floor_margin_db: float = 10.0  # floor_db: how far below the noise floor the image still shows (noise dips)
+    floor_rows: int = 9  # floor_db: rows over which each row's floor is median-filtered, so a steady tonal survives
     pcen_time_constant: float = 0.06  # s, PCEN smoother
     pcen_gain: float = 0.98
     pcen_bias: float = 2.0
@@ -76,6 +80,10 @@ class SpectrogramConfig:
             problems.append(f"fmax={self.fmax:g} Hz is above the Nyquist frequency of sample_rate={self.sample_rate} Hz")
         if self.top_db <= 0:
             problems.append(f"top_db must be positive, got {self.top_db}")
+        if not 0 <= self.floor_margin_db < self.top_db:
+            problems.append(f"need 0 <= floor_margin_db < top_db, got {self.floor_margin_db} and {self.top_db}")
+        if self.floor_rows <= 0 or self.floor_rows % 2 == 0:
+            problems.append(f"floor_rows must be a positive odd number, got {self.floor_rows}")
         if self.pcen_time_constant <= 0 or self.pcen_eps <= 0:
             problems.append("pcen_time_constant and pcen_eps must be positive")
         if problems:
@@ -134,8 +142,9 @@ class Preset(str, Enum):
 
 
 PRESETS: dict[str, SpectrogramConfig] = {
-    # Linear-frequency STFT in dB: the training transform. 384 kHz covers porpoise NBHF clicks (125-145 kHz).
-    Preset.ORIGIN.value: SpectrogramConfig(name="origin"),
+    # Linear-frequency STFT in dB above each frequency's noise floor (0.2 of the image range at the floor, 50 dB
+    # shown): the training transform. 384 kHz covers porpoise NBHF clicks (125-145 kHz).
+    Preset.ORIGIN.value: SpectrogramConfig(name="origin", scaling="floor_db", top_db=50.0, floor_margin_db=10.0),
     # OOD by frequency axis and resolution: mel scale, longer FFT, Hamming window, narrower dynamic range.
     Preset.MEL.value: SpectrogramConfig(
         name="mel", n_fft=2048, hop_length=512, window="hamming", fmin=500.0, fmax=150_000.0,
@@ -193,6 +202,17 @@ def pcen(
     return (bias + normalised) ** power - bias**power
 
 
+def noise_floor_db(decibels: torch.Tensor, rows: int) -> torch.Tensor:
+    """(..., height, 1) noise floor of each row of a (..., height, width) dB image: the median over time (calls are
+    sparse in time), median-filtered over `rows` neighbouring rows (a tonal lasting the whole window fills its own
+    row's median, not its neighbours'). Removing it whitens coloured noise and the sensor's response, as the
+    per-frequency median subtraction of PAMGuard, Koogu and Raven's noise reduction does."""
+    per_row = decibels.median(dim=-1).values
+    half = rows // 2
+    padded = F.pad(per_row.unsqueeze(-2), (half, half), mode="replicate").squeeze(-2)
+    return padded.unfold(-1, rows, 1).median(dim=-1).values.unsqueeze(-1)
+
+
 class SpectrogramTransform(nn.Module):
     """Batched front end: (batch, samples) at config.sample_rate -> (batch, height, width) images in [0, 1]."""
 
@@ -242,5 +262,8 @@ class SpectrogramTransform(nn.Module):
             high = image.amax(dim=(-2, -1), keepdim=True)
             return ((image - low) / (high - low).clamp_min(1e-12)).clamp(0, 1)
         decibels = 10 * torch.log10(self._pool_time(rows).clamp_min(_POWER_FLOOR))
-        ceiling = decibels.amax(dim=(-2, -1), keepdim=True)
-        return ((decibels - ceiling + config.top_db) / config.top_db).clamp(0, 1)
+        if config.scaling == "floor_db":
+            reference = noise_floor_db(decibels, config.floor_rows) - config.floor_margin_db
+        else:
+            reference = decibels.amax(dim=(-2, -1), keepdim=True) - config.top_db
+        return ((decibels - reference) / config.top_db).clamp(0, 1)

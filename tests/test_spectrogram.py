@@ -63,9 +63,40 @@ def test_hash_is_stable_name_free_and_parameter_sensitive():
 
 def test_presets_differ_the_ways_the_paper_names():
     origin, mel, pcen_preset = (get_preset(n) for n in ("origin", "mel", "pcen"))
-    assert origin.frequency_scale == "linear" and origin.scaling == "db"
-    assert mel.frequency_scale == "mel" and (mel.fmin, mel.fmax) != (origin.fmin, origin.fmax)
+    assert origin.frequency_scale == "linear" and origin.scaling == "floor_db"
+    assert mel.frequency_scale == "mel" and mel.scaling == "db" and (mel.fmin, mel.fmax) != (origin.fmin, origin.fmax)
     assert pcen_preset.scaling == "pcen" and pcen_preset.n_fft != origin.n_fft
+
+
+def _coloured_noise_with_a_steady_tone(seconds: float = 0.25, sample_rate: int = 384_000) -> torch.Tensor:
+    """Noise 40 dB stronger at the bottom of the band than at the top (like vessel noise and a hydrophone's
+    roll-off), plus a 20 kHz tone lasting the whole window."""
+    generator = torch.Generator().manual_seed(0)
+    n = int(seconds * sample_rate)
+    spectrum = torch.fft.rfft(torch.randn(n, generator=generator, dtype=torch.float64))
+    frequencies = torch.fft.rfftfreq(n, 1 / sample_rate)
+    noise = torch.fft.irfft(spectrum * 10 ** (-40 * frequencies / frequencies[-1] / 20), n)
+    tone = 2 * noise.std() * torch.sin(2 * torch.pi * 20_000 * torch.arange(n) / sample_rate)
+    return (noise / noise.std() * 1e-2 + tone / noise.std() * 1e-2).float()
+
+
+def test_floor_db_whitens_coloured_noise_and_keeps_a_steady_tonal():
+    origin = get_preset("origin")
+    image = SpectrogramTransform(origin)(_coloured_noise_with_a_steady_tone())[0]
+    peak = SpectrogramTransform(origin.replace(scaling="db", top_db=80.0))(_coloured_noise_with_a_steady_tone())[0]
+    tone_row = int(np.argmin(np.abs(origin.row_frequencies_hz() - 20_000)))
+    others = [r for r in range(origin.height) if abs(r - tone_row) > 2]
+    floor_level = origin.floor_margin_db / origin.top_db
+    row_medians = image[others].median(dim=-1).values
+    assert torch.allclose(row_medians, torch.full_like(row_medians, floor_level), atol=0.03)  # flat noise floor
+    peak_medians = peak[others].median(dim=-1).values
+    assert peak_medians.max() - peak_medians.min() > 0.3  # peak-relative dB keeps the 40 dB colour
+    assert image[tone_row].median() > floor_level + 0.2  # the tone lasts the whole window and still stands out
+
+
+def test_floor_db_turns_digital_silence_into_a_flat_floor_not_a_saturated_image():
+    image = SpectrogramTransform(get_preset("origin"))(torch.zeros(1, 96_000))[0]
+    assert torch.allclose(image, torch.full_like(image, get_preset("origin").floor_margin_db / 50.0))
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
@@ -91,7 +122,7 @@ def test_a_tone_lands_in_its_row(name):
 
 
 def test_max_pooling_keeps_a_100_microsecond_click_that_mean_pooling_dilutes():
-    config = get_preset("origin")
+    config = get_preset("origin").replace(scaling="db", top_db=80.0)  # one fixed reference for both poolings
     rate = config.sample_rate
     wave = np.random.default_rng(3).normal(0, 1e-4, rate).astype(np.float32)  # 1 s -> 1501 frames into 128 columns
     t = np.arange(int(100e-6 * rate)) / rate

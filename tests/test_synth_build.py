@@ -5,6 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from mgc_lightning.cache import mask_store
 from mgc_lightning.cli import main
@@ -14,7 +15,11 @@ from mgc_lightning.spectrogram import get_preset
 from mgc_lightning.synth.build import (
     BENCHMARK_PRESETS, BenchmarkConfig, build_benchmark, read_events, target_stem_path, write_ideal_masks,
 )
-from mgc_lightning.synth.scene import SNR_RANGES_DB, WINDOW_MARGIN_S, RecordingPlan, make_deployments, render_recording
+from mgc_lightning.spectrogram import SpectrogramTransform
+from mgc_lightning.synth.scene import (
+    DETECTABLE_PIXELS, DETECTABLE_SNR_DB, SNR_RANGES_DB, WINDOW_MARGIN_S, RecordingPlan, make_deployments,
+    render_recording,
+)
 
 TINY = BenchmarkConfig(name="tiny", n_windows=32, windows_per_recording=8, window_s=0.25, n_deployments=4)
 
@@ -31,7 +36,8 @@ def test_recording_labels_match_the_events_placed_in_each_window():
     assert rendered.mix.shape == rendered.target.shape == (12 * 96_000,)
     for index, bits in enumerate(rendered.windows):
         inside = [e for e in rendered.events if e["window"] == index]
-        assert {e["sound_type"] for e in inside} == {t for t, b in zip(SOUND_TYPES, bits) if b}
+        assert {e["sound_type"] for e in inside if e["labelled"]} == {t for t, b in zip(SOUND_TYPES, bits) if b}
+        assert all(e["labelled"] == (e["visible_pixels"] >= DETECTABLE_PIXELS) for e in inside)
         for event in inside:
             assert index * 0.25 + WINDOW_MARGIN_S - 1e-6 <= event["start_s"] < event["end_s"]
             assert event["end_s"] <= (index + 1) * 0.25 - WINDOW_MARGIN_S + 1e-6
@@ -39,9 +45,29 @@ def test_recording_labels_match_the_events_placed_in_each_window():
             assert low <= event["snr_db"] <= high
             assert event["effective_snr_db"] <= event["snr_db"] + 1e-6  # vessels and pings only add noise
         silent = rendered.target[index * 96_000 : (index + 1) * 96_000]
-        assert bool(np.any(silent)) == any(bits)
+        assert bool(np.any(silent)) == bool(inside)  # faint calls stay in the audio, unlabelled
     again = render_recording(plan)
     assert np.array_equal(again.mix, rendered.mix) and again.events == rendered.events
+
+
+def test_labels_mark_the_calls_that_stand_out_of_the_noise_on_the_origin_grid():
+    """Checked independently of the per-call count: the window's whole target stem against its noise, on the grid."""
+    plan = RecordingPlan("r", make_deployments(3)[2], 16, 0.25, 384_000, (4, 2), (1.0,) * 8)
+    rendered = render_recording(plan)
+    assert any(not e["labelled"] for e in rendered.events) and any(e["labelled"] for e in rendered.events)
+    grid = SpectrogramTransform(get_preset("origin"))
+    noise = rendered.mix - rendered.target
+    for index, bits in enumerate(rendered.windows):
+        cut = slice(index * 96_000, (index + 1) * 96_000)
+        with torch.no_grad():
+            target, background = (grid.band_power(torch.from_numpy(x[cut].astype(np.float64))[None])
+                                  for x in (rendered.target, noise))
+        visible = int((target > background * 10 ** (DETECTABLE_SNR_DB / 10)).sum())
+        inside = [e for e in rendered.events if e["window"] == index]
+        if any(bits):
+            assert visible >= DETECTABLE_PIXELS
+        else:  # only faint calls (or none): fewer visible pixels than one labelled call needs, per call
+            assert visible < DETECTABLE_PIXELS * max(len(inside), 1)
 
 
 def test_benchmark_files_and_tables(tiny_benchmark):
@@ -65,7 +91,8 @@ def test_all_eight_classes_by_default_and_weights_are_configurable(tmp_path):
     assert len({r.joint_class for r in rows}) == 8
     only_porpoise = replace(TINY, n_windows=8, class_weights=(0, 0, 0, 0, 1, 0, 0, 0))
     rows = load_manifest(build_benchmark(tmp_path / "b", only_porpoise, seed=1, progress=False))
-    assert {r.labels for r in rows} == {(0, 0, 1)}
+    labels = [r.labels for r in rows]  # weights choose the calls drawn; a too-faint call is not labelled
+    assert set(labels) <= {(0, 0, 1), (0, 0, 0)} and labels.count((0, 0, 1)) > len(labels) / 2
     with pytest.raises(ValueError, match="sample_rate must be >= 320000"):
         replace(TINY, sample_rate=192_000)
 

@@ -29,6 +29,7 @@ class ClassifierModule(L.LightningModule):
     def __init__(
         self,
         backbone: str = "resnet18",
+        backbone_kwargs: dict | None = None,
         mask_input: str = "none",
         fusion: str = "xattn",
         head: str = "multiclass",
@@ -51,7 +52,8 @@ class ClassifierModule(L.LightningModule):
         if head not in HEADS:
             raise ValueError(f"head must be one of {sorted(HEADS)}, got {head!r}")
         self.save_hyperparameters()
-        self.spectrogram_encoder = SpectrogramEncoder(backbone, dim, image_size, pretrained, pretrained_path)
+        self.spectrogram_encoder = SpectrogramEncoder(backbone, dim, image_size, pretrained, pretrained_path,
+                                                      backbone_kwargs)
         self.uses_mask = mask_input != "none"
         if self.uses_mask:
             self.mask_encoder = MaskEncoder(dim)

@@ -19,9 +19,11 @@ class SpectrogramEncoder(nn.Module):
     """
 
     def __init__(self, name: str, dim: int, image_size: int, pretrained: bool = False,
-                 pretrained_path: str | None = None):
+                 pretrained_path: str | None = None, backbone_kwargs: dict | None = None):
         super().__init__()
-        kwargs = {"num_classes": 0}  # forward_features is used: no pooling, no classifier
+        # forward_features is used: no pooling, no classifier. backbone_kwargs reach the timm constructor, e.g.
+        # {"channels": [16, 32, 64, 128], "stem_width": 16} for a ResNet 4x narrower (5x faster on a CPU).
+        kwargs = {**(backbone_kwargs or {}), "num_classes": 0}
         if any(name.startswith(prefix) for prefix in ("vit", "deit")):
             kwargs["img_size"] = image_size
         if pretrained_path:
@@ -41,11 +43,14 @@ class SpectrogramEncoder(nn.Module):
                 f"could not fetch pretrained weights for {name!r} ({type(error).__name__}); this machine is offline or "
                 "has no hub access. Download the weights elsewhere and set pretrained_path to the local file, or set "
                 "pretrained: false to train from scratch") from error
+        # channels_last runs convolutions 1.5-2x faster on CPUs and tensor cores; transformers are unaffected
+        self.backbone.to(memory_format=torch.channels_last)
         self.prefix_tokens = getattr(self.backbone, "num_prefix_tokens", 0)
         self.project = nn.Linear(self.backbone.num_features, dim)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        features = self.backbone.forward_features(imagenet_input(image))
+        image = imagenet_input(image).contiguous(memory_format=torch.channels_last)
+        features = self.backbone.forward_features(image)
         if features.dim() == 4:  # CNN: (B, C, H, W) -> (B, H*W, C)
             tokens = features.flatten(2).transpose(1, 2)
         else:  # transformer: (B, prefix + N, C)

@@ -28,7 +28,7 @@ from .scene import RecordingPlan, make_deployments, render_recording
 
 AUDIO_DIR, STEMS_DIR, PARTS_DIR = "audio", "stems", "parts"
 EVENT_COLUMNS = ("recording", "window", "sound_type", "start_s", "end_s", "low_hz", "high_hz", "snr_db",
-                 "effective_snr_db", "params")
+                 "effective_snr_db", "visible_pixels", "labelled", "params")
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,8 @@ class BenchmarkConfig:
     window_s: float
     sample_rate: int = 384_000
     n_deployments: int = 6
-    class_weights: tuple[float, ...] = (1.0,) * NUM_JOINT_CLASSES  # balanced over the 8 joint classes
+    # the joint class of the calls drawn in each window, balanced by default; labels keep only detectable calls
+    class_weights: tuple[float, ...] = (1.0,) * NUM_JOINT_CLASSES
 
     def __post_init__(self) -> None:
         if self.n_windows <= 0 or self.windows_per_recording <= 0 or self.window_s <= 0:
@@ -114,7 +115,7 @@ def build_benchmark(
     with tqdm(total=len(plans), initial=len(plans) - len(todo), desc=f"synth {config.name}", unit="rec",
               disable=not progress) as bar:
         if workers > 1:
-            with ProcessPoolExecutor(workers) as pool:
+            with ProcessPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
                 for _ in pool.map(_build_one, [out_dir] * len(todo), todo):
                     bar.update(1)
         else:

@@ -2,6 +2,11 @@
 
 Target sounds and noise are rendered separately and kept apart (the target stem), so ideal masks can be computed
 exactly for any front end: a pixel is "sound" where target power beats noise power.
+
+Window labels are what an annotator would mark: a sound type is present only where at least one of its calls is
+detectable, that is, covers at least `DETECTABLE_PIXELS` pixels of the `origin` image grid at a local SNR of at least
+`DETECTABLE_SNR_DB` (the call's own power against the noise, vessels and pings included, after the sensor). Fainter
+calls stay in the audio, unlabelled, and events.csv keeps them with `labelled` false.
 """
 
 from __future__ import annotations
@@ -10,17 +15,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
+import torch
+
 from ..labels import NUM_JOINT_CLASSES, SOUND_TYPES, label_vector
+from ..spectrogram import SpectrogramTransform, get_preset
 from .calls import Event, beluga_whistle, click_train
 from .noise import ambient_noise, echosounder, sensor_filter, shaped_noise, snapping_shrimp, vessel_passage
 
 # Band SNR of each call (dB, call power over its own duration vs. the ambient noise power in its band over the
-# window). Whistles reach below 0 dB so some are barely there, as in real data. A click lasts ~100 us but a
-# spectrogram frame ~3 ms, so a click's pixel SNR is ~15 dB below its own SNR: click ranges sit higher to span the
-# same barely-visible-to-obvious range on the image. A passing vessel lowers the effective SNR further (events.csv
-# records both).
-SNR_RANGES_DB = {"whistle": (-6.0, 14.0), "beluga_click": (8.0, 38.0), "porpoise_click": (8.0, 38.0)}
+# window). A click lasts ~100 us but a spectrogram frame ~3 ms, so a click's pixel SNR is ~15 dB below its own SNR:
+# click ranges sit higher to span the same barely-visible-to-obvious range on the image. A passing vessel lowers the
+# effective SNR further (events.csv records both). The lower ends leave about one call in six too faint to label
+# (the detectability rule below), as in real recordings.
+SNR_RANGES_DB = {"whistle": (0.0, 20.0), "beluga_click": (12.0, 40.0), "porpoise_click": (16.0, 42.0)}
 WINDOW_MARGIN_S = 0.005  # calls stay this far inside their window, so window labels are unambiguous
+# Detectability: a call is labelled where it stands >= 6 dB above the noise on at least 8 pixels of the origin grid
+# (a short stroke, about 0.05 % of a 128 x 128 image): what a person scanning the image or listening would notice.
+DETECTION_PRESET = "origin"
+DETECTABLE_SNR_DB = 6.0
+DETECTABLE_PIXELS = 8
 DIGITAL_NOISE_RMS = 0.003  # ambient noise level in the written files (-50 dBFS) before the sensor's gain: vessels fit below full scale
 
 
@@ -115,6 +128,28 @@ def _draw_events(rng: np.random.Generator, sound_type: str, sample_rate: int, sp
     return [click_train(rng, sample_rate, span, sound_type) for _ in range(1 + int(rng.random() < 0.25))]
 
 
+def _label_detectable(events: list[dict], placed: list[tuple[int, np.ndarray]], noise: np.ndarray, window: int,
+                      sensor) -> None:
+    """Count each call's pixels at >= DETECTABLE_SNR_DB on the detection grid (the call alone, after the sensor,
+    against the window's noise) and mark it `labelled` when there are at least DETECTABLE_PIXELS of them."""
+    grid = SpectrogramTransform(get_preset(DETECTION_PRESET))
+    threshold = 10 ** (DETECTABLE_SNR_DB / 10)
+    for index in sorted({e["window"] for e in events}):
+        members = [i for i, e in enumerate(events) if e["window"] == index]
+        start = index * window
+        alone = np.zeros((len(members), window))
+        for row, i in enumerate(members):
+            offset, samples = placed[i]
+            alone[row, offset - start : offset - start + samples.size] = samples
+        with torch.no_grad():
+            noise_power = grid.band_power(torch.from_numpy(noise[start : start + window])[None])
+            call_power = grid.band_power(torch.from_numpy(sensor(alone)))
+        pixels = (call_power > noise_power * threshold).sum(dim=(-2, -1))
+        for i, count in zip(members, pixels.tolist()):
+            events[i]["visible_pixels"] = int(count)
+            events[i]["labelled"] = count >= DETECTABLE_PIXELS
+
+
 def render_recording(plan: RecordingPlan) -> RenderedRecording:
     rng = np.random.default_rng(np.random.SeedSequence(plan.seed))
     deployment, sr = plan.deployment, plan.sample_rate
@@ -150,16 +185,15 @@ def render_recording(plan: RecordingPlan) -> RenderedRecording:
 
     target = np.zeros(n)
     weights = np.asarray(plan.class_weights, dtype=float)
-    windows, events = [], []
+    placed: list[tuple[int, np.ndarray]] = []  # (offset, samples) of each event, in events' order
+    events = []
     margin = int(WINDOW_MARGIN_S * sr)
     for index in range(plan.n_windows):
         joint = int(rng.choice(NUM_JOINT_CLASSES, p=weights / weights.sum()))
-        bits = label_vector(joint)
-        windows.append(bits)
         start = index * window
         quiet = baseline[start : start + window]
         loud = quiet + confusers[start : start + window]
-        for sound_type, present in zip(SOUND_TYPES, bits):
+        for sound_type, present in zip(SOUND_TYPES, label_vector(joint)):
             if not present:
                 continue
             for event in _draw_events(rng, sound_type, sr, window - 2 * margin):
@@ -170,6 +204,7 @@ def render_recording(plan: RecordingPlan) -> RenderedRecording:
                 noise_power = band_power(quiet, sr, *band)
                 samples = event.samples * np.sqrt(noise_power * 10 ** (snr_db / 10) / max(signal_power, 1e-30))
                 target[offset : offset + samples.size] += samples
+                placed.append((offset, samples))
                 effective = snr_db - 10 * np.log10(band_power(loud, sr, *band) / noise_power)
                 events.append({
                     "recording": plan.name, "window": index, "sound_type": sound_type,
@@ -182,6 +217,10 @@ def render_recording(plan: RecordingPlan) -> RenderedRecording:
     scale = DIGITAL_NOISE_RMS / ambient_rms * 10 ** (deployment.gain_db / 20)
     noise = sensor_filter(baseline + confusers, sr, deployment.highpass_hz, deployment.rolloff_hz) * scale
     target = sensor_filter(target, sr, deployment.highpass_hz, deployment.rolloff_hz) * scale
+    _label_detectable(events, placed, noise, window, lambda x: sensor_filter(x, sr, deployment.highpass_hz,
+                                                                               deployment.rolloff_hz) * scale)
+    windows = [tuple(int(any(e["labelled"] for e in events if e["window"] == index and e["sound_type"] == t))
+                     for t in SOUND_TYPES) for index in range(plan.n_windows)]
     mix = noise + target
     clip = 0.999
     if rng.random() < deployment.clipping_probability:  # an over-driven recorder flattens the loudest moments
