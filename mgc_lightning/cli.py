@@ -6,8 +6,12 @@ import argparse
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .labels import JOINT_CLASS_NAMES
+
+if TYPE_CHECKING:
+    from .manifest import SplitConfig
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
@@ -20,14 +24,14 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from .manifest import SplitConfig, load_manifest, split_rows
+    from .manifest import load_manifest, split_rows
 
     rows = load_manifest(args.manifest)
     counts = Counter(row.joint_class for row in rows)
     print(f"{args.manifest}: {len(rows)} windows, {len({r.recording for r in rows})} recordings")
     for index, name in enumerate(JOINT_CLASS_NAMES):
         print(f"  {index} {name:<40} {counts.get(index, 0)}")
-    splits = split_rows(rows, SplitConfig(group_by=args.split_by, seed=args.seed))
+    splits = split_rows(rows, _split_config(args))
     print("split by " + args.split_by + ": " + ", ".join(f"{k}={len(v)}" for k, v in splits.items()))
     return 0
 
@@ -74,9 +78,9 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     manifest = build_benchmark(args.out_dir, config, seed=args.seed, workers=args.workers, progress=not args.quiet)
     rows = load_manifest(manifest)
     for name in filter(None, args.mask_presets.split(",")):
-        write_ideal_masks(rows, get_preset(name), args.cache_root, progress=not args.quiet)
+        write_ideal_masks(rows, get_preset(name), args.cache_root, args.criterion_db, progress=not args.quiet)
     print(f"{len(rows)} windows: {manifest}; events in {Path(args.out_dir) / 'events.csv'}; ideal masks for "
-          f"{args.mask_presets or 'no preset'} under {args.cache_root}")
+          f"{args.mask_presets or 'no preset'} under {args.cache_root} ({_ideal_sources(args.criterion_db)})")
     return 0
 
 
@@ -86,9 +90,10 @@ def _cmd_masks_ideal(args: argparse.Namespace) -> int:
     from .synth.build import write_ideal_masks
 
     rows = load_manifest(args.manifest)
-    done = write_ideal_masks(rows, get_preset(args.preset), args.cache_root, criterion_db=args.criterion_db,
+    done = write_ideal_masks(rows, get_preset(args.preset), args.cache_root, args.criterion_db,
                              progress=not args.quiet)
-    print(f"{done} ideal masks written, {len(rows) - done} already there")
+    print(f"{done} windows' ideal masks written, {len(set(rows)) - done} already there "
+          f"({_ideal_sources(args.criterion_db)}, preset {args.preset})")
     return 0
 
 
@@ -108,7 +113,7 @@ def _cmd_masks_propose(args: argparse.Namespace) -> int:
 
 def _cmd_masks_select(args: argparse.Namespace) -> int:
     from .cache import mask_store
-    from .manifest import SplitConfig, load_manifest, write_manifest
+    from .manifest import load_manifest, write_manifest
     from .mask_sources import select_high_quality
     from .spectrogram import get_preset
 
@@ -119,11 +124,10 @@ def _cmd_masks_select(args: argparse.Namespace) -> int:
     elif args.source:
         store = mask_store(get_preset(args.preset), args.source, args.cache_root)
         available = lambda row: store.has(row.key)  # noqa: E731
-    chosen = select_high_quality(rows, SplitConfig(group_by=args.split_by, seed=args.seed), args.count, args.seed,
-                                 available)
+    chosen = select_high_quality(rows, _split_config(args), args.count, args.seed, available)
     write_manifest(chosen, args.out)
     counts = Counter(row.joint_class for row in chosen)
-    print(f"{len(chosen)} windows to {args.out} (train/val sides only), per class: "
+    print(f"{len(chosen)} windows to {args.out} (train side only), per class: "
           + ", ".join(f"{JOINT_CLASS_NAMES[c]}={counts.get(c, 0)}" for c in range(len(JOINT_CLASS_NAMES))))
     return 0
 
@@ -141,16 +145,19 @@ def _cmd_masks_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_masks_evaluate(args: argparse.Namespace) -> int:
-    from .manifest import SplitConfig, load_manifest, split_rows
+    from .manifest import load_manifest, split_rows
     from .mask_sources import evaluate_masks
     from .spectrogram import get_preset
+    from .synth.build import ideal_source
 
     rows = load_manifest(args.manifest, check_audio=False)
     if args.split != "all":
-        rows = [rows[i] for i in split_rows(rows, SplitConfig(group_by=args.split_by, seed=args.seed))[args.split]]
-    scores = evaluate_masks(rows, get_preset(args.preset), args.cache_root, args.source, args.reference)
-    print(f"{args.source} vs {args.reference} masks, preset {args.preset}, {args.split} split ({len(rows)} windows): "
-          + ", ".join(f"{name} {value:.3f}" for name, value in scores.items()))
+        rows = [rows[i] for i in split_rows(rows, _split_config(args))[args.split]]
+    references = [ideal_source(c) for c in args.criterion_db] if args.criterion_db else [args.reference]
+    for reference in references:
+        scores = evaluate_masks(rows, get_preset(args.preset), args.cache_root, args.source, reference)
+        print(f"{args.source} vs {reference} masks, preset {args.preset}, {args.split} split ({len(rows)} windows): "
+              + ", ".join(f"{name} {value:.3f}" for name, value in scores.items()))
     return 0
 
 
@@ -175,14 +182,46 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_pipeline(args: argparse.Namespace) -> int:
     from .pipeline import Pipeline, PipelineConfig
-    from .report import build_tables, collect_runs
+    from .report import collect_runs, headline_table
 
     config = PipelineConfig.from_yaml(args.config)
     report = Pipeline(config).run()
-    runs = collect_runs(config.experiment)
-    print(build_tables(runs, config.presets[0]).split("## Table 4")[0])
+    print(headline_table(collect_runs(config.experiment), config.presets[0]))
     print(f"Report: {report}\nBrowse the runs: make mlflow-ui  (then open http://127.0.0.1:5000)")
     return 0
+
+
+def _split_options(sub: argparse.ArgumentParser, seed_help: str = "seed of the split") -> None:
+    """The classifier data module's split settings with its defaults (SplitConfig's): a split seen or used here is
+    the classifier's only when every setting matches."""
+    from .manifest import GROUP_COLUMNS, SplitConfig
+
+    default = SplitConfig()
+    sub.add_argument("--split-by", default=default.group_by, choices=GROUP_COLUMNS,
+                     help="group column of the split (the classifier's split_by)")
+    sub.add_argument("--split-fractions", nargs=3, type=float, default=default.fractions,
+                     metavar=("TRAIN", "VAL", "TEST"), help="shares of the windows (the classifier's split_fractions)")
+    sub.add_argument("--seed", type=int, default=default.seed, help=seed_help + " (the classifier's split_seed)")
+
+
+def _split_config(args: argparse.Namespace) -> SplitConfig:
+    from .manifest import SplitConfig
+
+    return SplitConfig(group_by=args.split_by, fractions=tuple(args.split_fractions), seed=args.seed)
+
+
+def _ideal_sources(criteria_db: list[float]) -> str:
+    from .synth.build import ideal_source
+
+    return ", ".join(f"{ideal_source(c)} at {c:g} dB" for c in criteria_db)
+
+
+def _criterion_option(sub: argparse.ArgumentParser) -> None:
+    from .synth.scene import DETECTABLE_SNR_DB
+
+    sub.add_argument("--criterion-db", type=float, nargs="+", default=[DETECTABLE_SNR_DB], metavar="DB",
+                     help=f"local SNRs a pixel needs to count as sound, one mask source each (default "
+                          f"{DETECTABLE_SNR_DB:g}: source `ideal`, what the labels count; 0: `ideal-0db`, ...)")
 
 
 def _cache_options(sub: argparse.ArgumentParser, quiet: bool = True) -> None:
@@ -200,8 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = commands.add_parser("validate", help="check a manifest (every bad row is reported) and show class counts")
     sub.add_argument("manifest")
-    sub.add_argument("--split-by", default="recording", help="group column for the split preview")
-    sub.add_argument("--seed", type=int, default=0)
+    _split_options(sub)
     sub.set_defaults(run=_cmd_validate)
 
     sub = commands.add_parser("import-raven", help="turn a Raven selection table into manifest rows and boxes")
@@ -242,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--workers", type=int, default=1, help="parallel processes (the result does not depend on it)")
     sub.add_argument("--mask-presets", default=",".join(PRESETS),
                      help="front-end presets to rasterise ideal masks for (comma-separated, empty for none)")
+    _criterion_option(sub)
     _cache_options(sub)
     sub.set_defaults(run=_cmd_synth)
 
@@ -250,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = masks.add_parser("ideal", help="ideal masks of a synthetic benchmark, on any preset's grid")
     sub.add_argument("manifest")
     sub.add_argument("--preset", default="origin")
-    sub.add_argument("--criterion-db", type=float, default=0.0, help="local SNR a pixel needs to count as sound")
+    _criterion_option(sub)
     _cache_options(sub)
     sub.set_defaults(run=_cmd_masks_ideal)
 
@@ -269,8 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--source", default="", help="only windows that have a mask in this source (e.g. ideal, "
                                                  "manifest)")
     sub.add_argument("--preset", default="origin")
-    sub.add_argument("--split-by", default="recording", help="must match the classifier's split")
-    sub.add_argument("--seed", type=int, default=0, help="must match the classifier's split seed")
+    _split_options(sub, seed_help="seed of the split and of the selection")
     _cache_options(sub, quiet=False)
     sub.set_defaults(run=_cmd_masks_select)
 
@@ -287,11 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = masks.add_parser("evaluate", help="IoU / Dice / pixel F1 of a mask source against the ideal masks")
     sub.add_argument("manifest")
     sub.add_argument("--source", required=True, help="candidate, predicted, ...")
-    sub.add_argument("--reference", default="ideal")
+    reference = sub.add_mutually_exclusive_group()
+    reference.add_argument("--reference", default="ideal", help="the mask source to compare with")
+    reference.add_argument("--criterion-db", type=float, nargs="+", metavar="DB",
+                           help="compare with the ideal masks at each of these local SNR criteria (e.g. 0 3 6)")
     sub.add_argument("--preset", default="origin")
     sub.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
-    sub.add_argument("--split-by", default="recording")
-    sub.add_argument("--seed", type=int, default=0)
+    _split_options(sub)
     _cache_options(sub, quiet=False)
     sub.set_defaults(run=_cmd_masks_evaluate)
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from .augment import FrontEndAugment
 from .cache import DEFAULT_CACHE_ROOT, ArrayStore, compute_spectrograms, mask_store, spectrogram_store
 from .manifest import SplitConfig, WindowRow, load_manifest, split_rows
 from .masks import read_mask_png, soft_mask
@@ -45,8 +46,31 @@ def mask_loader(config: SpectrogramConfig, source: str, cache_root: str | Path) 
     return from_store
 
 
+def shift_and_mask_time(image: torch.Tensor, mask: torch.Tensor | None, max_shift: float, masks: int,
+                        max_mask_width: float = 0.125) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Training-time changes that keep every label true: a circular shift in time (a call may sit anywhere in its
+    window) and SpecAugment-style time stripes set to the image's median (a call partly hidden by a dropout or a
+    louder transient is still a call). The mask, if any, is shifted and blanked the same way."""
+    width = image.shape[-1]
+    if max_shift > 0:
+        limit = int(max_shift * width)
+        shift = int(torch.randint(-limit, limit + 1, ()))
+        image = image.roll(shift, dims=-1)
+        mask = mask.roll(shift, dims=-1) if mask is not None else None
+    for _ in range(masks):
+        stripe = int(torch.randint(0, int(max_mask_width * width) + 1, ()))
+        start = int(torch.randint(0, width - stripe + 1, ()))
+        image = image.clone()
+        image[..., start : start + stripe] = image.median()
+        if mask is not None:
+            mask = mask.clone()
+            mask[..., start : start + stripe] = 0
+    return image, mask
+
+
 class WindowDataset(Dataset):
-    """Items: image (1, H, W) float32 in [0, 1]; joint (8-class index); labels (3,) float; optional mask (1, H, W)."""
+    """Items: image (1, H, W) float32 in [0, 1]; joint (8-class index); labels (3,) float; index (position in the
+    dataset); optional mask (1, H, W)."""
 
     def __init__(
         self,
@@ -56,11 +80,14 @@ class WindowDataset(Dataset):
         mask_kind: str = "binary",
         soft_sigma: float = 3.0,
         hflip: bool = False,
+        time_shift: float = 0.0,
+        time_masks: int = 0,
     ):
         if mask_kind not in MASK_KINDS:
             raise ValueError(f"mask_kind must be one of {MASK_KINDS}, got {mask_kind!r}")
         self.rows, self.images, self.masks = list(rows), images, masks
         self.mask_kind, self.soft_sigma, self.hflip = mask_kind, soft_sigma, hflip
+        self.time_shift, self.time_masks = time_shift, time_masks
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -70,6 +97,7 @@ class WindowDataset(Dataset):
         item = {
             "image": torch.from_numpy(self.images.load(row.key).astype(np.float32))[None],
             "joint": torch.tensor(row.joint_class, dtype=torch.long),
+            "index": torch.tensor(index, dtype=torch.long),  # position in the split: pairs predictions across runs
             "labels": torch.tensor(row.labels, dtype=torch.float32),
         }
         if self.masks is not None:
@@ -80,6 +108,10 @@ class WindowDataset(Dataset):
             item["image"] = item["image"].flip(-1)
             if "mask" in item:
                 item["mask"] = item["mask"].flip(-1)
+        if self.time_shift > 0 or self.time_masks > 0:
+            item["image"], mask = shift_and_mask_time(item["image"], item.get("mask"), self.time_shift, self.time_masks)
+            if mask is not None:
+                item["mask"] = mask
         return item
 
 
@@ -137,34 +169,67 @@ class ClassificationDataModule(_WindowDataModule):
     Takes the shared window settings (preset, cache_root, batch_size, split_..., see _WindowDataModule) as keywords."""
 
     def __init__(self, manifest: str, *, mask_source: str | None = None, mask_kind: str = "binary",
-                 soft_sigma: float = 3.0, hflip: bool = False, **window_settings):
+                 soft_sigma: float = 3.0, hflip: bool = False, time_shift: float = 0.0, time_masks: int = 0,
+                 **window_settings):
+        """hflip, time_shift (largest circular shift, as a fraction of the width) and time_masks (SpecAugment
+        stripes per window) apply to the training split only."""
         super().__init__(manifest, **window_settings)
         self.save_hyperparameters()  # travels in checkpoints: evaluation rebuilds the same data for another preset
+        if not 0 <= time_shift <= 0.5 or time_masks < 0:
+            raise ValueError(f"need 0 <= time_shift <= 0.5 and time_masks >= 0, got {time_shift} and {time_masks}")
         self.mask_source, self.mask_kind, self.soft_sigma, self.hflip = mask_source, mask_kind, soft_sigma, hflip
+        self.time_shift, self.time_masks = time_shift, time_masks
 
     def setup(self, stage: str | None = None) -> None:
         images = spectrogram_store(self.config, self.cache_root)
         masks = mask_loader(self.config, self.mask_source, self.cache_root) if self.mask_source else None
         for name, rows in self.split_rows().items():
+            train = name == "train"
             self.datasets[name] = WindowDataset(
-                rows, images, masks, self.mask_kind, self.soft_sigma, hflip=self.hflip and name == "train"
+                rows, images, masks, self.mask_kind, self.soft_sigma, hflip=self.hflip and train,
+                time_shift=self.time_shift if train else 0.0, time_masks=self.time_masks if train else 0,
             )
 
 
-class SegmentationDataModule(_WindowDataModule):
-    """Spectrogram images with their target masks (windows without one are left out), horizontal flips on train."""
+class SegmentationWindows(WindowDataset):
+    """Windows with their masks, each item then shown through a random front-end look when `augment` is given."""
 
-    def __init__(self, manifest: str, *, mask_source: str = MANIFEST_MASKS, hflip: bool = True, **window_settings):
+    def __init__(self, rows: Sequence[WindowRow], images: ArrayStore, masks: Callable[[WindowRow], np.ndarray],
+                 hflip: bool, augment: FrontEndAugment | None):
+        super().__init__(rows, images, masks, hflip=hflip)
+        self.augment = augment
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        item = super().__getitem__(index)
+        if self.augment is not None:
+            item["image"], item["mask"] = self.augment(item["image"], item["mask"])
+        return item
+
+
+class SegmentationDataModule(_WindowDataModule):
+    """Spectrogram images with their target masks (windows without one are left out); on the training split only,
+    horizontal flips and random front-end looks (augment.py), so that masks drawn on other front ends hold up
+    although no image of theirs is ever seen (training on them would leak the out-of-distribution test)."""
+
+    def __init__(self, manifest: str, *, mask_source: str = MANIFEST_MASKS, hflip: bool = True,
+                 warp_probability: float = 0.0, stretch_probability: float = 0.0, power_probability: float = 0.0,
+                 **window_settings):
+        """Shares of the training items re-rendered on a random mel-like frequency axis (warp_probability),
+        stretched in time (stretch_probability) and shown through a power-like intensity curve (power_probability),
+        as FrontEndAugment draws them."""
         super().__init__(manifest, **window_settings)
         self.save_hyperparameters()
         self.mask_source, self.hflip = mask_source, hflip
+        probabilities = (warp_probability, stretch_probability, power_probability)
+        self.augment = FrontEndAugment(self.config, *probabilities) if any(probabilities) else None
 
     def setup(self, stage: str | None = None) -> None:
         images = spectrogram_store(self.config, self.cache_root)
         masks = mask_loader(self.config, self.mask_source, self.cache_root)
-        store = None if self.mask_source == MANIFEST_MASKS else mask_store(self.config, self.mask_source, self.cache_root)
+        from_png = self.mask_source == MANIFEST_MASKS
+        store = None if from_png else mask_store(self.config, self.mask_source, self.cache_root)
         for name, rows in self.split_rows().items():
             with_masks = [row for row in rows if (store.has(row.key) if store else bool(row.mask))]
-            self.datasets[name] = WindowDataset(
-                with_masks, images, masks, hflip=self.hflip and name == "train"
-            )
+            train = name == "train"
+            self.datasets[name] = SegmentationWindows(with_masks, images, masks, hflip=self.hflip and train,
+                                                      augment=self.augment if train else None)

@@ -61,12 +61,12 @@ def select_high_quality(
     rows: Sequence[WindowRow], split: SplitConfig, count: int = 200, seed: int = 0,
     available: Callable[[WindowRow], bool] | None = None,
 ) -> list[WindowRow]:
-    """About `count` windows stratified over the 8 joint classes, drawn only from the train and validation sides of
-    the classifier's split, so no window whose mask trained the segmenter is ever in the classifier's test split."""
+    """About `count` windows stratified over the 8 joint classes, drawn only from the train side of the classifier's
+    split: the segmenter near-memorises the masks it trained on, so such a window in validation or test would show
+    checkpoint selection and the test better masks than unseen windows get."""
     if count <= 0:
         raise ValueError(f"count must be positive, got {count}")
-    sides = split_rows(rows, split)
-    pool = [rows[i] for side in ("train", "val") for i in sides[side]]
+    pool = [rows[i] for i in split_rows(rows, split)["train"]]
     if available is not None:
         pool = [row for row in pool if available(row)]
     by_class: dict[int, list[WindowRow]] = {c: [] for c in range(NUM_JOINT_CLASSES)}
@@ -87,13 +87,16 @@ def evaluate_masks(
     rows: Sequence[WindowRow], config: SpectrogramConfig, cache_root: str | Path, source: str,
     reference: str = IDEAL,
 ) -> dict[str, float]:
-    """IoU, Dice and pixel F1 of one mask source against another (default: the ideal masks)."""
+    """IoU, Dice and pixel F1 of one mask source against another (default: the ideal masks at the default criterion;
+    `ideal-0db`, `ideal-3db`, ... hold other criteria, see synth.build.ideal_source)."""
     predicted, truth = mask_store(config, source, cache_root), mask_store(config, reference, cache_root)
     metrics = mask_metrics()
     for row in rows:
         for store in (predicted, truth):
             if not store.has(row.key):
-                raise FileNotFoundError(f"no {Path(store.folder).name!r} mask for window {row.key} in {store.folder}")
+                name = Path(store.folder).name
+                hint = " (`mgc masks ideal --criterion-db ...` makes them)" if name.startswith(IDEAL) else ""
+                raise FileNotFoundError(f"no {name!r} mask for window {row.key} in {store.folder}{hint}")
         metrics.update(torch.from_numpy(predicted.load(row.key)[None].astype(np.int64)),
                        torch.from_numpy(truth.load(row.key)[None].astype(np.int64)))
     return {name: float(value) for name, value in metrics.compute().items()}

@@ -1,6 +1,7 @@
 """The paper's protocol end to end, as resumable stages: synthesise -> spectrograms for every preset -> high-quality
 masks -> segmenter -> predicted masks for every preset -> baselines and MGC models (per seed) -> OOD evaluation ->
-report. Each stage records what it made under <data_dir>/pipeline/, so a rerun skips what is finished.
+report. Each stage records what it made under <data_dir>/pipeline/, so a rerun skips what is finished. One split
+(the YAML's `split`) reaches every stage, so the segmenter's training windows stay on the classifier's train side.
 
 Training goes through the same `mgc fit` entry point and YAML experiments as `make train-*`; only arguments differ.
 """
@@ -8,19 +9,23 @@ Training goes through the same `mgc fit` entry point and YAML experiments as `ma
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import yaml
 
 from .cache import compute_spectrograms, mask_store, spectrogram_store, write_bytes_atomic
-from .manifest import SplitConfig, load_manifest, split_rows, write_manifest
+from .manifest import SPLITS, SplitConfig, WindowRow, load_manifest, split_rows, write_manifest
 from .mask_sources import select_high_quality
 from .masks import soft_mask
 from .spectrogram import get_preset
 from .synth.build import BENCHMARK_PRESETS, build_benchmark, sized, write_ideal_masks
+
+# A classifier argument that would give one model its own split instead of the pipeline's.
+_SPLIT_OVERRIDE = re.compile(r"--data\.(init_args\.)?split_(by|fractions|seed)\b")
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,7 @@ class PipelineConfig:
     workers: int = 2
     cache_root: str = "data/cache"
     presets: tuple[str, ...] = ("origin", "mel", "pcen")  # the first one trains; the others are OOD tests
+    split: SplitConfig = SplitConfig()  # the one train/val/test split every stage gets
     hq_count: int = 200
     segmenter_config: str = "experiments/seg_unet.yaml"
     segmenter_args: tuple[str, ...] = ()
@@ -67,7 +73,14 @@ class PipelineConfig:
         for key in ("presets", "segmenter_args", "classifier_args", "seeds"):
             if key in raw:
                 raw[key] = tuple(str(a) if key.endswith("args") else a for a in raw[key])
+        if "split" in raw:
+            raw["split"] = _split_from_yaml(path, raw["split"])
         config = cls(classifiers=specs, **raw)
+        classifier_args = (*config.classifier_args, *(a for spec in specs for a in spec.args))
+        overrides = [a for a in classifier_args if _SPLIT_OVERRIDE.match(a)]
+        if overrides:
+            raise ValueError(f"{path}: classifier argument(s) {overrides} would split the windows differently from the "
+                             "high-quality set and the report; set the pipeline's `split` instead")
         for preset in config.presets:
             get_preset(preset)
         if config.benchmark_preset not in BENCHMARK_PRESETS:
@@ -75,6 +88,16 @@ class PipelineConfig:
         if not config.classifiers or not config.seeds:
             raise ValueError(f"{path}: needs at least one classifier and one seed")
         return config
+
+
+def _split_from_yaml(path: str | Path, raw: object) -> SplitConfig:
+    try:
+        values = dict(raw)
+        if "fractions" in values:
+            values["fractions"] = tuple(float(f) for f in values["fractions"])
+        return SplitConfig(**values)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path}: split needs group_by, fractions (train, val, test) and seed ({error})") from error
 
 
 @dataclass
@@ -104,10 +127,35 @@ class Pipeline:
         for preset in c.presets:
             compute_spectrograms(rows, get_preset(preset), c.cache_root)
             write_ideal_masks(rows, get_preset(preset), c.cache_root)
-        hq = Path(c.data_dir) / "hq.csv"
-        if not hq.is_file():
-            write_manifest(select_high_quality(rows, SplitConfig(), c.hq_count), hq)
+        self.high_quality_set(rows)
         return manifest
+
+    def high_quality_set(self, rows: Sequence[WindowRow]) -> dict[str, int]:
+        """Select hq.csv, the segmenter's training set, from the train side of the one split (once), and record how
+        many of its windows each classifier split holds: the segmenter near-memorises their masks, so one in val or
+        test would show checkpoint selection or the test better masks than unseen windows get. Refuses stage records
+        or an hq.csv made under another split."""
+        c = self.config
+        hq = Path(c.data_dir) / "hq.csv"
+        settings = {"group_by": c.split.group_by, "fractions": list(c.split.fractions), "seed": c.split.seed}
+        recorded = self._done("split")
+        if recorded is not None and recorded["settings"] != settings:
+            raise ValueError(f"{self.state_dir} holds stages made with split {recorded['settings']}, the config now "
+                             f"says {settings}: delete {self.state_dir} and {hq} to rerun them with the new split")
+        if not hq.is_file():
+            write_manifest(select_high_quality(rows, c.split, c.hq_count), hq)
+        side_of = {rows[i].key: side for side, indices in split_rows(rows, c.split).items() for i in indices}
+        hq_sides = [side_of.get(row.key) for row in load_manifest(hq, check_audio=False)]
+        counts = {side: hq_sides.count(side) for side in SPLITS}
+        if counts["val"] or counts["test"]:
+            raise ValueError(f"{hq} holds {counts['val']} validation and {counts['test']} test window(s) of split "
+                             f"{settings}: delete it and {self.state_dir} to reselect it and retrain")
+        return self._record("split", {"settings": settings, "segmenter_windows": counts})["segmenter_windows"]
+
+    def _split_args(self) -> list[str]:
+        split = self.config.split
+        return ["--data.init_args.split_by", split.group_by, "--data.init_args.split_fractions",
+                json.dumps(list(split.fractions)), "--data.init_args.split_seed", str(split.seed)]
 
     def _fit(self, args: list[str]) -> dict:
         from .training import run_lightning
@@ -125,6 +173,9 @@ class Pipeline:
         return self._record("segmenter", self._fit([
             "--config", c.segmenter_config, "--data.init_args.manifest", str(Path(c.data_dir) / "hq.csv"),
             "--data.init_args.cache_root", c.cache_root,
+            # hq.csv lies inside the train side, where a coarse column (site, season) may hold a single group:
+            # the segmenter splits it into its own train / val by recording, with the pipeline's seed
+            "--data.init_args.split_by", "recording", "--data.init_args.split_seed", str(c.split.seed),
             "--trainer.logger.init_args.experiment_name", f"{c.experiment}-segmentation", *c.segmenter_args]))
 
     def predicted_masks(self, manifest: Path, segmenter: dict) -> None:
@@ -146,7 +197,8 @@ class Pipeline:
                     configs = [a for path in (c.classifier_base, *spec.configs) for a in ("--config", path)]
                     done = self._record(key, self._fit([
                         *configs, "--data.init_args.manifest", str(manifest), "--data.init_args.cache_root",
-                        c.cache_root, "--data.init_args.preset", c.presets[0], "--seed_everything", str(seed),
+                        c.cache_root, "--data.init_args.preset", c.presets[0], *self._split_args(),
+                        "--seed_everything", str(seed),
                         "--trainer.logger.init_args.experiment_name", c.experiment,
                         "--trainer.logger.init_args.run_name", f"{spec.name}-seed{seed}",
                         *c.classifier_args, *spec.args]))
@@ -171,7 +223,7 @@ class Pipeline:
         """Three test windows with calls: spectrogram, high-quality (ideal) mask, predicted mask, soft version."""
         config = get_preset(self.config.presets[0])
         rows = load_manifest(manifest, check_audio=False)
-        test = [rows[i] for i in split_rows(rows, SplitConfig())["test"]]
+        test = [rows[i] for i in split_rows(rows, self.config.split)["test"]]
         chosen = [r for r in test if r.porpoise_click or r.beluga_click][:3]
         images = spectrogram_store(config, self.config.cache_root)
         ideal = mask_store(config, "ideal", self.config.cache_root)
@@ -192,4 +244,4 @@ class Pipeline:
         trained = self.classifiers(manifest)
         self.ood(trained, segmenter)
         return write_report(self.config.experiment, self.config.report_dir, self.config.presets[0],
-                            panel=self.panel(manifest))
+                            panel=self.panel(manifest), segmenter_windows=self._done("split")["segmenter_windows"])

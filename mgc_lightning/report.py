@@ -1,9 +1,12 @@
 """The comparison report: runs of an MLflow experiment -> report/REPORT.md with the paper's tables and figures.
 
-Tables: joint accuracy and macro-F1 per model (paper table 1), fusion x mask source (table 2), binary vs soft masks
-on origin and every OOD preset (table 3), multi-label vs multi-class heads with hamming loss and per-type P/R/F1
-(table 4); each cell mean +- std over seeds. Figures: origin vs OOD joint accuracy bars (figure 5), confusion
-matrices (figure 8), spectrogram / mask / soft-mask panel (figure 3). The figures are logged to a `report` run too.
+Tables: the headline (joint accuracy in and out of distribution with 95 % bootstrap intervals over test windows,
+each mask-guided model paired with the baseline window by window), joint accuracy and macro-F1 per model (paper
+table 1), fusion x mask source (table 2), binary vs soft masks on origin and every OOD preset (table 3), multi-label
+vs multi-class heads with hamming loss and per-type P/R/F1 (table 4). Joint accuracies come with their interval
+wherever the runs logged per-window predictions; other cells are the mean (± std over seeds, n seeds). Figures:
+origin vs OOD joint accuracy bars with intervals (figure 5), confusion matrices (figure 8), spectrogram / mask /
+soft-mask panel (figure 3). The figures are logged to a `report` run too.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .intervals import Interval, bootstrap_interval, paired_difference_interval
 from .labels import SOUND_TYPES
 from .tracking import default_tracking_uri
 
@@ -32,6 +36,7 @@ class RunSummary:
     mask_source: str
     seed: str
     metrics: dict[str, float] = field(default_factory=dict)
+    correct: dict[str, np.ndarray] = field(default_factory=dict)  # preset -> per-window 0/1, in test-split order
 
     def value(self, preset: str, name: str) -> float | None:
         return self.metrics.get(f"test/{preset}/{name}")
@@ -68,7 +73,35 @@ def collect_runs(experiment: str, tracking_uri: str | None = None) -> list[RunSu
     if found is None:
         raise ValueError(f"no MLflow experiment named {experiment!r} at {tracking_uri or default_tracking_uri()}")
     runs = client.search_runs([found.experiment_id], max_results=10_000)
-    return [s for s in map(_summary, runs) if s is not None]
+    summaries = [s for s in map(_summary, runs) if s is not None]
+    for summary in summaries:
+        _attach_predictions(client, summary)
+    return summaries
+
+
+def _attach_predictions(client, run: RunSummary) -> None:
+    """Read each preset's per-window predictions (predictions/test_<preset>.csv) where the run logged them."""
+    import csv
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        for preset in run.presets:
+            try:
+                local = client.download_artifacts(run.run_id, f"predictions/test_{preset}.csv", folder)
+            except Exception:  # runs from before per-window predictions were logged: means only
+                continue
+            with open(local, newline="") as handle:
+                rows = sorted(csv.DictReader(handle), key=lambda row: int(row["index"]))
+            run.correct[preset] = np.array([int(row["correct"]) for row in rows])
+
+
+def joint_accuracy_interval(members: list[RunSummary], preset: str) -> Interval | None:
+    """Bootstrap interval over the test windows, seeds averaged per window; None unless every run has predictions
+    for the same windows."""
+    arrays = [r.correct.get(preset) for r in members]
+    if not arrays or any(a is None for a in arrays) or len({a.size for a in arrays}) != 1:
+        return None
+    return bootstrap_interval(np.stack(arrays))
 
 
 def _cell(values: list[float]) -> str:
@@ -78,6 +111,50 @@ def _cell(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.3f}"
     return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f} (n={len(values)})"
+
+
+def _accuracy_cell(members: list[RunSummary], preset: str) -> str:
+    """Joint accuracy with its 95 % interval over windows when predictions exist, else the plain mean."""
+    interval = joint_accuracy_interval(members, preset)
+    if interval is None:
+        return _cell([r.value(preset, "joint_acc") for r in members])
+    seeds = f", {len(members)} seeds" if len(members) > 1 else ""
+    return f"{interval} (n={interval.windows}{seeds})"
+
+
+def _baseline(groups: dict[str, list[RunSummary]]) -> tuple[str, list[RunSummary]] | None:
+    return next(((model, members) for model, members in groups.items() if model.startswith("baseline")), None)
+
+
+def headline_table(runs: list[RunSummary], train_preset: str = "origin") -> str:
+    """Every model in and out of distribution with intervals, its mean OOD drop, and (for mask-guided models) the
+    paired difference to the first baseline on the same windows: the numbers behind the paper's two claims."""
+    groups = _by_model(runs)
+    presets = [train_preset] + sorted({p for r in runs for p in r.presets} - {train_preset})
+    baseline = _baseline(groups)
+    header = ["model"] + [f"{p} ({'train' if p == train_preset else 'OOD'})" for p in presets] + [
+        "mean OOD drop", f"minus {baseline[0] if baseline else 'baseline'} on {train_preset} (paired)"]
+    rows = []
+    for model, members in groups.items():
+        row = [model] + [_accuracy_cell(members, p) for p in presets]
+        inside = np.mean([r.value(train_preset, "joint_acc") for r in members])
+        drops = [inside - np.mean([r.value(p, "joint_acc") for r in members]) for p in presets[1:]
+                 if all(r.value(p, "joint_acc") is not None for r in members)]
+        row.append(f"{np.mean(drops):.3f}" if drops else "—")
+        mine = [r.correct.get(train_preset) for r in members]
+        theirs = [r.correct.get(train_preset) for r in baseline[1]] if baseline else [None]
+        pairs = mine + theirs
+        if baseline and model != baseline[0] and all(a is not None for a in pairs) and len({a.size for a in pairs}) == 1:
+            row.append(str(paired_difference_interval(np.stack(mine), np.stack(theirs))))
+        else:
+            row.append("—")
+        rows.append(row)
+    return ("## Headline: joint accuracy with 95 % bootstrap intervals over test windows\n\n"
+            "Brackets are 95 % intervals (bootstrap over the test windows; with several seeds each window's "
+            "correctness is averaged over seeds first). Rows whose mask source is `ideal` are given the benchmark's "
+            "exact masks: they measure the ceiling that the labels and masks allow, not a deployable model. The last "
+            "column is the mask-guided model's accuracy minus the baseline's on the same windows, with a paired "
+            "bootstrap interval: an interval above 0 means the masks help.\n\n" + _table(header, rows))
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -95,8 +172,8 @@ def _by_model(runs: list[RunSummary]) -> dict[str, list[RunSummary]]:
 def build_tables(runs: list[RunSummary], train_preset: str = "origin") -> str:
     groups = _by_model(runs)
     presets = [train_preset] + sorted({p for r in runs for p in r.presets} - {train_preset})
-    sections = []
-    rows = [[model, _cell([r.value(train_preset, "joint_acc") for r in members]),
+    sections = [headline_table(runs, train_preset)]
+    rows = [[model, _accuracy_cell(members, train_preset),
              _cell([r.value(train_preset, "joint_macro_f1") for r in members]),
              _cell([r.value(train_preset, "macro_f1") for r in members])] for model, members in groups.items()]
     sections.append(f"## Table 1: image-only baselines vs mask-guided classification ({train_preset})\n\n"
@@ -111,7 +188,7 @@ def build_tables(runs: list[RunSummary], train_preset: str = "origin") -> str:
                     "generated by the segmenter)\n\n" + (_table(["fusion (mask)"] + sources, rows) if rows else
                                                           "No mask-guided runs."))
 
-    rows = [[model, members[0].mask_kind] + [_cell([r.value(p, "joint_acc") for r in members]) for p in presets]
+    rows = [[model, members[0].mask_kind] + [_accuracy_cell(members, p) for p in presets]
             for model, members in groups.items()]
     sections.append("## Table 3: binary vs soft masks, origin vs out-of-distribution presets (joint accuracy)\n\n"
                     + _table(["model", "mask"] + presets, rows))
@@ -141,30 +218,44 @@ def ood_figure(runs: list[RunSummary], train_preset: str = "origin"):
     figure, axis = plt.subplots(figsize=(max(6, 1.6 * len(groups)), 4))
     width = 0.8 / len(presets)
     for k, preset in enumerate(presets):
-        means, errors = [], []
+        means, errors = [], [[], []]
         for members in groups.values():
             values = [v for v in (r.value(preset, "joint_acc") for r in members) if v is not None]
-            means.append(np.mean(values) if values else 0)
-            errors.append(np.std(values, ddof=1) if len(values) > 1 else 0)
+            interval = joint_accuracy_interval(members, preset)
+            mean = interval.estimate if interval else (np.mean(values) if values else 0)
+            spread = np.std(values, ddof=1) if len(values) > 1 else 0
+            means.append(mean)
+            errors[0].append(mean - interval.low if interval else spread)
+            errors[1].append(interval.high - mean if interval else spread)
         axis.bar(np.arange(len(groups)) + (k - (len(presets) - 1) / 2) * width, means, width, yerr=errors,
                  label=preset + (" (train)" if preset == train_preset else " (OOD)"), capsize=2)
     axis.set_xticks(range(len(groups)), [m.replace(" (", "\n(") for m in groups], fontsize=7)
     for tick, model in zip(axis.get_xticklabels(), groups):
         tick.set_color("tab:blue" if model.startswith("MGC") else "black")
     axis.axhline(0.125, color="grey", linestyle=":", linewidth=1, label="chance (8 classes)")
-    axis.set_ylabel("joint accuracy")
+    axis.set_ylabel("joint accuracy (95 % interval)")
     axis.set_ylim(0, 1)
     axis.legend(fontsize=7)
     figure.tight_layout()
     return figure
 
 
+def segmenter_windows_section(counts: dict[str, int]) -> str:
+    """Leakage accounting: the segmenter near-memorises the masks of the windows it trained on, so any in val or test
+    would flatter checkpoint selection or the test."""
+    return ("## Segmenter training windows\n\n"
+            f"Segmenter training windows per classifier split: train {counts['train']}, val {counts['val']}, "
+            f"test {counts['test']}. Their predicted masks are near-memorised, so val and test must be 0: otherwise "
+            "checkpoint selection and the test see better masks than new recordings would get.")
+
+
 def write_report(
     experiment: str, out_dir: str | Path = "report", train_preset: str = "origin", tracking_uri: str | None = None,
-    panel: tuple | None = None,
+    panel: tuple | None = None, segmenter_windows: dict[str, int] | None = None,
 ) -> Path:
     """Write REPORT.md and its figures; log the figures to a `report` run of the experiment. `panel` is an optional
-    (images, masks dict) for the spectrogram / mask / soft-mask figure."""
+    (images, masks dict) for the spectrogram / mask / soft-mask figure; `segmenter_windows` an optional count of the
+    segmenter's training windows per classifier split (train / val / test)."""
     from mlflow.tracking import MlflowClient
 
     from .figures import mask_panel, plt
@@ -201,9 +292,12 @@ def write_report(
     shutil.rmtree(out_dir / ".downloads", ignore_errors=True)
     seeds = sorted({r.seed for r in runs})
     text = [f"# Report: MLflow experiment `{experiment}`", "",
-            f"{len(runs)} runs, {len(_by_model(runs))} models, seeds {', '.join(seeds)}; cells are mean ± std over "
-            "seeds where there are several. Chance joint accuracy is 0.125 for balanced classes.", "",
+            f"{len(runs)} runs, {len(_by_model(runs))} models, seeds {', '.join(seeds)}. Joint accuracies carry 95 % "
+            "bootstrap intervals over the test windows; other cells are means (± std over seeds where there are "
+            "several). Chance joint accuracy is 0.125 for balanced classes.", "",
             build_tables(runs, train_preset), ""]
+    if segmenter_windows is not None:
+        text += [segmenter_windows_section(segmenter_windows), ""]
     text += [f"## {title}\n\n![{title}](figures/{name})\n" for title, name in saved]
     report = out_dir / "REPORT.md"
     report.write_text("\n".join(text))

@@ -71,6 +71,13 @@ def log_figure(trainer: Trainer, figure, artifact_file: str) -> None:
     plt.close(figure)
 
 
+def log_text(trainer: Trainer, text: str, artifact_file: str) -> None:
+    """Save a text (e.g. a CSV of per-window predictions) as an artifact of the run (rank 0 only)."""
+    if trainer.is_global_zero:
+        for logger in mlflow_loggers(trainer):
+            logger.experiment.log_text(logger.run_id, text, artifact_file)
+
+
 class CheckpointMetadata(Callback):
     """Puts into every checkpoint what inference and resume need: the MLflow run id, the front-end config and the
     label map; tags the run with the checkpoint paths when training ends."""

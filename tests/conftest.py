@@ -57,7 +57,7 @@ def tiny_dataset(tmp_path: Path) -> Path:
     return write_rows(tmp_path / "manifest.csv", rows)
 
 
-def small_benchmark(root: Path, windows: int, per_recording: int, deployments: int, seed: int) -> list:
+def small_benchmark(root: Path, windows: int, per_recording: int, deployments: int, seed: int, workers: int = 1) -> list:
     """A small synthetic benchmark under root/bench with ideal `origin` masks in root/cache; returns its rows."""
     from mgc_lightning.manifest import load_manifest
     from mgc_lightning.spectrogram import get_preset
@@ -65,6 +65,6 @@ def small_benchmark(root: Path, windows: int, per_recording: int, deployments: i
 
     config = BenchmarkConfig(name="small", n_windows=windows, windows_per_recording=per_recording, window_s=0.25,
                              n_deployments=deployments)
-    rows = load_manifest(build_benchmark(root / "bench", config, seed=seed, progress=False))
+    rows = load_manifest(build_benchmark(root / "bench", config, seed=seed, workers=workers, progress=False))
     write_ideal_masks(rows, get_preset("origin"), root / "cache", progress=False)
     return rows

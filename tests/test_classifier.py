@@ -18,7 +18,9 @@ def test_paper_backbones_build_and_run_on_cpu(backbone):
     model = ClassifierModule(backbone=backbone, mask_input="soft", fusion="xattn").eval()
     with torch.no_grad():
         assert model(IMAGE, MASK).shape == (2, 8)
-        assert model.spectrogram_encoder(IMAGE).shape[-1] == 256
+        tokens, grid = model.spectrogram_encoder(IMAGE)
+    side = 8 if backbone.startswith(("vit", "deit")) else 4  # 128 / 16-pixel patches, or 128 / a CNN's stride 32
+    assert tokens.shape == (2, side * side, 256) and grid == (side, side)
 
 
 @pytest.mark.parametrize("fusion", sorted(FUSIONS))
@@ -43,9 +45,11 @@ def test_baseline_ignores_masks_and_mgc_requires_one():
         ClassifierModule(mask_input="gaussian")
 
 
-def test_mask_tokens_and_spectrogram_tokens_share_the_latent_width():
-    assert MaskEncoder(64)(MASK).shape == (2, 64, 64)  # 128 / 16 = 8 x 8 tokens
-    assert SpectrogramEncoder("resnet18", 64, 128)(IMAGE).shape == (2, 16, 64)  # stride 32: 4 x 4
+def test_mask_tokens_and_spectrogram_tokens_share_the_latent_width_and_know_their_grid():
+    mask_tokens, mask_grid = MaskEncoder(64)(MASK)
+    assert mask_tokens.shape == (2, 64, 64) and mask_grid == (8, 8)  # 128 / 16 = 8 x 8 tokens
+    tokens, grid = SpectrogramEncoder("resnet18", 64, 128)(IMAGE)
+    assert tokens.shape == (2, 16, 64) and grid == (4, 4)  # stride 32: 4 x 4
 
 
 def test_local_pretrained_weights_load_and_missing_ones_say_what_to_do(tmp_path):

@@ -5,11 +5,13 @@ import pytest
 import torch
 
 from mgc_lightning.cache import mask_store
+from mgc_lightning.cli import main
 from mgc_lightning.data import SegmentationDataModule
 from mgc_lightning.manifest import SplitConfig, load_manifest, split_rows
 from mgc_lightning.mask_sources import evaluate_masks, export_for_refinement, propose_masks, select_high_quality
 from mgc_lightning.masks import candidate_mask, mask_metrics, read_mask_png
 from mgc_lightning.spectrogram import get_preset
+from mgc_lightning.synth.build import ideal_source, write_ideal_masks
 from conftest import small_benchmark as build_small_benchmark
 
 
@@ -88,3 +90,40 @@ def test_export_for_refinement_round_trips_through_pngs(small_benchmark, tmp_pat
     module.setup("fit")
     item = module.datasets["val"][0]
     assert item["mask"].shape == (1, 128, 128) and set(item["mask"].unique().tolist()) <= {0.0, 1.0}
+
+
+def test_ideal_mask_criterion_names_its_source_and_keeps_fewer_pixels_as_it_rises(small_benchmark):
+    rows, cache = small_benchmark
+    config, chosen = get_preset("origin"), rows[:24]
+    assert [ideal_source(c) for c in (6.0, 0.0, 3.0, -3.0)] == ["ideal", "ideal-0db", "ideal-3db", "ideal-minus3db"]
+    assert write_ideal_masks(chosen, config, cache, criteria_db=(0.0, 3.0, 6.0), progress=False) == len(chosen)
+    masks = {c: np.stack([mask_store(config, ideal_source(c), cache).load(r.key) for r in chosen]) for c in (0, 3, 6)}
+    assert masks[0].sum() > masks[3].sum() > masks[6].sum() > 0
+    assert not (masks[6] & ~masks[0]).any()  # a pixel 6 dB above the noise is also above it
+    assert evaluate_masks(chosen, config, cache, "ideal", reference="ideal-0db")["iou"] < 0.9
+
+
+def test_ideal_masks_of_another_criterion_are_replaced_not_mixed(small_benchmark, tmp_path):
+    rows, _ = small_benchmark
+    config, chosen = get_preset("origin"), rows[:8]
+    assert write_ideal_masks(chosen, config, tmp_path, progress=False) == len(chosen)
+    assert write_ideal_masks(chosen, config, tmp_path, progress=False) == 0  # resumable
+    store = mask_store(config, "ideal", tmp_path)
+    six_db = {r.key: store.load(r.key) for r in chosen}
+    (store.folder / "criterion.json").unlink()  # as an `ideal` folder from before sources were named by criterion
+    store.save(chosen[0].key, np.ones((128, 128), bool))
+    store.save(rows[20].key, np.ones((128, 128), bool))
+    assert write_ideal_masks(chosen, config, tmp_path, progress=False) == len(chosen)
+    assert all(np.array_equal(store.load(r.key), six_db[r.key]) for r in chosen)
+    assert len(store) == len(chosen)  # the other window's stale mask was cleared, not kept
+
+
+def test_masks_evaluate_reports_several_criteria_in_one_call(small_benchmark, capsys):
+    rows, cache = small_benchmark
+    write_ideal_masks(rows, get_preset("origin"), cache, criteria_db=(0.0, 6.0), progress=False)
+    manifest = cache.parent / "bench" / "manifest.csv"
+    assert main(["masks", "evaluate", str(manifest), "--source", "ideal", "--criterion-db", "0", "6", "--split", "all",
+                 "--cache-root", str(cache)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split(" masks")[0] for line in lines] == ["ideal vs ideal-0db", "ideal vs ideal"]
+    assert "iou 1.000" in lines[1] and "iou 1.000" not in lines[0]

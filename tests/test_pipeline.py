@@ -1,6 +1,7 @@
 """The whole protocol on a tiny benchmark: every stage, OOD evaluation into the training runs, the report, and a
 rerun that skips everything finished."""
 
+import re
 import sys
 from pathlib import Path
 
@@ -57,6 +58,11 @@ def test_report_has_the_tables_and_figures(finished):
     for title in ("Table 1", "Table 2", "Table 3", "Table 4", "Figure 5", "Figure 8", "Figure 3"):
         assert title in report, title
     assert "| baseline resnet18 |" in report and "| origin | mel |" in report
+    assert "Segmenter training windows per classifier split: train 16, val 0, test 0" in report
+    # every joint accuracy of the headline carries its interval over the test windows, and MGC its paired difference
+    headline = report.split("## Table 1")[0]
+    assert re.search(r"\| MGC xattn soft \(predicted, resnet18\) \| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \(n=\d+\)", headline)
+    assert re.search(r"\| -?\d\.\d{3} \[-?\d\.\d{3}, -?\d\.\d{3}\] \|$", headline, re.MULTILINE)
     figures = {p.name for p in (finished / "report" / "figures").iterdir()}
     assert {"ood_joint_accuracy.png", "masks_panel.png"} <= figures
     assert sum(name.startswith("confusion_") for name in figures) == 2

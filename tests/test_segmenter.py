@@ -1,5 +1,5 @@
 """The segmenter end to end through `mgc fit`: real MLflow (SQLite), checkpoints with metadata, exact resume into
-the same run, and resumable dataset-wide prediction."""
+the same run, and resumable dataset-wide prediction; its front-end augmentations and input normalisation."""
 
 import sys
 from pathlib import Path
@@ -9,9 +9,10 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from mgc_lightning.cache import mask_store
+from mgc_lightning.augment import FrontEndAugment, resample, rows_resampling
+from mgc_lightning.cache import mask_store, spectrogram_store
 from mgc_lightning.cli import main
-from mgc_lightning.data import ClassificationDataModule
+from mgc_lightning.data import ClassificationDataModule, SegmentationDataModule
 from mgc_lightning.manifest import SplitConfig, write_manifest
 from mgc_lightning.mask_sources import select_high_quality
 from mgc_lightning.models.segmenter import SegmenterModule, predict_masks
@@ -115,3 +116,68 @@ def test_prediction_is_resumable_and_tied_to_one_checkpoint(trained, workspace):
 def test_missing_pretrained_weights_say_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="never downloads weights"):
         SegmenterModule(pretrained_path=str(tmp_path / "resnet18.pth"))
+
+
+def test_a_mel_axis_warp_moves_image_and_mask_to_where_the_frequency_lies_on_mel_rows():
+    origin, mel = get_preset("origin"), get_preset("mel")
+    mask = torch.zeros(1, 128, 128)
+    mask[0, torch.from_numpy(origin.rows_in_band(9_900, 10_100)), 20:60] = 1  # a 10 kHz tonal
+    image, warped = resample(mask.clone(), mask, rows=rows_resampling(origin.row_edges_hz(), mel.row_edges_hz()))
+    assert torch.equal(warped, (image >= 0.5).float())  # one resampling for both
+    rows = warped[0].any(dim=-1).numpy()
+    assert rows[mel.rows_in_band(9_990, 10_010)].all()  # where 10 kHz lies on the mel grid...
+    assert np.flatnonzero(rows).mean() < np.flatnonzero(origin.rows_in_band(9_900, 10_100)).mean() - 30  # ...far up
+    assert torch.equal(warped[0, :, 20:60].any(dim=0), torch.ones(40, dtype=torch.bool))  # time untouched
+
+
+def test_front_end_augment_keeps_image_and_mask_aligned():
+    torch.manual_seed(0)
+    origin = get_preset("origin")
+    geometry = FrontEndAugment(origin, warp_probability=1, stretch_probability=1, power_probability=0)
+    mask = torch.zeros(1, 128, 128)
+    mask[0, 115:117, 10:100] = 1  # a whistle
+    mask[0, 5:80, 64:66] = 1  # a click
+    for _ in range(20):
+        image, augmented = geometry(mask.clone(), mask)  # the image is the mask: both must move the same way
+        assert torch.equal(augmented, (image >= 0.5).float())
+        assert not torch.equal(augmented, mask)
+    intensity = FrontEndAugment(origin, warp_probability=0, stretch_probability=0, power_probability=1)
+    image = torch.rand(1, 128, 128)
+    looked, same = intensity(image, mask)
+    assert same is mask and not torch.equal(looked, image)
+    assert torch.equal(looked.flatten().argsort(), image.flatten().argsort())  # a monotone curve: same pixel order
+
+
+def test_front_end_augment_runs_on_the_training_split_only(workspace):
+    root, _ = workspace
+    module = SegmentationDataModule(str(root / "hq.csv"), cache_root=str(root / "cache"), mask_source="ideal",
+                                    hflip=False, warp_probability=1, stretch_probability=1, power_probability=1,
+                                    split_fractions=(0.5, 0.25, 0.25))
+    module.prepare_data()
+    module.setup("fit")
+    images, masks = spectrogram_store(module.config, root / "cache"), mask_store(module.config, "ideal", root / "cache")
+    for name in ("val", "test"):
+        dataset = module.datasets[name]
+        assert len(dataset)
+        for index, row in enumerate(dataset.rows):
+            item = dataset[index]
+            assert torch.equal(item["image"][0], torch.from_numpy(images.load(row.key).astype(np.float32)))
+            assert torch.equal(item["mask"][0].bool(), torch.from_numpy(masks.load(row.key)))
+    train = module.datasets["train"]
+    stored = torch.from_numpy(images.load(train.rows[0].key).astype(np.float32))
+    assert not torch.equal(train[0]["image"][0], stored)
+
+
+def test_input_normalisation_gives_an_affinely_rescaled_image_the_same_network_input():
+    torch.manual_seed(0)
+    image = 0.2 + 0.04 * torch.randn(2, 1, 128, 128)
+    image[:, :, 40:44, 30:90] += 0.3  # a call
+    image[:, :, 100:] += 0.1  # coloured noise: a louder band
+    model = SegmenterModule(architecture="Unet").eval()
+    paper = SegmenterModule(architecture="Unet", normalize_input=False).eval()
+    for scale, offset in ((3.7, -1.2), (0.05, 0.4)):
+        rescaled = scale * image + offset
+        assert torch.allclose(model.network_input(rescaled), model.network_input(image), atol=1e-4)
+        with torch.no_grad():
+            assert torch.allclose(model(rescaled), model(image), atol=1e-3)
+        assert not torch.allclose(paper.network_input(rescaled), paper.network_input(image), atol=1e-2)

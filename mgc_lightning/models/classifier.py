@@ -1,7 +1,8 @@
 """ClassifierModule: one LightningModule for image-only baselines and mask-guided classification (MGC).
 
-mask_input "none" is the baseline (spectrogram encoder -> head). "binary" or "soft" adds the mask branch and a fusion;
-the head always sees pooled spectrogram features plus the fused vector (residual path), as in the paper.
+mask_input "none" is the baseline (spectrogram encoder -> head). "binary" or "soft" adds the mask branch and a fusion,
+which gets both token sets with their time-frequency positions encoded; the head always sees pooled spectrogram
+features plus the fused vector (residual path), as in the paper.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..figures import confusion_figure
-from ..labels import JOINT_CLASS_NAMES, NUM_JOINT_CLASSES, NUM_SOUND_TYPES, joint_to_vectors
-from ..metrics import JointAccuracy, SoundTypeMetrics
-from ..tracking import log_figure
-from .encoders import MaskEncoder, SpectrogramEncoder
+from ..intervals import bootstrap_interval
+from ..labels import JOINT_CLASS_NAMES, NUM_JOINT_CLASSES, NUM_SOUND_TYPES, SOUND_TYPES, joint_to_vectors
+from ..metrics import JointAccuracy, SoundTypeMetrics, to_joint, to_label_vectors
+from ..tracking import log_figure, log_text
+from .encoders import MaskEncoder, SpectrogramEncoder, with_positions
 from .fusion import FUSIONS
 from .optim import adamw_warmup_cosine
 
@@ -51,6 +53,8 @@ class ClassifierModule(L.LightningModule):
             raise ValueError(f"fusion must be one of {sorted(FUSIONS)}, got {fusion!r}")
         if head not in HEADS:
             raise ValueError(f"head must be one of {sorted(HEADS)}, got {head!r}")
+        if mask_input != "none" and dim % 4:
+            raise ValueError(f"dim must be a multiple of 4 (the 2-D positional encoding), got {dim}")
         self.save_hyperparameters()
         self.spectrogram_encoder = SpectrogramEncoder(backbone, dim, image_size, pretrained, pretrained_path,
                                                       backbone_kwargs)
@@ -79,13 +83,14 @@ class ClassifierModule(L.LightningModule):
         self.load_state_dict(usable, strict=False)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        tokens = self.spectrogram_encoder(image)
+        tokens, grid = self.spectrogram_encoder(image)
         features = tokens.mean(dim=1)
         if self.uses_mask:
             if mask is None:
                 raise ValueError(f"this model was built with mask_input={self.hparams.mask_input!r} and needs a mask; "
                                  "set the data module's mask_source")
-            features = features + self.fusion(tokens, self.mask_encoder(mask))
+            mask_tokens, mask_grid = self.mask_encoder(mask)
+            features = features + self.fusion(with_positions(tokens, grid), with_positions(mask_tokens, mask_grid))
         return self.head(features)
 
     def setup(self, stage: str) -> None:
@@ -107,22 +112,45 @@ class ClassifierModule(L.LightningModule):
     def _outputs(self, logits: torch.Tensor) -> torch.Tensor:
         return logits if self.hparams.head == "multiclass" else torch.sigmoid(logits)
 
-    def _step(self, batch: dict, stage: str) -> torch.Tensor:
+    def _step(self, batch: dict, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self(batch["image"], batch.get("mask"))
         loss = self._loss(logits, batch["joint"])
-        self.metrics[f"{stage}_metrics"].update(self._outputs(logits), batch["joint"])
+        outputs = self._outputs(logits)
+        self.metrics[f"{stage}_metrics"].update(outputs, batch["joint"])
         self.log(f"{self._prefix(stage)}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "test",
                  batch_size=len(logits), sync_dist=stage != "train")
-        return loss
+        return loss, outputs
 
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
-        return self._step(batch, "train")
+        return self._step(batch, "train")[0]
 
     def validation_step(self, batch: dict, batch_index: int) -> None:
         self._step(batch, "val")
 
+    def on_test_epoch_start(self) -> None:
+        self._test_predictions: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
     def test_step(self, batch: dict, batch_index: int) -> None:
-        self._step(batch, "test")
+        outputs = self._step(batch, "test")[1]
+        self._test_predictions.append((batch["index"].cpu(), batch["joint"].cpu(), outputs.detach().float().cpu()))
+
+    def _log_test_predictions(self, prefix: str) -> None:
+        """Per-window predictions as a CSV artifact (so reports can bootstrap and pair models window by window) and
+        the 95 % bootstrap interval of the joint accuracy as metrics."""
+        index, joint, outputs = (torch.cat(parts) for parts in zip(*self._test_predictions))
+        predicted = to_label_vectors(outputs, self.hparams.threshold)
+        correct = (predicted == joint_to_vectors(joint)).all(dim=-1)
+        interval = bootstrap_interval(correct.numpy())
+        self.log_dict({f"{prefix}/joint_acc_ci_low": interval.low, f"{prefix}/joint_acc_ci_high": interval.high,
+                       f"{prefix}/windows": float(interval.windows)})
+        scores = [f"p_{name}" for name in (JOINT_CLASS_NAMES if outputs.shape[-1] == NUM_JOINT_CLASSES
+                                           else SOUND_TYPES)]
+        probabilities = outputs.softmax(dim=-1) if self.hparams.head == "multiclass" else outputs
+        lines = [",".join(["index", "joint", "predicted", "correct", *scores])]
+        for i, true, guess, right, row in zip(index.tolist(), joint.tolist(), to_joint(predicted).tolist(),
+                                             correct.tolist(), probabilities.tolist()):
+            lines.append(",".join([str(i), str(true), str(guess), str(int(right)), *(f"{p:.5f}" for p in row)]))
+        log_text(self.trainer, "\n".join(lines) + "\n", f"predictions/{prefix.replace('/', '_')}.csv")
 
     def _prefix(self, stage: str) -> str:
         """Test metrics carry the preset's name (test/origin/..., test/mel/...) so OOD results stay apart."""
@@ -156,6 +184,7 @@ class ClassifierModule(L.LightningModule):
             self.metrics["val_metrics"].reset()
 
     def on_test_epoch_end(self) -> None:
+        self._log_test_predictions(self._prefix("test"))
         self._log_epoch("test")
 
     def configure_optimizers(self):

@@ -1,7 +1,9 @@
 """Mid-level fusion of spectrogram tokens with mask tokens (paper, section 3.1 and table 2).
 
-One interface: forward(spectrogram_tokens (B, N, D), mask_tokens (B, M, D)) -> (B, D). The classifier adds the result
-to the pooled spectrogram features (the residual path to the head), so a noisy mask can be ignored.
+One interface: forward(spectrogram_tokens (B, N, D), mask_tokens (B, M, D)) -> (B, D). Both token sets carry their
+time-frequency position (`encoders.with_positions`), and every fusion uses it before anything is pooled: the band of a
+click is what tells a beluga click from a porpoise click. The classifier adds the result to the pooled spectrogram
+features (the residual path to the head), so a noisy mask can be ignored.
 """
 
 from __future__ import annotations
@@ -10,15 +12,29 @@ import torch
 from torch import nn
 
 
+class EventPooling(nn.Module):
+    """A per-token MLP reads each token together with its position, then the maximum over tokens: position is used
+    before pooling forgets it, and a click that fills one token in 64 is not averaged away as a mean would."""
+
+    def __init__(self, dim: int, dropout: float):
+        super().__init__()
+        self.per_token = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, 2 * dim), nn.GELU(), nn.Dropout(dropout),
+                                       nn.Linear(2 * dim, dim))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.per_token(tokens).amax(dim=1)
+
+
 class ConcatFusion(nn.Module):
-    """Pool both branches, concatenate, project back to D."""
+    """Pool both branches (position-aware), concatenate, project back to D."""
 
     def __init__(self, dim: int, heads: int = 4, dropout: float = 0.1):
         super().__init__()
+        self.pool_spectrogram, self.pool_mask = EventPooling(dim, dropout), EventPooling(dim, dropout)
         self.mix = nn.Sequential(nn.Linear(2 * dim, dim), nn.GELU(), nn.Dropout(dropout))
 
     def forward(self, spectrogram: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.mix(torch.cat([spectrogram.mean(dim=1), mask.mean(dim=1)], dim=-1))
+        return self.mix(torch.cat([self.pool_spectrogram(spectrogram), self.pool_mask(mask)], dim=-1))
 
 
 class GatedFusion(nn.Module):
@@ -26,18 +42,19 @@ class GatedFusion(nn.Module):
 
     def __init__(self, dim: int, heads: int = 4, dropout: float = 0.1):
         super().__init__()
+        self.pool_spectrogram, self.pool_mask = EventPooling(dim, dropout), EventPooling(dim, dropout)
         self.gate = nn.Linear(2 * dim, dim)
         self.value = nn.Sequential(nn.Linear(dim, dim), nn.Dropout(dropout))
 
     def forward(self, spectrogram: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        pooled_spectrogram, pooled_mask = spectrogram.mean(dim=1), mask.mean(dim=1)
+        pooled_spectrogram, pooled_mask = self.pool_spectrogram(spectrogram), self.pool_mask(mask)
         gate = torch.sigmoid(self.gate(torch.cat([pooled_spectrogram, pooled_mask], dim=-1)))
         return gate * self.value(pooled_mask)
 
 
 class CrossAttentionFusion(nn.Module):
     """Spectrogram tokens query the mask tokens (keys and values), so attention weighs time-frequency regions by
-    what the mask says about them; then a feed-forward block and pooling."""
+    what the mask says about them and where they are; then a feed-forward block and pooling."""
 
     def __init__(self, dim: int, heads: int = 4, dropout: float = 0.1):
         super().__init__()

@@ -1,5 +1,5 @@
-"""SegmenterModule: DeepLabV3 trained few-shot on high-quality masks to draw pseudo-attention masks, and the
-dataset-wide prediction that fills the `predicted` mask source."""
+"""SegmenterModule: a segmenter (DeepLabV3 as in the paper, or U-Net) trained few-shot on high-quality masks to draw
+pseudo-attention masks, and the dataset-wide prediction that fills the `predicted` mask source."""
 
 from __future__ import annotations
 
@@ -26,9 +26,27 @@ from .optim import adamw_warmup_cosine
 PREDICTED = "predicted"
 
 
+def noise_standardized(image: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) images -> each row minus its median over time (its noise floor), in units of the image's median
+    absolute deviation from those floors (its noise spread), through asinh.
+
+    Front ends disagree on offsets (dB above the noise floor, dB below the peak), ranges, noise colour and intensity
+    scale; measured from each row's floor in units of the noise's own spread, their images mostly agree, and any
+    a * image + b (a > 0) gives exactly the same result. asinh keeps the noise linear and compresses the calls' tail,
+    where a dB scale and PCEN's power-like one differ most.
+    """
+    residual = image - image.median(dim=-1, keepdim=True).values
+    spread = residual.abs().flatten(1).median(dim=1).values.clamp_min(1e-6)
+    return torch.asinh(residual / spread.view(-1, 1, 1, 1))
+
+
 class SegmenterModule(L.LightningModule):
     """Pixel-wise 2-class cross-entropy (paper, appendix A.3); AdamW with warm-up and cosine decay; the few-shot set is
-    doubled by horizontal flips in the data module."""
+    doubled by horizontal flips in the data module.
+
+    normalize_input: feed the network noise-standardised images (`noise_standardized`), so masks drawn on another
+    front end than the training one hold up; false feeds the [0, 1] image with ImageNet normalisation, as the paper.
+    """
 
     def __init__(
         self,
@@ -41,10 +59,11 @@ class SegmenterModule(L.LightningModule):
         figure_every_n_epochs: int = 5,
         figure_windows: int = 4,
         soft_sigma: float = 3.0,
+        normalize_input: bool = True,
     ):
         super().__init__()
         self.save_hyperparameters()
-        # DeepLabV3 as in the paper; any smp architecture by name (DeepLabV3Plus and Unet keep thin click lines sharper).
+        # DeepLabV3 as in the paper; any smp architecture by name (DeepLabV3Plus and Unet keep thin clicks sharper).
         self.net = smp.create_model(architecture, encoder_name=encoder_name, encoder_weights=None, in_channels=3,
                                     classes=2)
         if pretrained_path:
@@ -54,9 +73,15 @@ class SegmenterModule(L.LightningModule):
         self.val_metrics = mask_metrics(prefix="val/")
         self._figure_batch: dict | None = None
 
+    def network_input(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) images in [0, 1] -> (B, 3, H, W) what the network sees."""
+        if self.hparams.normalize_input:
+            return noise_standardized(image).expand(-1, 3, -1, -1)
+        return imagenet_input(image)
+
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 1, H, W) images in [0, 1] -> (B, 2, H, W) logits (background, sound)."""
-        return self.net(imagenet_input(image))
+        return self.net(self.network_input(image))
 
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
         loss = F.cross_entropy(self(batch["image"]), batch["mask"][:, 0].long(), weight=self.class_weights)
@@ -66,7 +91,8 @@ class SegmenterModule(L.LightningModule):
     def validation_step(self, batch: dict, batch_index: int) -> None:
         logits = self(batch["image"])
         target = batch["mask"][:, 0].long()
-        self.log("val/loss", F.cross_entropy(logits, target, weight=self.class_weights), prog_bar=True, batch_size=len(target), sync_dist=True)
+        self.log("val/loss", F.cross_entropy(logits, target, weight=self.class_weights), prog_bar=True,
+                 batch_size=len(target), sync_dist=True)
         prediction = logits.argmax(dim=1)
         self.val_metrics.update(prediction, target)
         if batch_index == 0:

@@ -24,7 +24,7 @@ from ..cache import mask_store, write_bytes_atomic
 from ..labels import NUM_JOINT_CLASSES, SOUND_TYPES
 from ..manifest import WindowRow, write_csv_atomic, write_manifest
 from ..spectrogram import SpectrogramConfig, SpectrogramTransform
-from .scene import RecordingPlan, make_deployments, render_recording
+from .scene import DETECTABLE_SNR_DB, RecordingPlan, make_deployments, render_recording
 
 AUDIO_DIR, STEMS_DIR, PARTS_DIR = "audio", "stems", "parts"
 EVENT_COLUMNS = ("recording", "window", "sound_type", "start_s", "end_s", "low_hz", "high_hz", "snr_db",
@@ -147,18 +147,50 @@ def _write_tables(out_dir: Path, plans: Sequence[RecordingPlan]) -> Path:
     return manifest
 
 
-def ideal_mask(target_power: torch.Tensor, noise_power: torch.Tensor, criterion_db: float = 0.0) -> torch.Tensor:
-    """Pixels where the target sounds' power exceeds the noise power by `criterion_db` (local SNR criterion)."""
+IDEAL_SOURCE = "ideal"
+CRITERION_RECORD = "criterion.json"
+
+
+def ideal_source(criterion_db: float = DETECTABLE_SNR_DB) -> str:
+    """The mask source holding ideal masks at this local SNR criterion: `ideal` at the default (DETECTABLE_SNR_DB),
+    else `ideal-0db`, `ideal-3db`, `ideal-minus3db`, ..., so masks of two criteria never share a folder."""
+    if criterion_db == DETECTABLE_SNR_DB:
+        return IDEAL_SOURCE
+    return f"{IDEAL_SOURCE}-{'minus' if criterion_db < 0 else ''}{abs(criterion_db):g}db"
+
+
+def ideal_mask(
+    target_power: torch.Tensor, noise_power: torch.Tensor, criterion_db: float = DETECTABLE_SNR_DB
+) -> torch.Tensor:
+    """Pixels where the target sounds' power exceeds the noise power by `criterion_db` (local SNR criterion).
+
+    The default, 6 dB (DETECTABLE_SNR_DB), is where a call stands out of the noise on the image: what an annotator
+    would draw, and the rule that decides the window labels. At 0 dB the mask also covers pixels where the call is
+    merely as strong as the noise (faint calls, the fading edges of whistles), which no one sees in the image.
+    """
     return target_power > noise_power * 10 ** (criterion_db / 10)
 
 
+def _ideal_store(config: SpectrogramConfig, criterion_db: float, cache_root: str | Path):
+    """The criterion's mask store; a folder without this criterion's record (masks of another criterion, or from
+    before sources were named by criterion) is emptied first, so it never mixes two criteria."""
+    store = mask_store(config, ideal_source(criterion_db), cache_root)
+    record, wanted = store.folder / CRITERION_RECORD, {"criterion_db": criterion_db}
+    if not (record.is_file() and json.loads(record.read_text()) == wanted):
+        for stale in store.folder.glob("*.npy"):
+            stale.unlink()
+        write_bytes_atomic(record, json.dumps(wanted).encode())
+    return store
+
+
 def write_ideal_masks(
-    rows: Sequence[WindowRow], config: SpectrogramConfig, cache_root: str | Path, criterion_db: float = 0.0,
-    batch_size: int = 16, progress: bool = True,
+    rows: Sequence[WindowRow], config: SpectrogramConfig, cache_root: str | Path,
+    criteria_db: Sequence[float] = (DETECTABLE_SNR_DB,), batch_size: int = 16, progress: bool = True,
 ) -> int:
-    """Rasterise ideal masks on this preset's grid from each recording's target stem; returns how many were new."""
-    store = mask_store(config, "ideal", cache_root)
-    pending = [row for row in rows if not store.has(row.key)]
+    """Rasterise ideal masks on this preset's grid from each recording's target stem, one source per local SNR
+    criterion (`ideal_source`); returns how many windows were new. The audio is read once for all criteria."""
+    stores = {criterion: _ideal_store(config, criterion, cache_root) for criterion in dict.fromkeys(criteria_db)}
+    pending = [row for row in dict.fromkeys(rows) if not all(store.has(row.key) for store in stores.values())]
     transform = SpectrogramTransform(config)
     for first in tqdm(range(0, len(pending), batch_size), desc=f"ideal masks {config.cache_key}",
                       disable=not progress or not pending):
@@ -169,8 +201,9 @@ def write_ideal_masks(
         with torch.no_grad():
             target_power = transform.band_power(torch.from_numpy(target))
             noise_power = transform.band_power(torch.from_numpy(mix - target))
-        for row, mask in zip(batch, ideal_mask(target_power, noise_power, criterion_db).numpy()):
-            store.save(row.key, mask)
+        for criterion, store in stores.items():
+            for row, mask in zip(batch, ideal_mask(target_power, noise_power, criterion).numpy()):
+                store.save(row.key, mask)
     return len(pending)
 
 

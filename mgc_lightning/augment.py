@@ -1,0 +1,131 @@
+"""Training-time changes of the front end's look, so a segmenter trained on one front end draws masks on others.
+
+Front ends differ by their frequency axis (linear or mel, band edges), their time resolution (FFT length and hop)
+and their intensity scale (dB above the noise floor, dB below the peak, PCEN's power-like compression). Each training
+item may be re-rendered on a random frequency axis and stretched in time (image and mask together, where a
+spectrogram on that grid would put them) and shown through a random power-like intensity curve. Offsets, ranges and
+coloured noise are left to the segmenter's input normalisation, which removes them exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .spectrogram import SpectrogramConfig
+
+
+def interval_weights(low: np.ndarray, high: np.ndarray, size: int) -> np.ndarray:
+    """(intervals, size) weights that average the cells [j, j + 1) of an axis over each interval [low, high), given
+    in cell units and clamped to the axis; an interval that collapsed to a point copies the cell holding it."""
+    low, high = np.clip(low, 0, size)[:, None], np.clip(high, 0, size)[:, None]
+    cells = np.arange(size)[None]
+    overlap = np.clip(np.minimum(high, cells + 1) - np.maximum(low, cells), 0, None)
+    point = overlap.sum(axis=1) < 1e-9
+    overlap[point, np.minimum(low[point, 0].astype(int), size - 1)] = 1.0
+    return overlap / overlap.sum(axis=1, keepdims=True)
+
+
+def rows_resampling(source_edges_hz: np.ndarray, target_edges_hz: np.ndarray) -> torch.Tensor:
+    """(target rows, source rows) weights that render an image with `source_edges_hz` rows on `target_edges_hz` rows
+    (both top row first, as SpectrogramConfig.row_edges_hz): each target row averages the source rows it covers, a
+    row narrower than a source row copies it, and a row beyond the source band repeats the edge row (as the front
+    end's own bin-to-row matrix does)."""
+    height = len(source_edges_hz) - 1
+    # each target edge as a position on the source rows counted from the bottom; np.interp clamps it to the band
+    position = np.interp(target_edges_hz[::-1], source_edges_hz[::-1], np.arange(height + 1))[::-1]
+    weights = interval_weights(position[1:], position[:-1], height)
+    return torch.from_numpy(weights[:, ::-1].copy()).float()  # source rows back to top-row-first
+
+
+def warped_row_edges(height: int, corner_hz: float, fmin_hz: float, fmax_hz: float) -> np.ndarray:
+    """Row edges (top first) of an axis spaced evenly in log(1 + f / corner_hz): mel-like for a corner near 700 Hz
+    (HTK's mel), close to linear for a corner far above the band."""
+    warp = np.log1p(np.array([fmin_hz, fmax_hz]) / corner_hz)
+    return corner_hz * np.expm1(np.linspace(warp[1], warp[0], height + 1))
+
+
+def columns_stretch(width: int, factor: float, start: float) -> torch.Tensor:
+    """(width, width) weights that show `width / factor` columns from column `start` on the whole width: a longer
+    FFT's or hop's wider calls, without changing the window's look otherwise."""
+    edges = start + np.arange(width + 1) / factor
+    return torch.from_numpy(interval_weights(edges[:-1], edges[1:], width)).float()
+
+
+def resample(image: torch.Tensor, mask: torch.Tensor | None, rows: torch.Tensor | None = None,
+             columns: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Apply resampling weights to the rows and/or columns of a (..., H, W) image and its mask, in one go: a mask
+    pixel stays sound where at least half of what it covers was sound."""
+    def apply(values: torch.Tensor) -> torch.Tensor:
+        if rows is not None:
+            values = torch.einsum("ts,...sw->...tw", rows, values)
+        if columns is not None:
+            values = torch.einsum("ts,...hs->...ht", columns, values)
+        return values
+
+    return apply(image), None if mask is None else (apply(mask.float()) >= 0.5).to(mask.dtype)
+
+
+def power_look(image: torch.Tensor, exponent: float, range_db: float) -> torch.Tensor:
+    """A dB image in [0, 1] spanning `range_db` shown as power**exponent instead, rescaled to [0, 1]: exponent 0 is
+    the dB image itself, 0.5 an amplitude-like look close to PCEN's (power 0.5 of a normalised energy)."""
+    steepness = exponent * range_db * math.log(10) / 10
+    if steepness < 1e-6:
+        return image
+    return torch.expm1(steepness * image) / math.expm1(steepness)
+
+
+def _log_uniform(low: float, high: float) -> float:
+    return math.exp(math.log(low) + (math.log(high) - math.log(low)) * float(torch.rand(())))
+
+
+@dataclass(frozen=True)
+class FrontEndAugment:
+    """Random front-end looks for (1, H, W) training images of `config` and their masks, from torch's generator.
+
+    warp_probability: chance of a random frequency axis, spaced evenly in log(1 + f / corner) with the corner drawn
+    log-uniformly in corner_range_hz (mel-like to nearly linear), fmin and fmax multiplied by log-uniform factors up
+    to fmin_jitter and fmax_jitter either way. stretch_probability: chance of a time stretch by a factor drawn
+    log-uniformly in [1, max_stretch]. power_probability: chance of a power-like intensity curve with an exponent
+    drawn uniformly in [0, max_power_exponent].
+    """
+
+    config: SpectrogramConfig
+    warp_probability: float = 0.5
+    stretch_probability: float = 0.0
+    power_probability: float = 0.5
+    corner_range_hz: tuple[float, float] = (300.0, 100_000.0)
+    fmin_jitter: float = 2.5
+    fmax_jitter: float = 1.15
+    max_stretch: float = 2.0
+    max_power_exponent: float = 0.75
+
+    def __post_init__(self) -> None:
+        if not all(0 <= p <= 1 for p in (self.warp_probability, self.stretch_probability, self.power_probability)):
+            raise ValueError("warp_probability, stretch_probability and power_probability must be in [0, 1]")
+        if not 0 < self.corner_range_hz[0] <= self.corner_range_hz[1]:
+            raise ValueError(f"need 0 < corner_range_hz[0] <= corner_range_hz[1], got {self.corner_range_hz}")
+        if min(self.fmin_jitter, self.fmax_jitter, self.max_stretch) < 1 or self.max_power_exponent < 0:
+            raise ValueError("fmin_jitter, fmax_jitter and max_stretch must be >= 1, max_power_exponent >= 0")
+
+    def random_axis(self) -> np.ndarray:
+        config = self.config
+        fmin = max(config.fmin, 1.0) * _log_uniform(1 / self.fmin_jitter, self.fmin_jitter)
+        fmax = min(config.fmax * _log_uniform(1 / self.fmax_jitter, self.fmax_jitter), config.sample_rate / 2)
+        return warped_row_edges(config.height, _log_uniform(*self.corner_range_hz), fmin, fmax)
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        rows = columns = None
+        if float(torch.rand(())) < self.warp_probability:
+            rows = rows_resampling(self.config.row_edges_hz(), self.random_axis())
+        if float(torch.rand(())) < self.stretch_probability:
+            factor, width = _log_uniform(1.0, self.max_stretch), image.shape[-1]
+            columns = columns_stretch(width, factor, start=float(torch.rand(())) * width * (1 - 1 / factor))
+        if rows is not None or columns is not None:
+            image, mask = resample(image, mask, rows, columns)
+        if float(torch.rand(())) < self.power_probability:
+            image = power_look(image, self.max_power_exponent * float(torch.rand(())), self.config.top_db)
+        return image, mask
