@@ -79,7 +79,9 @@ def test_checkpoint_carries_front_end_and_labels_and_resume_continues_the_same_r
     history = client.get_metric_history(run_id, "val/iou")
     assert len(history_before) == 1 and len(history) == 2
     assert history[1].step > history[0].step
-    assert torch.load(last, weights_only=False)["epoch"] == 2  # two epochs in all: one before the resume, one after
+    state = torch.load(last, weights_only=False)
+    # two epochs in all, one before the resume and one after: the second epoch (index 1) after 2 x 2 training steps
+    assert (state["epoch"], state["global_step"]) == (1, 4)
 
 
 def test_prediction_is_resumable_and_tied_to_one_checkpoint(trained, workspace):
