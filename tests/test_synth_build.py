@@ -44,8 +44,8 @@ def test_recording_labels_match_the_events_placed_in_each_window():
             low, high = SNR_RANGES_DB[event["sound_type"]]
             assert low <= event["snr_db"] <= high
             assert event["effective_snr_db"] <= event["snr_db"] + 1e-6  # vessels and pings only add noise
-        silent = rendered.target[index * 96_000 : (index + 1) * 96_000]
-        assert bool(np.any(silent)) == bool(inside)  # faint calls stay in the audio, unlabelled
+        stem = rendered.target[index * 96_000 : (index + 1) * 96_000]
+        assert bool(np.any(stem)) == any(bits)  # the stem holds labelled calls only; faint ones are background
     again = render_recording(plan)
     assert np.array_equal(again.mix, rendered.mix) and again.events == rendered.events
 
@@ -63,11 +63,10 @@ def test_labels_mark_the_calls_that_stand_out_of_the_noise_on_the_origin_grid():
             target, background = (grid.band_power(torch.from_numpy(x[cut].astype(np.float64))[None])
                                   for x in (rendered.target, noise))
         visible = int((target > background * 10 ** (DETECTABLE_SNR_DB / 10)).sum())
-        inside = [e for e in rendered.events if e["window"] == index]
         if any(bits):
             assert visible >= DETECTABLE_PIXELS
-        else:  # only faint calls (or none): fewer visible pixels than one labelled call needs, per call
-            assert visible < DETECTABLE_PIXELS * max(len(inside), 1)
+        else:  # only faint calls (or none): nothing for an annotator, so an empty ideal mask
+            assert visible == 0
 
 
 def test_benchmark_files_and_tables(tiny_benchmark):

@@ -1,7 +1,7 @@
 """One synthetic recording: a deployment's noise regime, calls placed window by window at drawn SNRs, the sensor.
 
-Target sounds and noise are rendered separately and kept apart (the target stem), so ideal masks can be computed
-exactly for any front end: a pixel is "sound" where target power beats noise power.
+The labelled calls and everything else are rendered separately and kept apart (the target stem), so ideal masks can
+be computed exactly for any front end: a pixel is "sound" where target power beats the rest.
 
 Window labels are what an annotator would mark: a sound type is present only where at least one of its calls is
 detectable, that is, covers at least `DETECTABLE_PIXELS` pixels of the `origin` image grid at a local SNR of at least
@@ -215,13 +215,22 @@ def render_recording(plan: RecordingPlan) -> RenderedRecording:
                 })
 
     scale = DIGITAL_NOISE_RMS / ambient_rms * 10 ** (deployment.gain_db / 20)
-    noise = sensor_filter(baseline + confusers, sr, deployment.highpass_hz, deployment.rolloff_hz) * scale
-    target = sensor_filter(target, sr, deployment.highpass_hz, deployment.rolloff_hz) * scale
-    _label_detectable(events, placed, noise, window, lambda x: sensor_filter(x, sr, deployment.highpass_hz,
-                                                                               deployment.rolloff_hz) * scale)
+
+    def sensor(x: np.ndarray) -> np.ndarray:
+        return sensor_filter(x, sr, deployment.highpass_hz, deployment.rolloff_hz) * scale
+
+    noise = sensor(baseline + confusers)
+    _label_detectable(events, placed, noise, window, sensor)
     windows = [tuple(int(any(e["labelled"] for e in events if e["window"] == index and e["sound_type"] == t))
                      for t in SOUND_TYPES) for index in range(plan.n_windows)]
-    mix = noise + target
+    # The target stem (and so the ideal masks) holds the labelled calls only, as an annotator draws masks on the
+    # calls they mark; the faint ones stay in the mix as part of the background.
+    faint = np.zeros(n)
+    for event, (offset, samples) in zip(events, placed):
+        if not event["labelled"]:
+            faint[offset : offset + samples.size] += samples
+    target = sensor(target - faint)
+    mix = noise + sensor(faint) + target
     clip = 0.999
     if rng.random() < deployment.clipping_probability:  # an over-driven recorder flattens the loudest moments
         clip = min(clip, float(np.quantile(np.abs(mix), rng.uniform(0.995, 0.9999))))
