@@ -1,16 +1,21 @@
 """Joint accuracy (all three sound types right at once, the paper's headline metric) and the per-type metrics
-around it. Every metric is a torchmetrics Metric whose states are summed across processes, so DDP runs report the
-value of the whole dataset."""
+around it, exact under DDP.
+
+Training tracks `JointAccuracy`, whose counts are summed across processes. Validation and test keep every window's
+outputs in `EvaluatedWindows`, gathered from all processes and de-duplicated by window index, because Lightning's
+distributed sampler pads the evaluation set with repeated windows so that every process gets as many: scores computed
+from the gathered windows count each window once and equal a single-process run's.
+"""
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 from torchmetrics import Metric
-from torchmetrics.classification import (
-    MulticlassConfusionMatrix, MulticlassF1Score, MultilabelF1Score, MultilabelHammingDistance, MultilabelPrecision,
-    MultilabelRecall,
+from torchmetrics.functional.classification import (
+    multiclass_confusion_matrix, multiclass_f1_score, multilabel_f1_score, multilabel_hamming_distance,
+    multilabel_precision, multilabel_recall,
 )
+from torchmetrics.utilities import dim_zero_cat
 
 from .labels import NUM_JOINT_CLASSES, NUM_SOUND_TYPES, SOUND_TYPES, joint_to_vectors
 
@@ -56,42 +61,52 @@ class JointAccuracy(Metric):
         return self.correct.float() / self.total.clamp_min(1)
 
 
-class SoundTypeMetrics(nn.Module):
-    """Joint accuracy, macro-F1 (over the 3 types and over the 8 joint classes), hamming loss, per-type P/R/F1 and
-    the 8 x 8 confusion matrix, from either head's outputs."""
+class EvaluatedWindows(Metric):
+    """Per-window index, joint target, model outputs and loss of one evaluation pass. `compute` gathers them from all
+    processes and returns each window once (the first copy of a repeated index), ordered by index."""
 
-    def __init__(self, threshold: float = 0.5):
-        super().__init__()
-        self.threshold = threshold
-        self.joint_acc = JointAccuracy(threshold)
-        self.macro_f1 = MultilabelF1Score(NUM_SOUND_TYPES, average="macro")
-        self.joint_macro_f1 = MulticlassF1Score(NUM_JOINT_CLASSES, average="macro")
-        self.hamming = MultilabelHammingDistance(NUM_SOUND_TYPES)
-        self.precision = MultilabelPrecision(NUM_SOUND_TYPES, average=None)
-        self.recall = MultilabelRecall(NUM_SOUND_TYPES, average=None)
-        self.f1 = MultilabelF1Score(NUM_SOUND_TYPES, average=None)
-        self.confusion = MulticlassConfusionMatrix(NUM_JOINT_CLASSES)
+    full_state_update = False
+    is_differentiable = False
 
-    def update(self, outputs: torch.Tensor, joint_target: torch.Tensor) -> None:
-        predicted = to_label_vectors(outputs.detach(), self.threshold)
-        truth = joint_to_vectors(joint_target)
-        self.joint_acc.update(predicted, truth)
-        for metric in (self.macro_f1, self.hamming, self.precision, self.recall, self.f1):
-            metric.update(predicted, truth)
-        self.joint_macro_f1.update(to_joint(predicted), joint_target)
-        self.confusion.update(to_joint(predicted), joint_target)
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        for name in ("index", "joint", "outputs", "loss"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
+
+    def update(self, index: torch.Tensor, joint: torch.Tensor, outputs: torch.Tensor, loss: torch.Tensor) -> None:
+        self.index.append(index.detach().long())
+        self.joint.append(joint.detach().long())
+        self.outputs.append(outputs.detach().float())
+        self.loss.append(loss.detach().float())
 
     def compute(self) -> dict[str, torch.Tensor]:
-        scores = {"joint_acc": self.joint_acc.compute(), "macro_f1": self.macro_f1.compute(),
-                  "joint_macro_f1": self.joint_macro_f1.compute(), "hamming": self.hamming.compute()}
-        for name, metric in (("precision", self.precision), ("recall", self.recall), ("f1", self.f1)):
-            for sound_type, value in zip(SOUND_TYPES, metric.compute()):
-                scores[f"{name}/{sound_type}"] = value
-        return scores
+        windows = {name: dim_zero_cat(getattr(self, name)) for name in ("index", "joint", "outputs", "loss")}
+        order = torch.argsort(windows["index"], stable=True)
+        ordered = windows["index"][order]
+        first = torch.ones_like(ordered, dtype=torch.bool)
+        first[1:] = ordered[1:] != ordered[:-1]
+        return {name: values[order[first]] for name, values in windows.items()}
 
-    def confusion_matrix(self) -> torch.Tensor:
-        return self.confusion.compute()
 
-    def reset(self) -> None:
-        for metric in self.children():
-            metric.reset()
+def sound_type_scores(outputs: torch.Tensor, joint_target: torch.Tensor, threshold: float = 0.5
+                      ) -> dict[str, torch.Tensor]:
+    """Joint accuracy, macro-F1 (over the 3 types and over the 8 joint classes), hamming loss and per-type P/R/F1,
+    from either head's outputs."""
+    predicted = to_label_vectors(outputs, threshold)
+    truth = joint_to_vectors(joint_target)
+    scores = {"joint_acc": (predicted == truth).all(dim=-1).float().mean(),
+              "macro_f1": multilabel_f1_score(predicted, truth, NUM_SOUND_TYPES, average="macro"),
+              "joint_macro_f1": multiclass_f1_score(to_joint(predicted), joint_target, NUM_JOINT_CLASSES,
+                                                    average="macro"),
+              "hamming": multilabel_hamming_distance(predicted, truth, NUM_SOUND_TYPES)}
+    for name, metric in (("precision", multilabel_precision), ("recall", multilabel_recall),
+                         ("f1", multilabel_f1_score)):
+        for sound_type, value in zip(SOUND_TYPES, metric(predicted, truth, NUM_SOUND_TYPES, average=None)):
+            scores[f"{name}/{sound_type}"] = value
+    return scores
+
+
+def joint_confusion(outputs: torch.Tensor, joint_target: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """The 8 x 8 confusion matrix of joint classes (rows: truth)."""
+    predicted = to_joint(to_label_vectors(outputs, threshold))
+    return multiclass_confusion_matrix(predicted, joint_target, NUM_JOINT_CLASSES)

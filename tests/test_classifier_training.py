@@ -1,6 +1,7 @@
 """Baseline and MGC training through `mgc fit` on a tiny benchmark: MLflow metrics and artifacts, test metrics named
 by preset, checkpoint metadata, and resume into the same run."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -88,3 +89,38 @@ def test_mask_settings_must_agree(workspace):
     root, manifest = workspace
     with pytest.raises(ValueError, match="model mask_input='soft' but data gives mask_source=None"):
         fit(root, manifest, "mgc_gated_soft.yaml", "--data.init_args.mask_source", "null", "--trainer.max_epochs", "1")
+
+
+def test_checkpoint_loads_tests_and_evaluates_without_its_init_and_pretrained_files(workspace, tmp_path):
+    """A checkpoint holds every weight: once the files that seeded its training are gone, it still loads, `mgc test`
+    (same command line, which still names those files) and `mgc evaluate` work."""
+    import timm
+
+    from mgc_lightning.models.classifier import ClassifierModule
+
+    root, manifest = workspace
+    tiny = {"channels": [8, 16, 32, 64], "stem_width": 8}
+    pretrained, seed = tmp_path / "resnet18.pth", tmp_path / "seed.ckpt"
+    torch.save(timm.create_model("resnet18", num_classes=0, **tiny).state_dict(), pretrained)
+    torch.save({"state_dict": ClassifierModule(backbone_kwargs=tiny, dim=32).state_dict()}, seed)
+    model_args = ("--model.init_args.backbone", "resnet18", "--model.init_args.backbone_kwargs", json.dumps(tiny),
+                  "--model.init_args.dim", "32", "--model.init_args.pretrained_path", str(pretrained),
+                  "--model.init_args.init_from", str(seed), "--trainer.logger.init_args.run_name", "self-contained")
+    assert fit(root, manifest, "baseline_resnet50.yaml", *model_args, "--trainer.max_epochs", "1") == 0
+    client, found = runs(root, "self-contained")
+    best = Path(found[0].data.tags["checkpoint/best"])
+    stored = torch.load(best, map_location="cpu", weights_only=True)
+    assert client.get_run(found[0].info.run_id).data.params["model/init_args/init_from"] == str(seed)  # the record
+    pretrained.rename(tmp_path / "moved.pth")
+    seed.rename(tmp_path / "moved.ckpt")
+
+    loaded = ClassifierModule.load_from_checkpoint(best, map_location="cpu")
+    assert all(torch.equal(value, stored["state_dict"][name]) for name, value in loaded.state_dict().items())
+    assert main(["test", "--config", str(EXPERIMENTS / "classifier_base.yaml"),
+                 "--config", str(EXPERIMENTS / "baseline_resnet50.yaml"), *model_args,
+                 "--data.init_args.manifest", str(manifest), "--data.init_args.cache_root", str(root / "cache"),
+                 "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(root / "checkpoints"),
+                 "--ckpt_path", str(best)]) == 0
+    history = client.get_metric_history(found[0].info.run_id, "test/origin/joint_acc")
+    assert len(history) == 2  # the fit's own test, then `mgc test`
+    assert main(["evaluate", "--checkpoint", str(best), "--preset", "origin"]) == 0

@@ -46,7 +46,12 @@ def trained(workspace):
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
         patch.chdir(root)  # artifacts land in root/mlartifacts
         patch.setattr(sys, "argv", ["mgc"])
-        assert _fit(root, "--trainer.max_epochs", "1") == 0
+        # the first fit starts from a local encoder weights file, which is gone before the resume and every load
+        # after it: checkpoints hold all their weights
+        encoder = root / "encoder.pth"
+        torch.save(SegmenterModule(encoder_name="resnet18").net.encoder.state_dict(), encoder)
+        assert _fit(root, "--trainer.max_epochs", "1", "--model.init_args.pretrained_path", str(encoder)) == 0
+        encoder.unlink()
         last = next((root / "checkpoints").glob("*/*/checkpoints/last.ckpt"))
         first_run = read_checkpoint_metadata(last)["mlflow_run_id"]
         history_before = MlflowClient(f"sqlite:///{root / 'mlflow.db'}").get_metric_history(first_run, "val/iou")
@@ -80,6 +85,7 @@ def test_checkpoint_carries_front_end_and_labels_and_resume_continues_the_same_r
     assert len(history_before) == 1 and len(history) == 2
     assert history[1].step > history[0].step
     state = torch.load(last, weights_only=False)
+    assert state["hyper_parameters"]["pretrained_path"] is None  # loads without the (deleted) encoder file
     # two epochs in all, one before the resume and one after: the second epoch (index 1) after 2 x 2 training steps
     assert (state["epoch"], state["global_step"]) == (1, 4)
 

@@ -17,10 +17,13 @@ from torch import nn
 from ..figures import confusion_figure
 from ..intervals import bootstrap_interval
 from ..labels import JOINT_CLASS_NAMES, NUM_JOINT_CLASSES, NUM_SOUND_TYPES, SOUND_TYPES, joint_to_vectors
-from ..metrics import JointAccuracy, SoundTypeMetrics, to_joint, to_label_vectors
+from ..metrics import (
+    EvaluatedWindows, JointAccuracy, joint_confusion, sound_type_scores, to_joint, to_label_vectors,
+)
 from ..tracking import log_figure, log_text
 from .encoders import MaskEncoder, SpectrogramEncoder, with_positions
 from .fusion import FUSIONS
+from .inputs import without_weight_sources
 from .optim import adamw_warmup_cosine
 
 MASK_INPUTS = ("none", "binary", "soft")
@@ -63,11 +66,10 @@ class ClassifierModule(L.LightningModule):
             self.mask_encoder = MaskEncoder(dim)
             self.fusion = FUSIONS[fusion](dim, heads, dropout)
         self.head = nn.Sequential(nn.LayerNorm(dim), nn.Dropout(dropout), nn.Linear(dim, HEADS[head]))
-        # Training tracks joint accuracy only (cheap, no host syncs per step); validation and test get everything.
-        # Keys get a suffix because nn.Module already has a `train` attribute.
+        # Training tracks joint accuracy only (cheap, no host syncs per step); validation and test keep every window
+        # (each counted once under DDP, see metrics.py). Keys get a suffix because nn.Module has a `train` attribute.
         self.metrics = nn.ModuleDict({"train_metrics": JointAccuracy(threshold),
-                                      "val_metrics": SoundTypeMetrics(threshold),
-                                      "test_metrics": SoundTypeMetrics(threshold)})
+                                      "val_metrics": EvaluatedWindows(), "test_metrics": EvaluatedWindows()})
         if init_from:
             self._initialise_from(init_from)
 
@@ -104,40 +106,38 @@ class ClassifierModule(L.LightningModule):
         if not self.uses_mask and data.mask_source:
             raise ValueError("a baseline (mask_input='none') was given a mask source; drop data.mask_source")
 
-    def _loss(self, logits: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
+    def _window_losses(self, logits: torch.Tensor, joint: torch.Tensor) -> torch.Tensor:
+        """(N,) loss of each window; their mean is the batch loss."""
         if self.hparams.head == "multiclass":
-            return F.cross_entropy(logits, joint)
-        return F.binary_cross_entropy_with_logits(logits, joint_to_vectors(joint).float())
+            return F.cross_entropy(logits, joint, reduction="none")
+        return F.binary_cross_entropy_with_logits(logits, joint_to_vectors(joint).float(), reduction="none").mean(-1)
 
     def _outputs(self, logits: torch.Tensor) -> torch.Tensor:
         return logits if self.hparams.head == "multiclass" else torch.sigmoid(logits)
 
-    def _step(self, batch: dict, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self(batch["image"], batch.get("mask"))
-        loss = self._loss(logits, batch["joint"])
-        outputs = self._outputs(logits)
-        self.metrics[f"{stage}_metrics"].update(outputs, batch["joint"])
-        self.log(f"{self._prefix(stage)}/loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "test",
-                 batch_size=len(logits), sync_dist=stage != "train")
-        return loss, outputs
-
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
-        return self._step(batch, "train")[0]
+        logits = self(batch["image"], batch.get("mask"))
+        loss = self._window_losses(logits, batch["joint"]).mean()
+        self.metrics["train_metrics"].update(self._outputs(logits), batch["joint"])
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(logits))
+        return loss
+
+    def _evaluation_step(self, batch: dict, stage: str) -> None:
+        """Keeps each window's outputs and loss; scores and loss are logged from all of them at the epoch's end."""
+        logits = self(batch["image"], batch.get("mask"))
+        self.metrics[f"{stage}_metrics"].update(batch["index"], batch["joint"], self._outputs(logits),
+                                                self._window_losses(logits, batch["joint"]))
 
     def validation_step(self, batch: dict, batch_index: int) -> None:
-        self._step(batch, "val")
-
-    def on_test_epoch_start(self) -> None:
-        self._test_predictions: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._evaluation_step(batch, "val")
 
     def test_step(self, batch: dict, batch_index: int) -> None:
-        outputs = self._step(batch, "test")[1]
-        self._test_predictions.append((batch["index"].cpu(), batch["joint"].cpu(), outputs.detach().float().cpu()))
+        self._evaluation_step(batch, "test")
 
-    def _log_test_predictions(self, prefix: str) -> None:
+    def _log_test_predictions(self, prefix: str, windows: dict[str, torch.Tensor]) -> None:
         """Per-window predictions as a CSV artifact (so reports can bootstrap and pair models window by window) and
         the 95 % bootstrap interval of the joint accuracy as metrics."""
-        index, joint, outputs = (torch.cat(parts) for parts in zip(*self._test_predictions))
+        index, joint, outputs = (windows[name].cpu() for name in ("index", "joint", "outputs"))
         predicted = to_label_vectors(outputs, self.hparams.threshold)
         correct = (predicted == joint_to_vectors(joint)).all(dim=-1)
         interval = bootstrap_interval(correct.numpy())
@@ -158,14 +158,21 @@ class ClassifierModule(L.LightningModule):
         return f"test/{preset.name}" if stage == "test" and preset is not None else stage
 
     def _log_epoch(self, stage: str) -> None:
+        """Scores of every window once, the same on every process (computed from all processes' windows)."""
         prefix = self._prefix(stage)
         metrics = self.metrics[f"{stage}_metrics"]
-        scores = metrics.compute()
-        self.log(f"{prefix}/joint_acc", scores.pop("joint_acc"), prog_bar=True)
+        windows = metrics.compute()
+        scores = sound_type_scores(windows["outputs"], windows["joint"], self.hparams.threshold)
+        joint_acc = scores.pop("joint_acc")
+        self.log(f"{prefix}/loss", windows["loss"].mean(), prog_bar=stage != "test")
+        self.log(f"{prefix}/joint_acc", joint_acc, prog_bar=True)
         self.log_dict({f"{prefix}/{name}": value for name, value in scores.items()})
+        if stage == "test":
+            self._log_test_predictions(prefix, windows)
         if stage == "test" or (stage == "val" and self._last_epoch()):
-            figure = confusion_figure(metrics.confusion_matrix().cpu().numpy(), JOINT_CLASS_NAMES,
-                                      title=f"{prefix} (joint accuracy {float(metrics.joint_acc.compute()):.3f})")
+            confusion = joint_confusion(windows["outputs"], windows["joint"], self.hparams.threshold)
+            figure = confusion_figure(confusion.cpu().numpy(), JOINT_CLASS_NAMES,
+                                      title=f"{prefix} (joint accuracy {float(joint_acc):.3f})")
             log_figure(self.trainer, figure, f"figures/confusion_{prefix.replace('/', '_')}.png")
         metrics.reset()
 
@@ -184,8 +191,11 @@ class ClassifierModule(L.LightningModule):
             self.metrics["val_metrics"].reset()
 
     def on_test_epoch_end(self) -> None:
-        self._log_test_predictions(self._prefix("test"))
         self._log_epoch("test")
 
     def configure_optimizers(self):
         return adamw_warmup_cosine(self, self.hparams.lr, self.hparams.weight_decay)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Checkpoints load without init_from or the pretrained weights (see `without_weight_sources`)."""
+        without_weight_sources(checkpoint, {"pretrained": False, "pretrained_path": None, "init_from": None})

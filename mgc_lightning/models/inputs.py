@@ -36,3 +36,16 @@ def load_local_weights(module: nn.Module, path: str | Path) -> None:
     if not usable:
         raise ValueError(f"{path}: none of its {len(state)} tensors matches the encoder's parameters")
     module.load_state_dict(usable, strict=False)
+
+
+
+def without_weight_sources(checkpoint: dict, cleared: dict[str, object]) -> None:
+    """Make a checkpoint being saved self-contained (call from `on_save_checkpoint`).
+
+    The construction arguments that read weights from elsewhere (a pretrained file, the hub, another checkpoint) are
+    saved with the values in `cleared`, so that whatever rebuilds the model from the checkpoint's hyperparameters
+    (`load_from_checkpoint`, and `mgc test` / resume through `--ckpt_path`, where LightningCLI applies them over the
+    config) never reads those files again: the checkpoint's own weights replace them anyway. Where training started
+    stays in the run's config in MLflow. Fresh construction is unchanged.
+    """
+    checkpoint["hyper_parameters"].update(cleared)

@@ -20,7 +20,7 @@ from ..manifest import WindowRow
 from ..masks import mask_metrics, soft_mask
 from ..spectrogram import SpectrogramConfig
 from ..tracking import log_figure
-from .inputs import imagenet_input, load_local_weights
+from .inputs import imagenet_input, load_local_weights, without_weight_sources
 from .optim import adamw_warmup_cosine
 
 PREDICTED = "predicted"
@@ -116,6 +116,10 @@ class SegmenterModule(L.LightningModule):
                                                              for p in batch["prediction"].numpy().astype(bool)],
             })
             log_figure(self.trainer, figure, f"figures/val_masks_epoch{self.current_epoch + 1:03d}.png")
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Checkpoints load without the pretrained weights file (see `without_weight_sources`)."""
+        without_weight_sources(checkpoint, {"pretrained_path": None})
 
     def configure_optimizers(self):
         return adamw_warmup_cosine(self, self.hparams.lr, self.hparams.weight_decay)
