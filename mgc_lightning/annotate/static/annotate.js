@@ -2,7 +2,7 @@
 // and goes to the server only on accept.
 "use strict";
 
-const MARGIN = { left: 60, right: 12, top: 10, bottom: 42 };
+const MARGIN = { left: 60, right: 24, top: 10, bottom: 42 };
 const ZOOMS = [2, 3, 4, 5, 6, 8, 10];
 const OVERLAY_RGB = [0, 229, 255];
 
