@@ -268,3 +268,20 @@ def test_server_listens_on_loopback_only_and_serves_nothing_outside_its_files(se
             urllib.request.urlopen(request, timeout=10)
         assert refused.value.code == 400
     assert set((dataset.parent / "masks").rglob("*")) == before
+
+    request = urllib.request.Request(f"{server}api/session", headers={"Host": f"rebound.example:{port}"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 400
+
+
+def test_a_window_whose_audio_became_unreadable_gets_its_reason(server, dataset):
+    """Last in this module: it corrupts a recording."""
+    last = get_json(f"{server}api/session")["total"] - 1
+    window = get_json(f"{server}api/windows/{last}")
+    (dataset.parent / "audio" / window["file"]).write_bytes(b"not audio")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{server}api/windows/{last}/audio.wav", timeout=10)
+    assert refused.value.code == 422
+    detail = json.load(refused.value)["detail"]
+    assert f"{window['file']}: unreadable or corrupt audio" in detail and "\n" not in detail

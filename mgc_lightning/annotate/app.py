@@ -2,7 +2,8 @@
 loopback interface only.
 
 The API names windows by their position in the queue, never by a path, so no request can point a read or a write at a
-file of its choosing; static files come from the package's own folder.
+file of its choosing; static files come from the package's own folder; requests must be addressed to 127.0.0.1 or
+localhost.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import FileResponse, Response
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from pydantic import BaseModel
 
 from ..labels import SOUND_TYPES
@@ -60,7 +62,14 @@ def spectrogram_png(image: np.ndarray) -> bytes:
 
 def create_app(session: AnnotationSession) -> FastAPI:
     app = FastAPI(title="mgc annotate", docs_url=None, redoc_url=None, openapi_url=None)
+    # Only requests addressed to this machine by name: a web page that rebinds its own domain to 127.0.0.1 gets 400.
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=[LOOPBACK, "localhost"])
     config = session.config
+
+    @app.exception_handler(ValueError)
+    def unusable_window(request: Request, error: ValueError) -> JSONResponse:
+        """A window whose audio cannot be read: the page shows the one-line reason (file and problem)."""
+        return JSONResponse({"detail": str(error)}, status_code=422)
 
     def window(index: int):
         try:

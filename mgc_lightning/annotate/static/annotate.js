@@ -43,10 +43,20 @@ async function load(index) {
   index = Math.max(0, Math.min(session.total - 1, index));
   stopPlayback();
   document.body.dataset.window = "";
-  const win = await api(`/api/windows/${index}`);
-  const image = new Image();
-  image.src = `/api/windows/${index}/spectrogram.png`;
-  await image.decode();
+  let win, image;
+  try {
+    win = await api(`/api/windows/${index}`);
+    image = new Image();
+    image.src = `/api/windows/${index}/spectrogram.png`;
+    await image.decode();
+  } catch (error) {
+    // Nothing to edit or accept here; the keys still move on to the other windows.
+    Object.assign(state, { index, window: null, image: null, mask: null, undo: [], redo: [] });
+    context.clearRect(0, 0, canvas.width, canvas.height);
+    $("info").textContent = `window ${index + 1} of ${session.total}`;
+    status(`cannot show window ${index + 1}: ${error.message}`);
+    return;
+  }
   Object.assign(state, { index, window: win, image, mask: textToMask(win.mask), undo: [], redo: [] });
   session.sound_types.forEach((name, i) => { $(`label-${name}`).checked = win.labels[i] === 1; });
   const end = win.start_s + win.duration_s;
@@ -59,6 +69,7 @@ async function load(index) {
 }
 
 async function accept() {
+  if (!state.window) return;
   const labels = state.session.sound_types.map((name) => ($(`label-${name}`).checked ? 1 : 0));
   try {
     const result = await api(`/api/windows/${state.index}/accept`, {
@@ -75,6 +86,7 @@ async function accept() {
 }
 
 async function recomputeCandidate() {
+  if (!state.window) return;
   const sensitivity = $("sensitivity").value;
   const result = await api(`/api/windows/${state.index}/candidate?sensitivity=${sensitivity}`);
   edit(() => state.mask.set(textToMask(result.mask)));
@@ -84,6 +96,7 @@ async function recomputeCandidate() {
 // ---- editing ---------------------------------------------------------------------------------------------------
 
 function edit(change) {
+  if (!state.mask) return;
   state.undo.push(state.mask.slice());
   state.redo = [];
   change();
@@ -290,6 +303,7 @@ function followCursor() {
 
 async function togglePlayback() {
   if (!audio.paused) return stopPlayback();
+  if (!state.window) return;
   state.slowdown = Number($("slowdown").value);
   audio.src = `/api/windows/${state.index}/audio.wav?slowdown=${state.slowdown}`;
   try {
@@ -361,7 +375,7 @@ const KEYS = {
 };
 
 document.addEventListener("keydown", (event) => {
-  if (event.altKey || event.metaKey || !state.window) return;
+  if (event.altKey || event.metaKey || !state.session) return;
   let key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
   if (event.ctrlKey) {
     if (key !== "z" && key !== "y") return;
