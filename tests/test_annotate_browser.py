@@ -191,11 +191,14 @@ def test_paint_erase_undo_redo_and_accept_save_exactly_the_drawn_mask(page, serv
     assert int(page.evaluate("document.body.dataset.window")) == window["index"] + 1
 
 
-def test_sensitivity_slider_and_box_fill_shape_the_saved_mask(page, server, dataset):
+def test_sensitivity_slider_zoom_and_box_fill_shape_the_saved_mask(page, server, dataset):
     window = shown_window(page, server)
     page.evaluate("""(() => { const s = document.getElementById('sensitivity'); s.value = '0.3';
                               s.dispatchEvent(new Event('input')); s.dispatchEvent(new Event('change')); })()""")
     page.wait_for_function("document.getElementById('status').textContent.includes('sensitivity 0.30')")
+    width = page.evaluate("document.getElementById('view').width")
+    page.keyboard.press("+")  # zoomed in, a drag still lands on the image pixels under the mouse
+    assert page.evaluate("document.getElementById('view').width") > width
     page.click("#tool-box")
     stroke(page, [(5, 5), (9, 12)])
     accept_and_wait(page, "#accept")

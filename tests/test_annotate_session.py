@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from mgc_lightning.annotate.queues import build_queue, mean_entropy, sound_probabilities
+from mgc_lightning.annotate.queues import build_queue, load_segmenter, mean_entropy, sound_probabilities
 from mgc_lightning.annotate.session import AnnotationSession, mask_file_name
 from mgc_lightning.cli import main
 from mgc_lightning.data import MANIFEST_MASKS, mask_loader
@@ -108,18 +108,32 @@ def test_queues_hold_train_side_windows_only(tiny_dataset, tmp_path):
         build_queue(rows, "uncertain", split, ORIGIN, tmp_path / "cache")
 
 
+@pytest.mark.slow
 def test_uncertain_queue_puts_the_windows_the_segmenter_hesitates_on_first(tiny_dataset, tmp_path):
+    import lightning as L
+    import torch
+
     from mgc_lightning.cache import spectrogram_store
     from mgc_lightning.models.segmenter import SegmenterModule
 
     assert mean_entropy(np.array([[[0.0, 1.0]], [[0.5, 0.5]]])) == pytest.approx([0.0, 1.0], abs=1e-5)
+    checkpoint = tmp_path / "segmenter.ckpt"
+    torch.manual_seed(0)
+    model = SegmenterModule(architecture="Unet")
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                "pytorch-lightning_version": L.__version__}, checkpoint)
+    segmenter = load_segmenter(checkpoint)
     rows, split = load_manifest(tiny_dataset), SplitConfig()
-    segmenter = SegmenterModule(architecture="Unet").eval()
     queue = build_queue(rows, "uncertain", split, ORIGIN, tmp_path / "cache", count=4, segmenter=segmenter)
     train = [rows[i] for i in split_rows(rows, split)["train"]]
     images = spectrogram_store(ORIGIN, tmp_path / "cache")
-    scores = {r.key: float(mean_entropy(sound_probabilities(segmenter, images.load(r.key)[None]))[0]) for r in train}
+    scores = {r.key: float(mean_entropy(sound_probabilities(model.eval(), images.load(r.key)[None]))[0]) for r in train}
     assert [r.key for r in queue] == sorted(scores, key=scores.get, reverse=True)[:4]
+
+    session = AnnotationSession(tiny_dataset, queue, ORIGIN, tmp_path / "cache", "ana", "uncertain", segmenter)
+    mask, origin = session.starting_mask(0)
+    assert origin == "predicted"
+    assert np.array_equal(mask, sound_probabilities(model, images.load(queue[0].key)[None])[0] > 0.5)
 
 
 def test_cli_refuses_the_uncertain_queue_without_a_segmenter(tiny_dataset, tmp_path, capsys):
