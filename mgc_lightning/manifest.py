@@ -176,8 +176,10 @@ def write_csv_atomic(csv_path: str | Path, header: Sequence[str], records: Itera
         raise
 
 
-def write_manifest(rows: Sequence[WindowRow], csv_path: str | Path) -> None:
-    """Write rows with paths relative to the manifest's folder where possible."""
+def write_manifest(rows: Sequence[WindowRow], csv_path: str | Path,
+                   extra_columns: dict[str, Sequence[str]] | None = None) -> None:
+    """Write rows with paths relative to the manifest's folder where possible; `extra_columns` (name -> one value
+    per row) are appended after the manifest's own and ignored by `load_manifest`."""
     base = Path(csv_path).parent
     header = [f.name for f in fields(WindowRow)]
     records = [
@@ -185,7 +187,13 @@ def write_manifest(rows: Sequence[WindowRow], csv_path: str | Path) -> None:
          if name in ("start_s", "duration_s") else getattr(r, name) for name in header]
         for r in rows
     ]
-    write_csv_atomic(csv_path, header, records)
+    extra_columns = extra_columns or {}
+    for name, values in extra_columns.items():
+        if len(values) != len(records):
+            raise ValueError(f"extra column {name!r} has {len(values)} values for {len(records)} rows")
+        for record, value in zip(records, values):
+            record.append(value)
+    write_csv_atomic(csv_path, header + list(extra_columns), records)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,153 @@
+"""The annotation web app: a small JSON API over an AnnotationSession and one static page (static/), served on the
+loopback interface only.
+
+The API names windows by their position in the queue, never by a path, so no request can point a read or a write at a
+file of its choosing; static files come from the package's own folder; requests must be addressed to 127.0.0.1 or
+localhost.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from pydantic import BaseModel
+
+from ..labels import SOUND_TYPES
+from .session import DEFAULT_SENSITIVITY, MAX_SLOWDOWN, AnnotationSession
+
+STATIC = Path(__file__).with_name("static")
+LOOPBACK = "127.0.0.1"
+
+
+class AcceptRequest(BaseModel):
+    mask: str  # height * width characters '0' / '1', row 0 first (the highest frequency)
+    labels: list[int]
+
+
+def mask_to_text(mask: np.ndarray) -> str:
+    return "".join("1" if v else "0" for v in np.asarray(mask, dtype=bool).ravel())
+
+
+def text_to_mask(text: str, height: int, width: int) -> np.ndarray:
+    if len(text) != height * width or set(text) - {"0", "1"}:
+        raise ValueError(f"mask must be {height * width} characters of 0 and 1")
+    return (np.frombuffer(text.encode(), dtype=np.uint8) == ord("1")).reshape(height, width)
+
+
+@lru_cache(maxsize=1)
+def _colour_table() -> np.ndarray:
+    from matplotlib import colormaps
+
+    return (colormaps["magma"](np.linspace(0, 1, 256))[:, :3] * 255).round().astype(np.uint8)
+
+
+def spectrogram_png(image: np.ndarray) -> bytes:
+    """The [0, 1] image through the magma colour map, one PNG pixel per image pixel (the page scales it)."""
+    from PIL import Image
+
+    levels = (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(_colour_table()[levels], mode="RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def create_app(session: AnnotationSession) -> FastAPI:
+    app = FastAPI(title="mgc annotate", docs_url=None, redoc_url=None, openapi_url=None)
+    # Only requests addressed to this machine by name: a web page that rebinds its own domain to 127.0.0.1 gets 400.
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=[LOOPBACK, "localhost"])
+    config = session.config
+
+    @app.exception_handler(ValueError)
+    def unusable_window(request: Request, error: ValueError) -> JSONResponse:
+        """A window whose audio cannot be read: the page shows the one-line reason (file and problem)."""
+        return JSONResponse({"detail": str(error)}, status_code=422)
+
+    def window(index: int):
+        try:
+            return session.row(index)
+        except IndexError as error:
+            raise HTTPException(404, str(error)) from None
+
+    @app.get("/")
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/api/session")
+    def describe() -> dict:
+        return {
+            "manifest": session.manifest.name, "preset": config.name, "queue": session.queue_name,
+            "total": len(session.queue), "accepted": session.accepted_count(), "resume": session.resume_index(),
+            "annotator": session.annotator, "height": config.height, "width": config.width,
+            "row_frequencies_khz": (config.row_frequencies_hz() / 1000).round(3).tolist(),
+            "sound_types": list(SOUND_TYPES), "sensitivity": DEFAULT_SENSITIVITY, "max_slowdown": MAX_SLOWDOWN,
+        }
+
+    @app.get("/api/windows/{index}")
+    def show(index: int) -> dict:
+        row = window(index)
+        mask, origin = session.starting_mask(index)
+        accepted = session.accepted.get(row.key)
+        return {
+            "index": index, "recording": row.recording, "file": row.path.name, "start_s": row.start_s,
+            "duration_s": row.duration_s, "labels": list(session.labels(index)), "mask": mask_to_text(mask),
+            "mask_origin": origin, "accepted_by": accepted.annotator if accepted else None,
+            "accepted_at": accepted.annotated_at if accepted else None,
+        }
+
+    @app.get("/api/windows/{index}/spectrogram.png")
+    def spectrogram(index: int) -> Response:
+        window(index)
+        return Response(spectrogram_png(session.image(index)), media_type="image/png")
+
+    @app.get("/api/windows/{index}/candidate")
+    def candidate(index: int, sensitivity: float = Query(DEFAULT_SENSITIVITY, ge=0, le=1)) -> dict:
+        window(index)
+        return {"mask": mask_to_text(session.candidate(index, sensitivity))}
+
+    @app.get("/api/windows/{index}/audio.wav")
+    def audio(index: int, slowdown: int = Query(10, ge=1, le=MAX_SLOWDOWN)) -> Response:
+        window(index)
+        return Response(session.playback_wav(index, slowdown), media_type="audio/wav")
+
+    @app.post("/api/windows/{index}/accept")
+    def accept(index: int, request: AcceptRequest) -> dict:
+        window(index)
+        try:
+            mask = text_to_mask(request.mask, config.height, config.width)
+            session.accept(index, mask, request.labels)
+        except ValueError as error:
+            raise HTTPException(400, str(error)) from None
+        return {"accepted": session.accepted_count(), "total": len(session.queue)}
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def serve(session: AnnotationSession, port: int = 8765, announce: Callable[[str], None] = print) -> None:
+    """Serve the app on 127.0.0.1:`port` (0 picks a free port) until interrupted; `announce` gets the address once
+    the socket listens, so the page can be opened at once."""
+    import uvicorn
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((LOOPBACK, port))
+        listener.listen()
+    except OSError as error:
+        listener.close()
+        raise RuntimeError(f"cannot listen on {LOOPBACK}:{port} ({error.strerror}); choose another --port") from None
+    address = f"http://{LOOPBACK}:{listener.getsockname()[1]}/"
+    announce(f"{session.queue_name} queue: {session.accepted_count()} / {len(session.queue)} accepted; masks go to "
+             f"{session.mask_folder}, the record to {session.record}")
+    announce(f"annotate at {address}  (Ctrl+C stops)")
+    server = uvicorn.Server(uvicorn.Config(create_app(session), log_level="warning"))
+    server.run(sockets=[listener])

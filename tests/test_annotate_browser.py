@@ -1,0 +1,290 @@
+"""`mgc annotate` in a real Chromium (Debian's `chromium`, driven by Playwright) against the real command: strokes,
+eraser, undo / redo, box fill, the sensitivity slider, label correction and playback, checked in the saved PNGs
+pixel by pixel; the server listens on loopback only and serves nothing outside its own files."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import tone, write_audio, write_rows
+from PIL import Image
+
+from mgc_lightning.cache import spectrogram_store
+from mgc_lightning.data import MANIFEST_MASKS, mask_loader
+from mgc_lightning.manifest import load_manifest
+from mgc_lightning.masks import candidate_mask
+from mgc_lightning.spectrogram import get_preset
+
+pytestmark = pytest.mark.slow
+ORIGIN = get_preset("origin")
+RATE = 384_000
+
+
+def chromium_or_skip() -> str:
+    """Debian's chromium; without it (or Playwright) the tests skip locally with the reason, and fail in CI."""
+    reason = None
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        reason = "Playwright is not installed: pip install -e '.[test]'"
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if reason is None and executable is None:
+        reason = "no Chromium on this machine: install Debian's package (apt-get install chromium)"
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"browser tests cannot run in CI: {reason}")
+        pytest.skip(reason)
+    return executable
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    """Six recordings with a tone (10-20 kHz, so candidate masks are not empty), two 0.25 s windows each."""
+    root = tmp_path_factory.mktemp("annotate")
+    rng = np.random.default_rng(1)
+    rows = []
+    for recording in range(6):
+        samples = rng.normal(0, 1e-3, RATE // 2).astype(np.float32) + tone(10_000 + 2_000 * recording, 0.5, RATE)
+        write_audio(root / "audio" / f"r{recording}.flac", samples, RATE)
+        rows += [[f"audio/r{recording}.flac", start, 0.25, recording % 2, 0, 1, f"r{recording}", "s"]
+                 for start in (0, 0.25)]
+    return write_rows(root / "manifest.csv", rows)
+
+
+@pytest.fixture(scope="module")
+def server(dataset):
+    """The real `mgc annotate` command on a free port; yields its address."""
+    command = [sys.executable, "-m", "mgc_lightning.cli", "annotate", str(dataset), "--queue", "all", "--port", "0",
+               "--cache-root", str(dataset.parent / "cache"), "--annotator", "tester"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    output = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        output.append(line)
+        if "annotate at http://" in line:
+            break
+    address = next((word for line in output for word in line.split() if word.startswith("http://")), None)
+    if address is None:
+        process.kill()
+        pytest.fail("mgc annotate did not start:\n" + "".join(output))
+    yield address
+    process.terminate()
+    process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = chromium_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable,
+                                             args=["--autoplay-policy=no-user-gesture-required"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, server):
+    page = browser.new_page(viewport={"width": 1100, "height": 800})
+    page.goto(server)
+    page.wait_for_function("document.body.dataset.window")
+    yield page
+    page.close()
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return json.load(response)
+
+
+def shown_window(page, server) -> dict:
+    return get_json(f"{server}api/windows/{page.evaluate('document.body.dataset.window')}")
+
+
+def stroke(page, points: list[tuple[int, int]]) -> None:
+    """A real mouse drag through image pixels given as (column, row)."""
+    at = [page.evaluate(f"annotator.gridToClient({c}, {r})") for c, r in points]
+    page.mouse.move(at[0]["x"], at[0]["y"])
+    page.mouse.down()
+    for point in at[1:]:
+        page.mouse.move(point["x"], point["y"], steps=4)
+    page.mouse.up()
+
+
+def expected_stroke(mask: np.ndarray, points: list[tuple[int, int]], radius: int, value: bool) -> None:
+    """The page's rule: a disc of `radius` pixels at every pixel of each straight segment."""
+    for (c0, r0), (c1, r1) in zip(points, points[1:]):
+        steps = max(abs(c1 - c0), abs(r1 - r0))
+        for i in range(steps + 1):
+            c, r = c0 + (c1 - c0) * i // max(steps, 1), r0 + (r1 - r0) * i // max(steps, 1)
+            for dr in range(-radius, radius + 1):
+                for dc in range(-radius, radius + 1):
+                    if dc * dc + dr * dr <= radius * radius and 0 <= r + dr < mask.shape[0] and 0 <= c + dc < mask.shape[1]:
+                        mask[r + dr, c + dc] = value
+
+
+def saved(dataset: Path, window: dict):
+    """The accepted row of a window and its PNG as a boolean array."""
+    rows = load_manifest(dataset.parent / "annotated-origin.csv")
+    row = next(r for r in rows if r.recording == window["recording"] and r.start_s == window["start_s"])
+    png = row.path.parent / row.mask
+    image = np.asarray(Image.open(png))
+    assert set(np.unique(image)) <= {0, 255}
+    return row, image == 255
+
+
+def accept_and_wait(page, key_or_button: str) -> None:
+    before = page.evaluate("document.body.dataset.window")
+    counter = page.inner_text("#counter")
+    if key_or_button.startswith("#"):
+        page.click(key_or_button)
+    else:
+        page.keyboard.press(key_or_button)
+    page.wait_for_function(f"document.getElementById('counter').textContent !== {json.dumps(counter)}")
+    page.wait_for_function(f"document.body.dataset.window && document.body.dataset.window !== '{before}'")
+
+
+def test_paint_erase_undo_redo_and_accept_save_exactly_the_drawn_mask(page, server, dataset):
+    window = shown_window(page, server)
+    accepted_before = get_json(f"{server}api/session")["accepted"]
+    total = get_json(f"{server}api/session")["total"]
+    expected = np.zeros((ORIGIN.height, ORIGIN.width), dtype=bool)
+    page.keyboard.press("c")  # clear the candidate mask: start from nothing
+    page.keyboard.press("b")
+    assert page.input_value("#size") == "2"
+    stroke(page, [(20, 40), (60, 40), (60, 70)])
+    expected_stroke(expected, [(20, 40), (60, 40), (60, 70)], 2, True)
+    page.keyboard.press("e")
+    page.keyboard.press("[")  # eraser of radius 1
+    stroke(page, [(40, 30), (40, 50)])
+    expected_stroke(expected, [(40, 30), (40, 50)], 1, False)
+    page.keyboard.press("b")
+    stroke(page, [(90, 100), (110, 100)])  # undone below, redone, undone again
+    page.keyboard.press("z")
+    page.keyboard.press("y")
+    page.keyboard.press("Control+z")
+    page.keyboard.press("1")  # correct the whistle label
+    accept_and_wait(page, "a")
+
+    row, mask = saved(dataset, window)
+    assert mask.sum() > 100
+    assert np.array_equal(mask, expected), f"{np.argwhere(mask != expected)[:10]}"
+    assert row.whistle == 1 - window["labels"][0] and row.labels[1:] == tuple(window["labels"][1:])
+    assert np.array_equal(mask_loader(ORIGIN, MANIFEST_MASKS, dataset.parent / "cache")(row), expected)
+    assert page.inner_text("#counter") == f"{accepted_before + 1} / {total} accepted"
+    page.reload()  # reopening resumes after the accepted window
+    page.wait_for_function("document.body.dataset.window")
+    assert int(page.evaluate("document.body.dataset.window")) == window["index"] + 1
+
+
+def test_sensitivity_slider_zoom_and_box_fill_shape_the_saved_mask(page, server, dataset):
+    window = shown_window(page, server)
+    page.evaluate("""(() => { const s = document.getElementById('sensitivity'); s.value = '0.3';
+                              s.dispatchEvent(new Event('input')); s.dispatchEvent(new Event('change')); })()""")
+    page.wait_for_function("document.getElementById('status').textContent.includes('sensitivity 0.30')")
+    width = page.evaluate("document.getElementById('view').width")
+    page.keyboard.press("+")  # zoomed in, a drag still lands on the image pixels under the mouse
+    assert page.evaluate("document.getElementById('view').width") > width
+    page.click("#tool-box")
+    stroke(page, [(5, 5), (9, 12)])
+    accept_and_wait(page, "#accept")
+
+    row, mask = saved(dataset, window)
+    image = spectrogram_store(ORIGIN, dataset.parent / "cache").load(row.key)
+    expected = candidate_mask(image, 0.3)
+    assert not np.array_equal(expected, candidate_mask(image, 0.7))  # the slider changed something
+    expected[5:13, 5:10] = True
+    assert np.array_equal(mask, expected)
+
+
+def test_previous_and_skip_walk_the_queue_and_an_accepted_window_shows_its_saved_mask(page, server, dataset):
+    start = int(page.evaluate("document.body.dataset.window"))
+    page.keyboard.press("p")
+    page.wait_for_function(f"document.body.dataset.window === '{start - 1}'")
+    assert "mask: accepted (by tester" in page.inner_text("#info")
+    page.keyboard.press("s")
+    page.wait_for_function(f"document.body.dataset.window === '{start}'")
+    assert "mask: candidate" in page.inner_text("#info")
+
+
+def test_time_expanded_playback_moves_a_cursor_over_the_spectrogram(page, server):
+    page.select_option("#slowdown", "20")
+    page.keyboard.press(" ")
+    page.wait_for_function("document.body.dataset.playing === '1'", timeout=20_000)
+    page.wait_for_function("Number(document.body.dataset.cursor) > 0.01", timeout=20_000)
+    assert page.evaluate("annotator.state.slowdown") == 20
+    assert 0 < float(page.evaluate("document.body.dataset.cursor")) <= 0.25
+    page.keyboard.press(" ")
+    page.wait_for_function("document.body.dataset.playing === ''")
+
+
+def non_loopback_address() -> str | None:
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("10.254.254.254", 1))  # no packet is sent: this only picks the outgoing interface
+        address = probe.getsockname()[0]
+    except OSError:
+        return None
+    finally:
+        probe.close()
+    return None if address.startswith("127.") else address
+
+
+def test_server_listens_on_loopback_only_and_serves_nothing_outside_its_files(server, dataset):
+    port = int(server.rstrip("/").rsplit(":", 1)[1])
+    listening = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    local = [fields[1] for fields in listening if fields[3] == "0A" and int(fields[1].split(":")[1], 16) == port]
+    assert local == [f"0100007F:{port:04X}"]  # 127.0.0.1, and no other listening socket on this port
+    address = non_loopback_address()
+    if address is not None:
+        with pytest.raises(OSError):
+            socket.create_connection((address, port), timeout=5).close()
+
+    (dataset.parent / "secret.txt").write_text("not for the browser")
+    for path in ("static/../manifest.csv", "static/..%2fmanifest.csv", "static/%2e%2e/%2e%2e/secret.txt",
+                 "static/..%2F..%2F..%2Fetc%2Fpasswd", "api/windows/999", "api/windows/-1", "../secret.txt"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(server + path, timeout=10)
+        assert refused.value.code == 404, path
+
+    before = set((dataset.parent / "masks").rglob("*"))
+    for body in ({"mask": "1" * 7, "labels": [0, 0, 0]},
+                 {"mask": "2" * ORIGIN.height * ORIGIN.width, "labels": [0, 0, 0]},
+                 {"mask": "0" * ORIGIN.height * ORIGIN.width, "labels": [0, 5, 0]}):
+        request = urllib.request.Request(f"{server}api/windows/0/accept", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 400
+    assert set((dataset.parent / "masks").rglob("*")) == before
+
+    request = urllib.request.Request(f"{server}api/session", headers={"Host": f"rebound.example:{port}"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=10)
+    assert refused.value.code == 400
+
+
+def test_a_window_whose_audio_became_unreadable_gets_its_reason(server, dataset):
+    """Last in this module: it corrupts a recording."""
+    last = get_json(f"{server}api/session")["total"] - 1
+    window = get_json(f"{server}api/windows/{last}")
+    (dataset.parent / "audio" / window["file"]).write_bytes(b"not audio")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{server}api/windows/{last}/audio.wav", timeout=10)
+    assert refused.value.code == 422
+    detail = json.load(refused.value)["detail"]
+    assert f"{window['file']}: unreadable or corrupt audio" in detail and "\n" not in detail

@@ -1,0 +1,142 @@
+"""The annotation session without a browser: where accepted masks go, that training reads them, resume, file names
+that cannot escape the dataset, time-expanded playback and the queues."""
+
+import csv
+import io
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from PIL import Image
+
+from mgc_lightning.annotate.queues import build_queue, load_segmenter, mean_entropy, sound_probabilities
+from mgc_lightning.annotate.session import AnnotationSession, mask_file_name
+from mgc_lightning.cli import main
+from mgc_lightning.data import MANIFEST_MASKS, mask_loader
+from mgc_lightning.manifest import SplitConfig, load_manifest, split_rows
+from mgc_lightning.mask_sources import select_high_quality
+from mgc_lightning.spectrogram import get_preset
+
+ORIGIN = get_preset("origin")
+
+
+def session_for(manifest: Path, cache: Path, rows=None, annotator="ana") -> AnnotationSession:
+    rows = rows if rows is not None else load_manifest(manifest)
+    return AnnotationSession(manifest, rows, ORIGIN, cache, annotator)
+
+
+def files_under(folder: Path) -> set[Path]:
+    return {p for p in folder.rglob("*") if p.is_file()}
+
+
+def test_accepted_mask_is_what_mask_source_manifest_trains_on_and_reopening_resumes(tiny_dataset, tmp_path):
+    cache = tmp_path / "cache"
+    session = session_for(tiny_dataset, cache)
+    mask = np.zeros((ORIGIN.height, ORIGIN.width), dtype=bool)
+    mask[10:20, 30:90] = True
+    mask[100, 5] = True
+    original = session.row(0).labels
+    session.accept(0, mask, (1 - original[0], *original[1:]))
+
+    record = tmp_path / "annotated-origin.csv"
+    rows = load_manifest(record)  # a valid manifest whose audio paths resolve
+    assert [r.key for r in rows] == [session.row(0).key]
+    assert rows[0].labels == (1 - original[0], *original[1:])  # the corrected labels
+    png = Path(rows[0].mask) if Path(rows[0].mask).is_absolute() else rows[0].path.parent / rows[0].mask
+    assert png.resolve().parent == (tmp_path / "masks" / "origin").resolve()
+    assert np.array_equal(np.asarray(Image.open(png)), mask.astype(np.uint8) * 255)
+    assert np.array_equal(mask_loader(ORIGIN, MANIFEST_MASKS, cache)(rows[0]), mask)
+    with open(record, newline="") as handle:
+        extra = next(csv.DictReader(handle))
+    assert extra["annotator"] == "ana" and extra["annotated_at"].startswith("20")
+
+    reopened = session_for(tiny_dataset, cache, annotator="ben")
+    assert reopened.resume_index() == 1 and reopened.accepted_count() == 1
+    saved, origin = reopened.starting_mask(0)
+    assert origin == "accepted" and np.array_equal(saved, mask)
+    assert reopened.labels(0) == rows[0].labels
+    reopened.accept(1, ~mask, reopened.labels(1))
+    assert [r.key for r in load_manifest(record)] == [session.row(0).key, session.row(1).key]
+    assert reopened.resume_index() == 2
+
+
+@pytest.mark.parametrize("recording", ["../../../escaped", "/etc/passwd", "..", "a/../../b\\c", "x" * 300, "ünï cödé"])
+def test_no_recording_id_writes_outside_the_dataset_folder(tiny_dataset, tmp_path, recording):
+    outside = tmp_path.parent
+    before = files_under(outside) - files_under(tmp_path)
+    row = replace(load_manifest(tiny_dataset)[0], recording=recording)
+    session = session_for(tiny_dataset, tmp_path / "cache", rows=[row])
+    session.accept(0, np.ones((ORIGIN.height, ORIGIN.width), dtype=bool), row.labels)
+    assert files_under(outside) - files_under(tmp_path) == before
+    written = session.mask_path(row)
+    assert written.parent == (tmp_path / "masks" / "origin").resolve() and written.is_file()
+    assert "/" not in mask_file_name(row) and ".." not in mask_file_name(row)
+
+
+def test_a_mask_folder_linked_outside_the_dataset_is_refused(tiny_dataset, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    (tiny_dataset.parent / "masks").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(ValueError, match="refusing to write outside the dataset folder"):
+        session_for(tiny_dataset, tiny_dataset.parent / "cache")
+    assert not any(elsewhere.iterdir())
+
+
+def test_playback_is_time_expanded_so_ultrasound_becomes_audible(tiny_dataset, tmp_path):
+    session = session_for(tiny_dataset, tmp_path / "cache")
+    row = session.row(0)  # rec0 holds a 10 kHz tone in its first second
+    samples, rate = sf.read(io.BytesIO(session.playback_wav(0, slowdown=10)))
+    assert rate == 48_000
+    assert len(samples) == pytest.approx(row.duration_s * 10 * rate, abs=2)
+    spectrum = np.abs(np.fft.rfft(samples))
+    assert np.fft.rfftfreq(len(samples), 1 / rate)[spectrum.argmax()] == pytest.approx(1_000, abs=5)
+    assert np.abs(samples).max() == pytest.approx(0.9, abs=1e-3)  # peak-normalised
+    with pytest.raises(ValueError, match="slowdown"):
+        session.playback_wav(0, slowdown=0)
+
+
+def test_queues_hold_train_side_windows_only(tiny_dataset, tmp_path):
+    rows = load_manifest(tiny_dataset)
+    split = SplitConfig()
+    train_keys = {rows[i].key for i in split_rows(rows, split)["train"]}
+    every = build_queue(rows, "all", split, ORIGIN, tmp_path / "cache")
+    assert {r.key for r in every} == train_keys and len(every) == len(train_keys)
+    hq = build_queue(rows, "hq", split, ORIGIN, tmp_path / "cache", count=5, seed=3)
+    assert hq == select_high_quality(rows, split, 5, 3)
+    with pytest.raises(ValueError, match="--segmenter"):
+        build_queue(rows, "uncertain", split, ORIGIN, tmp_path / "cache")
+
+
+@pytest.mark.slow
+def test_uncertain_queue_puts_the_windows_the_segmenter_hesitates_on_first(tiny_dataset, tmp_path):
+    import lightning as L
+    import torch
+
+    from mgc_lightning.cache import spectrogram_store
+    from mgc_lightning.models.segmenter import SegmenterModule
+
+    assert mean_entropy(np.array([[[0.0, 1.0]], [[0.5, 0.5]]])) == pytest.approx([0.0, 1.0], abs=1e-5)
+    checkpoint = tmp_path / "segmenter.ckpt"
+    torch.manual_seed(0)
+    model = SegmenterModule(architecture="Unet")
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                "pytorch-lightning_version": L.__version__}, checkpoint)
+    segmenter = load_segmenter(checkpoint)
+    rows, split = load_manifest(tiny_dataset), SplitConfig()
+    queue = build_queue(rows, "uncertain", split, ORIGIN, tmp_path / "cache", count=4, segmenter=segmenter)
+    train = [rows[i] for i in split_rows(rows, split)["train"]]
+    images = spectrogram_store(ORIGIN, tmp_path / "cache")
+    scores = {r.key: float(mean_entropy(sound_probabilities(model.eval(), images.load(r.key)[None]))[0]) for r in train}
+    assert [r.key for r in queue] == sorted(scores, key=scores.get, reverse=True)[:4]
+
+    session = AnnotationSession(tiny_dataset, queue, ORIGIN, tmp_path / "cache", "ana", "uncertain", segmenter)
+    mask, origin = session.starting_mask(0)
+    assert origin == "predicted"
+    assert np.array_equal(mask, sound_probabilities(model, images.load(queue[0].key)[None])[0] > 0.5)
+
+
+def test_cli_refuses_the_uncertain_queue_without_a_segmenter(tiny_dataset, tmp_path, capsys):
+    code = main(["annotate", str(tiny_dataset), "--queue", "uncertain", "--cache-root", str(tmp_path / "c")])
+    assert code == 2
+    assert "pass --segmenter CKPT" in capsys.readouterr().err
