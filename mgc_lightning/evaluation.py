@@ -13,7 +13,6 @@ import lightning as L
 import torch
 
 from .data import ClassificationDataModule
-from .manifest import load_manifest
 from .models.classifier import ClassifierModule
 from .models.segmenter import PREDICTED, predict_masks
 from .spectrogram import get_preset
@@ -39,7 +38,7 @@ def evaluate_checkpoint(
         if segmenter is None:
             raise ValueError("this classifier reads predicted masks: pass the segmenter checkpoint (--segmenter) that "
                              f"made its training masks, so masks for {preset!r} are made the same way")
-        predict_masks(segmenter, load_manifest(data.manifest), get_preset(preset), data.cache_root,
+        predict_masks(segmenter, data.split_rows()["test"], get_preset(preset), data.cache_root,
                       device="cuda" if torch.cuda.is_available() else "cpu")
     model = ClassifierModule.load_from_checkpoint(checkpoint, map_location="cpu")
     logger = MLflowLogger(run_id=metadata["mlflow_run_id"]) if metadata["mlflow_run_id"] else False

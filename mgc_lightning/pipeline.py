@@ -1,5 +1,5 @@
-"""The paper's protocol end to end, as resumable stages: synthesise -> spectrograms for every preset -> high-quality
-masks -> segmenter -> predicted masks for every preset -> baselines and MGC models (per seed) -> OOD evaluation ->
+"""The paper's protocol end to end, as resumable stages: synthesise -> spectrograms for every preset (the test split
+only on the out-of-distribution ones) -> high-quality masks -> segmenter -> predicted masks -> baselines and MGC models (per seed) -> OOD evaluation ->
 report. Each stage records what it made under <data_dir>/pipeline/, so a rerun skips what is finished. One split
 (the YAML's `split`) reaches every stage, so the segmenter's training windows stay on the classifier's train side.
 
@@ -124,11 +124,16 @@ class Pipeline:
         manifest = build_benchmark(c.data_dir, sized(BENCHMARK_PRESETS[c.benchmark_preset], c.windows),
                                    seed=c.benchmark_seed, workers=c.workers)
         rows = load_manifest(manifest)
-        for preset in c.presets:
-            compute_spectrograms(rows, get_preset(preset), c.cache_root)
-            write_ideal_masks(rows, get_preset(preset), c.cache_root)
+        for preset, windows in self._windows_per_preset(rows).items():
+            compute_spectrograms(windows, get_preset(preset), c.cache_root)
+            write_ideal_masks(windows, get_preset(preset), c.cache_root)
         self.high_quality_set(rows)
         return manifest
+
+    def _windows_per_preset(self, rows: Sequence[WindowRow]) -> dict[str, Sequence[WindowRow]]:
+        """Every window on the training front end; only the test split on the others, which models are tested on."""
+        test = [rows[i] for i in split_rows(rows, self.config.split)["test"]]
+        return {preset: rows if index == 0 else test for index, preset in enumerate(self.config.presets)}
 
     def high_quality_set(self, rows: Sequence[WindowRow]) -> dict[str, int]:
         """Select hq.csv, the segmenter's training set, from the train side of the one split (once), and record how
@@ -181,10 +186,9 @@ class Pipeline:
     def predicted_masks(self, manifest: Path, segmenter: dict) -> None:
         from .models.segmenter import predict_masks
 
-        rows = load_manifest(manifest)
-        for preset in self.config.presets:
+        for preset, windows in self._windows_per_preset(load_manifest(manifest)).items():
             # a retrained segmenter replaces the masks of the one before it
-            predict_masks(segmenter["best"], rows, get_preset(preset), self.config.cache_root, replace=True)
+            predict_masks(segmenter["best"], windows, get_preset(preset), self.config.cache_root, replace=True)
 
     def classifiers(self, manifest: Path) -> dict[str, dict]:
         c = self.config
