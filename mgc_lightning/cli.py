@@ -164,10 +164,14 @@ def _cmd_masks_evaluate(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_checkpoint
 
-    results = evaluate_checkpoint(args.checkpoint, args.preset, args.segmenter, batch_size=args.batch_size)
-    width = max(map(len, results))
-    for name, value in sorted(results.items()):
+    from .tracking import where_to_find
+
+    evaluation = evaluate_checkpoint(args.checkpoint, args.preset, args.segmenter, batch_size=args.batch_size)
+    width = max(map(len, evaluation.metrics))
+    for name, value in sorted(evaluation.metrics.items()):
         print(f"{name:<{width}}  {value:.4f}")
+    if evaluation.run_id:
+        print(where_to_find(evaluation.run_id, Path(args.checkpoint).parent))
     return 0
 
 
@@ -367,7 +371,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in LIGHTNING_COMMANDS:
         from .training import run_lightning
 
-        run_lightning(None if from_shell else argv)  # LightningCLI reads sys.argv itself when run from a shell
+        try:
+            run_lightning(None if from_shell else argv)  # LightningCLI reads sys.argv itself when run from a shell
+        except (ValueError, FileNotFoundError) as error:
+            print(f"mgc {argv[0]}: error: {error}", file=sys.stderr)
+            return 2
         return 0
     args = build_parser().parse_args(argv)
     try:
