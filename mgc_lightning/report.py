@@ -359,8 +359,7 @@ def write_report(
             "once, the latest finished run. Chance joint accuracy is 0.125 for balanced classes.", "",
             build_tables(runs, train_preset), ""]
     if selection.left_out:
-        text += ["## Runs left out
-", *(f"- {line}" for line in selection.left_out), ""]
+        text += ["## Runs left out\n", *(f"- {line}" for line in selection.left_out), ""]
     if segmenter_windows is not None:
         text += [segmenter_windows_section(segmenter_windows), ""]
     text += [f"## {title}\n\n![{title}](figures/{name})\n" for title, name in saved]
