@@ -69,10 +69,11 @@ class MLflowLogger(MLFlowLogger):
     def finalize(self, status: str = "success") -> None:
         """A run that had finished stays FINISHED when a later command on it (a resume) fails: the failure is
         recorded as a tag, the results it finished with still stand."""
-        if status == "failed" and self._initialized and self.experiment.get_run(self.run_id).info.status == "FINISHED":
-            self.experiment.set_tag(self.run_id, "mgc.later_failure", "a later command on this finished run failed; "
-                                                                      "its status and results are those it finished with")
-            return
+        if status == "failed" and self._initialized:
+            if self.experiment.get_run(self.run_id).info.status == "FINISHED":
+                self.experiment.set_tag(self.run_id, "mgc.later_failure", "a later command on this finished run "
+                                        "failed; its status and results are those it finished with")
+                return
         super().finalize(status)
 
 
