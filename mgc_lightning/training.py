@@ -104,6 +104,8 @@ class MGCLightningCLI(LightningCLI):
         parser.add_argument("--experiment-name", type=str | None, default=None,
                             help="MLflow experiment of the run (default: the logger's experiment_name in the YAML); "
                                  "give your own data its own experiment")
+        parser.add_argument("--link-best", type=str | None, default=None,
+                            help="after fit, make this path a link to the best checkpoint (a stable file for make)")
 
     def parse_arguments(self, parser, args) -> None:
         super().parse_arguments(parser, args)
@@ -158,7 +160,11 @@ class MGCLightningCLI(LightningCLI):
         has_test_data = datamodule is not None and len(getattr(datamodule, "datasets", {}).get("test", ())) > 0
         if has_test_data and is_overridden("test_step", self.model) and not self.trainer.fast_dev_run:
             self.trainer.test(self.model, datamodule=datamodule, ckpt_path="best")
-        self._say_where(Path(self.trainer.checkpoint_callback.dirpath) if self.trainer.checkpoint_callback else None)
+        callback = self.trainer.checkpoint_callback
+        link = self.config[self.subcommand].get("link_best")
+        if link and callback is not None and callback.best_model_path and self.trainer.is_global_zero:
+            link_atomically(Path(callback.best_model_path), Path(link))
+        self._say_where(Path(callback.dirpath) if callback is not None else None)
 
     def after_test(self) -> None:
         ckpt = self.config[self.subcommand].get("ckpt_path")
@@ -167,6 +173,15 @@ class MGCLightningCLI(LightningCLI):
     def _say_where(self, checkpoints: Path | None) -> None:
         if self.trainer.is_global_zero and isinstance(self.trainer.logger, MLflowLogger):
             print(where_to_find(self.trainer.logger.run_id, checkpoints))
+
+
+def link_atomically(target: Path, link: Path) -> None:
+    """Point `link` at `target` (absolute), replacing any earlier link in one step."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    temporary = link.with_name(f".{link.name}.{os.getpid()}")
+    temporary.unlink(missing_ok=True)
+    temporary.symlink_to(target.resolve())
+    os.replace(temporary, link)
 
 
 def run_lightning(args: list[str] | None) -> MGCLightningCLI:

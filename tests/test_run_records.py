@@ -28,7 +28,7 @@ def workspace(tmp_path_factory):
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
         patch.chdir(root)
         patch.setattr(sys, "argv", ["mgc"])
-        assert fit(root, manifest, "baseline_resnet18.yaml") == 0
+        assert fit(root, manifest, "baseline_resnet18.yaml", "--link-best", str(root / "baseline.ckpt")) == 0
         assert fit(root, manifest, "baseline_resnet50.yaml", "--model.init_args.backbone", "resnet34") == 0
         yield root, manifest, other
 
@@ -75,6 +75,7 @@ def test_testing_on_another_manifest_makes_its_own_linked_run(workspace, capsys)
     assert name == "baseline-resnet18 test other_site origin" and status == "FINISHED"
     assert tags[EVALUATES_TAG] == trained and tags[PARENT_TAG] == trained
     assert "test/origin/joint_acc" in metrics and ("figures/confusion_test_origin.png" in dict(artifacts))
+    assert (root / "baseline.ckpt").resolve() == Path(before[trained][3]["checkpoint/best"])  # fit --link-best
     printed = capsys.readouterr().out
     assert f"MLflow run {new}" in printed and "experiment 'records'" in printed and "browse: " in printed
 
