@@ -48,9 +48,11 @@ def _cmd_import_raven(args: argparse.Namespace) -> int:
     rows = windows_from_boxes(args.audio, boxes, args.window, args.hop or args.window, recording=args.recording,
                               min_overlap_s=args.min_overlap, **metadata)
     out, boxes_out = Path(args.out), boxes_csv(args.out)
-    if args.append and out.exists():
-        rows = load_manifest(out, check_audio=False) + rows
-        boxes = (read_boxes(boxes_out) if boxes_out.exists() else []) + boxes
+    if args.append and out.exists():  # a recording imported again replaces its earlier rows and boxes
+        audio = Path(args.audio).resolve()
+        rows = [row for row in load_manifest(out, check_audio=False) if row.path.resolve() != audio] + rows
+        earlier = read_boxes(boxes_out) if boxes_out.exists() else []
+        boxes = [box for box in earlier if box.path != audio] + boxes
     write_manifest(rows, out)
     write_boxes(boxes, boxes_out)
     print(f"wrote {len(rows)} windows to {out} and {len(boxes)} boxes to {boxes_out}")
@@ -274,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--season", default="")
     sub.add_argument("--site", default="")
     sub.add_argument("--out", required=True, help="manifest CSV to write (boxes go to <name>_boxes.csv beside it)")
-    sub.add_argument("--append", action="store_true", help="add to an existing manifest instead of replacing it")
+    sub.add_argument("--append", action="store_true", help="add to an existing manifest instead of replacing it (a "
+                                                          "recording imported again replaces its earlier rows)")
     sub.set_defaults(run=_cmd_import_raven)
 
     sub = commands.add_parser("spectrograms", help="compute every window's spectrogram image once into the cache")
