@@ -10,8 +10,6 @@ evaluation run of its own, linked to the training run, so the training run stays
 from __future__ import annotations
 
 import os
-import shlex
-import sys
 from pathlib import Path
 
 import torch
@@ -20,6 +18,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from .tracking import (
     DATASET_TAG,
+    EVALUATES_TAG,
     CheckpointMetadata,
     ConfigToMLflow,
     MLflowLogger,
@@ -30,7 +29,6 @@ from .tracking import (
 )
 
 CHECKPOINT_ROOT = Path("checkpoints")
-EXTRA_ARGS_ENV = "MGC_ARGS"
 # Model settings that may differ between a checkpoint and the config that resumes or tests it: they do not change
 # what the weights mean (optimiser settings, where the first weights came from).
 FREE_SETTINGS = {"lr", "weight_decay", "pretrained", "pretrained_path", "init_from"}
@@ -47,7 +45,7 @@ def find_checkpoint(root: Path, experiment: str, run_name: str | None, which: st
                                 "pass the checkpoint path to --ckpt_path")
     query = f"tags.mlflow.runName = '{run_name}'" if run_name else ""
     runs = [r for r in client.search_runs([found.experiment_id], filter_string=query, max_results=10_000)
-            if not r.data.tags.get("mgc.evaluates")]
+            if not r.data.tags.get(EVALUATES_TAG)]
     if which == "best":
         paths = [Path(r.data.tags["checkpoint/best"]) for r in runs if r.data.tags.get("checkpoint/best")]
     else:
@@ -62,7 +60,7 @@ def find_checkpoint(root: Path, experiment: str, run_name: str | None, which: st
 def model_differences(checkpoint: str | Path, model_config) -> list[str]:
     """Model settings in which a checkpoint differs from the configured model (`class_path` + `init_args`), except
     FREE_SETTINGS; empty when the checkpoint's weights fit this configuration."""
-    stored = torch.load(checkpoint, map_location="cpu", weights_only=False).get("hyper_parameters") or {}
+    stored = torch.load(checkpoint, map_location="cpu", weights_only=True).get("hyper_parameters") or {}
     wanted = dict(model_config.get("init_args") or {})
     differences = []
     class_path = stored.get("_class_path")
@@ -185,9 +183,6 @@ def link_atomically(target: Path, link: Path) -> None:
 
 
 def run_lightning(args: list[str] | None) -> MGCLightningCLI:
-    """Run `mgc fit|test ...`; the environment variable MGC_ARGS adds LightningCLI arguments after the command's own
-    (e.g. MGC_ARGS="--trainer.max_epochs 1" for a quick trial of a recipe)."""
-    extra = shlex.split(os.environ.get(EXTRA_ARGS_ENV, ""))
     return MGCLightningCLI(
         save_config_callback=ConfigToMLflow,
         save_config_kwargs={"save_to_log_dir": False},
@@ -198,5 +193,5 @@ def run_lightning(args: list[str] | None) -> MGCLightningCLI:
         },
         subclass_mode_model=True,
         subclass_mode_data=True,
-        args=(sys.argv[1:] if args is None else list(args)) + extra,
+        args=args,
     )

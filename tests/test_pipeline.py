@@ -1,5 +1,5 @@
-"""The whole protocol on a tiny benchmark: every stage, OOD evaluation in runs linked to the training runs, the report, and a
-rerun that skips everything finished."""
+"""The whole protocol on a tiny benchmark: every stage, OOD evaluation in runs linked to the training runs, the
+report, and a rerun that skips everything finished."""
 
 import re
 import sys
@@ -62,7 +62,8 @@ def test_report_has_the_tables_and_figures(finished):
     assert "Segmenter training windows per classifier split: train 16, val 0, test 0" in report
     # every joint accuracy of the headline carries its interval over the test windows, and MGC its paired difference
     headline = report.split("## Table 1")[0]
-    assert re.search(r"\| MGC xattn soft \(predicted, resnet18\) \| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \(\d+ windows, n=1\)", headline)
+    assert re.search(r"\| MGC xattn soft \(predicted, resnet18\) \| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] "
+                     r"\(\d+ windows, n=1\)", headline)
     assert re.search(r"\| -?\d\.\d{3} \[-?\d\.\d{3}, -?\d\.\d{3}\] \|$", headline, re.MULTILINE)
     figures = {p.name for p in (finished / "report" / "figures").iterdir()}
     assert {"ood_joint_accuracy.png", "masks_panel.png"} <= figures
