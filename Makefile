@@ -17,6 +17,12 @@ MODEL ?= resnet50
 FUSION ?= xattn
 MASK ?= soft
 MASK_SOURCE ?= predicted
+PRESETS ?= origin mel pcen
+
+# File targets chain the stages, so a target builds what it needs (`make -n train-mgc` shows the chain):
+# manifest -> hq.csv -> segmenter checkpoint (a link to the best one) -> predicted masks of every preset.
+SEG_CKPT := $(BENCH)/segmenter-$(SEG).ckpt
+PREDICTED := $(BENCH)/predicted-masks-$(SEG).done
 
 .PHONY: install test test-fast demo paper report eval-ood mlflow-ui clean bench hq-masks train-seg predict-masks train-baseline train-mgc
 
@@ -59,14 +65,29 @@ hq-masks: $(BENCH)/hq.csv
 $(BENCH)/hq.csv: $(BENCH)/manifest.csv
 	$(MGC) masks select $(BENCH)/manifest.csv --count $(HQ_COUNT) --source ideal --out $@
 
-# Segmenter: make train-seg [SEG=deeplabv3|unet] (unet keeps thin clicks; see BENCHMARKS.md)
-train-seg: $(BENCH)/hq.csv
-	$(MGC) fit --config experiments/seg_$(SEG).yaml --data.init_args.manifest $(BENCH)/hq.csv $(RESUME_ARG) $(ARGS)
+# Segmenter: make train-seg [SEG=deeplabv3|unet] (unet keeps thin clicks; see BENCHMARKS.md); it always trains,
+# while $(SEG_CKPT) is trained only when missing or older than hq.csv.
+define fit_segmenter
+	$(MGC) fit --config experiments/seg_$(SEG).yaml --data.init_args.manifest $(BENCH)/hq.csv \
+		--link-best $(SEG_CKPT) $(RESUME_ARG) $(ARGS)
+endef
 
-# Predict masks for every window of every preset with a trained segmenter: make predict-masks CKPT=path.ckpt
-predict-masks: $(BENCH)/manifest.csv
-	@test -n "$(CKPT)" || (echo "usage: make predict-masks CKPT=checkpoints/<exp>/<run>/checkpoints/best-....ckpt"; exit 2)
-	for preset in origin mel pcen; do $(MGC) masks predict $(BENCH)/manifest.csv --checkpoint $(CKPT) --preset $$preset; done
+train-seg: $(BENCH)/hq.csv
+	$(fit_segmenter)
+
+$(SEG_CKPT): $(BENCH)/hq.csv
+	$(fit_segmenter)
+
+# Masks of every window of every preset from the segmenter: make predict-masks [CKPT=another segmenter checkpoint]
+$(PREDICTED): $(SEG_CKPT) $(BENCH)/manifest.csv
+	for preset in $(PRESETS); do \
+		$(MGC) masks predict $(BENCH)/manifest.csv --checkpoint $(SEG_CKPT) --preset $$preset --replace || exit 1; \
+	done
+	touch $@
+
+predict-masks: $(if $(CKPT),$(BENCH)/manifest.csv,$(PREDICTED))
+	$(if $(CKPT),for preset in $(PRESETS); do \
+		$(MGC) masks predict $(BENCH)/manifest.csv --checkpoint $(CKPT) --preset $$preset --replace || exit 1; done)
 
 # Image-only baseline: make train-baseline MODEL=resnet50|convnext_tiny|vit_b16|deit
 train-baseline: $(BENCH)/manifest.csv
@@ -74,7 +95,7 @@ train-baseline: $(BENCH)/manifest.csv
 		--data.init_args.manifest $(BENCH)/manifest.csv $(RESUME_ARG) $(ARGS)
 
 # Mask-guided: make train-mgc FUSION=concat|gated|xattn MASK=binary|soft [MASK_SOURCE=ideal|candidate|predicted]
-train-mgc: $(BENCH)/manifest.csv
+train-mgc: $(BENCH)/manifest.csv $(if $(filter predicted,$(MASK_SOURCE)),$(PREDICTED))
 	$(MGC) fit --config experiments/classifier_base.yaml --config experiments/mgc_$(FUSION)_$(MASK).yaml \
 		--data.init_args.manifest $(BENCH)/manifest.csv --data.init_args.mask_source $(MASK_SOURCE) \
 		$(RESUME_ARG) $(ARGS)

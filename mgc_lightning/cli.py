@@ -39,21 +39,24 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def _cmd_import_raven(args: argparse.Namespace) -> int:
     from .manifest import load_manifest, write_manifest
-    from .raven import parse_label_mapping, read_boxes, read_selection_table, windows_from_boxes, write_boxes
+    from .raven import (boxes_csv, parse_label_mapping, read_boxes, read_selection_table, windows_from_boxes,
+                        write_boxes)
 
     mapping = parse_label_mapping(args.map)
-    boxes = read_selection_table(args.table, args.audio, mapping, label_column=args.label_column)
+    boxes = [box for table in args.table
+             for box in read_selection_table(table, args.audio, mapping, label_column=args.label_column)]
     metadata = {k: getattr(args, k) for k in ("deployment", "season", "site") if getattr(args, k)}
     rows = windows_from_boxes(args.audio, boxes, args.window, args.hop or args.window, recording=args.recording,
                               min_overlap_s=args.min_overlap, **metadata)
-    out = Path(args.out)
-    boxes_csv = out.with_name(out.stem + "_boxes.csv")
-    if args.append and out.exists():
-        rows = load_manifest(out, check_audio=False) + rows
-        boxes = (read_boxes(boxes_csv) if boxes_csv.exists() else []) + boxes
+    out, boxes_out = Path(args.out), boxes_csv(args.out)
+    if args.append and out.exists():  # a recording imported again replaces its earlier rows and boxes
+        audio = Path(args.audio).resolve()
+        rows = [row for row in load_manifest(out, check_audio=False) if row.path.resolve() != audio] + rows
+        earlier = read_boxes(boxes_out) if boxes_out.exists() else []
+        boxes = [box for box in earlier if box.path != audio] + boxes
     write_manifest(rows, out)
-    write_boxes(boxes, boxes_csv)
-    print(f"wrote {len(rows)} windows to {out} and {len(boxes)} boxes to {boxes_csv}")
+    write_boxes(boxes, boxes_out)
+    print(f"wrote {len(rows)} windows to {out} and {len(boxes)} boxes to {boxes_out}")
     return 0
 
 
@@ -112,6 +115,19 @@ def _cmd_masks_propose(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_masks_boxes(args: argparse.Namespace) -> int:
+    from .manifest import load_manifest
+    from .mask_sources import BOXES, draw_box_masks
+    from .raven import boxes_csv, read_boxes
+    from .spectrogram import get_preset
+
+    rows = load_manifest(args.manifest)
+    boxes = read_boxes(args.boxes or boxes_csv(args.manifest))
+    drawn = draw_box_masks(rows, boxes, get_preset(args.preset), args.cache_root)
+    print(f"{len(set(rows))} box masks ({drawn} with a box) for preset {args.preset}: mask source `{BOXES}`")
+    return 0
+
+
 def _cmd_masks_select(args: argparse.Namespace) -> int:
     from .cache import mask_store
     from .manifest import load_manifest, write_manifest
@@ -165,10 +181,14 @@ def _cmd_masks_evaluate(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate_checkpoint
 
-    results = evaluate_checkpoint(args.checkpoint, args.preset, args.segmenter, batch_size=args.batch_size)
-    width = max(map(len, results))
-    for name, value in sorted(results.items()):
+    from .tracking import where_to_find
+
+    evaluation = evaluate_checkpoint(args.checkpoint, args.preset, args.segmenter, batch_size=args.batch_size)
+    width = max(map(len, evaluation.metrics))
+    for name, value in sorted(evaluation.metrics.items()):
         print(f"{name:<{width}}  {value:.4f}")
+    if evaluation.run_id:
+        print(where_to_find(evaluation.run_id, Path(args.checkpoint).parent))
     return 0
 
 
@@ -260,8 +280,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.set_defaults(run=_cmd_validate)
 
     sub = commands.add_parser("import-raven", help="turn a Raven selection table into manifest rows and boxes")
-    sub.add_argument("table", help="tab-separated Raven selection table")
-    sub.add_argument("--audio", required=True, help="the recording the table annotates")
+    sub.add_argument("table", nargs="+", help="tab-separated Raven selection table(s) of one recording")
+    sub.add_argument("--audio", required=True, help="the recording the tables annotate")
     sub.add_argument("--map", required=True, help="label mapping, e.g. 'BW=whistle,BC=beluga_click,PP=porpoise_click,"
                                                  "noise=ignore'")
     sub.add_argument("--label-column", default="Annotation")
@@ -273,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--season", default="")
     sub.add_argument("--site", default="")
     sub.add_argument("--out", required=True, help="manifest CSV to write (boxes go to <name>_boxes.csv beside it)")
-    sub.add_argument("--append", action="store_true", help="add to an existing manifest instead of replacing it")
+    sub.add_argument("--append", action="store_true", help="add to an existing manifest instead of replacing it (a "
+                                                          "recording imported again replaces its earlier rows)")
     sub.set_defaults(run=_cmd_import_raven)
 
     sub = commands.add_parser("spectrograms", help="compute every window's spectrogram image once into the cache")
@@ -317,6 +338,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--export", help="folder for spectrogram/mask PNGs and a manifest, to refine by hand")
     _cache_options(sub)
     sub.set_defaults(run=_cmd_masks_propose)
+
+    sub = masks.add_parser("boxes", help="box masks from the imported Raven boxes, on any preset's grid (source "
+                                         "`boxes`)")
+    sub.add_argument("manifest")
+    sub.add_argument("--boxes", help="boxes CSV (default: <manifest>_boxes.csv, written by import-raven)")
+    sub.add_argument("--preset", default="origin")
+    _cache_options(sub, quiet=False)
+    sub.set_defaults(run=_cmd_masks_boxes)
 
     sub = masks.add_parser("select", help="pick the high-quality set (stratified over the 8 classes) for the segmenter")
     sub.add_argument("manifest")
@@ -400,7 +429,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in LIGHTNING_COMMANDS:
         from .training import run_lightning
 
-        run_lightning(None if from_shell else argv)  # LightningCLI reads sys.argv itself when run from a shell
+        try:
+            run_lightning(None if from_shell else argv)  # LightningCLI reads sys.argv itself when run from a shell
+        except (ValueError, FileNotFoundError) as error:
+            print(f"mgc {argv[0]}: error: {error}", file=sys.stderr)
+            return 2
         return 0
     args = build_parser().parse_args(argv)
     try:

@@ -2,11 +2,13 @@
 
 The data module is rebuilt from the checkpoint (same manifest, split, mask source and kind), only the preset
 changes; masks for that preset are made the same way as in training (the same segmenter predicts them when the
-source is `predicted`). Results go into the training run as test/<preset>/... so presets stay apart.
+source is `predicted`). Results go into an evaluation run of their own, linked to the training run (see
+tracking.evaluation_run_settings), as test/<preset>/...: the training run stays exactly as it finished.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -16,14 +18,20 @@ from .data import ClassificationDataModule
 from .models.classifier import ClassifierModule
 from .models.segmenter import PREDICTED, predict_masks
 from .spectrogram import get_preset
-from .tracking import MLflowLogger, read_checkpoint_metadata
+from .tracking import MLflowLogger, evaluation_run_settings, read_checkpoint_metadata
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    metrics: dict[str, float]
+    run_id: str | None  # the evaluation run (None for a checkpoint trained without MLflow)
 
 
 def evaluate_checkpoint(
     checkpoint: str | Path, preset: str, segmenter: str | Path | None = None, accelerator: str = "auto",
     batch_size: int | None = None,
-) -> dict[str, float]:
-    """Test a classifier checkpoint on `preset`; returns the logged test metrics."""
+) -> Evaluation:
+    """Test a classifier checkpoint on `preset` in a new evaluation run; returns the test metrics and that run."""
     checkpoint = Path(checkpoint)
     metadata = read_checkpoint_metadata(checkpoint)
     stored = torch.load(checkpoint, map_location="cpu", weights_only=False).get("datamodule_hyper_parameters")
@@ -41,7 +49,12 @@ def evaluate_checkpoint(
         predict_masks(segmenter, data.split_rows()["test"], get_preset(preset), data.cache_root,
                       device="cuda" if torch.cuda.is_available() else "cpu")
     model = ClassifierModule.load_from_checkpoint(checkpoint, map_location="cpu")
-    logger = MLflowLogger(run_id=metadata["mlflow_run_id"]) if metadata["mlflow_run_id"] else False
+    training_run = metadata["mlflow_run_id"]
+    logger = MLflowLogger(**evaluation_run_settings(training_run, None, preset)) if training_run else False
     trainer = L.Trainer(logger=logger, accelerator=accelerator, devices=1, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
-    return {name: float(value) for name, value in trainer.test(model, datamodule=data, verbose=False)[0].items()}
+    if logger:
+        logger.log_hyperparams({"checkpoint": str(checkpoint.resolve()), "preset": preset,
+                                "data": {k: v for k, v in settings.items() if k != "preset"}})
+    metrics = {name: float(value) for name, value in trainer.test(model, datamodule=data, verbose=False)[0].items()}
+    return Evaluation(metrics, logger.run_id if logger else None)

@@ -153,7 +153,7 @@ def load_manifest(csv_path: str | Path, check_audio: bool = True) -> list[Window
     return rows
 
 
-def _relative(path: Path, base: Path) -> str:
+def relative_to_folder(path: Path, base: Path) -> str:
     try:
         return str(path.resolve().relative_to(base.resolve()))
     except ValueError:
@@ -183,7 +183,7 @@ def write_manifest(rows: Sequence[WindowRow], csv_path: str | Path,
     base = Path(csv_path).parent
     header = [f.name for f in fields(WindowRow)]
     records = [
-        [_relative(r.path, base) if name == "path" else f"{getattr(r, name):.6f}".rstrip("0").rstrip(".")
+        [relative_to_folder(r.path, base) if name == "path" else f"{getattr(r, name):.6f}".rstrip("0").rstrip(".")
          if name in ("start_s", "duration_s") else getattr(r, name) for name in header]
         for r in rows
     ]

@@ -1,5 +1,5 @@
-"""Dataset-level jobs on mask sources: candidate masks for a preset, export for hand refinement, the high-quality
-training set for the segmenter, and agreement of any source with the ideal masks."""
+"""Dataset-level jobs on mask sources: candidate masks for a preset, box masks from annotations, export for hand
+refinement, the high-quality training set for the segmenter, and agreement of any source with the ideal masks."""
 
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ from tqdm import tqdm
 from .cache import compute_spectrograms, mask_store, spectrogram_store
 from .labels import NUM_JOINT_CLASSES
 from .manifest import SplitConfig, WindowRow, split_rows, write_manifest
-from .masks import candidate_mask, mask_metrics
+from .masks import box_mask, candidate_mask, mask_metrics
+from .raven import AnnotationBox
 from .spectrogram import SpectrogramConfig
 
 CANDIDATE = "candidate"
 IDEAL = "ideal"
+BOXES = "boxes"
 
 
 def propose_masks(
@@ -32,6 +34,22 @@ def propose_masks(
     for row in tqdm(rows, desc=f"candidate masks {config.cache_key}", disable=not progress):
         store.save(row.key, candidate_mask(images.load(row.key), sensitivity))
     return len(rows)
+
+
+def draw_box_masks(
+    rows: Sequence[WindowRow], boxes: Sequence[AnnotationBox], config: SpectrogramConfig, cache_root: str | Path
+) -> int:
+    """Every window's mask of its recording's annotated boxes on the preset's grid, into the `boxes` source (a
+    window without a box gets an empty mask: nothing was annotated there). Returns how many windows have a box."""
+    by_path: dict[Path, list[AnnotationBox]] = {}
+    for box in boxes:
+        by_path.setdefault(Path(box.path).resolve(), []).append(box)
+    store, drawn = mask_store(config, BOXES, cache_root), 0
+    for row in dict.fromkeys(rows):
+        mask = box_mask(by_path.get(Path(row.path).resolve(), []), row.start_s, row.duration_s, config)
+        store.save(row.key, mask)
+        drawn += bool(mask.any())
+    return drawn
 
 
 def export_for_refinement(

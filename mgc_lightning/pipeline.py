@@ -213,12 +213,13 @@ class Pipeline:
         from mlflow.tracking import MlflowClient
 
         from .evaluation import evaluate_checkpoint
-        from .tracking import default_tracking_uri
+        from .tracking import default_tracking_uri, finished_evaluations
 
         client = MlflowClient(default_tracking_uri())
         for key, done in trained.items():
+            evaluated = {name for run in finished_evaluations(client, done["run_id"]) for name in run.data.metrics}
             for preset in self.config.presets[1:]:
-                if f"test/{preset}/joint_acc" in client.get_run(done["run_id"]).data.metrics:
+                if f"test/{preset}/joint_acc" in evaluated:
                     continue
                 self.say(f"evaluating {key} on {preset}")
                 evaluate_checkpoint(done["best"], preset, segmenter=segmenter["best"])

@@ -2,7 +2,9 @@
 
 A Raven table is tab-separated with `Begin Time (s)`, `End Time (s)`, `Low Freq (Hz)`, `High Freq (Hz)` and a label
 column. Labels map to the three sound types through a user-given mapping; `ignore` drops a label on purpose, and a
-label that is not mapped at all is an error (so a typo never silently becomes "absent").
+label that is not mapped at all is an error (so a typo never silently becomes "absent"). With several views open
+Raven writes each selection once per view (`Spectrogram 1`, `Waveform 1`, ... rows with the same `Selection`
+number): such rows are one box. Box CSVs keep paths relative to their own folder, like manifests.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from typing import Sequence
 
 from .audio import probe, window_starts
 from .labels import SOUND_TYPES
-from .manifest import ManifestError, WindowRow, write_csv_atomic
+from .manifest import ManifestError, WindowRow, relative_to_folder, write_csv_atomic
 
 RAVEN_COLUMNS = ("Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)")
+SELECTION, VIEW = "Selection", "View"
 IGNORE = "ignore"
 
 
@@ -49,7 +52,8 @@ def parse_label_mapping(text: str) -> dict[str, str]:
 def read_selection_table(
     table: str | Path, audio: str | Path, mapping: dict[str, str], label_column: str = "Annotation"
 ) -> list[AnnotationBox]:
-    """Boxes of one selection table, validated row by row."""
+    """Boxes of one selection table, validated row by row; one box per `Selection` number (its spectrogram-view row
+    where Raven wrote one row per view)."""
     table = Path(table)
     problems, boxes = [], []
     with open(table, newline="") as handle:
@@ -57,7 +61,7 @@ def read_selection_table(
         missing = [c for c in (*RAVEN_COLUMNS, label_column) if c not in (reader.fieldnames or [])]
         if missing:
             raise ManifestError(table, [f"selection table lacks column(s) {missing}"])
-        for number, values in enumerate(reader, start=1):
+        for number, values in _one_row_per_selection(enumerate(reader, start=1)):
             label = (values[label_column] or "").strip()
             if label not in mapping:
                 problems.append(f"row {number}: label {label!r} is not in the mapping {sorted(mapping)}")
@@ -75,6 +79,22 @@ def read_selection_table(
     if problems:
         raise ManifestError(table, problems)
     return boxes
+
+
+def _one_row_per_selection(numbered_rows):
+    """(row number, values) pairs with the rows that repeat a `Selection` number in another view dropped, keeping
+    the spectrogram view's row (the one with the frequency band drawn on the spectrogram)."""
+    chosen: dict[str, tuple[int, dict]] = {}
+    for number, values in numbered_rows:
+        selection = (values.get(SELECTION) or "").strip() or f"row {number}"
+        earlier = chosen.get(selection)
+        if earlier is None or (not _spectrogram_view(earlier[1]) and _spectrogram_view(values)):
+            chosen[selection] = (number, values)
+    return sorted(chosen.values(), key=lambda item: item[0])
+
+
+def _spectrogram_view(values: dict) -> bool:
+    return (values.get(VIEW) or "").startswith("Spectrogram")
 
 
 def windows_from_boxes(
@@ -102,14 +122,25 @@ def windows_from_boxes(
 
 
 def write_boxes(boxes: Sequence[AnnotationBox], csv_path: str | Path) -> None:
+    """Boxes to a CSV, their audio paths relative to the CSV's folder where possible (as in a manifest)."""
     header = [f.name for f in fields(AnnotationBox)]
-    write_csv_atomic(csv_path, header, [[getattr(b, name) for name in header] for b in boxes])
+    base = Path(csv_path).parent
+    write_csv_atomic(csv_path, header, [[relative_to_folder(b.path, base) if name == "path" else getattr(b, name)
+                                         for name in header] for b in boxes])
 
 
 def read_boxes(csv_path: str | Path) -> list[AnnotationBox]:
+    """Boxes of a CSV written by write_boxes, with absolute audio paths."""
+    base = Path(csv_path).resolve().parent
     with open(csv_path, newline="") as handle:
         return [
-            AnnotationBox(Path(r["path"]), r["sound_type"], float(r["begin_s"]), float(r["end_s"]),
+            AnnotationBox((base / r["path"]).resolve(), r["sound_type"], float(r["begin_s"]), float(r["end_s"]),
                           float(r["low_hz"]), float(r["high_hz"]))
             for r in csv.DictReader(handle)
         ]
+
+
+def boxes_csv(manifest: str | Path) -> Path:
+    """Where `mgc import-raven` keeps a manifest's boxes: <name>_boxes.csv beside it."""
+    manifest = Path(manifest)
+    return manifest.with_name(manifest.stem + "_boxes.csv")

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import shutil
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from .intervals import Interval, bootstrap_interval, paired_difference_interval
 from .labels import SOUND_TYPES
-from .tracking import default_tracking_uri
+from .tracking import DATASET_TAG, EVALUATES_TAG, dataset_name, default_tracking_uri
 
 REPORT_TAG = "mgc.report"
 
@@ -28,7 +28,7 @@ REPORT_TAG = "mgc.report"
 @dataclass
 class RunSummary:
     run_id: str
-    model: str  # e.g. "baseline resnet18" or "MGC xattn soft (predicted)"
+    model: str  # e.g. "baseline resnet18" or "MGC xattn soft (predicted, resnet18)", "... on new_site" elsewhere
     backbone: str
     head: str
     fusion: str
@@ -37,6 +37,9 @@ class RunSummary:
     seed: str
     metrics: dict[str, float] = field(default_factory=dict)
     correct: dict[str, np.ndarray] = field(default_factory=dict)  # preset -> per-window 0/1, in test-split order
+    sources: dict[str, str] = field(default_factory=dict)  # preset -> the run that logged its test (default: run_id)
+    name: str = ""
+    end_time: int = 0
 
     def value(self, preset: str, name: str) -> float | None:
         return self.metrics.get(f"test/{preset}/{name}")
@@ -46,10 +49,16 @@ class RunSummary:
         return sorted({key.split("/")[1] for key in self.metrics if key.startswith("test/") and key.count("/") >= 2})
 
 
-def _summary(run) -> RunSummary | None:
-    params, metrics = run.data.params, run.data.metrics
-    if run.data.tags.get(REPORT_TAG) or not any(k.startswith("test/") for k in metrics):
-        return None
+@dataclass
+class Selection:
+    """The runs a report counts (one per model and seed) and a line for every run it leaves out, with the reason."""
+
+    runs: list[RunSummary]
+    left_out: list[str]
+
+
+def _summary(run) -> RunSummary:
+    params = run.data.params
     backbone = params.get("model/init_args/backbone", "?")
     mask = params.get("model/init_args/mask_input", "none")
     fusion = params.get("model/init_args/fusion", "")
@@ -62,21 +71,72 @@ def _summary(run) -> RunSummary | None:
     if head != "multiclass":
         model += f" [{head}]"
     return RunSummary(run.info.run_id, model, backbone, head, fusion if mask != "none" else "", mask, source,
-                      params.get("seed_everything", "?"), dict(metrics))
+                      params.get("seed_everything", "?"), dict(run.data.metrics), name=run.info.run_name or "",
+                      end_time=run.info.end_time or 0)
 
 
-def collect_runs(experiment: str, tracking_uri: str | None = None) -> list[RunSummary]:
+def _dataset(run) -> str | None:
+    """The manifest a run trained or tested on (resolved), from its tag or, for older runs, its param."""
+    manifest = run.data.tags.get(DATASET_TAG) or run.data.params.get("data/init_args/manifest")
+    return str(Path(manifest).resolve()) if manifest else None
+
+
+def select_runs(experiment: str, tracking_uri: str | None = None) -> Selection:
+    """Finished training runs with test metrics, each with the test metrics of its finished evaluation runs: those
+    on the training data add presets to it (OOD tests), those on other data become rows of their own ("... on
+    DATASET"). FAILED or unfinished runs are left out, and of several runs of one model with the same seed only
+    the latest finished counts: a cell's n is a count of distinct seeds."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri or default_tracking_uri())
     found = client.get_experiment_by_name(experiment)
     if found is None:
         raise ValueError(f"no MLflow experiment named {experiment!r} at {tracking_uri or default_tracking_uri()}")
-    runs = client.search_runs([found.experiment_id], max_results=10_000)
-    summaries = [s for s in map(_summary, runs) if s is not None]
-    for summary in summaries:
+    every = sorted(client.search_runs([found.experiment_id], max_results=10_000), key=lambda r: r.info.start_time)
+    left_out, training, evaluations = [], {}, []
+    for run in every:
+        if run.data.tags.get(REPORT_TAG):
+            continue
+        if run.info.status != "FINISHED":
+            left_out.append(f"{run.info.run_name} ({run.info.run_id}): {run.info.status}")
+        elif EVALUATES_TAG in run.data.tags:
+            evaluations.append(run)
+        else:
+            training[run.info.run_id] = run
+    summaries = {run_id: _summary(run) for run_id, run in training.items()}
+    elsewhere = []
+    for run in evaluations:
+        parent_id = run.data.tags[EVALUATES_TAG]
+        parent = summaries.get(parent_id)
+        if parent is None:
+            left_out.append(f"{run.info.run_name} ({run.info.run_id}): evaluates run {parent_id}, which is not a "
+                            "finished run of this experiment")
+            continue
+        tested = {k: v for k, v in run.data.metrics.items() if k.startswith("test/")}
+        if _dataset(run) == _dataset(training[parent_id]):
+            parent.metrics.update(tested)
+            parent.sources.update({key.split("/")[1]: run.info.run_id for key in tested if key.count("/") >= 2})
+        else:
+            elsewhere.append(replace(parent, run_id=run.info.run_id, model=f"{parent.model} on "
+                                     f"{dataset_name(_dataset(run) or '?')}", metrics=tested, sources={},
+                                     correct={}, name=run.info.run_name or "", end_time=run.info.end_time or 0))
+    latest: dict[tuple[str, str], RunSummary] = {}
+    for summary in sorted([*summaries.values(), *elsewhere], key=lambda s: s.end_time):
+        if not summary.presets:
+            continue
+        earlier = latest.get((summary.model, summary.seed))
+        if earlier is not None:
+            left_out.append(f"{earlier.name} ({earlier.run_id}): seed {earlier.seed} of {earlier.model} again in the "
+                            f"later run {summary.run_id}, which counts")
+        latest[(summary.model, summary.seed)] = summary
+    for summary in latest.values():
         _attach_predictions(client, summary)
-    return summaries
+    return Selection(list(latest.values()), left_out)
+
+
+def collect_runs(experiment: str, tracking_uri: str | None = None) -> list[RunSummary]:
+    """The runs a report counts (see select_runs)."""
+    return select_runs(experiment, tracking_uri).runs
 
 
 def _attach_predictions(client, run: RunSummary) -> None:
@@ -87,7 +147,8 @@ def _attach_predictions(client, run: RunSummary) -> None:
     with tempfile.TemporaryDirectory() as folder:
         for preset in run.presets:
             try:
-                local = client.download_artifacts(run.run_id, f"predictions/test_{preset}.csv", folder)
+                local = client.download_artifacts(run.sources.get(preset, run.run_id),
+                                                  f"predictions/test_{preset}.csv", folder)
             except Exception:  # runs from before per-window predictions were logged: means only
                 continue
             with open(local, newline="") as handle:
@@ -109,7 +170,7 @@ def _cell(values: list[float]) -> str:
     if not values:
         return "—"
     if len(values) == 1:
-        return f"{values[0]:.3f}"
+        return f"{values[0]:.3f} (n=1)"
     return f"{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f} (n={len(values)})"
 
 
@@ -118,8 +179,7 @@ def _accuracy_cell(members: list[RunSummary], preset: str) -> str:
     interval = joint_accuracy_interval(members, preset)
     if interval is None:
         return _cell([r.value(preset, "joint_acc") for r in members])
-    seeds = f", {len(members)} seeds" if len(members) > 1 else ""
-    return f"{interval} (n={interval.windows}{seeds})"
+    return f"{interval} ({interval.windows} windows, n={len(members)})"
 
 
 def _baseline(groups: dict[str, list[RunSummary]]) -> tuple[str, list[RunSummary]] | None:
@@ -260,7 +320,8 @@ def write_report(
 
     from .figures import mask_panel, plt
 
-    runs = collect_runs(experiment, tracking_uri)
+    selection = select_runs(experiment, tracking_uri)
+    runs = selection.runs
     if not runs:
         raise ValueError(f"experiment {experiment!r} has no run with test metrics yet")
     out_dir = Path(out_dir)
@@ -294,8 +355,11 @@ def write_report(
     text = [f"# Report: MLflow experiment `{experiment}`", "",
             f"{len(runs)} runs, {len(_by_model(runs))} models, seeds {', '.join(seeds)}. Joint accuracies carry 95 % "
             "bootstrap intervals over the test windows; other cells are means (± std over seeds where there are "
-            "several). Chance joint accuracy is 0.125 for balanced classes.", "",
+            "several). n counts distinct seeds: only finished runs count, and where one model ran a seed more than "
+            "once, the latest finished run. Chance joint accuracy is 0.125 for balanced classes.", "",
             build_tables(runs, train_preset), ""]
+    if selection.left_out:
+        text += ["## Runs left out\n", *(f"- {line}" for line in selection.left_out), ""]
     if segmenter_windows is not None:
         text += [segmenter_windows_section(segmenter_windows), ""]
     text += [f"## {title}\n\n![{title}](figures/{name})\n" for title, name in saved]

@@ -1,5 +1,9 @@
 """MLflow tracking: a SQLite store at the repository root by default, the resolved config logged with every run,
-and the run id stored in checkpoints so a resumed run keeps logging into the same MLflow run."""
+and the run id stored in checkpoints so a resumed run keeps logging into the same MLflow run.
+
+Runs are append-only facts: testing a checkpoint later (`mgc test`, `mgc evaluate`) makes an evaluation run of its
+own, tagged with the training run it evaluates (and nested under it in the MLflow UI), and a later command that fails
+never turns a finished run into a failed one."""
 
 from __future__ import annotations
 
@@ -20,6 +24,10 @@ TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 RUN_ID_KEY = "mlflow_run_id"
 FRONT_END_KEY = "spectrogram_config"
 LABEL_MAP_KEY = "label_map"
+EVALUATES_TAG = "mgc.evaluates"  # on an evaluation run: the id of the training run whose checkpoint it tests
+DATASET_TAG = "mgc.dataset"  # the manifest (resolved path) a run trained or tested on
+PRESET_TAG = "mgc.preset"  # the front-end preset an evaluation run rendered its windows with
+PARENT_TAG = "mlflow.parentRunId"  # nests the evaluation run under its training run in the MLflow UI
 
 
 def default_tracking_uri() -> str:
@@ -55,6 +63,76 @@ class MLflowLogger(MLFlowLogger):
         fresh = {k: v for k, v in _flatten_dict(_convert_params(params)).items() if k not in existing}
         if fresh:
             super().log_hyperparams(fresh)
+
+
+    @rank_zero_only
+    def finalize(self, status: str = "success") -> None:
+        """A run that had finished stays FINISHED when a later command on it (a resume) fails: the failure is
+        recorded as a tag, the results it finished with still stand."""
+        if status == "failed" and self._initialized:
+            if self.experiment.get_run(self.run_id).info.status == "FINISHED":
+                self.experiment.set_tag(self.run_id, "mgc.later_failure", "a later command on this finished run "
+                                        "failed; its status and results are those it finished with")
+                return
+        super().finalize(status)
+
+
+def mlflow_client(tracking_uri: str | None = None):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri or default_tracking_uri())
+
+
+def dataset_name(manifest: str | Path) -> str:
+    """A short name for a manifest: its file name, or its folder's when the file is just `manifest.csv`."""
+    path = Path(manifest)
+    return path.resolve().parent.name if path.stem == "manifest" else path.stem
+
+
+def evaluation_run_settings(training_run_id: str, manifest: str | Path | None, preset: str,
+                            tracking_uri: str | None = None) -> dict[str, Any]:
+    """MLflowLogger settings of a new evaluation run of a training run's checkpoint: the training run's experiment,
+    a name after the dataset and preset, and tags linking it to (and nesting it under) the training run. `manifest`
+    None means the training run's own data."""
+    client = mlflow_client(tracking_uri)
+    training = client.get_run(training_run_id)
+    experiment = client.get_experiment(training.info.experiment_id).name
+    manifest = manifest or training.data.tags.get(DATASET_TAG) or training.data.params.get("data/init_args/manifest")
+    dataset = dataset_name(manifest) if manifest else "?"
+    tags = {EVALUATES_TAG: training_run_id, PARENT_TAG: training_run_id, PRESET_TAG: preset}
+    if manifest:
+        tags[DATASET_TAG] = str(Path(manifest).resolve())
+    return {"experiment_name": experiment, "run_name": f"{training.info.run_name} test {dataset} {preset}",
+            "tags": tags}
+
+
+def finished_evaluations(client, training_run_id: str) -> list:
+    """The FINISHED evaluation runs of a training run's checkpoints."""
+    training = client.get_run(training_run_id)
+    return client.search_runs([training.info.experiment_id], max_results=10_000,
+                              filter_string=f"tags.`{EVALUATES_TAG}` = '{training_run_id}' "
+                                            "and attributes.status = 'FINISHED'")
+
+
+def where_to_find(run_id: str, checkpoints: str | Path | None = None, tracking_uri: str | None = None) -> str:
+    """What a user needs after a command: the run, its experiment, the checkpoint folder and how to browse them."""
+    import sys
+
+    uri = tracking_uri or default_tracking_uri()
+    client = mlflow_client(uri)
+    run = client.get_run(run_id)
+    experiment = client.get_experiment(run.info.experiment_id).name
+    mlflow = Path(sys.executable).parent / "mlflow"
+    try:
+        mlflow = mlflow.relative_to(Path.cwd())
+    except ValueError:
+        pass
+    lines = [f"MLflow run {run_id} ({run.info.run_name}) in experiment {experiment!r}"]
+    if checkpoints is not None:
+        lines.append(f"checkpoints: {checkpoints}")
+    lines.append(f"browse: MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false {mlflow} server --backend-store-uri {uri} "
+                 "--host 127.0.0.1 --port 5000 --workers 1   (then open http://127.0.0.1:5000)")
+    return "\n".join(lines)
 
 
 def mlflow_loggers(trainer: Trainer) -> list[MLFlowLogger]:

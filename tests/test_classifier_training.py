@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import small_benchmark
 from mgc_lightning.cli import main
-from mgc_lightning.tracking import read_checkpoint_metadata
+from mgc_lightning.tracking import EVALUATES_TAG, read_checkpoint_metadata
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
@@ -85,10 +85,11 @@ def test_resume_continues_the_same_run_with_increasing_steps(workspace):
     assert {"config.yaml", "config_fit_1.yaml"} <= artifacts, artifacts
 
 
-def test_mask_settings_must_agree(workspace):
+def test_mask_settings_must_agree(workspace, capsys):
     root, manifest = workspace
-    with pytest.raises(ValueError, match="model mask_input='soft' but data gives mask_source=None"):
-        fit(root, manifest, "mgc_gated_soft.yaml", "--data.init_args.mask_source", "null", "--trainer.max_epochs", "1")
+    assert fit(root, manifest, "mgc_gated_soft.yaml", "--data.init_args.mask_source", "null",
+               "--trainer.max_epochs", "1") == 2
+    assert "model mask_input='soft' but data gives mask_source=None" in capsys.readouterr().err
 
 
 def test_checkpoint_loads_tests_and_evaluates_without_its_init_and_pretrained_files(workspace, tmp_path):
@@ -121,6 +122,7 @@ def test_checkpoint_loads_tests_and_evaluates_without_its_init_and_pretrained_fi
                  "--data.init_args.manifest", str(manifest), "--data.init_args.cache_root", str(root / "cache"),
                  "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(root / "checkpoints"),
                  "--ckpt_path", str(best)]) == 0
-    history = client.get_metric_history(found[0].info.run_id, "test/origin/joint_acc")
-    assert len(history) == 2  # the fit's own test, then `mgc test`
+    evaluations = client.search_runs([found[0].info.experiment_id],
+                                     f"tags.`{EVALUATES_TAG}` = '{found[0].info.run_id}'")
+    assert len(evaluations) == 1 and "test/origin/joint_acc" in evaluations[0].data.metrics  # `mgc test`'s own run
     assert main(["evaluate", "--checkpoint", str(best), "--preset", "origin"]) == 0

@@ -1,5 +1,5 @@
-"""The whole protocol on a tiny benchmark: every stage, OOD evaluation into the training runs, the report, and a
-rerun that skips everything finished."""
+"""The whole protocol on a tiny benchmark: every stage, OOD evaluation in runs linked to the training runs, the
+report, and a rerun that skips everything finished."""
 
 import re
 import sys
@@ -13,6 +13,7 @@ from mgc_lightning.cli import main
 from mgc_lightning.evaluation import evaluate_checkpoint
 from mgc_lightning.pipeline import Pipeline, PipelineConfig
 from mgc_lightning.report import collect_runs
+from mgc_lightning.tracking import EVALUATES_TAG
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 QUICK = ["--trainer.max_epochs", 1, "--trainer.limit_train_batches", 2, "--trainer.enable_progress_bar", "false"]
@@ -61,7 +62,8 @@ def test_report_has_the_tables_and_figures(finished):
     assert "Segmenter training windows per classifier split: train 16, val 0, test 0" in report
     # every joint accuracy of the headline carries its interval over the test windows, and MGC its paired difference
     headline = report.split("## Table 1")[0]
-    assert re.search(r"\| MGC xattn soft \(predicted, resnet18\) \| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] \(n=\d+\)", headline)
+    assert re.search(r"\| MGC xattn soft \(predicted, resnet18\) \| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] "
+                     r"\(\d+ windows, n=1\)", headline)
     assert re.search(r"\| -?\d\.\d{3} \[-?\d\.\d{3}, -?\d\.\d{3}\] \|$", headline, re.MULTILINE)
     figures = {p.name for p in (finished / "report" / "figures").iterdir()}
     assert {"ood_joint_accuracy.png", "masks_panel.png"} <= figures
@@ -83,12 +85,18 @@ def test_rerun_skips_finished_stages_and_evaluate_logs_into_the_training_run(fin
     assert said == []  # nothing trained or evaluated again
     client = MlflowClient(f"sqlite:///{finished / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("tiny")
-    training = [r for r in client.search_runs([experiment.experiment_id]) if r.info.run_name != "report"]
-    assert len(training) == 2
+    everything = [r for r in client.search_runs([experiment.experiment_id]) if r.info.run_name != "report"]
+    training = [r for r in everything if EVALUATES_TAG not in r.data.tags]
+    assert len(training) == 2 and len(everything) == 4  # and one `mel` evaluation run of each
     record = yaml.safe_load((finished / "bench" / "pipeline" / "classifier-base-seed0.json").read_text())
-    results = evaluate_checkpoint(record["best"], "pcen")  # a third preset, straight from the checkpoint
-    assert "test/pcen/joint_acc" in results
-    assert "test/pcen/joint_acc" in client.get_run(record["run_id"]).data.metrics
+    before = client.get_run(record["run_id"])
+    evaluation = evaluate_checkpoint(record["best"], "pcen")  # a third preset, straight from the checkpoint
+    assert "test/pcen/joint_acc" in evaluation.metrics
+    assert "test/pcen/joint_acc" in client.get_run(evaluation.run_id).data.metrics
+    assert client.get_run(evaluation.run_id).data.tags[EVALUATES_TAG] == record["run_id"]
+    assert client.get_run(record["run_id"]).data.metrics == before.data.metrics  # the training run is untouched
+    assert "pcen" in next(r for r in collect_runs("tiny", f"sqlite:///{finished / 'mlflow.db'}")
+                          if r.run_id == record["run_id"]).presets
     with pytest.raises(ValueError, match="pass the segmenter checkpoint"):
         xattn = yaml.safe_load((finished / "bench" / "pipeline" / "classifier-xattn-seed0.json").read_text())
         evaluate_checkpoint(xattn["best"], "pcen")

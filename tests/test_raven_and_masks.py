@@ -56,9 +56,9 @@ def test_import_raven_command_writes_manifest_and_boxes(raven, tmp_path):
     args = ["import-raven", str(table), "--audio", str(audio), "--map", MAPPING, "--window", "0.5", "--out", str(out)]
     assert main(args) == 0
     assert main(args[:-2] + ["--out", str(out), "--append", "--recording", "again"]) == 0
-    rows = load_manifest(out)
-    assert len(rows) == 8 and {r.recording for r in rows} == {"dep1", "again"}
-    assert len(read_boxes(tmp_path / "manifest_boxes.csv")) == 4
+    rows = load_manifest(out)  # the same audio imported again replaces its rows: no window twice in a manifest
+    assert len(rows) == 4 and {r.recording for r in rows} == {"again"}
+    assert len(read_boxes(tmp_path / "manifest_boxes.csv")) == 2
 
 
 @pytest.mark.parametrize("preset", ["origin", "mel"])
@@ -107,3 +107,58 @@ def test_mask_png_format_is_checked(tmp_path):
     Image.fromarray(np.stack([good] * 3, -1)).save(tmp_path / "rgb.png")
     with pytest.raises(ValueError, match="rgb.png: mask must be a single-channel PNG"):
         read_mask_png(tmp_path / "rgb.png", config)
+
+
+def two_views(table: str) -> str:
+    """The table as Raven writes it with a spectrogram and a waveform view open: every selection twice."""
+    header, *rows = table.splitlines()
+    doubled = [row for line in rows for row in (line, line.replace("Spectrogram 1", "Waveform 1"))]
+    return "\n".join([header, *doubled]) + "\n"
+
+
+def test_selections_written_once_per_view_are_one_box(raven, tmp_path):
+    audio, table = raven
+    doubled = tmp_path / "both_views.txt"
+    doubled.write_text(two_views(TABLE))
+    once = read_selection_table(table, audio, parse_label_mapping(MAPPING))
+    assert read_selection_table(doubled, audio, parse_label_mapping(MAPPING)) == once
+
+
+def test_box_paths_stay_relative_to_the_manifest_from_any_folder(tmp_path, monkeypatch):
+    survey = tmp_path / "survey"
+    for name in ("a", "b"):
+        write_audio(survey / "audio" / f"{name}.flac", np.zeros(384_000, np.float32), 384_000)
+        (tmp_path / f"{name}.txt").write_text(TABLE)
+    monkeypatch.chdir(tmp_path)
+    out = "survey/manifest.csv"
+    common = ["--map", MAPPING, "--window", "0.5", "--out", out]
+    assert main(["import-raven", "a.txt", "--audio", "survey/audio/a.flac", *common]) == 0
+    second = tmp_path / "second.txt"
+    second.write_text(TABLE.replace("\t1\t1.40", "\t1\t0.70").replace("ship", "BC"))  # a table with 3 boxes
+    assert main(["import-raven", "b.txt", "second.txt", "--audio", "survey/audio/b.flac", *common, "--append"]) == 0
+    written = (survey / "manifest_boxes.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in written[1:]] == ["audio/a.flac"] * 2 + ["audio/b.flac"] * 5
+    monkeypatch.chdir(survey / "audio")  # read from elsewhere: the paths still name the files
+    boxes = read_boxes(survey / "manifest_boxes.csv")
+    assert {b.path for b in boxes} == {(survey / "audio" / "a.flac").resolve(), (survey / "audio" / "b.flac").resolve()}
+    assert len(load_manifest(survey / "manifest.csv")) == 4
+
+
+def test_masks_boxes_draws_the_boxes_source_on_any_preset(raven, tmp_path):
+    from mgc_lightning.cache import mask_store
+    from mgc_lightning.data import mask_loader
+
+    audio, table = raven
+    out = tmp_path / "manifest.csv"
+    assert main(["import-raven", str(table), "--audio", str(audio), "--map", MAPPING, "--window", "0.5",
+                 "--out", str(out)]) == 0
+    rows = load_manifest(out)
+    for preset in ("origin", "mel"):
+        config = get_preset(preset)
+        assert main(["masks", "boxes", str(out), "--preset", preset, "--cache-root", str(tmp_path / "cache")]) == 0
+        boxes = read_selection_table(table, audio, parse_label_mapping(MAPPING))
+        load = mask_loader(config, "boxes", tmp_path / "cache")  # what the data modules read as mask_source boxes
+        for row in rows:
+            np.testing.assert_array_equal(load(row), box_mask(boxes, row.start_s, row.duration_s, config))
+        assert [bool(load(row).any()) for row in rows] == [True, True, True, False]
+        assert mask_store(config, "boxes", tmp_path / "cache").has(rows[3].key)

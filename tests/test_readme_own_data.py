@@ -1,0 +1,120 @@
+"""The README's own-data section runs verbatim: its bash blocks, in order, on a small survey written here (audio and
+Raven tables as Raven writes them, both views), in a folder laid out like the repository. Only the experiment YAMLs
+are shrunk (2 epochs of 2 batches, a tiny backbone) so the recipes train in seconds; the commands are the README's."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from conftest import tone, write_audio
+from mgc_lightning.manifest import load_manifest
+from mgc_lightning.raven import read_boxes
+from mgc_lightning.tracking import EVALUATES_TAG
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK_TRAINER = {"max_epochs": 2, "limit_train_batches": 2, "limit_val_batches": 1, "log_every_n_steps": 1,
+                 "enable_progress_bar": False, "enable_model_summary": False}
+SHRINK = {
+    "classifier_base.yaml": {"trainer": QUICK_TRAINER, "data": {"init_args": {"batch_size": 8}},
+                             "model": {"init_args": {"dim": 32, "backbone_kwargs": {"channels": [8, 16, 32, 64],
+                                                                                    "stem_width": 8}}}},
+    "seg_unet.yaml": {"trainer": QUICK_TRAINER, "data": {"init_args": {"batch_size": 4}},
+                      "model": {"init_args": {"figure_every_n_epochs": 100}}},
+}
+SELECTIONS = [  # (begin s, end s, low Hz, high Hz, label)
+    (0.2, 0.9, 4_000, 12_000, "BW"), (1.1, 1.15, 40_000, 120_000, "BC"), (2.6, 2.65, 120_000, 145_000, "PP"),
+    (3.0, 3.6, 50, 800, "ship"),
+]
+
+
+def own_data_blocks(readme: str) -> list[str]:
+    section = readme.split("<!-- own-data:begin")[1].split("<!-- own-data:end -->")[0]
+    return re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
+
+
+def raven_table(offset: int) -> str:
+    """Rows as Raven writes them with a spectrogram and a waveform view open: each selection twice."""
+    lines = ["Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tHigh Freq (Hz)\tAnnotation"]
+    for number, (begin, end, low, high, label) in enumerate(SELECTIONS[offset % 2:], start=1):
+        for view in ("Spectrogram 1", "Waveform 1"):
+            lines.append(f"{number}\t{view}\t1\t{begin}\t{end}\t{low}\t{high}\t{label}")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture(scope="module")
+def survey(tmp_path_factory):
+    """A folder laid out like the repository with the README's input files, and the output of its blocks."""
+    root = tmp_path_factory.mktemp("readme")
+    (root / "experiments").mkdir()
+    for source in (ROOT / "experiments").glob("*.yaml"):
+        config = yaml.safe_load(source.read_text())
+        for key, values in SHRINK.get(source.name, {}).items():
+            for name, value in values.items():
+                if isinstance(value, dict):
+                    config[key][name] = {**config[key][name], **value}
+                else:
+                    config[key][name] = value
+        (root / "experiments" / source.name).write_text(yaml.safe_dump(config))
+    mgc = root / ".venv" / "bin" / "mgc"
+    mgc.parent.mkdir(parents=True)
+    mgc.write_text(f"#!/bin/sh\nexec {sys.executable} -m mgc_lightning.cli \"$@\"\n")
+    mgc.chmod(0o755)
+    rng = np.random.default_rng(3)
+    for index, name in enumerate(["D1", "D2", "D3", "D4", "N1"]):
+        samples = rng.normal(0, 1e-3, 4 * 384_000).astype(np.float32)
+        samples[int(0.2 * 384_000):int(0.9 * 384_000)] += tone(8_000, 0.7, 384_000)
+        write_audio(root / "my_survey" / "audio" / f"{name}.flac", samples, 384_000)
+        (root / "raven").mkdir(exist_ok=True)
+        (root / "raven" / f"{name}.Table.1.selections.txt").write_text(raven_table(index))
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    script = "\n".join(own_data_blocks((ROOT / "README.md").read_text()))
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=root, env=env, capture_output=True,
+                            text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return root, result.stdout
+
+
+def test_the_section_has_the_whole_path():
+    commands = " ".join(own_data_blocks((ROOT / "README.md").read_text()))
+    for step in ("import-raven", "validate", "spectrograms", "masks boxes", "$mgc fit", "--ckpt_path last", "$mgc test",
+                 "report"):
+        assert step in commands, step
+
+
+@pytest.mark.slow
+def test_raven_tables_import_once_with_the_split_column(survey):
+    root, _ = survey
+    rows = load_manifest(root / "my_survey" / "manifest.csv")
+    assert len(rows) == 4 * 8 and {r.deployment for r in rows} == {"D1", "D2", "D3", "D4"}
+    boxes = read_boxes(root / "my_survey" / "manifest_boxes.csv")
+    assert len(boxes) == 2 * 3 + 2 * 2  # every selection once although Raven wrote it for two views; ship ignored
+    first = (root / "my_survey" / "manifest_boxes.csv").read_text().splitlines()[1]
+    assert first.startswith("audio/D1.flac,")  # relative to the manifest, like its rows
+
+
+@pytest.mark.slow
+def test_trained_resumed_tested_and_compared(survey):
+    root, printed = survey
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("my_survey")
+    assert client.get_experiment_by_name("classification") is None  # own data stays apart from the benchmark's
+    runs = {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+    assert {"baseline-resnet18", "mgc-xattn-soft", "baseline-resnet18 test new_site origin",
+            "mgc-xattn-soft test new_site origin", "report"} == set(runs)
+    baseline = runs["baseline-resnet18"]
+    assert baseline.info.status == "FINISHED"
+    assert len(client.get_metric_history(baseline.info.run_id, "val/joint_acc")) > 2  # resumed past its 2 epochs
+    assert runs["baseline-resnet18 test new_site origin"].data.tags[EVALUATES_TAG] == baseline.info.run_id
+    assert all(not k.startswith("test/") or k.startswith("test/origin/") for k in baseline.data.metrics)
+    report = (root / "my_survey" / "report" / "REPORT.md").read_text()
+    assert "| baseline resnet18 on new_site |" in report and "| baseline resnet18 |" in report
+    assert f"MLflow run {baseline.info.run_id}" in printed and "checkpoints: " in printed and "browse: " in printed
+    assert (root / "my_survey" / "segmenter.ckpt").is_file()
