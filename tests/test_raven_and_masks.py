@@ -1,3 +1,5 @@
+import shutil
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -55,7 +57,8 @@ def test_import_raven_command_writes_manifest_and_boxes(raven, tmp_path):
     out = tmp_path / "manifest.csv"
     args = ["import-raven", str(table), "--audio", str(audio), "--map", MAPPING, "--window", "0.5", "--out", str(out)]
     assert main(args) == 0
-    assert main(args[:-2] + ["--out", str(out), "--append", "--recording", "again"]) == 0
+    second = shutil.copy(audio, tmp_path / "dep2.flac")  # appending the same audio again would repeat its windows
+    assert main(args[:2] + ["--audio", str(second)] + args[4:] + ["--append", "--recording", "again"]) == 0
     rows = load_manifest(out)
     assert len(rows) == 8 and {r.recording for r in rows} == {"dep1", "again"}
     assert len(read_boxes(tmp_path / "manifest_boxes.csv")) == 4
