@@ -27,12 +27,14 @@ _END_TOLERANCE_S = 1e-6
 
 
 class ManifestError(ValueError):
-    """Every problem found in a manifest, one per line, each naming its row."""
+    """Every problem found in a manifest, each naming its row: one line for one problem, else one line each."""
 
     def __init__(self, path: str | Path, problems: Sequence[str]):
         self.path = Path(path)
         self.problems = list(problems)
-        super().__init__(f"{path}: {len(self.problems)} problem(s)\n  " + "\n  ".join(self.problems))
+        listed = self.problems[0] if len(self.problems) == 1 else (
+            f"{len(self.problems)} problems\n  " + "\n  ".join(self.problems))
+        super().__init__(f"{path}: {listed}")
 
 
 class SplitError(ValueError):
