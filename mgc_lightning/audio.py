@@ -98,16 +98,16 @@ def check_complete(path: str | Path) -> None:
     """Refuse a file whose data ends before its header says (a truncated copy or download): read its last block."""
     path = Path(path)
     with _open(path) as handle:
-        tail = min(handle.frames, 4096)
+        tail, promised_s = min(handle.frames, 4096), handle.frames / handle.samplerate
         try:
             handle.seek(handle.frames - tail)
             read = handle.read(tail, dtype="float32", always_2d=True).shape[0]
         except Exception as error:
-            raise AudioError(path, f"truncated or corrupt audio: the header promises {handle.frames / handle.samplerate:g} "
-                                   f"s but the last samples cannot be read ({error}); copy the file again") from error
+            raise AudioError(path, f"truncated or corrupt audio: the header promises {promised_s:g} s but the last "
+                                   f"samples cannot be read ({error}); copy the file again") from error
         if read != tail:
-            raise AudioError(path, f"truncated audio: the header promises {handle.frames / handle.samplerate:g} s "
-                                   "but the data ends early; copy the file again")
+            raise AudioError(path, f"truncated audio: the header promises {promised_s:g} s but the data ends early; "
+                                   "copy the file again")
 
 
 def check_band(info: AudioInfo, fmax_hz: float) -> None:

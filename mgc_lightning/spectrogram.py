@@ -41,7 +41,8 @@ class SpectrogramConfig:
     fmin: float = 1_000.0  # Hz, bottom row of the image
     fmax: float = 160_000.0  # Hz, top row of the image; audio must be sampled at >= 2 * fmax
     frequency_scale: str = "linear"  # linear | mel
-    # db: log power relative to each image's maximum (all 0 for digital silence) | floor_db: log power above each frequency's noise floor |
+    # db: log power relative to each image's maximum (all 0 for digital silence) | floor_db: log power above each
+    # frequency's noise floor |
     # pcen: per-channel energy normalisation
     scaling: str = "db"
     top_db: float = 80.0  # db: range kept below each image's maximum; floor_db: range shown, mapped to [0, 1]

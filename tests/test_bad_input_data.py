@@ -176,7 +176,7 @@ def validate_audio(make: Callable[[Path], Path]) -> Callable[[Path], list[str]]:
 
 
 GOOD = rows_of("a.wav", count=4, recordings=3)
-CSV_TEXT = ",".join(MANIFEST_HEADER) + "\n" + "a.wav,0,0.5,0,0,0,r0,s\na.wav,0.5,0.5,1,0,0,r1,s\na.wav,1,0.5,0,0,1,r2,s\n"
+CSV_TEXT = ",".join(MANIFEST_HEADER) + "\n" + "".join(f"a.wav,{0.5 * i},0.5,0,0,0,r{i},s\n" for i in range(3))
 ROW1 = "m.csv: row 1 (line 2): "
 
 CASES: dict[str, Case] = {
