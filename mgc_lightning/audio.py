@@ -17,7 +17,7 @@ from scipy.signal import resample_poly
 
 # Below any real recording's noise (a 24-bit converter's LSB is 2**-23): a window this quiet is a dropout.
 SILENCE_PEAK = 2.0**-20
-CANCEL_DB = 40.0
+CANCEL_DB = 40.0  # a mono mix this far below its channels is cancellation, not two uncorrelated signals (-3 dB)
 _FINGERPRINT_BLOCKS, _FINGERPRINT_BLOCK = 16, 65536
 
 

@@ -37,7 +37,7 @@ class WindowReadError(ValueError):
         self.failures = list(failures)
         by_problem: dict[tuple[Path, str], list[int]] = {}
         for row, problem in self.failures:
-            by_problem.setdefault((row.path, problem), []).append(row.row)
+            by_problem.setdefault((row.path, problem), []).append(row.manifest_row)
         lines = [f"{path}: {problem}{_rows_text(rows)}" for (path, problem), rows in by_problem.items()]
         super().__init__(f"{len(self.failures)} window(s) could not be read ({computed} others computed and cached): "
                          + "\n  ".join(lines))
@@ -136,7 +136,7 @@ def _batches_of_equal_length(rows: Sequence[WindowRow], batch_size: int) -> list
     ]
 
 
-def _stack(items: list[tuple[int, torch.Tensor | None, str | None]]) -> tuple[list, torch.Tensor | None, list]:
+def _stack(items: list[tuple[int, torch.Tensor | None, str | None]]) -> tuple[list, torch.Tensor | None, list, list]:
     """(indices, stacked waves, signal problems) of the windows read, and (index, error) of those that failed."""
     read = [item for item in items if item[1] is not None]
     failed = [(index, error) for index, wave, error in items if wave is None]

@@ -56,7 +56,7 @@ class WindowRow:
     season: str = ""
     site: str = ""
     mask: str = ""
-    row: int = field(default=0, compare=False, repr=False)  # manifest row it came from (1 = first data row), 0 if none
+    manifest_row: int = field(default=0, compare=False, repr=False)  # 1 = first data row; 0: not from a manifest
 
     @property
     def labels(self) -> tuple[int, int, int]:
@@ -80,7 +80,7 @@ class WindowRow:
     @property
     def where(self) -> str:
         """Where the window comes from, for messages: 'row 3 (line 4) <path> 1-2 s'."""
-        place = f"row {self.row} (line {self.row + 1}) " if self.row else ""
+        place = f"row {self.manifest_row} (line {self.manifest_row + 1}) " if self.manifest_row else ""
         return f"{place}{self.path} {self.start_s:g}-{self.start_s + self.duration_s:g} s"
 
     def group(self, column: str) -> str:
@@ -123,7 +123,7 @@ def _parse_row(values: dict[str, str], base: Path, number: int) -> tuple[WindowR
     if not path.is_absolute():
         path = base / path
     extras = {name: (values.get(name) or "").strip() for name in OPTIONAL_COLUMNS}
-    return WindowRow(path=path, recording=recording, **numbers, **labels, **extras, row=number), []
+    return WindowRow(path=path, recording=recording, **numbers, **labels, **extras, manifest_row=number), []
 
 
 def _check_audio(row: WindowRow, durations: dict[Path, float | str]) -> list[str]:
@@ -152,8 +152,8 @@ def _repeated_windows(rows: Sequence[WindowRow], drop_duplicates: bool) -> tuple
     kept, problems = [], []
     for copies in by_window.values():
         first = copies[0]
-        numbers = ", ".join(str(r.row) for r in copies)
-        lines = ", ".join(str(r.row + 1) for r in copies)
+        numbers = ", ".join(str(r.manifest_row) for r in copies)
+        lines = ", ".join(str(r.manifest_row + 1) for r in copies)
         span = f"{first.path} {first.start_s:g}-{first.start_s + first.duration_s:g} s"
         exact = all(r == first for r in copies)
         if not exact:
@@ -166,7 +166,7 @@ def _repeated_windows(rows: Sequence[WindowRow], drop_duplicates: bool) -> tuple
                             "delete the copies, or drop them with --drop-duplicates "
                             "(drop_duplicates: true in a data config)")
         kept.extend(copies[:1] if exact and drop_duplicates else copies)
-    return sorted(kept, key=lambda r: r.row), problems
+    return sorted(kept, key=lambda r: r.manifest_row), problems
 
 
 def load_manifest(csv_path: str | Path, check_audio: bool = True, drop_duplicates: bool = False) -> list[WindowRow]:
@@ -228,7 +228,7 @@ def write_csv_atomic(csv_path: str | Path, header: Sequence[str], records: Itera
 def write_manifest(rows: Sequence[WindowRow], csv_path: str | Path) -> None:
     """Write rows with paths relative to the manifest's folder where possible."""
     base = Path(csv_path).parent
-    header = [f.name for f in fields(WindowRow) if f.name != "row"]
+    header = [f.name for f in fields(WindowRow) if f.name != "manifest_row"]
     records = [
         [_relative(r.path, base) if name == "path" else f"{getattr(r, name):.6f}".rstrip("0").rstrip(".")
          if name in ("start_s", "duration_s") else getattr(r, name) for name in header]
@@ -259,7 +259,8 @@ def split_rows(rows: Sequence[WindowRow], config: SplitConfig = SplitConfig()) -
     for index, row in enumerate(rows):
         value = row.group(config.group_by)
         if not value:
-            raise SplitError(f"row {index + 1} has an empty {config.group_by!r}; every row needs a group value to split by it")
+            raise SplitError(f"row {index + 1} has an empty {config.group_by!r}; every row needs a group value to "
+                             "split by it")
         by_group.setdefault(value, []).append(index)
     wanted = sum(1 for f in config.fractions if f > 0)
     if len(by_group) < wanted:
