@@ -10,17 +10,16 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 from PIL import Image
 
-from conftest import MANIFEST_HEADER, tone, write_audio, write_rows
+from conftest import MANIFEST_HEADER, write_audio, write_rows
 from mgc_lightning.cache import silent_windows, spectrogram_store
 from mgc_lightning.data import ClassificationDataModule
 from mgc_lightning.manifest import load_manifest
@@ -150,7 +149,7 @@ class Case:
     status: int
     stderr: tuple[str, ...] = ()  # fragments of stderr (for status 2 its only line)
     stdout: tuple[str, ...] = ()
-    check: Callable[[Path, subprocess.CompletedProcess], None] | None = field(default=None)
+    check: Callable[[Path, subprocess.CompletedProcess], None] | None = None
 
 
 def validate(rows: list[list], header: list[str] = MANIFEST_HEADER, *extra: str) -> Callable[[Path], list[str]]:
