@@ -5,12 +5,20 @@ Recordings can be many GB, so nothing here reads a whole file: every read seeks 
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
+
+
+# Below any real recording's noise (a 24-bit converter's LSB is 2**-23): a window this quiet is a dropout.
+SILENCE_PEAK = 2.0**-20
+CANCEL_DB = 40.0  # a mono mix this far below its channels is cancellation, not two uncorrelated signals (-3 dB)
+_FINGERPRINT_BLOCKS, _FINGERPRINT_BLOCK = 16, 65536
 
 
 class AudioError(ValueError):
@@ -20,6 +28,10 @@ class AudioError(ValueError):
         self.path = Path(path)
         self.problem = problem
         super().__init__(f"{path}: {problem}")
+
+
+class SignalWarning(UserWarning):
+    """A window without usable signal (silence, cancelling channels): flagged and left out, not an error."""
 
 
 @dataclass(frozen=True)
@@ -53,11 +65,49 @@ def _info(path: Path, handle: sf.SoundFile) -> AudioInfo:
                      channels=int(handle.channels))
 
 
+def file_fingerprint(path: str | Path) -> str:
+    """A digest of a file's size and of 16 blocks spread over its content: names the same audio wherever it lies
+    (moved or copied folders keep their caches) while reading at most 1 MiB of a file of any size. Computed once
+    per file version (path, size, modification time) in a process."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError as error:
+        raise AudioError(path, f"cannot identify the audio for the cache ({error.strerror or error})") from error
+    return _fingerprint(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=65536)
+def _fingerprint(resolved: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256(str(size).encode())
+    with open(resolved, "rb") as handle:
+        for block in range(_FINGERPRINT_BLOCKS):
+            handle.seek(max(size - _FINGERPRINT_BLOCK, 0) * block // (_FINGERPRINT_BLOCKS - 1))
+            digest.update(handle.read(_FINGERPRINT_BLOCK))
+    return digest.hexdigest()[:24]
+
+
 def probe(path: str | Path) -> AudioInfo:
     """Header facts of a WAV/FLAC file, raising AudioError for missing, unreadable or empty audio."""
     path = Path(path)
     with _open(path) as handle:
         return _info(path, handle)
+
+
+def check_complete(path: str | Path) -> None:
+    """Refuse a file whose data ends before its header says (a truncated copy or download): read its last block."""
+    path = Path(path)
+    with _open(path) as handle:
+        tail, promised_s = min(handle.frames, 4096), handle.frames / handle.samplerate
+        try:
+            handle.seek(handle.frames - tail)
+            read = handle.read(tail, dtype="float32", always_2d=True).shape[0]
+        except Exception as error:
+            raise AudioError(path, f"truncated or corrupt audio: the header promises {promised_s:g} s but the last "
+                                   f"samples cannot be read ({error}); copy the file again") from error
+        if read != tail:
+            raise AudioError(path, f"truncated audio: the header promises {promised_s:g} s but the data ends early; "
+                                   "copy the file again")
 
 
 def check_band(info: AudioInfo, fmax_hz: float) -> None:
@@ -82,6 +132,18 @@ def read_window(
 
     Reads only the window's frames. `fmax_hz` checks that the file's rate can carry that band.
     """
+    return read_window_and_check(path, start_s, duration_s, channel, target_rate, fmax_hz)[0]
+
+
+def read_window_and_check(
+    path: str | Path,
+    start_s: float,
+    duration_s: float,
+    channel: int | None = None,
+    target_rate: int | None = None,
+    fmax_hz: float | None = None,
+) -> tuple[np.ndarray, str | None]:
+    """`read_window`'s samples and, for a window without signal, what is wrong with it (see `signal_problem`)."""
     path = Path(path)
     with _open(path) as handle:  # one open for the header checks and the read
         info = _info(path, handle)
@@ -107,9 +169,24 @@ def read_window(
     if not np.isfinite(samples).all():
         bad = int(np.argmax(~np.isfinite(samples)))
         raise AudioError(path, f"NaN or infinite sample at {(first + bad) / info.sample_rate:.6f} s")
+    problem = signal_problem(block if channel is None else block[:, [channel]], samples)
     if target_rate is not None and target_rate != info.sample_rate:
         samples = resample(samples, info.sample_rate, target_rate)
-    return np.ascontiguousarray(samples, dtype=np.float32)
+    return np.ascontiguousarray(samples, dtype=np.float32), problem
+
+
+def signal_problem(channels: np.ndarray, mixed: np.ndarray) -> str | None:
+    """Why a window holds no usable signal, or None: digital silence (a recorder dropout: every sample below
+    SILENCE_PEAK), or channels that cancel in the mono mix (the mix CANCEL_DB or more below its channels, e.g. one
+    channel wired in reverse). A dB image of such a window would only show rounding noise scaled to full range."""
+    if np.abs(channels).max(initial=0.0) < SILENCE_PEAK:
+        return "digital silence (no sample above -120 dBFS)"
+    channel_rms = float(np.sqrt(np.mean(np.square(channels, dtype=np.float64))))
+    mix_rms = float(np.sqrt(np.mean(np.square(mixed, dtype=np.float64))))
+    if channels.shape[1] > 1 and mix_rms < channel_rms * 10 ** (-CANCEL_DB / 20):
+        level = 20 * math.log10(max(mix_rms, 1e-30) / channel_rms)
+        return f"the channels cancel in the mono mix ({level:.0f} dB below the channels); pick one channel"
+    return None
 
 
 def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:

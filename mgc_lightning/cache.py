@@ -1,6 +1,7 @@
 """Per-preset cache of spectrogram images and masks, keyed by the front-end config hash.
 
-Layout: `<root>/<preset>-<hash>/config.json`, `.../spectrograms/<key>.npy`, `.../masks/<source>/<key>.npy`.
+Layout: `<root>/<preset>-<hash>/config.json`, `.../spectrograms/<key>.npy`, `.../masks/<source>/<key>.npy`, and
+`.../silent_windows.json` (windows without usable signal, which the data modules leave out).
 Every file is written to a temporary name and renamed into place, so a killed run leaves only complete files
 (plus stray temporaries that readers never look at), and rerunning recomputes only what is missing.
 """
@@ -10,8 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -20,25 +20,35 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from .audio import read_window
+from .atomic import write_bytes_atomic
+from .audio import AudioError, SignalWarning, read_window_and_check
 from .manifest import WindowRow
 from .spectrogram import SpectrogramConfig, SpectrogramTransform
 
 DEFAULT_CACHE_ROOT = Path("data/cache")
+SILENT_WINDOWS = "silent_windows.json"
 
 
-def write_bytes_atomic(path: Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
-    try:
-        with handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+class WindowReadError(ValueError):
+    """Windows whose audio could not be read, one line per file and problem with the manifest rows it hit; every
+    other window was computed."""
+
+    def __init__(self, failures: Sequence[tuple[WindowRow, str]], computed: int):
+        self.failures = list(failures)
+        by_problem: dict[tuple[Path, str], list[int]] = {}
+        for row, problem in self.failures:
+            by_problem.setdefault((row.path, problem), []).append(row.manifest_row)
+        lines = [f"{path}: {problem}{_rows_text(rows)}" for (path, problem), rows in by_problem.items()]
+        super().__init__(f"{len(self.failures)} window(s) could not be read ({computed} others computed and cached): "
+                         + "\n  ".join(lines))
+
+
+def _rows_text(rows: list[int]) -> str:
+    rows = sorted(r for r in rows if r)
+    if not rows:
+        return ""
+    shown = ", ".join(map(str, rows[:10])) + (f" and {len(rows) - 10} more" if len(rows) > 10 else "")
+    return f" (manifest row{'s' if len(rows) > 1 else ''} {shown})"
 
 
 class ArrayStore:
@@ -90,8 +100,15 @@ def mask_store(config: SpectrogramConfig, source: str, root: str | Path = DEFAUL
     return ArrayStore(preset_dir(config, root) / "masks" / source)
 
 
+def silent_windows(config: SpectrogramConfig, root: str | Path = DEFAULT_CACHE_ROOT) -> dict[str, str]:
+    """Window key -> why it holds no usable signal, for the windows flagged when their images were computed."""
+    record = preset_dir(config, root) / SILENT_WINDOWS
+    return json.loads(record.read_text()) if record.is_file() else {}
+
+
 class _WindowAudio(Dataset):
-    """Audio of windows at the config's rate, read in DataLoader workers."""
+    """Audio of windows at the config's rate, read in DataLoader workers: (index, samples, signal problem), or
+    (index, None, error) for a window that cannot be read, so one bad file does not stop the others."""
 
     def __init__(self, rows: Sequence[WindowRow], config: SpectrogramConfig):
         self.rows, self.config = rows, config
@@ -99,12 +116,15 @@ class _WindowAudio(Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __getitem__(self, index: int) -> tuple[int, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
         row = self.rows[index]
-        samples = read_window(
-            row.path, row.start_s, row.duration_s, target_rate=self.config.sample_rate, fmax_hz=self.config.fmax
-        )
-        return index, torch.from_numpy(samples)
+        try:
+            samples, problem = read_window_and_check(
+                row.path, row.start_s, row.duration_s, target_rate=self.config.sample_rate, fmax_hz=self.config.fmax
+            )
+        except AudioError as error:
+            return index, None, error.problem
+        return index, torch.from_numpy(samples), problem
 
 
 def _batches_of_equal_length(rows: Sequence[WindowRow], batch_size: int) -> list[list[int]]:
@@ -116,10 +136,15 @@ def _batches_of_equal_length(rows: Sequence[WindowRow], batch_size: int) -> list
     ]
 
 
-def _stack(items: list[tuple[int, torch.Tensor]]) -> tuple[list[int], torch.Tensor]:
-    indices, waves = zip(*items)
+def _stack(items: list[tuple[int, torch.Tensor | None, str | None]]) -> tuple[list, torch.Tensor | None, list, list]:
+    """(indices, stacked waves, signal problems) of the windows read, and (index, error) of those that failed."""
+    read = [item for item in items if item[1] is not None]
+    failed = [(index, error) for index, wave, error in items if wave is None]
+    if not read:
+        return [], None, [], failed
+    indices, waves, problems = zip(*read)
     length = min(w.shape[0] for w in waves)  # resampling can differ by one sample between windows
-    return list(indices), torch.stack([w[:length] for w in waves])
+    return list(indices), torch.stack([w[:length] for w in waves]), list(problems), failed
 
 
 def compute_spectrograms(
@@ -131,11 +156,17 @@ def compute_spectrograms(
     num_workers: int = 0,
     progress: bool = True,
 ) -> int:
-    """Fill the cache with every window's image that is not there yet; returns how many were computed."""
+    """Fill the cache with every window's image that is not there yet; returns how many were computed.
+
+    A window without usable signal (audio.signal_problem) is computed, warned about (SignalWarning, with its row) and
+    recorded in the preset's silent_windows.json. A window that cannot be read does not stop the others: all the
+    readable ones are computed, then WindowReadError lists the unreadable ones with their manifest rows."""
     store = spectrogram_store(config, root)
-    pending = [row for row in dict.fromkeys(rows) if not store.has(row.key)]
+    pending = list({row.key: row for row in rows if not store.has(row.key)}.values())
     if not pending:
         return 0
+    silent_record = preset_dir(config, root) / SILENT_WINDOWS
+    silent, failures = silent_windows(config, root), []
     transform = SpectrogramTransform(config).to(device)
     loader = DataLoader(
         _WindowAudio(pending, config),
@@ -144,10 +175,21 @@ def compute_spectrograms(
         collate_fn=_stack,
     )
     with tqdm(total=len(pending), desc=f"spectrograms {config.cache_key}", unit="win", disable=not progress) as bar:
-        for indices, waves in loader:
-            with torch.no_grad():
-                images = transform(waves.to(device)).cpu().numpy().astype(np.float16)
-            for index, image in zip(indices, images):
-                store.save(pending[index].key, image)
-            bar.update(len(indices))
+        for indices, waves, problems, failed in loader:
+            failures.extend((pending[index], error) for index, error in failed)
+            if indices:
+                with torch.no_grad():
+                    images = transform(waves.to(device)).cpu().numpy().astype(np.float16)
+                flagged = [(pending[index], problem) for index, problem in zip(indices, problems) if problem]
+                for row, problem in flagged:
+                    silent[row.key] = f"{row.path} {row.start_s:g}-{row.start_s + row.duration_s:g} s: {problem}"
+                    warnings.warn(SignalWarning(f"{row.where}: {problem}; flagged in {silent_record} and left out of "
+                                                "training (drop_silent: false keeps it)"), stacklevel=2)
+                if flagged:  # before the images, so a kill in between cannot leave an image without its flag
+                    write_bytes_atomic(silent_record, json.dumps(silent, indent=1, sort_keys=True).encode())
+                for index, image in zip(indices, images):
+                    store.save(pending[index].key, image)
+            bar.update(len(indices) + len(failed))
+    if failures:
+        raise WindowReadError(failures, len(pending) - len(failures))
     return len(pending)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,14 +26,20 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from .manifest import load_manifest, split_rows
+    from .manifest import SplitError, load_manifest, split_rows
 
-    rows = load_manifest(args.manifest)
+    split = _split_config(args)
+    rows = load_manifest(args.manifest, drop_duplicates=args.drop_duplicates)
     counts = Counter(row.joint_class for row in rows)
     print(f"{args.manifest}: {len(rows)} windows, {len({r.recording for r in rows})} recordings")
     for index, name in enumerate(JOINT_CLASS_NAMES):
         print(f"  {index} {name:<40} {counts.get(index, 0)}")
-    splits = split_rows(rows, _split_config(args))
+    try:
+        splits = split_rows(rows, split)
+    except SplitError as error:  # the manifest is valid; only training's split of it is not possible
+        print(f"mgc validate: warning: no split by {args.split_by}: {error} (training splits the same way)",
+              file=sys.stderr)
+        return 0
     print("split by " + args.split_by + ": " + ", ".join(f"{k}={len(v)}" for k, v in splits.items()))
     return 0
 
@@ -66,10 +73,11 @@ def _cmd_spectrograms(args: argparse.Namespace) -> int:
     from .spectrogram import get_preset
 
     config = get_preset(args.preset)
-    rows = load_manifest(args.manifest)
+    rows = load_manifest(args.manifest, drop_duplicates=args.drop_duplicates)
     done = compute_spectrograms(rows, config, args.cache_root, device=args.device, batch_size=args.batch_size,
                                 num_workers=args.workers, progress=not args.quiet)
-    print(f"{done} computed, {len(set(rows)) - done} already cached, in {preset_dir(config, args.cache_root)}")
+    distinct = len({row.key for row in rows})
+    print(f"{done} computed, {distinct - done} already cached, in {preset_dir(config, args.cache_root)}")
     return 0
 
 
@@ -261,6 +269,23 @@ def _criterion_option(sub: argparse.ArgumentParser) -> None:
                           f"{DETECTABLE_SNR_DB:g}: source `ideal`, what the labels count; 0: `ideal-0db`, ...)")
 
 
+def _duplicates_option(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--drop-duplicates", action="store_true",
+                     help="drop exact copies of a manifest row instead of refusing the manifest (rows of one window "
+                          "with different labels are refused either way)")
+
+
+def _one_line_warnings() -> None:
+    """The package's warnings about the user's data (silent windows, ...) as one line each, without source lines."""
+    default = warnings.formatwarning
+
+    def format_warning(message, category, filename, lineno, line=None):
+        if category.__module__.startswith("mgc_lightning"):
+            return f"mgc: warning: {message}\n"
+        return default(message, category, filename, lineno, line)
+    warnings.formatwarning = format_warning
+
+
 def _cache_options(sub: argparse.ArgumentParser, quiet: bool = True) -> None:
     sub.add_argument("--cache-root", default="data/cache", help="where spectrograms and masks are cached")
     if quiet:
@@ -277,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("validate", help="check a manifest (every bad row is reported) and show class counts")
     sub.add_argument("manifest")
     _split_options(sub)
+    _duplicates_option(sub)
     sub.set_defaults(run=_cmd_validate)
 
     sub = commands.add_parser("import-raven", help="turn a Raven selection table into manifest rows and boxes")
@@ -303,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--device", default="cpu", help="cpu or cuda")
     sub.add_argument("--batch-size", type=int, default=16)
     sub.add_argument("--workers", type=int, default=0, help="DataLoader workers reading audio")
+    _duplicates_option(sub)
     _cache_options(sub)
     sub.set_defaults(run=_cmd_spectrograms)
 
@@ -436,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return 0
     args = build_parser().parse_args(argv)
+    _one_line_warnings()
     try:
         return args.run(args)
     except (ValueError, FileNotFoundError, RuntimeError) as error:

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .augment import FrontEndAugment
-from .cache import DEFAULT_CACHE_ROOT, ArrayStore, compute_spectrograms, mask_store, spectrogram_store
+from .cache import DEFAULT_CACHE_ROOT, ArrayStore, compute_spectrograms, mask_store, silent_windows, spectrogram_store
 from .manifest import SplitConfig, WindowRow, load_manifest, split_rows
 from .masks import read_mask_png, soft_mask
 from .spectrogram import SpectrogramConfig, get_preset
@@ -117,7 +117,11 @@ class WindowDataset(Dataset):
 
 
 class _WindowDataModule(L.LightningDataModule):
-    """Shared plumbing: manifest, preset, cache, grouped split, loaders."""
+    """Shared plumbing: manifest, preset, cache, grouped split, loaders.
+
+    drop_silent leaves out the windows flagged without usable signal when their images were computed (digital
+    silence, cancelling channels; see cache.silent_windows) after the split, so the split itself never changes.
+    drop_duplicates drops exact copies of a manifest row instead of refusing the manifest."""
 
     def __init__(
         self,
@@ -130,6 +134,8 @@ class _WindowDataModule(L.LightningDataModule):
         split_fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
         split_seed: int = 0,
         cache_device: str = "cpu",
+        drop_silent: bool = True,
+        drop_duplicates: bool = False,
     ):
         super().__init__()
         self.manifest = manifest
@@ -138,20 +144,23 @@ class _WindowDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.split = SplitConfig(group_by=split_by, fractions=tuple(split_fractions), seed=split_seed)
         self.cache_device = cache_device
+        self.drop_silent, self.drop_duplicates = drop_silent, drop_duplicates
         self.datasets: dict[str, WindowDataset] = {}
 
     def prepare_data(self) -> None:
         """Cache the windows this run reads: every split for fit, only the test (or validation) split when a trained
         model is tested on another front end, so an out-of-distribution test renders a sixth of the windows."""
-        rows = load_manifest(self.manifest)
+        rows = load_manifest(self.manifest, drop_duplicates=self.drop_duplicates)
         stage = self.trainer.state.fn if self.trainer is not None else None
         if stage in (TrainerFn.TESTING, TrainerFn.VALIDATING):
             rows = [rows[i] for i in split_rows(rows, self.split)["test" if stage == TrainerFn.TESTING else "val"]]
         compute_spectrograms(rows, self.config, self.cache_root, device=self.cache_device, num_workers=self.num_workers)
 
     def split_rows(self) -> dict[str, list[WindowRow]]:
-        rows = load_manifest(self.manifest, check_audio=False)
-        return {name: [rows[i] for i in indices] for name, indices in split_rows(rows, self.split).items()}
+        rows = load_manifest(self.manifest, check_audio=False, drop_duplicates=self.drop_duplicates)
+        silent = silent_windows(self.config, self.cache_root) if self.drop_silent else {}
+        return {name: [rows[i] for i in indices if not silent or rows[i].key not in silent]
+                for name, indices in split_rows(rows, self.split).items()}
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         return DataLoader(

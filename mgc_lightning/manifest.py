@@ -7,15 +7,15 @@ Relative paths are resolved against the manifest's folder, so a dataset folder c
 from __future__ import annotations
 
 import csv
+import io
 import math
-import os
 import random
-import tempfile
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .audio import AudioError, probe
+from .atomic import write_bytes_atomic
+from .audio import AudioError, check_complete, file_fingerprint, probe
 from .labels import SOUND_TYPES, joint_index
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("path", "start_s", "duration_s", *SOUND_TYPES, "recording")
@@ -27,12 +27,18 @@ _END_TOLERANCE_S = 1e-6
 
 
 class ManifestError(ValueError):
-    """Every problem found in a manifest, one per line, each naming its row."""
+    """Every problem found in a manifest, each naming its row: one line for one problem, else one line each."""
 
     def __init__(self, path: str | Path, problems: Sequence[str]):
         self.path = Path(path)
         self.problems = list(problems)
-        super().__init__(f"{path}: {len(self.problems)} problem(s)\n  " + "\n  ".join(self.problems))
+        listed = self.problems[0] if len(self.problems) == 1 else (
+            f"{len(self.problems)} problems\n  " + "\n  ".join(self.problems))
+        super().__init__(f"{path}: {listed}")
+
+
+class SplitError(ValueError):
+    """A valid manifest that cannot be split as asked (too few groups, a row without a group value)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,7 @@ class WindowRow:
     season: str = ""
     site: str = ""
     mask: str = ""
+    manifest_row: int = field(default=0, compare=False, repr=False)  # 1 = first data row; 0: not from a manifest
 
     @property
     def labels(self) -> tuple[int, int, int]:
@@ -61,8 +68,20 @@ class WindowRow:
 
     @property
     def key(self) -> str:
-        """Identity of the window: the same audio span always gets the same key (used by caches)."""
-        return f"{self.path.resolve()}|{self.start_s:.6f}|{self.duration_s:.6f}"
+        """Identity of the window for caches: the audio file's name and content fingerprint and the span, so a
+        window keeps its cached images and masks wherever its folder is moved or copied (the audio must exist)."""
+        return f"{self.path.name}|{file_fingerprint(self.path)}|{self.start_s:.6f}|{self.duration_s:.6f}"
+
+    @property
+    def span(self) -> tuple[Path, float, float]:
+        """Identity of the window within this machine's files (the resolved path and the span, no audio read)."""
+        return self.path.resolve(), round(self.start_s, 6), round(self.duration_s, 6)
+
+    @property
+    def where(self) -> str:
+        """Where the window comes from, for messages: 'row 3 (line 4) <path> 1-2 s'."""
+        place = f"row {self.manifest_row} (line {self.manifest_row + 1}) " if self.manifest_row else ""
+        return f"{place}{self.path} {self.start_s:g}-{self.start_s + self.duration_s:g} s"
 
     def group(self, column: str) -> str:
         if column not in GROUP_COLUMNS:
@@ -70,7 +89,7 @@ class WindowRow:
         return getattr(self, column)
 
 
-def _parse_row(values: dict[str, str], base: Path) -> tuple[WindowRow | None, list[str]]:
+def _parse_row(values: dict[str, str], base: Path, number: int) -> tuple[WindowRow | None, list[str]]:
     problems: list[str] = []
     raw_path = (values.get("path") or "").strip()
     if not raw_path:
@@ -104,13 +123,14 @@ def _parse_row(values: dict[str, str], base: Path) -> tuple[WindowRow | None, li
     if not path.is_absolute():
         path = base / path
     extras = {name: (values.get(name) or "").strip() for name in OPTIONAL_COLUMNS}
-    return WindowRow(path=path, recording=recording, **numbers, **labels, **extras), []
+    return WindowRow(path=path, recording=recording, **numbers, **labels, **extras, manifest_row=number), []
 
 
 def _check_audio(row: WindowRow, durations: dict[Path, float | str]) -> list[str]:
     if row.path not in durations:
         try:
             durations[row.path] = probe(row.path).duration_s
+            check_complete(row.path)
         except AudioError as error:
             durations[row.path] = error.problem
     duration = durations[row.path]
@@ -122,8 +142,38 @@ def _check_audio(row: WindowRow, durations: dict[Path, float | str]) -> list[str
     return []
 
 
-def load_manifest(csv_path: str | Path, check_audio: bool = True) -> list[WindowRow]:
-    """Read and validate a manifest; raises ManifestError listing every bad row (row 1 = first data row)."""
+def _repeated_windows(rows: Sequence[WindowRow], drop_duplicates: bool) -> tuple[list[WindowRow], list[str]]:
+    """Rows left after dropping exact copies (if asked), and a problem for each window listed more than once: with
+    different labels or metadata always (which one is true?), as exact copies unless `drop_duplicates` (a copy
+    would count twice in training and could sit in two splits)."""
+    by_window: dict[tuple, list[WindowRow]] = {}
+    for row in rows:
+        by_window.setdefault(row.span, []).append(row)
+    kept, problems = [], []
+    for copies in by_window.values():
+        first = copies[0]
+        numbers = ", ".join(str(r.manifest_row) for r in copies)
+        lines = ", ".join(str(r.manifest_row + 1) for r in copies)
+        span = f"{first.path} {first.start_s:g}-{first.start_s + first.duration_s:g} s"
+        exact = all(r == first for r in copies)
+        if not exact:
+            differ = [f.name for f in fields(WindowRow) if f.compare and len({getattr(r, f.name) for r in copies}) > 1]
+            values = " vs ".join(",".join(str(getattr(r, name)) for name in differ) for r in copies)
+            problems.append(f"rows {numbers} (lines {lines}): the same window ({span}) with different "
+                            f"{','.join(differ)}: {values}; keep the right one")
+        elif len(copies) > 1 and not drop_duplicates:
+            problems.append(f"rows {numbers} (lines {lines}): the same window ({span}) {len(copies)} times; "
+                            "delete the copies, or drop them with --drop-duplicates "
+                            "(drop_duplicates: true in a data config)")
+        kept.extend(copies[:1] if exact and drop_duplicates else copies)
+    return sorted(kept, key=lambda r: r.manifest_row), problems
+
+
+def load_manifest(csv_path: str | Path, check_audio: bool = True, drop_duplicates: bool = False) -> list[WindowRow]:
+    """Read and validate a manifest; raises ManifestError listing every bad row (row 1 = first data row) and every
+    window listed twice (exact copies are dropped instead with `drop_duplicates`).
+
+    Read as UTF-8 with or without a byte-order mark (Excel's "CSV UTF-8" writes one)."""
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise ManifestError(csv_path, ["file not found"])
@@ -131,21 +181,27 @@ def load_manifest(csv_path: str | Path, check_audio: bool = True) -> list[Window
     rows: list[WindowRow] = []
     problems: list[str] = []
     durations: dict[Path, float | str] = {}
-    with open(csv_path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ManifestError(csv_path, [f"header lacks required column(s) {missing}; expected {list(REQUIRED_COLUMNS)}"])
-        for number, values in enumerate(reader, start=1):
-            if None in values:
-                problems.append(f"row {number} (line {number + 1}): more fields than the header has columns")
-                continue
-            row, row_problems = _parse_row(values, base)
-            if row is not None and check_audio:
-                row_problems = _check_audio(row, durations)
-            problems.extend(f"row {number} (line {number + 1}): {p}" for p in row_problems)
-            if row is not None and not row_problems:
-                rows.append(row)
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ManifestError(csv_path, [f"header lacks required column(s) {missing}; "
+                                               f"expected {list(REQUIRED_COLUMNS)}"])
+            for number, values in enumerate(reader, start=1):
+                if None in values:
+                    problems.append(f"row {number} (line {number + 1}): more fields than the header has columns")
+                    continue
+                row, row_problems = _parse_row(values, base, number)
+                if row is not None and check_audio:
+                    row_problems = _check_audio(row, durations)
+                problems.extend(f"row {number} (line {number + 1}): {p}" for p in row_problems)
+                if row is not None and not row_problems:
+                    rows.append(row)
+    except UnicodeDecodeError as error:
+        raise ManifestError(csv_path, [f"not UTF-8 text (byte {error.start}); save it as \"CSV UTF-8\""]) from None
+    rows, repeated = _repeated_windows(rows, drop_duplicates)
+    problems.extend(repeated)
     if problems:
         raise ManifestError(csv_path, problems)
     if not rows:
@@ -162,18 +218,11 @@ def relative_to_folder(path: Path, base: Path) -> str:
 
 def write_csv_atomic(csv_path: str | Path, header: Sequence[str], records: Iterable[Sequence]) -> None:
     """Write a CSV through a temporary file and a rename, so a crash never leaves half a file."""
-    csv_path = Path(csv_path)
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile("w", newline="", dir=csv_path.parent, delete=False, suffix=".tmp")
-    try:
-        with handle:
-            writer = csv.writer(handle)
-            writer.writerow(header)
-            writer.writerows(records)
-        os.replace(handle.name, csv_path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(header)
+    writer.writerows(records)
+    write_bytes_atomic(csv_path, text.getvalue().encode())
 
 
 def write_manifest(rows: Sequence[WindowRow], csv_path: str | Path,
@@ -181,7 +230,7 @@ def write_manifest(rows: Sequence[WindowRow], csv_path: str | Path,
     """Write rows with paths relative to the manifest's folder where possible; `extra_columns` (name -> one value
     per row) are appended after the manifest's own and ignored by `load_manifest`."""
     base = Path(csv_path).parent
-    header = [f.name for f in fields(WindowRow)]
+    header = [f.name for f in fields(WindowRow) if f.name != "manifest_row"]
     records = [
         [relative_to_folder(r.path, base) if name == "path" else f"{getattr(r, name):.6f}".rstrip("0").rstrip(".")
          if name in ("start_s", "duration_s") else getattr(r, name) for name in header]
@@ -218,11 +267,12 @@ def split_rows(rows: Sequence[WindowRow], config: SplitConfig = SplitConfig()) -
     for index, row in enumerate(rows):
         value = row.group(config.group_by)
         if not value:
-            raise ValueError(f"row {index + 1} has an empty {config.group_by!r}; every row needs a group value to split by it")
+            raise SplitError(f"row {index + 1} has an empty {config.group_by!r}; every row needs a group value to "
+                             "split by it")
         by_group.setdefault(value, []).append(index)
     wanted = sum(1 for f in config.fractions if f > 0)
     if len(by_group) < wanted:
-        raise ValueError(
+        raise SplitError(
             f"cannot split {len(by_group)} {config.group_by} group(s) into {wanted} non-empty sides; "
             "add recordings or change the fractions"
         )

@@ -4,6 +4,7 @@ refinement, the high-quality training set for the segmenter, and agreement of an
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -52,6 +53,12 @@ def draw_box_masks(
     return drawn
 
 
+def _file_name_part(text: str) -> str:
+    """`text` safe inside one file name: anything but letters, digits, '.', '-' and '_' (a '/', a '..' path) becomes
+    '_', so a recording id can never place a file outside the export folder."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).replace("..", "_")
+
+
 def export_for_refinement(
     rows: Sequence[WindowRow], config: SpectrogramConfig, cache_root: str | Path, folder: str | Path
 ) -> Path:
@@ -65,7 +72,7 @@ def export_for_refinement(
     images, store = spectrogram_store(config, cache_root), mask_store(config, CANDIDATE, cache_root)
     exported = []
     for index, row in enumerate(rows):
-        stem = f"{index:05d}_{row.recording}_{row.start_s:g}"
+        stem = f"{index:05d}_{_file_name_part(row.recording)}_{row.start_s:g}"
         Image.fromarray((images.load(row.key).astype(np.float32) * 255).round().astype(np.uint8)).save(
             folder / f"{stem}.spectrogram.png")
         Image.fromarray(store.load(row.key).astype(np.uint8) * 255).save(folder / f"{stem}.mask.png")

@@ -149,8 +149,8 @@ class Pipeline:
                              f"says {settings}: delete {self.state_dir} and {hq} to rerun them with the new split")
         if not hq.is_file():
             write_manifest(select_high_quality(rows, c.split, c.hq_count), hq)
-        side_of = {rows[i].key: side for side, indices in split_rows(rows, c.split).items() for i in indices}
-        hq_sides = [side_of.get(row.key) for row in load_manifest(hq, check_audio=False)]
+        side_of = {rows[i].span: side for side, indices in split_rows(rows, c.split).items() for i in indices}
+        hq_sides = [side_of.get(row.span) for row in load_manifest(hq, check_audio=False)]
         counts = {side: hq_sides.count(side) for side in SPLITS}
         if counts["val"] or counts["test"]:
             raise ValueError(f"{hq} holds {counts['val']} validation and {counts['test']} test window(s) of split "

@@ -56,6 +56,7 @@ def read_selection_table(
     where Raven wrote one row per view)."""
     table = Path(table)
     problems, boxes = [], []
+    audio_s = probe(audio).duration_s
     with open(table, newline="") as handle:
         reader = csv.DictReader(handle, delimiter="\t")
         missing = [c for c in (*RAVEN_COLUMNS, label_column) if c not in (reader.fieldnames or [])]
@@ -73,6 +74,10 @@ def read_selection_table(
                 continue
             if not (0 <= begin < end and 0 <= low < high):
                 problems.append(f"row {number}: need 0 <= begin < end and 0 <= low < high, got {begin, end, low, high}")
+                continue
+            if begin >= audio_s:  # it would label no window: most likely the table of another recording
+                problems.append(f"row {number}: box {begin:g}-{end:g} s starts after the end of {audio} "
+                                f"({audio_s:g} s); is this the table of another recording?")
                 continue
             if mapping[label] != IGNORE:
                 boxes.append(AnnotationBox(Path(audio), mapping[label], begin, end, low, high))

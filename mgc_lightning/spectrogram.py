@@ -24,6 +24,7 @@ FREQUENCY_SCALES = ("linear", "mel")
 SCALINGS = ("db", "floor_db", "pcen")
 TIME_POOLINGS = ("max", "mean")
 _POWER_FLOOR = 1e-20
+_SILENCE_DB = 10 * math.log10(_POWER_FLOOR)
 # PCEN is designed for the power of integer-valued audio; float audio in [-1, 1] is scaled by 2**31 (librosa docs).
 _PCEN_INPUT_SCALE = 2.0**31
 
@@ -40,7 +41,8 @@ class SpectrogramConfig:
     fmin: float = 1_000.0  # Hz, bottom row of the image
     fmax: float = 160_000.0  # Hz, top row of the image; audio must be sampled at >= 2 * fmax
     frequency_scale: str = "linear"  # linear | mel
-    # db: log power relative to each image's maximum | floor_db: log power above each frequency's noise floor |
+    # db: log power relative to each image's maximum (all 0 for digital silence) | floor_db: log power above each
+    # frequency's noise floor |
     # pcen: per-channel energy normalisation
     scaling: str = "db"
     top_db: float = 80.0  # db: range kept below each image's maximum; floor_db: range shown, mapped to [0, 1]
@@ -264,6 +266,8 @@ class SpectrogramTransform(nn.Module):
         decibels = 10 * torch.log10(self._pool_time(rows).clamp_min(_POWER_FLOOR))
         if config.scaling == "floor_db":
             reference = noise_floor_db(decibels, config.floor_rows) - config.floor_margin_db
-        else:
-            reference = decibels.amax(dim=(-2, -1), keepdim=True) - config.top_db
-        return ((decibels - reference) / config.top_db).clamp(0, 1)
+            return ((decibels - reference) / config.top_db).clamp(0, 1)
+        peak = decibels.amax(dim=(-2, -1), keepdim=True)
+        image = ((decibels - (peak - config.top_db)) / config.top_db).clamp(0, 1)
+        # Digital silence has no peak to be relative to: a dark image, not one at full intensity.
+        return image.masked_fill(peak <= _SILENCE_DB, 0.0)
