@@ -12,12 +12,13 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from .checkpoints import load_checkpoint, load_module
 from .data import ClassificationDataModule
 from .manifest import load_manifest
 from .models.classifier import ClassifierModule
 from .models.segmenter import PREDICTED, predict_masks
 from .spectrogram import get_preset
-from .tracking import MLflowLogger, read_checkpoint_metadata
+from .tracking import RUN_ID_KEY, MLflowLogger
 
 
 def evaluate_checkpoint(
@@ -26,8 +27,9 @@ def evaluate_checkpoint(
 ) -> dict[str, float]:
     """Test a classifier checkpoint on `preset`; returns the logged test metrics."""
     checkpoint = Path(checkpoint)
-    metadata = read_checkpoint_metadata(checkpoint)
-    stored = torch.load(checkpoint, map_location="cpu", weights_only=False).get("datamodule_hyper_parameters")
+    model = load_module(ClassifierModule, checkpoint, "classifier checkpoint")  # refuses a bad file before any work
+    contents = load_checkpoint(checkpoint, "classifier checkpoint")
+    stored = contents.get("datamodule_hyper_parameters")
     if not stored:
         raise ValueError(f"{checkpoint}: no data module settings in the checkpoint; was it trained with `mgc fit`?")
     # LightningCLI adds bookkeeping keys such as _class_path
@@ -41,8 +43,7 @@ def evaluate_checkpoint(
                              f"made its training masks, so masks for {preset!r} are made the same way")
         predict_masks(segmenter, load_manifest(data.manifest), get_preset(preset), data.cache_root,
                       device="cuda" if torch.cuda.is_available() else "cpu")
-    model = ClassifierModule.load_from_checkpoint(checkpoint, map_location="cpu")
-    logger = MLflowLogger(run_id=metadata["mlflow_run_id"]) if metadata["mlflow_run_id"] else False
+    logger = MLflowLogger(run_id=contents[RUN_ID_KEY]) if contents.get(RUN_ID_KEY) else False
     trainer = L.Trainer(logger=logger, accelerator=accelerator, devices=1, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
     return {name: float(value) for name, value in trainer.test(model, datamodule=data, verbose=False)[0].items()}

@@ -13,9 +13,13 @@ from pathlib import Path
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
+from .checkpoints import check_model_class, load_checkpoint
+from .errors import InputError
 from .tracking import CheckpointMetadata, ConfigToMLflow, MLflowLogger, read_checkpoint_metadata
 
 CHECKPOINT_ROOT = Path("checkpoints")
+# ckpt_path values that Lightning resolves itself ("last" is resolved here first, see before_instantiate_classes)
+LIGHTNING_CHECKPOINT_KEYWORDS = ("last", "best", "hpc", "registry")
 
 
 def newest_last_checkpoint(root: Path, experiment: str | None = None) -> Path:
@@ -29,8 +33,28 @@ def newest_last_checkpoint(root: Path, experiment: str | None = None) -> Path:
 
 
 class MGCLightningCLI(LightningCLI):
-    """LightningCLI that resolves `--ckpt_path last`, logs into the checkpoint's MLflow run when resuming or
-    testing, and tests the best checkpoint after every fit of a model that has a test step."""
+    """LightningCLI that reads `--ckpt_path` safely before Lightning does, resolves `--ckpt_path last`, logs into the
+    checkpoint's MLflow run when resuming or testing, and tests the best checkpoint after every fit of a model that
+    has a test step."""
+
+    def parse_arguments(self, parser, args) -> None:
+        super().parse_arguments(parser, args)
+        if self.config.get("subcommand"):
+            self._check_checkpoint(self.config[self.config["subcommand"]])
+
+    @staticmethod
+    def _check_checkpoint(config) -> None:
+        """Checkpoints load as weights only (a file's code never runs): the checkpoint is read that way here, before
+        Lightning reads it to take over its hyperparameters, and must hold the configured model class."""
+        if config.get("weights_only") is False:
+            raise InputError("--weights_only false is refused: checkpoints load as weights only, so that no code "
+                             "inside a file can run")
+        config["weights_only"] = True
+        path = config.get("ckpt_path")
+        if path and path not in LIGHTNING_CHECKPOINT_KEYWORDS:
+            model = config.get("model")
+            class_path = getattr(model, "class_path", None) if model is not None else None
+            check_model_class(path, load_checkpoint(path), class_path, "checkpoint of this experiment's model")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
@@ -54,7 +78,7 @@ class MGCLightningCLI(LightningCLI):
         datamodule = self.datamodule
         has_test_data = datamodule is not None and len(getattr(datamodule, "datasets", {}).get("test", ())) > 0
         if has_test_data and is_overridden("test_step", self.model) and not self.trainer.fast_dev_run:
-            self.trainer.test(self.model, datamodule=datamodule, ckpt_path="best")
+            self.trainer.test(self.model, datamodule=datamodule, ckpt_path="best", weights_only=True)
 
 
 def _experiment_id(name: str) -> str | None:
@@ -77,5 +101,82 @@ def run_lightning(args: list[str] | None) -> MGCLightningCLI:
         },
         subclass_mode_model=True,
         subclass_mode_data=True,
+        parser_kwargs={"exit_on_error": False},  # parse errors raise; `mgc` turns them into one line
         args=args,
     )
+
+
+def config_files(args: list[str]) -> list[str]:
+    """The --config / -c files of a Lightning command line, in order."""
+    files = []
+    for index, arg in enumerate(args):
+        if arg in ("--config", "-c") and index + 1 < len(args):
+            files.append(args[index + 1])
+        elif arg.startswith("--config="):
+            files.append(arg.split("=", 1)[1])
+    return files
+
+
+def read_config_files(args: list[str]) -> dict[str, object]:
+    """Each config file of the command line parsed as YAML, with a one-line InputError naming the file when it is
+    missing, is not YAML or is not a mapping: found before Lightning starts, which would not name the file."""
+    import yaml
+
+    from .checkpoints import checked_path
+
+    configs = {}
+    for name in config_files(args):
+        path = checked_path(name, "config file")
+        try:
+            content = yaml.safe_load(path.read_text())
+        except UnicodeDecodeError as error:
+            raise InputError(f"{path}: config file is not text ({error.reason}); pass a YAML file") from error
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            raise InputError(f"{path}: config file is not valid YAML{where}: {problem}") from error
+        if content is not None and not isinstance(content, dict):
+            raise InputError(f"{path}: a config file must be a YAML mapping (key: value lines), got a "
+                             f"{type(content).__name__}")
+        configs[name] = content or {}
+    return configs
+
+
+def _holds_key(config: object, key: str) -> bool:
+    for part in key.split("."):
+        if isinstance(config, dict) and part not in config and isinstance(config.get("init_args"), dict):
+            config = config["init_args"]
+        if not isinstance(config, dict) or part not in config:
+            return False
+        config = config[part]
+    return True
+
+
+def argument_error_line(message: str, args: list[str], configs: dict[str, object]) -> str:
+    """jsonargparse's (multi-line, nested) parse error as one line that names the key, the problem and the config
+    file, or the command-line option, that set the key."""
+    import re
+
+    lines = [line.strip().lstrip("- ") for line in message.strip().splitlines() if line.strip()]
+    keys = re.findall(r'Parser key "([^"]+)"', message)
+    unknown = re.search(r"(?:does not accept option|Option) '([^']+)'", message)
+    if not keys and unknown is None:
+        return " ".join(lines)
+    nested = ".init_args." if "class_path" in message else "."
+    key = nested.join(keys + ([unknown.group(1)] if unknown and keys else [])) or unknown.group(1)
+    if unknown:
+        problem = f"unknown key {key!r}"
+    else:
+        after = lines.index(next(line for line in lines if f'Parser key "{keys[-1]}"' in line)) + 1
+        detail = lines[after] if len(keys) > 1 else next((line for line in lines if line.startswith("Expected")),
+                                                           lines[after] if after < len(lines) else "invalid")
+        given = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Given value:")), None)
+        problem = f"{key}: {detail}" + (f", given {given!r}" if given is not None and len(keys) == 1 else "")
+    problem = re.sub(r"<class '(?:[\w.]+\.)?(\w+)'>", r"\1", problem).replace("Expected a ", "expected ")
+    sources = [name for name, config in configs.items() if _holds_key(config, key)]
+    if any(arg == f"--{key}" or arg.startswith(f"--{key}=") for arg in args):
+        source, problem = f"option --{key}", problem.removeprefix(f"{key}: ")
+    else:
+        source = sources[-1] if sources else "the command line"
+    return f"{source}: {problem} (see `mgc {args[0] if args else 'fit'} --help`)"
