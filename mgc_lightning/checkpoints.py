@@ -21,6 +21,22 @@ def _first_line(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
+def _unreadable(error: Exception) -> str:
+    """Why torch.load(weights_only=True) refused a file, in a few words."""
+    import pickle
+    import re
+
+    text = str(error)
+    if isinstance(error, pickle.UnpicklingError):
+        code = re.search(r"unsupported GLOBAL (\S+)", text)
+        if code:
+            return f"it holds {code.group(1)}, code or objects beyond weights, which are never loaded"
+        return "not a PyTorch checkpoint, or a damaged one"
+    if isinstance(error, EOFError) or "zip archive" in text:
+        return "empty, truncated or damaged"
+    return f"{type(error).__name__}: {_first_line(error)}"
+
+
 def checked_path(path: str | Path, what: str) -> Path:
     """path as a Path if it is a readable file, else an InputError naming it (an over-long name included)."""
     path = Path(path)
@@ -39,8 +55,8 @@ def load_checkpoint(path: str | Path, what: str = "checkpoint") -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # any failure to read means: not a checkpoint we can trust
-        raise InputError(f"{path}: not a readable {what} of this project ({type(error).__name__}: "
-                         f"{_first_line(error)}); pass a .ckpt written by `mgc fit`") from error
+        raise InputError(f"{path}: not a {what} this project can read ({_unreadable(error)}); pass a .ckpt "
+                         "written by `mgc fit`") from error
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise InputError(f"{path}: not a {what} of this project (no state_dict); pass a .ckpt written by `mgc fit`")
     return checkpoint

@@ -390,7 +390,10 @@ def _run_lightning(argv: list[str], from_shell: bool) -> int:
     configs = read_config_files(argv)
     try:
         run_lightning(None if from_shell else argv)  # LightningCLI reads sys.argv itself when run from a shell
-    except ArgumentError as error:
+    except (ArgumentError, ValueError) as error:
+        # jsonargparse wraps what a class raised while it was built (a ValueError) in a multi-line message too
+        if not isinstance(error, ArgumentError) and "Does not validate against" not in str(error):
+            raise
         print(f"mgc {argv[0]}: error: {argument_error_line(str(error), argv, configs)}", file=sys.stderr)
         return 2
     return 0

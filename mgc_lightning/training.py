@@ -41,6 +41,21 @@ class MGCLightningCLI(LightningCLI):
         super().parse_arguments(parser, args)
         if self.config.get("subcommand"):
             self._check_checkpoint(self.config[self.config["subcommand"]])
+            self._check_data_inputs(self.config[self.config["subcommand"]])
+
+    @staticmethod
+    def _check_data_inputs(config) -> None:
+        """The data module's check of its inputs (e.g. every mask PNG) from its settings, before a model or an MLflow
+        run exists: a bad file then costs seconds, not an epoch and a FAILED run."""
+        import importlib
+
+        data = config.get("data")
+        if data is None or not getattr(data, "class_path", None):
+            return
+        module, name = data.class_path.rsplit(".", 1)
+        check = getattr(getattr(importlib.import_module(module), name, None), "check_inputs", None)
+        if check is not None:
+            check(data.init_args.as_dict() if data.init_args is not None else {})
 
     @staticmethod
     def _check_checkpoint(config) -> None:
@@ -161,8 +176,10 @@ def argument_error_line(message: str, args: list[str], configs: dict[str, object
     lines = [line.strip().lstrip("- ") for line in message.strip().splitlines() if line.strip()]
     keys = re.findall(r'Parser key "([^"]+)"', message)
     unknown = re.search(r"(?:does not accept option|Option) '([^']+)'", message)
-    if not keys and unknown is None:
-        return " ".join(lines)
+    if not keys and unknown is None:  # e.g. a class's own check failed while it was built: keep that message
+        raised = [line for line in message.splitlines() if line.strip().startswith("- ")
+                  and "Expected a <class 'NoneType'>" not in line]
+        return raised[0].strip()[2:] if len(raised) == 1 else " ".join(lines)
     nested = ".init_args." if "class_path" in message else "."
     key = nested.join(keys + ([unknown.group(1)] if unknown and keys else [])) or unknown.group(1)
     if unknown:

@@ -76,7 +76,12 @@ class ClassifierModule(L.LightningModule):
         """Weights-only start from another checkpoint (no optimiser, schedule or epoch: not a resume)."""
         state = load_checkpoint(path, "checkpoint for init_from")["state_dict"]
         own = self.state_dict()
-        usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        misfits = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+        if misfits:
+            raise InputError(f"{path}: {len(misfits)} weights of this checkpoint for init_from have other shapes than "
+                             f"this model's (first: {misfits[0]}): another backbone or size; pass a checkpoint of "
+                             "the same backbone and dim")
+        usable = {k: v for k, v in state.items() if k in own}
         if not usable:
             raise InputError(f"{path}: no weights of this checkpoint for init_from fit this model (another model or "
                              "size?); pass a checkpoint of the same backbone")
