@@ -371,7 +371,11 @@ USER_ERRORS = (ValueError, OSError, RuntimeError)
 
 
 def _error_line(error: BaseException) -> str:
-    """An OSError as `file: reason` (a long path shortened), anything else as its message."""
+    """An OSError as `file: reason` (a long path shortened), a list of problems with one entry on one line,
+    anything else as its message."""
+    problems = getattr(error, "problems", None)
+    if isinstance(problems, list) and len(problems) == 1 and hasattr(error, "path"):
+        return f"{error.path}: {problems[0]}"
     if isinstance(error, OSError) and error.filename is not None and error.strerror:
         name = str(error.filename)
         if len(name) > 120:

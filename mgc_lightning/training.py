@@ -158,14 +158,29 @@ def read_config_files(args: list[str]) -> dict[str, object]:
     return configs
 
 
-def _holds_key(config: object, key: str) -> bool:
+_ABSENT = object()
+
+
+def _value_at(config: object, key: str) -> object:
+    """The value a parsed config file gives the dotted key (init_args levels may be left out), or _ABSENT."""
     for part in key.split("."):
         if isinstance(config, dict) and part not in config and isinstance(config.get("init_args"), dict):
             config = config["init_args"]
         if not isinstance(config, dict) or part not in config:
-            return False
+            return _ABSENT
         config = config[part]
-    return True
+    return config
+
+
+def _option_value(args: list[str], key: str) -> object:
+    """The value the last --key option of the command line gives, or _ABSENT."""
+    value = _ABSENT
+    for index, arg in enumerate(args):
+        if arg == f"--{key}" and index + 1 < len(args):
+            value = args[index + 1]
+        elif arg.startswith(f"--{key}="):
+            value = arg.split("=", 1)[1]
+    return value
 
 
 def argument_error_line(message: str, args: list[str], configs: dict[str, object]) -> str:
@@ -182,18 +197,24 @@ def argument_error_line(message: str, args: list[str], configs: dict[str, object
         return raised[0].strip()[2:] if len(raised) == 1 else " ".join(lines)
     nested = ".init_args." if "class_path" in message else "."
     key = nested.join(keys + ([unknown.group(1)] if unknown and keys else [])) or unknown.group(1)
+    given = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Given value:")), None)
+    if len(keys) > 1:
+        got = re.search(r"Got value: (.*)$", message, re.MULTILINE)
+        given = got.group(1).strip() if got else None
     if unknown:
         problem = f"unknown key {key!r}"
     else:
         after = lines.index(next(line for line in lines if f'Parser key "{keys[-1]}"' in line)) + 1
         detail = lines[after] if len(keys) > 1 else next((line for line in lines if line.startswith("Expected")),
                                                            lines[after] if after < len(lines) else "invalid")
-        given = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Given value:")), None)
         problem = f"{key}: {detail}" + (f", given {given!r}" if given is not None and len(keys) == 1 else "")
     problem = re.sub(r"<class '(?:[\w.]+\.)?(\w+)'>", r"\1", problem).replace("Expected a ", "expected ")
-    sources = [name for name, config in configs.items() if _holds_key(config, key)]
-    if any(arg == f"--{key}" or arg.startswith(f"--{key}=") for arg in args):
-        source, problem = f"option --{key}", problem.removeprefix(f"{key}: ")
-    else:
-        source = sources[-1] if sources else "the command line"
+    # where the key was set: the file or option whose value is the one refused, else the last one that sets it
+    sources = [(name, _value_at(config, key)) for name, config in configs.items()]
+    sources = [(f"option --{key}", value) if name is None else (name, value)
+               for name, value in [*sources, (None, _option_value(args, key))] if value is not _ABSENT]
+    refused = [name for name, value in sources if given is not None and str(value) == given]
+    source = (refused or [name for name, _ in sources] or ["the command line"])[-1]
+    if source.startswith("option --"):
+        problem = problem.removeprefix(f"{key}: ")
     return f"{source}: {problem} (see `mgc {args[0] if args else 'fit'} --help`)"
