@@ -292,8 +292,15 @@ def _cache_options(sub: argparse.ArgumentParser, quiet: bool = True) -> None:
         sub.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line (no usage block), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mgc", description="Mask-guided classification of marine mammal sounds.")
+    parser = _Parser(prog="mgc", description="Mask-guided classification of marine mammal sounds.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sub = commands.add_parser("presets", help="list the named front-end presets and their parameters")
@@ -448,26 +455,55 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 LIGHTNING_COMMANDS = ("fit", "test")
+# What a user's mistake raises (a bad path, file, config, checkpoint or setting): one line and exit status 2.
+USER_ERRORS = (ValueError, OSError, RuntimeError)
+
+
+def _error_line(error: BaseException) -> str:
+    """An OSError as `file: reason` (a long path shortened), a list of problems with one entry on one line,
+    anything else as its message."""
+    problems = getattr(error, "problems", None)
+    if isinstance(problems, list) and len(problems) == 1 and hasattr(error, "path"):
+        return f"{error.path}: {problems[0]}"
+    if isinstance(error, OSError) and error.filename is not None and error.strerror:
+        name = str(error.filename)
+        if len(name) > 120:
+            name = f"{name[:60]}...{name[-40:]} ({len(name)} characters)"
+        return f"{name}: {error.strerror}"
+    return str(error)
+
+
+def _run_lightning(argv: list[str], from_shell: bool) -> int:
+    """fit/test through LightningCLI, with config files and --ckpt_path checked first and every parse error of
+    jsonargparse as one line naming the file that set the offending key."""
+    from jsonargparse import ArgumentError
+
+    from .training import argument_error_line, read_config_files, run_lightning
+
+    configs = read_config_files(argv)
+    try:
+        run_lightning(None if from_shell else argv)  # LightningCLI reads sys.argv itself when run from a shell
+    except (ArgumentError, ValueError) as error:
+        # jsonargparse wraps what a class raised while it was built (a ValueError) in a multi-line message too
+        if not isinstance(error, ArgumentError) and "Does not validate against" not in str(error):
+            raise
+        print(f"mgc {argv[0]}: error: {argument_error_line(str(error), argv, configs)}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     from_shell = argv is None
     argv = sys.argv[1:] if from_shell else argv
-    if argv and argv[0] in LIGHTNING_COMMANDS:
-        from .training import run_lightning
-
-        try:
-            run_lightning(None if from_shell else argv)  # LightningCLI reads sys.argv itself when run from a shell
-        except (ValueError, FileNotFoundError) as error:
-            print(f"mgc {argv[0]}: error: {error}", file=sys.stderr)
-            return 2
-        return 0
-    args = build_parser().parse_args(argv)
-    _one_line_warnings()
+    command = " ".join(argv[:2]) if argv[:1] == ["masks"] else (argv[0] if argv else "")
     try:
+        if argv and argv[0] in LIGHTNING_COMMANDS:
+            return _run_lightning(argv, from_shell)
+        args = build_parser().parse_args(argv)
+        _one_line_warnings()
         return args.run(args)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
-        print(f"mgc {args.command}: error: {error}", file=sys.stderr)
+    except USER_ERRORS as error:
+        print(f"mgc {command}: error: {_error_line(error)}", file=sys.stderr)
         return 2
 
 

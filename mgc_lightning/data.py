@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader, Dataset
 from .augment import FrontEndAugment
 from .cache import DEFAULT_CACHE_ROOT, ArrayStore, compute_spectrograms, mask_store, silent_windows, spectrogram_store
 from .manifest import SplitConfig, WindowRow, load_manifest, split_rows
-from .masks import read_mask_png, soft_mask
+from .errors import InputError
+from .masks import check_mask_png, read_mask_png, soft_mask
 from .spectrogram import SpectrogramConfig, get_preset
 
 MASK_KINDS = ("binary", "soft")
@@ -27,13 +28,35 @@ MASK_KINDS = ("binary", "soft")
 MANIFEST_MASKS = "manifest"
 
 
+def manifest_mask_path(row: WindowRow) -> Path:
+    """A row's `mask` PNG; a relative name is relative to the row's audio file."""
+    return Path(row.mask) if Path(row.mask).is_absolute() else row.path.parent / row.mask
+
+
+def check_manifest_masks(manifest: str | Path, config: SpectrogramConfig, every_row: bool) -> None:
+    """Every mask PNG the manifest names exists and has the preset's size (and every row names one when
+    `every_row`): checked when a data module is built, before any model or MLflow run, not mid-epoch."""
+    problems = []
+    for number, row in enumerate(load_manifest(manifest, check_audio=False), start=1):
+        try:
+            if row.mask:
+                check_mask_png(manifest_mask_path(row), config)
+            elif every_row:
+                raise ValueError("no mask PNG in the `mask` column")
+        except (ValueError, OSError) as error:
+            problems.append(f"row {number} (line {number + 1}): {error}")
+    if problems:
+        more = f" (and {len(problems) - 1} more row(s))" if len(problems) > 1 else ""
+        raise InputError(f"{manifest}: {problems[0]}{more}; fix the mask PNGs or the manifest's `mask` column")
+
+
 def mask_loader(config: SpectrogramConfig, source: str, cache_root: str | Path) -> Callable[[WindowRow], np.ndarray]:
     """A function row -> boolean (height, width) mask from the named source, with an error that says what to run."""
     if source == MANIFEST_MASKS:
         def from_png(row: WindowRow) -> np.ndarray:
             if not row.mask:
                 raise ValueError(f"window {row.key} has no `mask` PNG in the manifest")
-            return read_mask_png(row.mask if Path(row.mask).is_absolute() else row.path.parent / row.mask, config)
+            return read_mask_png(manifest_mask_path(row), config)
         return from_png
     store = mask_store(config, source, cache_root)
 
@@ -147,6 +170,17 @@ class _WindowDataModule(L.LightningDataModule):
         self.drop_silent, self.drop_duplicates = drop_silent, drop_duplicates
         self.datasets: dict[str, WindowDataset] = {}
 
+    # With mask source `manifest`: must every row name a mask PNG (or are windows without one left out)?
+    every_row_masked = True
+
+    @classmethod
+    def check_inputs(cls, settings: dict) -> None:
+        """What the settings alone let us check, cheaply, before anything is built (LightningCLI calls this before it
+        builds the model): with mask source `manifest`, every mask PNG the manifest names, with its row."""
+        if settings.get("mask_source") == MANIFEST_MASKS:
+            check_manifest_masks(settings["manifest"], get_preset(settings.get("preset") or "origin"),
+                                 cls.every_row_masked)
+
     def prepare_data(self) -> None:
         """Cache the windows this run reads: every split for fit, only the test (or validation) split when a trained
         model is tested on another front end, so an out-of-distribution test renders a sixth of the windows."""
@@ -193,6 +227,7 @@ class ClassificationDataModule(_WindowDataModule):
         if not 0 <= time_shift <= 0.5 or time_masks < 0:
             raise ValueError(f"need 0 <= time_shift <= 0.5 and time_masks >= 0, got {time_shift} and {time_masks}")
         self.mask_source, self.mask_kind, self.soft_sigma, self.hflip = mask_source, mask_kind, soft_sigma, hflip
+        self.check_inputs({"manifest": manifest, "preset": self.config.name, "mask_source": mask_source})
         self.time_shift, self.time_masks = time_shift, time_masks
 
     def setup(self, stage: str | None = None) -> None:
@@ -226,6 +261,8 @@ class SegmentationDataModule(_WindowDataModule):
     horizontal flips and random front-end looks (augment.py), so that masks drawn on other front ends hold up
     although no image of theirs is ever seen (training on them would leak the out-of-distribution test)."""
 
+    every_row_masked = False  # windows without a mask are left out
+
     def __init__(self, manifest: str, *, mask_source: str = MANIFEST_MASKS, hflip: bool = True,
                  warp_probability: float = 0.0, stretch_probability: float = 0.0, power_probability: float = 0.0,
                  **window_settings):
@@ -235,6 +272,7 @@ class SegmentationDataModule(_WindowDataModule):
         super().__init__(manifest, **window_settings)
         self.save_hyperparameters()
         self.mask_source, self.hflip = mask_source, hflip
+        self.check_inputs({"manifest": manifest, "preset": self.config.name, "mask_source": mask_source})
         probabilities = (warp_probability, stretch_probability, power_probability)
         self.augment = FrontEndAugment(self.config, *probabilities) if any(probabilities) else None
 

@@ -14,11 +14,12 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from .checkpoints import load_checkpoint, load_module
 from .data import ClassificationDataModule
 from .models.classifier import ClassifierModule
 from .models.segmenter import PREDICTED, predict_masks
 from .spectrogram import get_preset
-from .tracking import MLflowLogger, evaluation_run_settings, read_checkpoint_metadata
+from .tracking import RUN_ID_KEY, MLflowLogger, evaluation_run_settings
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,9 @@ def evaluate_checkpoint(
 ) -> Evaluation:
     """Test a classifier checkpoint on `preset` in a new evaluation run; returns the test metrics and that run."""
     checkpoint = Path(checkpoint)
-    metadata = read_checkpoint_metadata(checkpoint)
-    stored = torch.load(checkpoint, map_location="cpu", weights_only=False).get("datamodule_hyper_parameters")
+    model = load_module(ClassifierModule, checkpoint, "classifier checkpoint")  # refuses a bad file before any work
+    contents = load_checkpoint(checkpoint, "classifier checkpoint")
+    stored = contents.get("datamodule_hyper_parameters")
     if not stored:
         raise ValueError(f"{checkpoint}: no data module settings in the checkpoint; was it trained with `mgc fit`?")
     # LightningCLI adds bookkeeping keys such as _class_path
@@ -48,8 +50,7 @@ def evaluate_checkpoint(
                              f"made its training masks, so masks for {preset!r} are made the same way")
         predict_masks(segmenter, data.split_rows()["test"], get_preset(preset), data.cache_root,
                       device="cuda" if torch.cuda.is_available() else "cpu")
-    model = ClassifierModule.load_from_checkpoint(checkpoint, map_location="cpu")
-    training_run = metadata["mlflow_run_id"]
+    training_run = contents.get(RUN_ID_KEY)
     logger = MLflowLogger(**evaluation_run_settings(training_run, None, preset)) if training_run else False
     trainer = L.Trainer(logger=logger, accelerator=accelerator, devices=1, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)

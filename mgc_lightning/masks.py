@@ -87,19 +87,30 @@ def soft_mask(mask: np.ndarray, sigma: float) -> np.ndarray:
     return np.exp(-(distance**2) / (2 * sigma**2)).astype(np.float32)
 
 
-def read_mask_png(path: str | Path, config: SpectrogramConfig) -> np.ndarray:
-    """A hand-made mask: single-channel PNG, 0 = background and 255 = sound, the preset's image size."""
-    from PIL import Image
+def check_mask_png(path: str | Path, config: SpectrogramConfig) -> None:
+    """A mask PNG's existence, mode and size, from its header only (cheap enough to check every file before
+    training)."""
+    from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: mask file not found")
+    try:
+        with Image.open(path) as image:
+            mode, (width, height) = image.mode, image.size
+    except UnidentifiedImageError as error:
+        raise ValueError(f"{path}: not an image file; masks are single-channel PNGs") from error
+    if mode not in ("L", "1", "P"):
+        raise ValueError(f"{path}: mask must be a single-channel PNG (mode L), got mode {mode}")
+    if (height, width) != (config.height, config.width):
+        raise ValueError(f"{path}: mask is {height}x{width}, preset {config.name!r} images are "
+                         f"{config.height}x{config.width} (height x width)")
+
+
+def read_mask_png(path: str | Path, config: SpectrogramConfig) -> np.ndarray:
+    """A hand-made mask: single-channel PNG, 0 = background and 255 = sound, the preset's image size."""
+    from PIL import Image
+
+    check_mask_png(path, config)
     with Image.open(path) as image:
-        if image.mode not in ("L", "1", "P"):
-            raise ValueError(f"{path}: mask must be a single-channel PNG (mode L), got mode {image.mode}")
-        array = np.asarray(image.convert("L"))
-    expected = (config.height, config.width)
-    if array.shape != expected:
-        raise ValueError(f"{path}: mask is {array.shape[0]}x{array.shape[1]}, preset {config.name!r} images are "
-                         f"{expected[0]}x{expected[1]} (height x width)")
-    return array > 127
+        return np.asarray(image.convert("L")) > 127

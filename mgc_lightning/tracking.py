@@ -11,13 +11,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from .checkpoints import load_checkpoint
 from .labels import label_map
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
@@ -205,8 +205,5 @@ class ConfigToMLflow(SaveConfigCallback):
 
 def read_checkpoint_metadata(path: str | Path) -> dict:
     """The metadata CheckpointMetadata stored, without building a model."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    checkpoint = load_checkpoint(path)
     return {key: checkpoint.get(key) for key in (RUN_ID_KEY, FRONT_END_KEY, LABEL_MAP_KEY)}

@@ -16,6 +16,8 @@ import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
+from .checkpoints import check_model_class, load_checkpoint
+from .errors import InputError
 from .tracking import (
     DATASET_TAG,
     EVALUATES_TAG,
@@ -32,6 +34,8 @@ CHECKPOINT_ROOT = Path("checkpoints")
 # Model settings that may differ between a checkpoint and the config that resumes or tests it: they do not change
 # what the weights mean (optimiser settings, where the first weights came from).
 FREE_SETTINGS = {"lr", "weight_decay", "pretrained", "pretrained_path", "init_from"}
+# ckpt_path values that Lightning resolves itself ("last" and "best" are resolved here first, see parse_arguments)
+LIGHTNING_CHECKPOINT_KEYWORDS = ("last", "best", "hpc", "registry")
 
 
 def find_checkpoint(root: Path, experiment: str, run_name: str | None, which: str = "last") -> Path:
@@ -107,10 +111,19 @@ class MGCLightningCLI(LightningCLI):
 
     def parse_arguments(self, parser, args) -> None:
         super().parse_arguments(parser, args)
+        if not self.config.get("subcommand"):
+            return
         config = self.config[self.config["subcommand"]]
         logger = _logger_args(config)
         if config.get("experiment_name") and logger is not None:
             logger["experiment_name"] = config["experiment_name"]
+        self._resolve_checkpoint(config, logger)
+        self._check_checkpoint(config)
+        self._check_data_inputs(config)
+
+    def _resolve_checkpoint(self, config, logger) -> None:
+        """`last` / `best` within the experiment and run name; a checkpoint of another model is refused here, before
+        anything is written."""
         ckpt = config.get("ckpt_path")
         if not ckpt:
             return
@@ -122,13 +135,39 @@ class MGCLightningCLI(LightningCLI):
             run_name = logger.get("run_name") if logger is not None else None
             if experiment is None:
                 raise ValueError(f"--ckpt_path {ckpt} needs an MLflow logger with an experiment_name")
-            config["ckpt_path"] = ckpt = str(find_checkpoint(root, experiment, run_name, ckpt))
-        if not Path(ckpt).is_file():
-            raise FileNotFoundError(f"{ckpt}: checkpoint not found")
-        differences = model_differences(ckpt, config["model"])
-        if differences:
-            raise ValueError(f"{ckpt} holds another model than this config ({'; '.join(differences)}): pass that "
-                             "model's config, or a checkpoint of this one")
+            config["ckpt_path"] = str(find_checkpoint(root, experiment, run_name, ckpt))
+
+    @staticmethod
+    def _check_data_inputs(config) -> None:
+        """The data module's check of its inputs (e.g. every mask PNG) from its settings, before a model or an MLflow
+        run exists: a bad file then costs seconds, not an epoch and a FAILED run."""
+        import importlib
+
+        data = config.get("data")
+        if data is None or not getattr(data, "class_path", None):
+            return
+        module, name = data.class_path.rsplit(".", 1)
+        check = getattr(getattr(importlib.import_module(module), name, None), "check_inputs", None)
+        if check is not None:
+            check(data.init_args.as_dict() if data.init_args is not None else {})
+
+    @staticmethod
+    def _check_checkpoint(config) -> None:
+        """Checkpoints load as weights only (a file's code never runs): the checkpoint is read that way here, before
+        Lightning reads it to take over its hyperparameters, and must hold the configured model class."""
+        if config.get("weights_only") is False:
+            raise InputError("--weights_only false is refused: checkpoints load as weights only, so that no code "
+                             "inside a file can run")
+        config["weights_only"] = True
+        path = config.get("ckpt_path")
+        if path and path not in LIGHTNING_CHECKPOINT_KEYWORDS:
+            model = config.get("model")
+            class_path = getattr(model, "class_path", None) if model is not None else None
+            check_model_class(path, load_checkpoint(path), class_path, "checkpoint of this experiment's model")
+            differences = model_differences(path, model) if model is not None else []
+            if differences:
+                raise ValueError(f"{path} holds another model than this config ({'; '.join(differences)}): pass "
+                                 "that model's config, or a checkpoint of this one")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
@@ -157,7 +196,7 @@ class MGCLightningCLI(LightningCLI):
         datamodule = self.datamodule
         has_test_data = datamodule is not None and len(getattr(datamodule, "datasets", {}).get("test", ())) > 0
         if has_test_data and is_overridden("test_step", self.model) and not self.trainer.fast_dev_run:
-            self.trainer.test(self.model, datamodule=datamodule, ckpt_path="best")
+            self.trainer.test(self.model, datamodule=datamodule, ckpt_path="best", weights_only=True)
         callback = self.trainer.checkpoint_callback
         link = self.config[self.subcommand].get("link_best")
         if link and callback is not None and callback.best_model_path and self.trainer.is_global_zero:
@@ -193,5 +232,105 @@ def run_lightning(args: list[str] | None) -> MGCLightningCLI:
         },
         subclass_mode_model=True,
         subclass_mode_data=True,
+        parser_kwargs={"exit_on_error": False},  # parse errors raise; `mgc` turns them into one line
         args=args,
     )
+
+
+def config_files(args: list[str]) -> list[str]:
+    """The --config / -c files of a Lightning command line, in order."""
+    files = []
+    for index, arg in enumerate(args):
+        if arg in ("--config", "-c") and index + 1 < len(args):
+            files.append(args[index + 1])
+        elif arg.startswith("--config="):
+            files.append(arg.split("=", 1)[1])
+    return files
+
+
+def read_config_files(args: list[str]) -> dict[str, object]:
+    """Each config file of the command line parsed as YAML, with a one-line InputError naming the file when it is
+    missing, is not YAML or is not a mapping: found before Lightning starts, which would not name the file."""
+    import yaml
+
+    from .checkpoints import checked_path
+
+    configs = {}
+    for name in config_files(args):
+        path = checked_path(name, "config file")
+        try:
+            content = yaml.safe_load(path.read_text())
+        except UnicodeDecodeError as error:
+            raise InputError(f"{path}: config file is not text ({error.reason}); pass a YAML file") from error
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            raise InputError(f"{path}: config file is not valid YAML{where}: {problem}") from error
+        if content is not None and not isinstance(content, dict):
+            raise InputError(f"{path}: a config file must be a YAML mapping (key: value lines), got a "
+                             f"{type(content).__name__}")
+        configs[name] = content or {}
+    return configs
+
+
+_ABSENT = object()
+
+
+def _value_at(config: object, key: str) -> object:
+    """The value a parsed config file gives the dotted key (init_args levels may be left out), or _ABSENT."""
+    for part in key.split("."):
+        if isinstance(config, dict) and part not in config and isinstance(config.get("init_args"), dict):
+            config = config["init_args"]
+        if not isinstance(config, dict) or part not in config:
+            return _ABSENT
+        config = config[part]
+    return config
+
+
+def _option_value(args: list[str], key: str) -> object:
+    """The value the last --key option of the command line gives, or _ABSENT."""
+    value = _ABSENT
+    for index, arg in enumerate(args):
+        if arg == f"--{key}" and index + 1 < len(args):
+            value = args[index + 1]
+        elif arg.startswith(f"--{key}="):
+            value = arg.split("=", 1)[1]
+    return value
+
+
+def argument_error_line(message: str, args: list[str], configs: dict[str, object]) -> str:
+    """jsonargparse's (multi-line, nested) parse error as one line that names the key, the problem and the config
+    file, or the command-line option, that set the key."""
+    import re
+
+    lines = [line.strip().lstrip("- ") for line in message.strip().splitlines() if line.strip()]
+    keys = re.findall(r'Parser key "([^"]+)"', message)
+    unknown = re.search(r"(?:does not accept option|Option) '([^']+)'", message)
+    if not keys and unknown is None:  # e.g. a class's own check failed while it was built: keep that message
+        raised = [line for line in message.splitlines() if line.strip().startswith("- ")
+                  and "Expected a <class 'NoneType'>" not in line]
+        return raised[0].strip()[2:] if len(raised) == 1 else " ".join(lines)
+    nested = ".init_args." if "class_path" in message else "."
+    key = nested.join(keys + ([unknown.group(1)] if unknown and keys else [])) or unknown.group(1)
+    given = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Given value:")), None)
+    if len(keys) > 1:
+        got = re.search(r"Got value: (.*)$", message, re.MULTILINE)
+        given = got.group(1).strip() if got else None
+    if unknown:
+        problem = f"unknown key {key!r}"
+    else:
+        after = lines.index(next(line for line in lines if f'Parser key "{keys[-1]}"' in line)) + 1
+        detail = lines[after] if len(keys) > 1 else next((line for line in lines if line.startswith("Expected")),
+                                                           lines[after] if after < len(lines) else "invalid")
+        problem = f"{key}: {detail}" + (f", given {given!r}" if given is not None and len(keys) == 1 else "")
+    problem = re.sub(r"<class '(?:[\w.]+\.)?(\w+)'>", r"\1", problem).replace("Expected a ", "expected ")
+    # where the key was set: the file or option whose value is the one refused, else the last one that sets it
+    sources = [(name, _value_at(config, key)) for name, config in configs.items()]
+    sources = [(f"option --{key}", value) if name is None else (name, value)
+               for name, value in [*sources, (None, _option_value(args, key))] if value is not _ABSENT]
+    refused = [name for name, value in sources if given is not None and str(value) == given]
+    source = (refused or [name for name, _ in sources] or ["the command line"])[-1]
+    if source.startswith("option --"):
+        problem = problem.removeprefix(f"{key}: ")
+    return f"{source}: {problem} (see `mgc {args[0] if args else 'fit'} --help`)"

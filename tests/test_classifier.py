@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from mgc_lightning.errors import InputError
 from mgc_lightning.models.classifier import ClassifierModule
 from mgc_lightning.models.encoders import MaskEncoder, SpectrogramEncoder
 from mgc_lightning.models.fusion import FUSIONS
@@ -74,5 +75,9 @@ def test_init_from_copies_weights_only(tmp_path):
     torch.save({"state_dict": source.state_dict()}, path)
     target = ClassifierModule(mask_input="soft", init_from=str(path))
     assert torch.equal(target.head[-1].weight, source.head[-1].weight)
-    with pytest.raises(FileNotFoundError, match="init_from not found"):
+    with pytest.raises(InputError, match="init_from not found"):
         ClassifierModule(init_from=str(tmp_path / "none.ckpt"))
+    wider = tmp_path / "wider.ckpt"
+    torch.save({"state_dict": ClassifierModule(mask_input="soft", dim=128).state_dict()}, wider)
+    with pytest.raises(InputError, match=r"wider.ckpt: \d+ weights of this checkpoint for init_from have other shapes"):
+        ClassifierModule(mask_input="soft", init_from=str(wider))

@@ -7,13 +7,14 @@ features plus the fused vector (residual path), as in the paper.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoints import load_checkpoint
+from ..errors import InputError
 from ..figures import confusion_figure
 from ..intervals import bootstrap_interval
 from ..labels import JOINT_CLASS_NAMES, NUM_JOINT_CLASSES, NUM_SOUND_TYPES, SOUND_TYPES, joint_to_vectors
@@ -75,13 +76,17 @@ class ClassifierModule(L.LightningModule):
 
     def _initialise_from(self, path: str) -> None:
         """Weights-only start from another checkpoint (no optimiser, schedule or epoch: not a resume)."""
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"{path}: checkpoint for init_from not found")
-        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        state = load_checkpoint(path, "checkpoint for init_from")["state_dict"]
         own = self.state_dict()
-        usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        misfits = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+        if misfits:
+            raise InputError(f"{path}: {len(misfits)} weights of this checkpoint for init_from have other shapes than "
+                             f"this model's (first: {misfits[0]}): another backbone or size; pass a checkpoint of "
+                             "the same backbone and dim")
+        usable = {k: v for k, v in state.items() if k in own}
         if not usable:
-            raise ValueError(f"{path}: no weights match this model")
+            raise InputError(f"{path}: no weights of this checkpoint for init_from fit this model (another model or "
+                             "size?); pass a checkpoint of the same backbone")
         self.load_state_dict(usable, strict=False)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..cache import compute_spectrograms, mask_store, spectrogram_store
+from ..checkpoints import load_module
 from ..figures import mask_panel
 from ..manifest import WindowRow
 from ..masks import mask_metrics, soft_mask
@@ -146,8 +147,7 @@ def predict_masks(
     checkpoint are refused unless `replace` clears them.
     """
     checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"{checkpoint}: segmenter checkpoint not found")
+    model = load_module(SegmenterModule, checkpoint, "segmenter checkpoint", map_location=device).eval()
     store = mask_store(config, PREDICTED, cache_root)
     record = store.folder / "source.json"
     identity = _checkpoint_identity(checkpoint)
@@ -162,7 +162,6 @@ def predict_masks(
     compute_spectrograms(rows, config, cache_root, device=device, progress=progress)
     images = spectrogram_store(config, cache_root)
     pending = [row for row in dict.fromkeys(rows) if not store.has(row.key)]
-    model = SegmenterModule.load_from_checkpoint(checkpoint, map_location=device).eval()
     for first in tqdm(range(0, len(pending), batch_size), desc=f"predict masks {config.cache_key}",
                       disable=not progress or not pending):
         batch = pending[first : first + batch_size]
