@@ -122,9 +122,9 @@ class Journal:
         entry = self.entry(path)
         return entry is not None and entry["status"] == "done"
 
-    def record(self, path: Path, status: str, reason: str = "", seconds: float = 0.0) -> None:
+    def record(self, path: Path, status: str, reason: str = "", seconds: float = 0.0, process: int = 0) -> None:
         entry = {"path": str(path), "fingerprint": self.fingerprint(path), "status": status, "reason": reason,
-                 "audio_s": seconds}
+                 "audio_s": seconds, "process": process}
         write_bytes_atomic(self._entry_path(path), json.dumps(entry, sort_keys=True).encode())
 
 
@@ -283,16 +283,16 @@ class DetectionWriter(BasePredictionWriter):
         path = self.files[index]
         if "error" in prediction:
             self.parts.pop(index, None)
-            self.journal.record(path, "failed", prediction["error"])
+            self.journal.record(path, "failed", prediction["error"], process=trainer.global_rank)
             return
         self.parts.setdefault(index, []).append(prediction)
         if self.bar is not None:
             self.bar.update(len(prediction["start_s"]) * self.settings.hop_s / 3600)
             self.bar.set_postfix_str(f", {self.bar.n * 3600 / (time.perf_counter() - self.started):.1f}x real time")
         if prediction["last"]:
-            self._write_file(path, self.parts.pop(index), prediction["duration_s"])
+            self._write_file(path, self.parts.pop(index), prediction["duration_s"], trainer.global_rank)
 
-    def _write_file(self, path: Path, parts: list[dict], duration_s: float) -> None:
+    def _write_file(self, path: Path, parts: list[dict], duration_s: float, process: int) -> None:
         name = output_name(path)
         rows = window_rows(path, self.bundle.window_s, parts)
         write_bytes_atomic(self.out / "windows" / f"{name}.csv", csv_bytes(WINDOW_HEADER, rows))
@@ -300,7 +300,7 @@ class DetectionWriter(BasePredictionWriter):
             band = (self.bundle.front_end.fmin, self.bundle.front_end.fmax)
             table = selections(rows, self.bundle.thresholds, band)
             write_bytes_atomic(self.out / "raven" / f"{name}.selections.txt", csv_bytes(RAVEN_HEADER, table, "\t"))
-        self.journal.record(path, "done", seconds=duration_s)
+        self.journal.record(path, "done", seconds=duration_s, process=process)
 
     def on_predict_end(self, trainer, pl_module) -> None:
         if self.bar is not None:
