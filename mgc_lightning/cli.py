@@ -214,6 +214,22 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     return 1 if summary.failed else 0
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibration import calibrate, log_to_mlflow
+
+    result = calibrate(args.model, args.manifest, _split_config(args), args.target_precision, args.out)
+    written = args.out or args.model
+    scaling = f"temperature {result.temperature:.3f}" if result.temperature is not None else "per-type Platt scaling"
+    print(f"{result.windows} validation windows: {scaling}; ECE {result.ece_before:.4f} -> {result.ece_after:.4f}")
+    for name, (threshold, precision, recall) in result.thresholds.items():
+        missed = "" if precision >= args.target_precision else f" (target {args.target_precision:g} not reached)"
+        print(f"  {name:<15} threshold {threshold:.4f}: precision {precision:.3f}, recall {recall:.3f}{missed}")
+    if not args.no_mlflow:
+        print(f"MLflow run {log_to_mlflow(result, written)} (experiment calibration)")
+    print(f"written into {written}")
+    return 0
+
+
 def _split_options(sub: argparse.ArgumentParser, seed_help: str = "seed of the split") -> None:
     """The classifier data module's split settings with its defaults (SplitConfig's): a split seen or used here is
     the classifier's only when every setting matches."""
@@ -372,6 +388,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--window", type=float, help="window length in seconds (default: the training manifest's)")
     sub.add_argument("--out", required=True, help="bundle to write, e.g. model.mgc")
     sub.set_defaults(run=_cmd_export)
+
+    sub = commands.add_parser("calibrate", help="fit calibration and per-type thresholds of a bundle on the "
+                                                "validation split of a labelled manifest")
+    sub.add_argument("--model", required=True, help="bundle from mgc export (updated in place unless --out)")
+    sub.add_argument("--manifest", required=True, help="labelled windows of the model's window length")
+    sub.add_argument("--target-precision", type=float, default=0.9, help="per-type precision the thresholds aim at")
+    sub.add_argument("--out", help="write the calibrated bundle here instead")
+    sub.add_argument("--no-mlflow", action="store_true", help="do not log the reliability diagram and ECE to MLflow")
+    _split_options(sub)
+    sub.set_defaults(run=_cmd_calibrate)
 
     sub = commands.add_parser("detect", help="run a model bundle over recordings: per-window CSVs, Raven tables, "
                                              "presence (resumable; exit 1 when some files failed)")

@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from mlflow.tracking import MlflowClient
 
 from conftest import small_benchmark, write_audio
 from mgc_lightning.bundle import load_bundle, save_bundle
+from mgc_lightning.calibration import expected_calibration_error, fit_temperature, threshold_for_precision
 from mgc_lightning.cache import compute_spectrograms, spectrogram_store
 from mgc_lightning.cli import main
 from mgc_lightning.data import WindowDataset, mask_loader
@@ -279,3 +281,54 @@ def test_two_processes_analyse_each_file_once_and_match_one_process(models, reco
     entries = [json.loads(p.read_text()) for p in (out / ".journal").glob("*.json")]
     assert len(entries) == 5 and {e["process"] for e in entries} == {0, 1}  # both processes took files
     assert _snapshot(out) == _snapshot(out_reference)
+
+
+def test_threshold_is_the_lowest_score_reaching_the_target_precision():
+    scores = np.array([0.1, 0.4, 0.6, 0.8, 0.9])
+    present = np.array([0, 1, 0, 1, 1])
+    assert threshold_for_precision(scores, present, 0.9) == (0.8, 1.0, pytest.approx(2 / 3))
+    assert threshold_for_precision(scores, present, 0.6) == (0.1, 0.6, 1.0)
+    # Unreachable: the best precision there is, and the caller sees it is below the target.
+    assert threshold_for_precision(scores, np.array([1, 0, 0, 0, 0]), 0.9) == (0.1, 0.2, 1.0)
+
+
+def test_ece_and_temperature_scaling_recover_a_known_miscalibration():
+    assert expected_calibration_error(np.full(10, 0.9), np.array([1, 0] * 5, dtype=float)) == pytest.approx(0.4)
+    generator = torch.Generator().manual_seed(0)
+    logits = 3 * torch.randn(4000, 8, generator=generator)
+    joint = torch.multinomial(torch.softmax(logits / 2.0, dim=-1), 1, generator=generator)[:, 0]
+    temperature = fit_temperature(logits, joint)  # the true probabilities are softmax(logits / 2)
+    assert temperature == pytest.approx(2.0, rel=0.1)
+    confidence = lambda t: torch.softmax(logits / t, dim=-1).max(dim=-1).values.numpy()  # noqa: E731
+    correct = (logits.argmax(dim=-1) == joint).numpy().astype(float)
+    assert expected_calibration_error(confidence(temperature), correct) < 0.03 < expected_calibration_error(
+        confidence(1.0), correct)
+
+
+@pytest.mark.slow
+def test_calibrate_writes_temperature_and_thresholds_into_the_bundle_and_logs_to_mlflow(models, tmp_path, capsys,
+                                                                                     monkeypatch):
+    root, _, _, bundle_path = models
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    calibrated = tmp_path / "calibrated.mgc"
+    manifest = root / "bench" / "manifest.csv"
+    assert main(["calibrate", "--model", str(bundle_path), "--manifest", str(manifest), "--split-fractions", "0", "1",
+                 "0", "--target-precision", "0.8", "--out", str(calibrated)]) == 0
+    out = capsys.readouterr().out
+    assert "32 validation windows: temperature" in out and "ECE" in out
+    bundle, _ = load_bundle(calibrated)
+    record = bundle.calibration
+    assert bundle.temperature != 1.0 and record["windows"] == 32 and record["target_precision"] == 0.8
+    assert f"ECE {record['ece_before']:.4f} -> {record['ece_after']:.4f}" in out
+    assert bundle.thresholds == [record["validation"][t]["threshold"] for t in SOUND_TYPES]
+    for name in SOUND_TYPES:
+        chosen = record["validation"][name]
+        assert (chosen["precision"] >= 0.8) == ("target 0.8 not reached" not in out.split(name)[1].splitlines()[0])
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.search_runs([client.get_experiment_by_name("calibration").experiment_id])[0]
+    assert run.data.metrics["ece_after"] == pytest.approx(record["ece_after"])
+    assert run.data.metrics["temperature"] == pytest.approx(bundle.temperature)
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "figures")] == ["figures/reliability.png"]
+    # The source bundle is untouched; its own calibration is still the identity.
+    assert load_bundle(bundle_path)[0].temperature == 1.0
