@@ -80,8 +80,8 @@ class BundlePipeline(nn.Module):
         if self.multiclass:
             joint = torch.softmax(logits / self.bundle.temperature, dim=-1)
             return type_probabilities(joint), joint
-        scale, offset = (torch.tensor(v, dtype=logits.dtype) for v in zip(*(self.bundle.platt or
-                                                                             [[1.0, 0.0]] * NUM_SOUND_TYPES)))
+        platt = self.bundle.platt or [[1.0, 0.0]] * NUM_SOUND_TYPES
+        scale, offset = torch.tensor(platt, dtype=logits.dtype, device=logits.device).unbind(dim=-1)
         types = torch.sigmoid(logits * scale + offset)
         return types, joint_probabilities(types)
 

@@ -18,7 +18,8 @@ from mlflow.tracking import MlflowClient
 
 from conftest import small_benchmark, write_audio
 from mgc_lightning.bundle import load_bundle, save_bundle
-from mgc_lightning.calibration import expected_calibration_error, fit_temperature, threshold_for_precision
+from mgc_lightning.calibration import (expected_calibration_error, fit_platt, fit_temperature,
+                                       threshold_for_precision)
 from mgc_lightning.cache import compute_spectrograms, spectrogram_store
 from mgc_lightning.cli import main
 from mgc_lightning.data import WindowDataset, mask_loader
@@ -303,6 +304,14 @@ def test_ece_and_temperature_scaling_recover_a_known_miscalibration():
     correct = (logits.argmax(dim=-1) == joint).numpy().astype(float)
     assert expected_calibration_error(confidence(temperature), correct) < 0.03 < expected_calibration_error(
         confidence(1.0), correct)
+
+
+def test_platt_scaling_recovers_known_per_type_scales_and_offsets():
+    generator = torch.Generator().manual_seed(1)
+    logits = 2 * torch.randn(6000, 3, generator=generator)
+    truth = torch.tensor([[0.5, 1.0], [2.0, -1.0], [1.0, 0.0]])
+    present = torch.bernoulli(torch.sigmoid(logits * truth[:, 0] + truth[:, 1]), generator=generator)
+    np.testing.assert_allclose(fit_platt(logits, present), truth.numpy(), atol=0.15)
 
 
 @pytest.mark.slow
