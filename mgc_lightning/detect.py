@@ -162,7 +162,7 @@ class RecordingWindows(IterableDataset):
         if channel is not None and channel >= info.channels:
             raise AudioError(path, f"channel {channel} requested but the file has {info.channels} channel(s)")
         window_s = self.bundle.window_s
-        starts = window_starts(info.duration_s, window_s, settings.hop_s)
+        starts = window_starts(info.duration_s, window_s, settings.hop_s or window_s)
         if not starts:
             raise AudioError(path, f"shorter ({info.duration_s:g} s) than one window ({window_s:g} s)")
         rate, count = info.sample_rate, int(round(window_s * info.sample_rate))

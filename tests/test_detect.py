@@ -17,7 +17,9 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from conftest import small_benchmark, write_audio
-from mgc_lightning.bundle import load_bundle, save_bundle
+from mgc_lightning.audio import read_window
+from mgc_lightning.bundle import Bundle, load_bundle, save_bundle
+from mgc_lightning.detect import DetectSettings, RecordingWindows
 from mgc_lightning.calibration import (expected_calibration_error, fit_platt, fit_temperature,
                                        threshold_for_precision)
 from mgc_lightning.cache import compute_spectrograms, spectrogram_store
@@ -282,6 +284,29 @@ def test_two_processes_analyse_each_file_once_and_match_one_process(models, reco
     entries = [json.loads(p.read_text()) for p in (out / ".journal").glob("*.json")]
     assert len(entries) == 5 and {e["process"] for e in entries} == {0, 1}  # both processes took files
     assert _snapshot(out) == _snapshot(out_reference)
+
+
+def test_block_reads_cut_the_same_windows_as_read_window(tmp_path):
+    """Windows read in blocks (stereo, another rate, overlapping hops) equal one-window reads; bad requests become
+    per-file errors."""
+    rng = np.random.default_rng(4)
+    stereo = write_audio(tmp_path / "stereo.wav", rng.normal(0, 0.1, (int(1.1 * 400_000), 2)).astype(np.float32),
+                         400_000, subtype="FLOAT")
+    short = write_audio(tmp_path / "short.wav", np.zeros(1000, dtype=np.float32), RATE)
+    bundle = Bundle(front_end=get_preset("origin"), window_s=WINDOW, classifier={}, classifier_state={})
+    items = list(RecordingWindows([stereo], bundle, DetectSettings(hop_s=0.2, channel=1, batch_size=2)))
+    starts = [s for item in items for s in item["start_s"].tolist()]
+    assert starts == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8])
+    assert [item["last"] for item in items] == [False, False, True]
+    waves = torch.cat([item["waves"] for item in items]).numpy()
+    for start, wave in zip(starts, waves):
+        expected = read_window(stereo, start, WINDOW, channel=1, target_rate=RATE, fmax_hz=160_000)
+        np.testing.assert_array_equal(wave, expected[: len(wave)])
+    errors = list(RecordingWindows([stereo, short], bundle, DetectSettings(channel=2)))
+    assert [e.get("error") for e in errors] == ["channel 2 requested but the file has 2 channel(s)",
+                                               "channel 2 requested but the file has 1 channel(s)"]
+    errors = list(RecordingWindows([short], bundle, DetectSettings()))
+    assert [e.get("error") for e in errors] == ["shorter (0.00260417 s) than one window (0.25 s)"]
 
 
 def test_threshold_is_the_lowest_score_reaching_the_target_precision():
