@@ -19,7 +19,8 @@ from mlflow.tracking import MlflowClient
 from conftest import small_benchmark, write_audio
 from mgc_lightning.audio import read_window
 from mgc_lightning.bundle import Bundle, load_bundle, save_bundle
-from mgc_lightning.detect import DetectSettings, RecordingWindows
+from mgc_lightning.detect import RAVEN_HEADER, DetectSettings, RecordingWindows, csv_bytes, output_name
+from mgc_lightning.event_scores import event_scores
 from mgc_lightning.calibration import (expected_calibration_error, fit_platt, fit_temperature,
                                        threshold_for_precision)
 from mgc_lightning.cache import compute_spectrograms, spectrogram_store
@@ -307,6 +308,27 @@ def test_block_reads_cut_the_same_windows_as_read_window(tmp_path):
                                                "channel 2 requested but the file has 1 channel(s)"]
     errors = list(RecordingWindows([short], bundle, DetectSettings()))
     assert [e.get("error") for e in errors] == ["shorter (0.00260417 s) than one window (0.25 s)"]
+
+
+def test_event_scores_count_overlaps_per_type(tmp_path):
+    """Recall over labelled events only; a selection on an unlabelled (faint) call of its type is not a false alarm."""
+    bench = tmp_path / "bench"
+    audio = write_audio(bench / "audio" / "R1.flac", np.zeros(RATE, dtype=np.float32), RATE)
+    header = "recording,window,sound_type,start_s,end_s,low_hz,high_hz,snr_db,effective_snr_db,visible_pixels,labelled,params\n"
+    events = ["R1,0,whistle,0.10,0.20,1,2,0,0,0,True,{}", "R1,0,whistle,0.60,0.70,1,2,0,0,0,True,{}",
+              "R1,0,whistle,0.80,0.90,1,2,0,0,0,False,{}", "R1,0,beluga_click,0.30,0.40,1,2,0,0,0,True,{}"]
+    (bench / "events.csv").write_text(header + "\n".join(events) + "\n")
+    selections = [[1, "Spectrogram 1", 1, 0.0, 0.25, 1000, 2000, "whistle", 0.9],    # hits the first whistle
+                  [2, "Spectrogram 1", 1, 0.75, 1.0, 1000, 2000, "whistle", 0.9],   # an unlabelled whistle
+                  [3, "Spectrogram 1", 1, 0.5, 0.55, 1000, 2000, "beluga_click", 0.9]]  # nothing there
+    (tmp_path / "out" / "raven").mkdir(parents=True)
+    (tmp_path / "out" / "raven" / f"{output_name(audio.resolve())}.selections.txt").write_bytes(
+        csv_bytes(RAVEN_HEADER, selections, "\t"))
+    scores = event_scores(tmp_path / "out", bench, ["R1"])
+    assert scores["whistle"] == {"events": 2, "detected": 1, "recall": 0.5, "selections": 2,
+                                 "true_selections": 2, "precision": 1.0}
+    assert (scores["beluga_click"]["recall"], scores["beluga_click"]["precision"]) == (0.0, 0.0)
+    assert (scores["porpoise_click"]["recall"], scores["porpoise_click"]["precision"]) == (None, None)
 
 
 def test_threshold_is_the_lowest_score_reaching_the_target_precision():
