@@ -12,12 +12,9 @@ import csv
 import hashlib
 import io
 import json
-import math
-import re
 import time
 import warnings
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -34,14 +31,12 @@ from .cache import write_bytes_atomic
 from .errors import InputError
 from .inference import BundlePipeline
 from .labels import JOINT_CLASS_NAMES, SOUND_TYPES
+from .presence import presence_figure, presence_tables
 
 AUDIO_SUFFIXES = (".wav", ".flac")
 FORMATS = ("csv", "raven", "presence")
 RAVEN_HEADER = ("Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)",
                 "Annotation", "Probability")
-# Recorders (SoundTrap, AudioMoth, ...) name files by their start time: 20240131_235959, 20240131T235959, ...
-TIMESTAMP = re.compile(r"(\d{8})[_T-]?(\d{6})")
-UNDATED = "undated"
 
 
 @dataclass(frozen=True)
@@ -308,74 +303,6 @@ class DetectionWriter(BasePredictionWriter):
         trainer.strategy.barrier()  # every process has written its files before rank 0 sums up
 
 
-def file_start(path: Path) -> datetime | None:
-    match = TIMESTAMP.search(path.stem)
-    if not match:
-        return None
-    try:
-        return datetime.strptime("".join(match.groups()), "%Y%m%d%H%M%S")
-    except ValueError:
-        return None
-
-
-def presence_tables(files: Sequence[Path], out: Path, thresholds: Sequence[float]) -> tuple[list[list], list[list]]:
-    """Positive windows per sound type per hour and per day, from the per-window CSVs. A window counts in the hour
-    its start falls in: the file's start time from its name plus the window's offset; files without a timestamp in
-    their name count as `undated`, hours from the file's start."""
-    hourly: dict[tuple[str, int], list[int]] = {}
-    for path in files:
-        table = out / "windows" / f"{output_name(path)}.csv"
-        if not table.is_file():
-            continue
-        origin = file_start(path)
-        with open(table, newline="") as handle:
-            for row in csv.DictReader(handle):
-                offset = float(row["start_s"])
-                if origin is None:
-                    key = (UNDATED, int(offset // 3600))
-                else:
-                    moment = origin + timedelta(seconds=offset)
-                    key = (moment.strftime("%Y-%m-%d"), moment.hour)
-                counts = hourly.setdefault(key, [0] * (1 + len(SOUND_TYPES)))
-                counts[0] += 1
-                for t, name in enumerate(SOUND_TYPES):
-                    counts[1 + t] += float(row[f"p_{name}"]) >= thresholds[t]
-    daily: dict[str, list[int]] = {}
-    for (day, _), counts in hourly.items():
-        daily[day] = [a + b for a, b in zip(daily.get(day, [0] * len(counts)), counts)]
-    return ([[day, hour, *counts] for (day, hour), counts in sorted(hourly.items())],
-            [[day, *counts] for day, counts in sorted(daily.items())])
-
-
-def presence_figure(hourly: list[list]) -> bytes:
-    """Per sound type a day x hour-of-day image of the share of windows with that type: the monitoring plot."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    days = sorted({row[0] for row in hourly})
-    hours = 24 if all(day != UNDATED for day in days) else max(24, 1 + max(row[1] for row in hourly))
-    figure, axes = plt.subplots(len(SOUND_TYPES), 1, figsize=(max(6.0, 0.4 * len(days) + 3), 2.2 * len(SOUND_TYPES)),
-                                squeeze=False)
-    for t, name in enumerate(SOUND_TYPES):
-        share = np.full((hours, len(days)), np.nan)
-        for day, hour, windows, *positives in hourly:
-            share[hour, days.index(day)] = positives[t] / windows if windows else np.nan
-        axis = axes[t, 0]
-        image = axis.imshow(share, aspect="auto", origin="lower", vmin=0, vmax=1, cmap="viridis",
-                            interpolation="nearest")
-        axis.set_title(f"{name}: share of windows with detections")
-        axis.set_ylabel("hour")
-        axis.set_xticks(range(len(days)), days, rotation=45, ha="right", fontsize=7)
-        figure.colorbar(image, ax=axis)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, metadata={"Software": None})  # no version stamp: same bytes
-    plt.close(figure)
-    return buffer.getvalue()
-
-
 @dataclass
 class DetectSummary:
     files: int
@@ -402,7 +329,8 @@ def detect(paths: Sequence[str | Path], model: str | Path, out: str | Path, sett
     files = collect_audio(paths)
     out = Path(out)
     journal = Journal(out, model_hash, settings)
-    pending = [path for path in files if not journal.is_done(path)]
+    pending = [path for path in files
+               if not journal.is_done(path) or not (out / "windows" / f"{output_name(path)}.csv").is_file()]
     began = time.perf_counter()
     if pending:
         writer = DetectionWriter(pending, out, bundle, settings, journal, progress)
@@ -427,7 +355,7 @@ def finish(files: Sequence[Path], pending: Sequence[Path], out: Path, bundle: Bu
     write_bytes_atomic(out / "errors.csv", csv_bytes(("file", "reason"), failed))
     done = [p for p, e in entries.items() if e and e["status"] == "done"]
     if "presence" in settings.formats:
-        hourly, daily = presence_tables(done, out, bundle.thresholds)
+        hourly, daily = presence_tables([out / "windows" / f"{output_name(p)}.csv" for p in done], bundle.thresholds)
         counts = ("windows", *SOUND_TYPES)
         write_bytes_atomic(out / "presence_hourly.csv", csv_bytes(("date", "hour", *counts), hourly))
         write_bytes_atomic(out / "presence_daily.csv", csv_bytes(("date", *counts), daily))
