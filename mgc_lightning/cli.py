@@ -236,6 +236,45 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .bundle import bundle_from_checkpoints, save_bundle
+
+    bundle = bundle_from_checkpoints(args.classifier, args.segmenter, args.window)
+    digest = save_bundle(bundle, args.out)
+    print(f"wrote {args.out} (front end {bundle.front_end.name}, {bundle.window_s:g} s windows, "
+          f"{'with' if bundle.segmenter else 'no'} segmenter, sha256 {digest[:12]})")
+    return 0
+
+
+def _cmd_detect(args: argparse.Namespace) -> int:
+    from .detect import DetectSettings, detect
+
+    settings = DetectSettings(hop_s=args.hop, channel=args.channel, batch_size=args.batch_size,
+                              formats=tuple(f.strip() for f in args.format.split(",") if f.strip()))
+    summary = detect(args.paths, args.model, args.out, settings, devices=args.devices, accelerator=args.accelerator,
+                     progress=not args.quiet)
+    if summary is None:  # another process of a multi-process run: the main one reports
+        return 0
+    print(summary.line())
+    return 1 if summary.failed else 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .calibration import calibrate, log_to_mlflow
+
+    result = calibrate(args.model, args.manifest, _split_config(args), args.target_precision, args.out)
+    written = args.out or args.model
+    scaling = f"temperature {result.temperature:.3f}" if result.temperature is not None else "per-type Platt scaling"
+    print(f"{result.windows} validation windows: {scaling}; ECE {result.ece_before:.4f} -> {result.ece_after:.4f}")
+    for name, (threshold, precision, recall) in result.thresholds.items():
+        missed = "" if precision >= args.target_precision else f" (target {args.target_precision:g} not reached)"
+        print(f"  {name:<15} threshold {threshold:.4f}: precision {precision:.3f}, recall {recall:.3f}{missed}")
+    if not args.no_mlflow:
+        print(f"MLflow run {log_to_mlflow(result, written)} (experiment calibration)")
+    print(f"written into {written}")
+    return 0
+
+
 def _split_options(sub: argparse.ArgumentParser, seed_help: str = "seed of the split") -> None:
     """The classifier data module's split settings with its defaults (SplitConfig's): a split seen or used here is
     the classifier's only when every setting matches."""
@@ -437,6 +476,40 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--segmenter", help="segmenter checkpoint that predicts this preset's masks (predicted source)")
     sub.add_argument("--batch-size", type=int)
     sub.set_defaults(run=_cmd_evaluate)
+
+    sub = commands.add_parser("export", help="one model file (bundle) for detection: front end, weights, labels, "
+                                             "calibration")
+    sub.add_argument("--classifier", required=True, help="classifier checkpoint (from mgc fit)")
+    sub.add_argument("--segmenter", help="segmenter checkpoint that draws the classifier's masks")
+    sub.add_argument("--window", type=float, help="window length in seconds (default: the training manifest's)")
+    sub.add_argument("--out", required=True, help="bundle to write, e.g. model.mgc")
+    sub.set_defaults(run=_cmd_export)
+
+    sub = commands.add_parser("calibrate", help="fit calibration and per-type thresholds of a bundle on the "
+                                                "validation split of a labelled manifest")
+    sub.add_argument("--model", required=True, help="bundle from mgc export (updated in place unless --out)")
+    sub.add_argument("--manifest", required=True, help="labelled windows of the model's window length")
+    sub.add_argument("--target-precision", type=float, default=0.9, help="per-type precision the thresholds aim at")
+    sub.add_argument("--out", help="write the calibrated bundle here instead")
+    sub.add_argument("--no-mlflow", action="store_true", help="do not log the reliability diagram and ECE to MLflow")
+    _split_options(sub)
+    sub.set_defaults(run=_cmd_calibrate)
+
+    sub = commands.add_parser("detect", help="run a model bundle over recordings: per-window CSVs, Raven tables, "
+                                             "presence (resumable; exit 1 when some files failed)")
+    sub.add_argument("paths", nargs="+", help="WAV/FLAC files, folders (searched recursively) or text files listing "
+                                              "recordings")
+    sub.add_argument("--model", required=True, help="bundle from mgc export")
+    sub.add_argument("--out", required=True, help="output folder (a rerun into it skips finished files)")
+    sub.add_argument("--hop", type=float, help="seconds between window starts (default: the window length)")
+    sub.add_argument("--channel", type=int, help="channel of multichannel files, 0 = first (default: mix to mono)")
+    sub.add_argument("--format", default="csv,raven,presence",
+                     help="outputs: csv (per window, always written), raven, presence")
+    sub.add_argument("--batch-size", type=int, default=16, help="windows per block read and per forward pass")
+    sub.add_argument("--devices", type=int, default=1, help="processes (DDP) that share the files")
+    sub.add_argument("--accelerator", default="cpu", help="cpu, gpu or auto")
+    sub.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub.set_defaults(run=_cmd_detect)
 
     sub = commands.add_parser("report", help="tables and figures from an MLflow experiment's runs")
     sub.add_argument("--experiment", required=True)

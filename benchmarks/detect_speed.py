@@ -1,0 +1,137 @@
+"""Speed of `mgc detect` in times real time at 384 kHz: the whole path (read, front end, segmenter, classifier,
+write) and each stage, in one run, plus the largest resident memory for two recording lengths (flat memory: both the same).
+
+The models are the recommended pipeline with untrained weights (speed does not depend on the weights): a U-Net
+ResNet-18 segmenter and the demo's narrow ResNet-18 with cross-attention fusion over soft masks. The recording is
+noise with tones, written to a temporary WAV.
+
+    python benchmarks/detect_speed.py                       # 60 s of audio, batch 32, CPU
+    python benchmarks/detect_speed.py --seconds 600 --accelerator gpu --batch-size 128
+    python benchmarks/detect_speed.py --memory 60 600       # largest RSS while detecting a 60 s and a 600 s file
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from mgc_lightning.bundle import Bundle, save_bundle
+from mgc_lightning.detect import DetectSettings, RecordingWindows, detect
+from mgc_lightning.inference import BundlePipeline
+from mgc_lightning.models.classifier import ClassifierModule
+from mgc_lightning.models.segmenter import SegmenterModule
+from mgc_lightning.spectrogram import get_preset
+
+RATE = 384_000
+
+
+def recommended_bundle(window_s: float) -> Bundle:
+    torch.manual_seed(0)
+    classifier = {"backbone": "resnet18", "backbone_kwargs": {"channels": [16, 32, 64, 128], "stem_width": 16},
+                  "mask_input": "soft", "fusion": "xattn", "dim": 256}
+    segmenter = {"architecture": "Unet", "encoder_name": "resnet18"}
+    return Bundle(front_end=get_preset("origin"), window_s=window_s, classifier=classifier,
+                  classifier_state=ClassifierModule(**classifier).state_dict(), segmenter=segmenter,
+                  segmenter_state=SegmenterModule(**segmenter).state_dict(), mask_kind="soft")
+
+
+def write_recording(path: Path, seconds: float) -> Path:
+    """Noise with a few tones, written a minute at a time (never the whole recording in memory)."""
+    rng = np.random.default_rng(0)
+    with sf.SoundFile(str(path), "w", samplerate=RATE, channels=1, subtype="PCM_16") as handle:
+        for first in range(0, int(seconds * RATE), 60 * RATE):
+            count = min(60 * RATE, int(seconds * RATE) - first)
+            t = (first + np.arange(count)) / RATE
+            handle.write((0.01 * rng.standard_normal(count) + 0.05 * np.sin(2 * np.pi * 20_000 * t)).astype(np.float32))
+    return path
+
+
+def stage_times(bundle: Bundle, audio: Path, settings: DetectSettings) -> dict[str, float]:
+    """Seconds spent in each stage over the whole recording, stage by stage on the same batches."""
+    pipeline = BundlePipeline(bundle)
+    totals = dict.fromkeys(("read", "front end", "segmenter", "classifier"), 0.0)
+    windows = iter(RecordingWindows([audio], bundle, settings))
+    with torch.no_grad():
+        while True:
+            began = time.perf_counter()
+            batch = next(windows, None)
+            totals["read"] += time.perf_counter() - began
+            if batch is None:
+                break
+            began = time.perf_counter()
+            images = pipeline.images(batch["waves"])
+            totals["front end"] += time.perf_counter() - began
+            began = time.perf_counter()
+            binary = pipeline.masks(images)
+            totals["segmenter"] += time.perf_counter() - began
+            began = time.perf_counter()
+            pipeline.calibrated(pipeline.classifier(images, pipeline.classifier_mask(binary)))
+            totals["classifier"] += time.perf_counter() - began
+    return totals
+
+
+def resident_mib() -> float:
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS"))
+
+
+def detection_memory(model: Path, seconds: float, folder: Path, batch_size: int) -> float:
+    """Largest resident memory (MiB, sampled every 0.2 s) of this process while `detect` runs over a recording of
+    `seconds`: it stays the same whatever the length when nothing grows with the file."""
+    audio = write_recording(folder / f"memory_{int(seconds)}s.wav", seconds)
+    samples, running = [], threading.Event()
+    running.set()
+
+    def watch() -> None:
+        while running.is_set():
+            samples.append(resident_mib())
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    detect([audio], model, folder / f"memory_{int(seconds)}", DetectSettings(batch_size=batch_size), progress=False)
+    running.clear()
+    watcher.join()
+    return max(samples)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--window", type=float, default=0.25, help="window length (the demo's 0.25 s)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--accelerator", default="cpu")
+    parser.add_argument("--memory", type=float, nargs=2, metavar=("SHORT_S", "LONG_S"),
+                        help="also measure the largest resident memory while detecting recordings of these two lengths")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        folder = Path(folder)
+        bundle = recommended_bundle(args.window)
+        model = folder / "model.mgc"
+        save_bundle(bundle, model)
+        audio = write_recording(folder / "recording.wav", args.seconds)
+        settings = DetectSettings(batch_size=args.batch_size)
+        began = time.perf_counter()
+        summary = detect([audio], model, folder / "out", settings, accelerator=args.accelerator, progress=False)
+        whole = time.perf_counter() - began
+        stages = stage_times(bundle, audio, DetectSettings(hop_s=args.window, batch_size=args.batch_size))
+        results = {"audio_s": args.seconds, "batch_size": args.batch_size, "torch_threads": torch.get_num_threads(),
+                   "whole_path_x_real_time": args.seconds / whole, "whole_path_s": whole,
+                   "stages_x_real_time": {k: args.seconds / v for k, v in stages.items()},
+                   "stages_s": stages, "summary": summary.line()}
+        if args.memory:
+            results["detect_max_rss_mib"] = {f"{s:g} s": detection_memory(model, s, folder, args.batch_size)
+                                             for s in args.memory}
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

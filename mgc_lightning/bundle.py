@@ -1,0 +1,187 @@
+"""The model bundle: one file with everything inference needs, loadable without executing code from it.
+
+Layout (a `torch.save` archive of plain types, read back with `weights_only=True`): {"format": "mgc-bundle",
+"config": JSON text, "tensors": {"classifier.<name>" | "segmenter.<name>": tensor}, "sha256": content hash}. The JSON
+holds the front end, both modules' constructor settings, the window length, the mask settings, label names,
+calibration, per-type thresholds and the package version. Modules are rebuilt from the JSON with every path that
+would load other files (pretrained weights, init_from) cleared, so a bundle is self-contained.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .cache import write_bytes_atomic
+from .errors import InputError
+from .labels import JOINT_CLASS_NAMES, SOUND_TYPES
+from .spectrogram import SpectrogramConfig
+
+FORMAT = "mgc-bundle"
+FORMAT_VERSION = 1
+# Constructor settings that point at other files; a bundle never follows them.
+EXTERNAL_FILE_SETTINGS = ("pretrained", "pretrained_path", "init_from")
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle: settings as plain data, weights as state dicts."""
+
+    front_end: SpectrogramConfig
+    window_s: float
+    classifier: dict  # ClassifierModule keyword arguments
+    classifier_state: dict[str, torch.Tensor]
+    segmenter: dict | None = None  # SegmenterModule keyword arguments
+    segmenter_state: dict[str, torch.Tensor] | None = None
+    mask_kind: str = "binary"
+    soft_sigma: float = 3.0
+    temperature: float = 1.0  # multiclass head: logits / temperature
+    platt: list[list[float]] | None = None  # multilabel head: per type [scale, offset] on the logit
+    thresholds: list[float] = field(default_factory=lambda: [0.5] * len(SOUND_TYPES))
+    calibration: dict = field(default_factory=dict)  # how calibration was fitted (for the record)
+    version: str = __version__
+
+    def settings(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION, "package_version": self.version,
+            "front_end": self.front_end.to_dict(), "window_s": self.window_s,
+            "sound_types": list(SOUND_TYPES), "joint_class_names": list(JOINT_CLASS_NAMES),
+            "classifier": self.classifier, "segmenter": self.segmenter,
+            "mask_kind": self.mask_kind, "soft_sigma": self.soft_sigma,
+            "temperature": self.temperature, "platt": self.platt, "thresholds": self.thresholds,
+            "calibration": self.calibration,
+        }
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        named = {f"classifier.{k}": v for k, v in self.classifier_state.items()}
+        named.update({f"segmenter.{k}": v for k, v in (self.segmenter_state or {}).items()})
+        return {k: v.detach().cpu().contiguous() for k, v in sorted(named.items())}
+
+
+def content_hash(config_text: str, tensors: dict[str, torch.Tensor]) -> str:
+    digest = hashlib.sha256(config_text.encode())
+    for name in sorted(tensors):
+        tensor = tensors[name]
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        digest.update(tensor.numpy().tobytes() if tensor.dtype != torch.bfloat16 else tensor.float().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_bundle(bundle: Bundle, path: str | Path) -> str:
+    """Write atomically; returns the content hash."""
+    text = json.dumps(bundle.settings(), sort_keys=True)
+    tensors = bundle.tensors()
+    digest = content_hash(text, tensors)
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "config": text, "tensors": tensors, "sha256": digest}, buffer)
+    write_bytes_atomic(Path(path), buffer.getvalue())
+    return digest
+
+
+def load_bundle(path: str | Path) -> tuple[Bundle, str]:
+    """The bundle and its content hash; InputError for a missing, foreign, damaged or altered file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: model bundle not found")
+    try:
+        stored = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(f"{path}: not a readable mgc model bundle ({first_line[:200]})") from None
+    if not isinstance(stored, dict) or stored.get("format") != FORMAT or not {"config", "tensors", "sha256"} <= set(stored):
+        raise InputError(f"{path}: not an mgc model bundle (made by `mgc export`)")
+    text, tensors = stored["config"], stored["tensors"]
+    if content_hash(text, tensors) != stored["sha256"]:
+        raise InputError(f"{path}: content hash mismatch: the bundle was altered or damaged after it was written")
+    settings = json.loads(text)
+    if settings.get("format_version") != FORMAT_VERSION:
+        raise InputError(f"{path}: bundle format {settings.get('format_version')} is not supported "
+                         f"(this mgc reads format {FORMAT_VERSION})")
+    if settings["sound_types"] != list(SOUND_TYPES):
+        raise InputError(f"{path}: bundle sound types {settings['sound_types']} differ from {list(SOUND_TYPES)}")
+    part = lambda prefix: {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}  # noqa: E731
+    bundle = Bundle(
+        front_end=SpectrogramConfig.from_dict(settings["front_end"]), window_s=float(settings["window_s"]),
+        classifier=settings["classifier"], classifier_state=part("classifier."),
+        segmenter=settings["segmenter"], segmenter_state=part("segmenter.") if settings["segmenter"] else None,
+        mask_kind=settings["mask_kind"], soft_sigma=float(settings["soft_sigma"]),
+        temperature=float(settings["temperature"]), platt=settings["platt"], thresholds=list(settings["thresholds"]),
+        calibration=settings["calibration"], version=settings["package_version"],
+    )
+    return bundle, stored["sha256"]
+
+
+def self_contained(hyperparameters: dict) -> dict:
+    """Constructor settings with every reference to another file cleared."""
+    settings = {k: v for k, v in dict(hyperparameters).items() if not k.startswith("_")}
+    for name in EXTERNAL_FILE_SETTINGS:
+        if name in settings:
+            settings[name] = False if name == "pretrained" else None
+    return settings
+
+
+def _read_checkpoint(path: str | Path, kind: str) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: {kind} checkpoint not found")
+    try:
+        # Lightning checkpoints hold pickled settings (not only tensors); they are the user's own training output.
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise InputError(f"{path}: not a readable checkpoint ({type(error).__name__})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
+        raise InputError(f"{path}: not a Lightning {kind} checkpoint (no state_dict / hyper_parameters)")
+    return checkpoint
+
+
+def _window_length(data: dict, classifier_path: str | Path, window_s: float | None) -> float:
+    """The window the classifier was trained on: given, or the single window length of its training manifest."""
+    if window_s is not None:
+        if window_s <= 0:
+            raise InputError(f"window length must be positive, got {window_s}")
+        return float(window_s)
+    from .manifest import load_manifest
+
+    manifest = data.get("manifest")
+    if not manifest or not Path(manifest).is_file():
+        raise InputError(f"{classifier_path}: its training manifest {manifest!r} is not here to read the window "
+                         "length from; pass --window SECONDS")
+    lengths = {round(row.duration_s, 6) for row in load_manifest(manifest, check_audio=False)}
+    if len(lengths) != 1:
+        raise InputError(f"{manifest}: windows of several lengths {sorted(lengths)}; pass --window SECONDS")
+    return lengths.pop()
+
+
+def bundle_from_checkpoints(classifier: str | Path, segmenter: str | Path | None = None,
+                            window_s: float | None = None) -> Bundle:
+    """A bundle from a classifier checkpoint (and the segmenter that draws its masks), both trained by `mgc fit`."""
+    from .tracking import FRONT_END_KEY
+
+    checkpoint = _read_checkpoint(classifier, "classifier")
+    if FRONT_END_KEY not in checkpoint or "datamodule_hyper_parameters" not in checkpoint:
+        raise InputError(f"{classifier}: checkpoint lacks the front-end config or data settings; was it trained "
+                         "with `mgc fit`?")
+    front_end = SpectrogramConfig.from_dict(checkpoint[FRONT_END_KEY])
+    data = dict(checkpoint["datamodule_hyper_parameters"])
+    settings = self_contained(checkpoint["hyper_parameters"])
+    bundle = Bundle(front_end=front_end, window_s=_window_length(data, classifier, window_s), classifier=settings,
+                    classifier_state=checkpoint["state_dict"], mask_kind=data.get("mask_kind", "binary"),
+                    soft_sigma=float(data.get("soft_sigma", 3.0)))
+    if settings.get("mask_input", "none") != "none" and segmenter is None:
+        raise InputError(f"{classifier}: this classifier reads masks (mask_input={settings['mask_input']!r}): pass "
+                         "the segmenter checkpoint that draws them (--segmenter)")
+    if segmenter is not None:
+        seg = _read_checkpoint(segmenter, "segmenter")
+        seg_front_end = seg.get(FRONT_END_KEY)
+        if seg_front_end is not None and SpectrogramConfig.from_dict(seg_front_end).hash != front_end.hash:
+            raise InputError(f"{segmenter}: segmenter front end {seg_front_end.get('name')!r} differs from the "
+                             f"classifier's {front_end.name!r}; both must see the same images")
+        bundle.segmenter = self_contained(seg["hyper_parameters"])
+        bundle.segmenter_state = seg["state_dict"]
+    return bundle

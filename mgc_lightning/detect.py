@@ -1,0 +1,367 @@
+"""`mgc detect`: a bundle run over recordings of any length, through Lightning's `Trainer.predict`.
+
+Audio is read in blocks of `batch_size` windows (never a whole file), so memory stays flat. Files are sharded over
+processes by rank (each file exactly once), and every file's results are written by the process that read it, each
+output atomically, then a journal entry. A rerun skips files whose journal entry matches the fingerprint of the
+model, the parameters and the file (size, modification time), so a killed run resumes and ends with the same bytes.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import time
+import warnings
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import lightning as L
+import numpy as np
+import soundfile as sf
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+from torch.utils.data import DataLoader, IterableDataset
+
+from .audio import AudioError, check_band, probe, resample, window_starts
+from .bundle import Bundle, load_bundle
+from .cache import write_bytes_atomic
+from .errors import InputError
+from .inference import BundlePipeline
+from .labels import JOINT_CLASS_NAMES, SOUND_TYPES
+from .presence import presence_figure, presence_tables
+
+AUDIO_SUFFIXES = (".wav", ".flac")
+FORMATS = ("csv", "raven", "presence")
+RAVEN_HEADER = ("Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)",
+                "Annotation", "Probability")
+
+
+@dataclass(frozen=True)
+class DetectSettings:
+    """What changes the results: part of every file's fingerprint."""
+
+    hop_s: float | None = None  # None: the bundle's window length (no overlap)
+    channel: int | None = None
+    batch_size: int = 16
+    formats: tuple[str, ...] = FORMATS
+
+    def __post_init__(self) -> None:
+        if self.hop_s is not None and self.hop_s <= 0:
+            raise InputError(f"--hop must be positive, got {self.hop_s}")
+        if self.batch_size <= 0:
+            raise InputError(f"--batch-size must be positive, got {self.batch_size}")
+        if self.channel is not None and self.channel < 0:
+            raise InputError(f"--channel must be >= 0 (0 is the first channel), got {self.channel}")
+        unknown = set(self.formats) - set(FORMATS)
+        if unknown:
+            raise InputError(f"--format: unknown {sorted(unknown)}; choose from {','.join(FORMATS)}")
+
+
+def collect_audio(paths: Sequence[str | Path]) -> list[Path]:
+    """Audio files named directly, inside folders (recursively) or listed in a text file (one path a line, relative
+    to the list's folder); sorted, each once."""
+    found: list[Path] = []
+    for given in map(Path, paths):
+        if given.is_dir():
+            found += [p for p in given.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES]
+        elif given.is_file() and given.suffix.lower() in AUDIO_SUFFIXES:
+            found.append(given)
+        elif given.is_file():
+            lines = [line.strip() for line in given.read_text().splitlines()]
+            listed = [Path(line) if Path(line).is_absolute() else given.parent / line
+                      for line in lines if line and not line.startswith("#")]
+            found += listed  # missing or bad listed files are reported per file, the run goes on
+        else:
+            raise InputError(f"{given}: no such file or folder")
+    unique = sorted({p.resolve() for p in found})
+    if not unique:
+        raise InputError(f"no WAV or FLAC files in {', '.join(map(str, paths))}")
+    return unique
+
+
+def output_name(path: Path) -> str:
+    """File stem plus a short digest of the full path: recordings with one name in two folders stay apart."""
+    return f"{path.stem}.{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+
+
+class Journal:
+    """One small JSON entry per file under <out>/.journal, written last, after the file's outputs."""
+
+    def __init__(self, out: Path, model_hash: str, settings: DetectSettings):
+        self.folder = out / ".journal"
+        self.run_key = hashlib.sha256(json.dumps([model_hash, asdict(settings)], sort_keys=True).encode()).hexdigest()
+
+    def fingerprint(self, path: Path) -> str:
+        try:
+            stat = path.stat()
+            identity = [self.run_key, str(path), stat.st_size, stat.st_mtime_ns]
+        except OSError:
+            identity = [self.run_key, str(path), None, None]
+        return hashlib.sha256(json.dumps(identity).encode()).hexdigest()
+
+    def _entry_path(self, path: Path) -> Path:
+        return self.folder / f"{hashlib.sha1(str(path).encode()).hexdigest()[:20]}.json"
+
+    def entry(self, path: Path) -> dict | None:
+        """The file's entry if it belongs to this model, these settings and the file as it is now."""
+        try:
+            entry = json.loads(self._entry_path(path).read_text())
+        except (OSError, ValueError):
+            return None
+        return entry if entry.get("fingerprint") == self.fingerprint(path) else None
+
+    def is_done(self, path: Path) -> bool:
+        entry = self.entry(path)
+        return entry is not None and entry["status"] == "done"
+
+    def record(self, path: Path, status: str, reason: str = "", seconds: float = 0.0, process: int = 0) -> None:
+        entry = {"path": str(path), "fingerprint": self.fingerprint(path), "status": status, "reason": reason,
+                 "audio_s": seconds, "process": process}
+        write_bytes_atomic(self._entry_path(path), json.dumps(entry, sort_keys=True).encode())
+
+
+class RecordingWindows(IterableDataset):
+    """Batches of windows of this process's share of the files, read block by block.
+
+    Items: {"file": index, "start_s": (B,), "waves": (B, samples), "last": bool} or {"file": index, "error": reason}.
+    Each window is cut exactly as `audio.read_window` cuts it (same rounding, mono mix or channel, resampling per
+    window), so the images equal those of the spectrogram cache.
+    """
+
+    def __init__(self, files: Sequence[Path], bundle: Bundle, settings: DetectSettings):
+        self.files, self.bundle, self.settings = list(files), bundle, settings
+
+    def shard(self) -> list[int]:
+        rank, world = 0, 1
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return list(range(rank, len(self.files), world))
+
+    def __iter__(self) -> Iterator[dict]:
+        for index in self.shard():
+            try:
+                yield from self._file(index)
+            except AudioError as error:
+                yield {"file": index, "error": error.problem}
+            except (OSError, RuntimeError, ValueError) as error:
+                yield {"file": index, "error": f"unreadable or corrupt audio ({error})"}
+
+    def _file(self, index: int) -> Iterator[dict]:
+        path, config, settings = self.files[index], self.bundle.front_end, self.settings
+        info = probe(path)
+        check_band(info, config.fmax)
+        channel = settings.channel
+        if channel is not None and channel >= info.channels:
+            raise AudioError(path, f"channel {channel} requested but the file has {info.channels} channel(s)")
+        window_s = self.bundle.window_s
+        starts = window_starts(info.duration_s, window_s, settings.hop_s or window_s)
+        if not starts:
+            raise AudioError(path, f"shorter ({info.duration_s:g} s) than one window ({window_s:g} s)")
+        rate, count = info.sample_rate, int(round(window_s * info.sample_rate))
+        with sf.SoundFile(str(path)) as handle:
+            for first in range(0, len(starts), settings.batch_size):
+                batch = starts[first : first + settings.batch_size]
+                offsets = [int(round(s * rate)) for s in batch]
+                handle.seek(offsets[0])
+                block = handle.read(offsets[-1] + count - offsets[0], dtype="float32", always_2d=True)
+                if block.shape[0] != offsets[-1] + count - offsets[0]:
+                    raise AudioError(path, f"truncated audio: read {block.shape[0]} samples at {batch[0]:g} s")
+                samples = block[:, channel] if channel is not None else block.mean(axis=1)
+                windows = [samples[o - offsets[0] : o - offsets[0] + count] for o in offsets]
+                for start, window in zip(batch, windows):
+                    if not np.isfinite(window).all():
+                        raise AudioError(path, f"NaN or infinite sample in the window at {start:g} s")
+                if rate != config.sample_rate:
+                    windows = [resample(w, rate, config.sample_rate) for w in windows]
+                length = min(len(w) for w in windows)  # resampling can differ by one sample between windows
+                yield {"file": index, "start_s": torch.tensor(batch, dtype=torch.float64),
+                       "waves": torch.from_numpy(np.stack([w[:length] for w in windows])),
+                       "last": first + settings.batch_size >= len(starts), "duration_s": info.duration_s}
+
+
+class DetectionModule(L.LightningModule):
+    """predict_step: a batch of windows -> calibrated per-type and joint probabilities and mask bands."""
+
+    def __init__(self, bundle: Bundle):
+        super().__init__()
+        self.pipeline = BundlePipeline(bundle)
+
+    def predict_step(self, batch: dict, batch_index: int = 0) -> dict:
+        if "error" in batch:
+            return batch
+        logits, binary = self.pipeline.logits(batch["waves"])
+        types, joint = self.pipeline.calibrated(logits.float())
+        return {**{k: v for k, v in batch.items() if k != "waves"}, "types": types.cpu(), "joint": joint.cpu(),
+                "bands": self.pipeline.mask_bands(binary, len(types))}
+
+
+def window_rows(path: Path, window_s: float, parts: list[dict]) -> list[list]:
+    rows = []
+    for part in parts:
+        for start, types, joint, band in zip(part["start_s"].tolist(), part["types"].tolist(),
+                                             part["joint"].tolist(), part["bands"]):
+            best = int(np.argmax(joint))
+            rows.append([str(path), f"{start:.6f}", f"{start + window_s:.6f}", *(f"{p:.6f}" for p in types),
+                         JOINT_CLASS_NAMES[best], f"{joint[best]:.6f}",
+                         "" if band is None else f"{band[0]:.1f}", "" if band is None else f"{band[1]:.1f}"])
+    return rows
+
+
+WINDOW_HEADER = ("file", "start_s", "end_s", *(f"p_{t}" for t in SOUND_TYPES), "joint_class", "joint_probability",
+                 "mask_low_hz", "mask_high_hz")
+
+
+def csv_bytes(header: Sequence[str], rows: Sequence[Sequence], delimiter: str = ",") -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue().encode()
+
+
+def selections(rows: Sequence[Sequence], thresholds: Sequence[float], band: tuple[float, float]) -> list[list]:
+    """Raven selections: per sound type, runs of overlapping or touching positive windows merged into one box whose
+    frequencies span the rows the masks of its windows cover (the whole band where no mask says otherwise)."""
+    boxes = []
+    for t, name in enumerate(SOUND_TYPES):
+        current = None
+        for row in rows:
+            start, end, p = float(row[1]), float(row[2]), float(row[3 + t])
+            low = float(row[-2]) if row[-2] else None
+            high = float(row[-1]) if row[-1] else None
+            if p < thresholds[t]:
+                continue
+            if current is not None and start <= current["end"] + 1e-9:
+                current["end"] = end
+                current["p"] = max(current["p"], p)
+                current["lows"].append(low)
+                current["highs"].append(high)
+            else:
+                current = {"type": name, "begin": start, "end": end, "p": p, "lows": [low], "highs": [high]}
+                boxes.append(current)
+    boxes.sort(key=lambda b: (b["begin"], SOUND_TYPES.index(b["type"])))
+    table = []
+    for number, box in enumerate(boxes, start=1):
+        lows = [v for v in box["lows"] if v is not None]
+        highs = [v for v in box["highs"] if v is not None]
+        low, high = (min(lows), max(highs)) if lows else band
+        table.append([number, "Spectrogram 1", 1, f"{box['begin']:.6f}", f"{box['end']:.6f}", f"{low:.1f}",
+                      f"{high:.1f}", box["type"], f"{box['p']:.6f}"])
+    return table
+
+
+class DetectionWriter(BasePredictionWriter):
+    """Collects each file's batches and writes its outputs, then its journal entry, when the last batch arrives."""
+
+    def __init__(self, files: Sequence[Path], out: Path, bundle: Bundle, settings: DetectSettings, journal: Journal,
+                 progress: bool):
+        super().__init__(write_interval="batch")
+        self.files, self.out, self.bundle, self.settings, self.journal = list(files), out, bundle, settings, journal
+        self.progress = progress
+        self.parts: dict[int, list[dict]] = {}
+        self.bar = None
+
+    def on_predict_start(self, trainer, pl_module) -> None:
+        if self.progress and trainer.is_global_zero:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=None, unit="h audio", desc="detect", bar_format="{desc}: {n:.3f} h of audio "
+                            "[{elapsed}{postfix}]")
+            self.started = time.perf_counter()
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_index,
+                           dataloader_idx) -> None:
+        index = prediction["file"]
+        path = self.files[index]
+        if "error" in prediction:
+            self.parts.pop(index, None)
+            self.journal.record(path, "failed", prediction["error"], process=trainer.global_rank)
+            return
+        self.parts.setdefault(index, []).append(prediction)
+        if self.bar is not None:
+            self.bar.update(len(prediction["start_s"]) * self.settings.hop_s / 3600)
+            self.bar.set_postfix_str(f", {self.bar.n * 3600 / (time.perf_counter() - self.started):.1f}x real time")
+        if prediction["last"]:
+            self._write_file(path, self.parts.pop(index), prediction["duration_s"], trainer.global_rank)
+
+    def _write_file(self, path: Path, parts: list[dict], duration_s: float, process: int) -> None:
+        name = output_name(path)
+        rows = window_rows(path, self.bundle.window_s, parts)
+        write_bytes_atomic(self.out / "windows" / f"{name}.csv", csv_bytes(WINDOW_HEADER, rows))
+        if "raven" in self.settings.formats:
+            band = (self.bundle.front_end.fmin, self.bundle.front_end.fmax)
+            table = selections(rows, self.bundle.thresholds, band)
+            write_bytes_atomic(self.out / "raven" / f"{name}.selections.txt", csv_bytes(RAVEN_HEADER, table, "\t"))
+        self.journal.record(path, "done", seconds=duration_s, process=process)
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        trainer.strategy.barrier()  # every process has written its files before rank 0 sums up
+
+
+@dataclass
+class DetectSummary:
+    files: int
+    done: int
+    skipped: int  # finished by an earlier run
+    failed: int
+    audio_hours: float
+    seconds: float
+    out: Path
+
+    def line(self) -> str:
+        speed = self.audio_hours * 3600 / self.seconds if self.seconds > 0 else 0.0
+        failures = f" (reasons in {self.out / 'errors.csv'})" if self.failed else ""
+        return (f"{self.files} files: {self.done} analysed, {self.skipped} already done, {self.failed} failed"
+                f"{failures}; {self.audio_hours:.3f} h of audio in {self.seconds:.1f} s ({speed:.1f}x real time); "
+                f"results in {self.out}")
+
+
+def detect(paths: Sequence[str | Path], model: str | Path, out: str | Path, settings: DetectSettings,
+           devices: int = 1, accelerator: str = "cpu", progress: bool = True) -> DetectSummary | None:
+    """Run the bundle over every file; returns the summary on the main process (None on the others)."""
+    bundle, model_hash = load_bundle(model)
+    settings = replace(settings, hop_s=settings.hop_s or bundle.window_s)
+    files = collect_audio(paths)
+    out = Path(out)
+    journal = Journal(out, model_hash, settings)
+    pending = [path for path in files
+               if not journal.is_done(path) or not (out / "windows" / f"{output_name(path)}.csv").is_file()]
+    began = time.perf_counter()
+    if pending:
+        writer = DetectionWriter(pending, out, bundle, settings, journal, progress)
+        trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy="ddp" if devices > 1 else "auto",
+                            logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, use_distributed_sampler=False, callbacks=[writer])
+        loader = DataLoader(RecordingWindows(pending, bundle, settings), batch_size=None)
+        with warnings.catch_warnings():  # items are whole batches of one file: there are no sampler indices to track
+            warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")
+            trainer.predict(DetectionModule(bundle), dataloaders=loader, return_predictions=False)
+        if not trainer.is_global_zero:
+            return None
+    return finish(files, pending, out, bundle, journal, settings, time.perf_counter() - began)
+
+
+def finish(files: Sequence[Path], pending: Sequence[Path], out: Path, bundle: Bundle, journal: Journal,
+           settings: DetectSettings, seconds: float) -> DetectSummary:
+    """errors.csv and the presence summary over all the run's files, from the journal and the per-window CSVs."""
+    entries = {path: journal.entry(path) for path in files}
+    failed = [[str(p), e["reason"] if e else "not analysed (the run stopped before this file)"]
+              for p, e in entries.items() if not e or e["status"] != "done"]
+    write_bytes_atomic(out / "errors.csv", csv_bytes(("file", "reason"), failed))
+    done = [p for p, e in entries.items() if e and e["status"] == "done"]
+    if "presence" in settings.formats:
+        hourly, daily = presence_tables([out / "windows" / f"{output_name(p)}.csv" for p in done], bundle.thresholds)
+        counts = ("windows", *SOUND_TYPES)
+        write_bytes_atomic(out / "presence_hourly.csv", csv_bytes(("date", "hour", *counts), hourly))
+        write_bytes_atomic(out / "presence_daily.csv", csv_bytes(("date", *counts), daily))
+        if hourly:
+            write_bytes_atomic(out / "presence.png", presence_figure(hourly))
+    analysed = [p for p in pending if entries[p] and entries[p]["status"] == "done"]
+    hours = sum(entries[p]["audio_s"] for p in analysed) / 3600
+    return DetectSummary(files=len(files), done=len(analysed), skipped=len(done) - len(analysed), failed=len(failed),
+                         audio_hours=hours, seconds=seconds, out=out)

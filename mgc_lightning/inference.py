@@ -1,0 +1,99 @@
+"""A bundle as one torch module: waveforms of windows -> calibrated probabilities and the band the masks cover.
+
+It computes exactly what training saw: the same front end, images rounded to float16 as the spectrogram cache stores
+them, masks drawn by the segmenter and relaxed the same way as the classifier's mask source.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .bundle import Bundle
+from .labels import NUM_JOINT_CLASSES, NUM_SOUND_TYPES, joint_to_vectors
+from .masks import soft_mask
+from .spectrogram import SpectrogramTransform
+
+
+def joint_probabilities(type_probabilities: torch.Tensor) -> torch.Tensor:
+    """(B, 3) independent per-type probabilities -> (B, 8) probability of each joint class."""
+    bits = joint_to_vectors(torch.arange(NUM_JOINT_CLASSES, device=type_probabilities.device)).to(
+        type_probabilities.dtype)  # (8, 3)
+    p = type_probabilities[:, None, :]
+    return (bits * p + (1 - bits) * (1 - p)).prod(dim=-1)
+
+
+def type_probabilities(joint: torch.Tensor) -> torch.Tensor:
+    """(B, 8) joint-class probabilities -> (B, 3) probability that each sound type is present."""
+    bits = joint_to_vectors(torch.arange(NUM_JOINT_CLASSES, device=joint.device)).to(joint.dtype)
+    return joint @ bits
+
+
+class BundlePipeline(nn.Module):
+    """Front end, segmenter (if any) and classifier of a bundle, in evaluation mode."""
+
+    def __init__(self, bundle: Bundle):
+        from .models.classifier import ClassifierModule
+        from .models.segmenter import SegmenterModule
+
+        super().__init__()
+        self.bundle = bundle
+        self.front_end = SpectrogramTransform(bundle.front_end)
+        self.classifier = ClassifierModule(**bundle.classifier)
+        self.classifier.load_state_dict(bundle.classifier_state)
+        self.segmenter = None
+        if bundle.segmenter is not None:
+            self.segmenter = SegmenterModule(**bundle.segmenter)
+            self.segmenter.load_state_dict(bundle.segmenter_state)
+        self.multiclass = bundle.classifier.get("head", "multiclass") == "multiclass"
+        self.row_edges_hz = bundle.front_end.row_edges_hz()  # top row first
+        self.eval()
+
+    def images(self, waves: torch.Tensor) -> torch.Tensor:
+        """(B, samples) -> (B, 1, H, W) images as the cache holds them (float16 values)."""
+        return self.front_end(waves).half().float()[:, None]
+
+    def masks(self, images: torch.Tensor) -> torch.Tensor | None:
+        """(B, 1, H, W) binary masks the segmenter draws, or None without a segmenter."""
+        if self.segmenter is None:
+            return None
+        return self.segmenter(images).argmax(dim=1, keepdim=True).float()
+
+    def classifier_mask(self, binary: torch.Tensor | None) -> torch.Tensor | None:
+        if binary is None or not self.classifier.uses_mask:
+            return None
+        if self.bundle.mask_kind == "soft":
+            relaxed = [soft_mask(m[0].cpu().numpy().astype(bool), self.bundle.soft_sigma) for m in binary]
+            return torch.from_numpy(np.stack(relaxed))[:, None].to(binary.device)
+        return binary
+
+    @torch.no_grad()
+    def logits(self, waves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Raw classifier outputs and the binary masks, for (B, samples) windows."""
+        images = self.images(waves)
+        binary = self.masks(images)
+        return self.classifier(images, self.classifier_mask(binary)), binary
+
+    def calibrated(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(per-type probabilities (B, 3), joint-class probabilities (B, 8)) with the bundle's calibration."""
+        if self.multiclass:
+            joint = torch.softmax(logits / self.bundle.temperature, dim=-1)
+            return type_probabilities(joint), joint
+        platt = self.bundle.platt or [[1.0, 0.0]] * NUM_SOUND_TYPES
+        scale, offset = torch.tensor(platt, dtype=logits.dtype, device=logits.device).unbind(dim=-1)
+        types = torch.sigmoid(logits * scale + offset)
+        return types, joint_probabilities(types)
+
+    def mask_bands(self, binary: torch.Tensor | None, count: int) -> list[tuple[float, float] | None]:
+        """(low Hz, high Hz) of the rows each of `count` windows' masks cover; None where a mask is empty or there
+        is no segmenter."""
+        if binary is None:
+            return [None] * count
+        rows = binary[:, 0].amax(dim=-1).cpu().numpy() > 0  # (B, H), top row first
+        bands = []
+        for active in rows:
+            indices = np.flatnonzero(active)
+            bands.append(None if not len(indices) else (float(self.row_edges_hz[indices[-1] + 1]),
+                                                        float(self.row_edges_hz[indices[0]])))
+        return bands

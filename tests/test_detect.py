@@ -1,0 +1,390 @@
+"""Model bundles and `mgc detect` end to end: tiny models trained by `mgc fit`, real audio files on disk (a long one
+that crosses midnight, a short one, one at another rate, one too low for the band, a corrupt one)."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from mlflow.tracking import MlflowClient
+
+from conftest import small_benchmark, write_audio
+from mgc_lightning.audio import read_window
+from mgc_lightning.bundle import Bundle, load_bundle, save_bundle
+from mgc_lightning.detect import RAVEN_HEADER, DetectSettings, RecordingWindows, csv_bytes, output_name
+from mgc_lightning.event_scores import event_scores
+from mgc_lightning.calibration import (expected_calibration_error, fit_platt, fit_temperature,
+                                       threshold_for_precision)
+from mgc_lightning.cache import compute_spectrograms, spectrogram_store
+from mgc_lightning.cli import main
+from mgc_lightning.data import WindowDataset, mask_loader
+from mgc_lightning.errors import InputError
+from mgc_lightning.inference import type_probabilities
+from mgc_lightning.labels import SOUND_TYPES
+from mgc_lightning.manifest import WindowRow
+from mgc_lightning.models.classifier import ClassifierModule
+from mgc_lightning.models.segmenter import PREDICTED, predict_masks
+from mgc_lightning.spectrogram import get_preset
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+REPOSITORY = Path(__file__).resolve().parents[1]
+RATE = 384_000
+WINDOW = 0.25
+OUTPUTS = ("windows", "raven", "errors.csv", "presence_hourly.csv", "presence_daily.csv", "presence.png")
+
+
+def _fit(root, manifest, *args):
+    return main(["fit", *args, "--data.init_args.manifest", str(manifest), "--data.init_args.cache_root",
+                 str(root / "cache"), "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+                 "--trainer.limit_val_batches", "1", "--trainer.enable_progress_bar", "false"])
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A U-Net segmenter and a soft-mask cross-attention classifier (narrow ResNet-18), one short epoch each."""
+    root = tmp_path_factory.mktemp("detect")
+    small_benchmark(root, windows=32, per_recording=8, deployments=2, seed=3)
+    manifest = root / "bench" / "manifest.csv"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.chdir(root)
+        patch.setattr(sys, "argv", ["mgc"])
+        assert _fit(root, manifest, "--config", str(EXPERIMENTS / "seg_unet.yaml"),
+                    "--data.init_args.split_fractions", "[0.5,0.25,0.25]",
+                    "--trainer.default_root_dir", str(root / "seg")) == 0
+        assert _fit(root, manifest, "--config", str(EXPERIMENTS / "classifier_base.yaml"),
+                    "--config", str(EXPERIMENTS / "mgc_xattn_soft.yaml"), "--data.init_args.mask_source", "ideal",
+                    "--data.init_args.batch_size", "8", "--model.init_args.dim", "32",
+                    "--model.init_args.backbone_kwargs", '{"channels": [8, 16, 32, 64], "stem_width": 8}',
+                    "--trainer.default_root_dir", str(root / "cls")) == 0
+    classifier = next((root / "cls").glob("*/*/checkpoints/last.ckpt"))
+    segmenter = next((root / "seg").glob("*/*/checkpoints/last.ckpt"))
+    bundle_path = root / "model.mgc"
+    assert main(["export", "--classifier", str(classifier), "--segmenter", str(segmenter), "--out",
+                 str(bundle_path)]) == 0
+    # Thresholds that give both long and broken runs of positive windows whatever the tiny model learned.
+    bundle, _ = load_bundle(bundle_path)
+    bundle.thresholds = [0.0, 0.5, 1.01]
+    save_bundle(bundle, bundle_path)
+    return root, classifier, segmenter, bundle_path
+
+
+@pytest.fixture(scope="module")
+def recordings(models):
+    """A 20 s recording named by its start time 10 s before midnight (benchmark audio end to end), a 1 s one, one at
+    400 kHz (resampled), one at 96 kHz (too low for the 160 kHz band) and a corrupt one."""
+    root = models[0]
+    folder = root / "recordings"
+    audio = np.concatenate([sf.read(str(p), dtype="float32")[0] for p in sorted((root / "bench" / "audio").glob("*"))])
+    write_audio(folder / "site_20240131_235950.flac", np.resize(audio, 20 * RATE), RATE)
+    write_audio(folder / "deep" / "short.wav", audio[: RATE], RATE)
+    write_audio(folder / "other_rate.wav", np.resize(audio, 400_000) * 0.5, 400_000)
+    write_audio(folder / "low_rate.wav", audio[:96_000], 96_000)
+    (folder / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
+    return folder
+
+
+def _detect_command(bundle, folder, out, *extra):
+    return [sys.executable, "-m", "mgc_lightning.cli", "detect", str(folder), "--model", str(bundle), "--out",
+            str(out), "--quiet", *extra]
+
+
+def _env(root):
+    return {**os.environ, "PYTHONPATH": str(REPOSITORY), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+            "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+
+
+def _run(models, folder, out, *extra, timeout=600):
+    root, _, _, bundle = models
+    return subprocess.run(_detect_command(bundle, folder, out, *extra), env=_env(root), cwd=root, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _snapshot(out: Path) -> dict[str, bytes]:
+    files = [p for name in OUTPUTS for p in ([out / name] if (out / name).is_file() else (out / name).rglob("*"))]
+    return {str(p.relative_to(out)): p.read_bytes() for p in files if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def reference(models, recordings):
+    out = models[0] / "reference"
+    result = _run(models, recordings, out)
+    return result, out
+
+
+def _rows(table: Path, delimiter=","):
+    with open(table, newline="") as handle:
+        return list(csv.DictReader(handle, delimiter=delimiter))
+
+
+def _table(out, kind, stem):
+    folder, suffix = {"windows": ("windows", ".csv"), "raven": ("raven", ".selections.txt")}[kind]
+    found = [p for p in (out / folder).iterdir() if p.name.startswith(stem + ".") and p.name.endswith(suffix)]
+    assert len(found) == 1, found
+    return found[0]
+
+
+@pytest.mark.slow
+def test_bundle_round_trip_needs_no_other_file_and_refuses_altered_or_foreign_files(models, tmp_path, capsys):
+    root, classifier, segmenter, bundle_path = models
+    # A classifier that was started from another checkpoint (init_from) that no longer exists still exports and loads.
+    checkpoint = torch.load(classifier, map_location="cpu", weights_only=False)
+    checkpoint["hyper_parameters"]["init_from"] = str(tmp_path / "gone.ckpt")
+    moved = tmp_path / "cls.ckpt"
+    torch.save(checkpoint, moved)
+    assert main(["export", "--classifier", str(moved), "--segmenter", str(segmenter), "--out",
+                 str(tmp_path / "m.mgc")]) == 0
+    bundle, digest = load_bundle(tmp_path / "m.mgc")
+    assert bundle.classifier["init_from"] is None and bundle.window_s == WINDOW
+    assert bundle.front_end == get_preset("origin") and bundle.mask_kind == "soft"
+    for name, tensor in checkpoint["state_dict"].items():
+        assert torch.equal(bundle.classifier_state[name], tensor), name
+    assert len(digest) == 64
+    # A mask-guided classifier without its segmenter cannot detect anything.
+    assert main(["export", "--classifier", str(classifier), "--out", str(tmp_path / "x.mgc")]) == 2
+    assert "reads masks" in capsys.readouterr().err
+
+    payload = bytearray((tmp_path / "m.mgc").read_bytes())
+    position = len(payload) // 2  # inside a tensor's bytes
+    payload[position] ^= 0xFF
+    (tmp_path / "altered.mgc").write_bytes(bytes(payload))
+    with pytest.raises(InputError, match="content hash mismatch"):
+        load_bundle(tmp_path / "altered.mgc")
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.mgc")
+    (tmp_path / "text.mgc").write_text("not a bundle")
+    for name, message in (("altered", "content hash mismatch"), ("foreign", "not an mgc model bundle"),
+                          ("text", "not a readable mgc model bundle")):
+        assert main(["detect", str(tmp_path), "--model", str(tmp_path / f"{name}.mgc"), "--out",
+                     str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err and f"{name}.mgc" in err, err
+
+
+@pytest.mark.slow
+def test_detect_writes_tables_raven_presence_and_lists_failed_files(models, recordings, reference, tmp_path):
+    result, out = reference
+    assert result.returncode == 1, result.stderr[-3000:]  # some files failed
+    assert "5 files: 3 analysed, 0 already done, 2 failed" in result.stdout
+    errors = {Path(r["file"]).name: r["reason"] for r in _rows(out / "errors.csv")}
+    assert set(errors) == {"corrupt.wav", "low_rate.wav"}
+    assert "corrupt" in errors["corrupt.wav"]
+    assert "sample rate 96000 Hz is too low for a band up to 160000 Hz" in errors["low_rate.wav"]
+
+    long_rows = _rows(_table(out, "windows", "site_20240131_235950"))
+    assert len(long_rows) == 20 / WINDOW
+    assert [float(r["start_s"]) for r in long_rows] == [i * WINDOW for i in range(len(long_rows))]
+    for row in long_rows:
+        p = [float(row[f"p_{t}"]) for t in SOUND_TYPES]
+        assert all(0 <= v <= 1 for v in p) and 0 < float(row["joint_probability"]) <= 1
+    assert len(_rows(_table(out, "windows", "short"))) == 4
+    assert len(_rows(_table(out, "windows", "other_rate"))) == 4  # 1 s at 400 kHz, resampled
+
+    # Raven: whistle (threshold 0) is one selection over the whole file, porpoise (threshold > 1) none, beluga
+    # clicks one per run of consecutive windows at or above 0.5; bands from the masks lie inside the front end's.
+    table = _table(out, "raven", "site_20240131_235950")
+    selections = _rows(table, "\t")
+    by_type = {t: [s for s in selections if s["Annotation"] == t] for t in SOUND_TYPES}
+    assert [(float(s["Begin Time (s)"]), float(s["End Time (s)"])) for s in by_type["whistle"]] == [(0.0, 20.0)]
+    assert by_type["porpoise_click"] == []
+    positive = [float(r["p_beluga_click"]) >= 0.5 for r in long_rows]
+    runs = sum(1 for i, p in enumerate(positive) if p and (i == 0 or not positive[i - 1]))
+    assert len(by_type["beluga_click"]) == runs
+    for s in selections:
+        assert 1_000 <= float(s["Low Freq (Hz)"]) < float(s["High Freq (Hz)"]) <= 160_000
+    masked = [(float(r["mask_low_hz"]), float(r["mask_high_hz"])) for r in long_rows if r["mask_low_hz"]]
+    whistle = by_type["whistle"][0]
+    if masked:
+        assert float(whistle["Low Freq (Hz)"]) == pytest.approx(min(b[0] for b in masked), abs=0.1)
+        assert float(whistle["High Freq (Hz)"]) == pytest.approx(max(b[1] for b in masked), abs=0.1)
+    # ... and `mgc import-raven` reads the table back.
+    mapping = ",".join(f"{t}={t}" for t in SOUND_TYPES)
+    long_audio = recordings / "site_20240131_235950.flac"
+    assert main(["import-raven", str(table), "--audio", str(long_audio), "--map", mapping, "--window", "0.25",
+                 "--out", str(tmp_path / "imported.csv")]) == 0
+    boxes = _rows(tmp_path / "imported_boxes.csv")
+    assert len(boxes) == len(selections)
+    imported = _rows(tmp_path / "imported.csv")
+    assert all(r["whistle"] == "1" and r["porpoise_click"] == "0" for r in imported)
+
+    # Presence: the long file starts 10 s before midnight, so its windows fall on two days; undated files count by
+    # hours from their start.
+    hourly = _rows(out / "presence_hourly.csv")
+    assert [(r["date"], r["hour"], r["windows"]) for r in hourly] == [
+        ("2024-01-31", "23", "40"), ("2024-02-01", "0", "40"), ("undated", "0", "8")]
+    assert hourly[0]["whistle"] == "40" and hourly[0]["porpoise_click"] == "0"
+    daily = _rows(out / "presence_daily.csv")
+    assert [r["date"] for r in daily] == ["2024-01-31", "2024-02-01", "undated"]
+    assert (out / "presence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_detect_probabilities_equal_the_data_module_path(models, recordings, reference):
+    """The windows through the training path (spectrogram cache, predicted-mask source, soft masks, the checkpoint's
+    classifier) give the probabilities detect wrote."""
+    root, classifier, segmenter, _ = models
+    _, out = reference
+    long_audio = recordings / "site_20240131_235950.flac"
+    rows = [WindowRow(long_audio, i * WINDOW, WINDOW, 0, 0, 0, recording="long") for i in range(int(20 / WINDOW))]
+    config, cache = get_preset("origin"), root / "cache-check"
+    compute_spectrograms(rows, config, cache, progress=False)
+    predict_masks(segmenter, rows, config, cache, batch_size=16, progress=False)
+    data = WindowDataset(rows, spectrogram_store(config, cache), mask_loader(config, PREDICTED, cache), "soft", 3.0)
+    model = ClassifierModule.load_from_checkpoint(classifier, map_location="cpu").eval()
+    batch = [data[i] for i in range(len(data))]
+    with torch.no_grad():
+        logits = model(torch.stack([b["image"] for b in batch]), torch.stack([b["mask"] for b in batch]))
+    expected = type_probabilities(torch.softmax(logits, dim=-1)).numpy()
+    written = np.array([[float(r[f"p_{t}"]) for t in SOUND_TYPES]
+                        for r in _rows(_table(out, "windows", "site_20240131_235950"))])
+    np.testing.assert_allclose(written, expected, atol=2e-5)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_identical_outputs_and_changed_files_are_redone(models, recordings, reference):
+    root, _, _, bundle = models
+    _, out_reference = reference
+    out = root / "killed"
+    process = subprocess.Popen(_detect_command(bundle, recordings, out), env=_env(root), cwd=root,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list((out / ".journal").glob("*.json"))) < 2:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert len(list((out / ".journal").glob("*.json"))) < 5  # killed before the end
+    result = _run(models, recordings, out)
+    assert result.returncode == 1
+    assert "already done" in result.stdout and " 0 already done" not in result.stdout, result.stdout
+    assert _snapshot(out) == _snapshot(out_reference)
+    # A recording that changed (size or modification time) is analysed again, the others are not.
+    short = recordings / "deep" / "short.wav"
+    os.utime(short, ns=(short.stat().st_atime_ns, short.stat().st_mtime_ns + 10**9))
+    result = _run(models, recordings, out)
+    assert "5 files: 1 analysed, 2 already done, 2 failed" in result.stdout, result.stdout
+    assert _snapshot(out) == _snapshot(out_reference)
+
+
+@pytest.mark.slow
+def test_two_processes_analyse_each_file_once_and_match_one_process(models, recordings, reference):
+    root = models[0]
+    _, out_reference = reference
+    out = root / "two"
+    result = _run(models, recordings, out, "--devices", "2")
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "5 files: 3 analysed, 0 already done, 2 failed" in result.stdout
+    assert result.stdout.count("files:") == 1  # one summary, from the main process
+    entries = [json.loads(p.read_text()) for p in (out / ".journal").glob("*.json")]
+    assert len(entries) == 5 and {e["process"] for e in entries} == {0, 1}  # both processes took files
+    assert _snapshot(out) == _snapshot(out_reference)
+
+
+def test_block_reads_cut_the_same_windows_as_read_window(tmp_path):
+    """Windows read in blocks (stereo, another rate, overlapping hops) equal one-window reads; bad requests become
+    per-file errors."""
+    rng = np.random.default_rng(4)
+    stereo = write_audio(tmp_path / "stereo.wav", rng.normal(0, 0.1, (int(1.1 * 400_000), 2)).astype(np.float32),
+                         400_000, subtype="FLOAT")
+    short = write_audio(tmp_path / "short.wav", np.zeros(1000, dtype=np.float32), RATE)
+    bundle = Bundle(front_end=get_preset("origin"), window_s=WINDOW, classifier={}, classifier_state={})
+    items = list(RecordingWindows([stereo], bundle, DetectSettings(hop_s=0.2, channel=1, batch_size=2)))
+    starts = [s for item in items for s in item["start_s"].tolist()]
+    assert starts == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8])
+    assert [item["last"] for item in items] == [False, False, True]
+    waves = torch.cat([item["waves"] for item in items]).numpy()
+    for start, wave in zip(starts, waves):
+        expected = read_window(stereo, start, WINDOW, channel=1, target_rate=RATE, fmax_hz=160_000)
+        np.testing.assert_array_equal(wave, expected[: len(wave)])
+    errors = list(RecordingWindows([stereo, short], bundle, DetectSettings(channel=2)))
+    assert [e.get("error") for e in errors] == ["channel 2 requested but the file has 2 channel(s)",
+                                               "channel 2 requested but the file has 1 channel(s)"]
+    errors = list(RecordingWindows([short], bundle, DetectSettings()))
+    assert [e.get("error") for e in errors] == ["shorter (0.00260417 s) than one window (0.25 s)"]
+
+
+def test_event_scores_count_overlaps_per_type(tmp_path):
+    """Recall over labelled events only; a selection on an unlabelled (faint) call of its type is not a false alarm."""
+    bench = tmp_path / "bench"
+    audio = write_audio(bench / "audio" / "R1.flac", np.zeros(RATE, dtype=np.float32), RATE)
+    header = "recording,window,sound_type,start_s,end_s,low_hz,high_hz,snr_db,effective_snr_db,visible_pixels,labelled,params\n"
+    events = ["R1,0,whistle,0.10,0.20,1,2,0,0,0,True,{}", "R1,0,whistle,0.60,0.70,1,2,0,0,0,True,{}",
+              "R1,0,whistle,0.80,0.90,1,2,0,0,0,False,{}", "R1,0,beluga_click,0.30,0.40,1,2,0,0,0,True,{}"]
+    (bench / "events.csv").write_text(header + "\n".join(events) + "\n")
+    selections = [[1, "Spectrogram 1", 1, 0.0, 0.25, 1000, 2000, "whistle", 0.9],    # hits the first whistle
+                  [2, "Spectrogram 1", 1, 0.75, 1.0, 1000, 2000, "whistle", 0.9],   # an unlabelled whistle
+                  [3, "Spectrogram 1", 1, 0.5, 0.55, 1000, 2000, "beluga_click", 0.9]]  # nothing there
+    (tmp_path / "out" / "raven").mkdir(parents=True)
+    (tmp_path / "out" / "raven" / f"{output_name(audio.resolve())}.selections.txt").write_bytes(
+        csv_bytes(RAVEN_HEADER, selections, "\t"))
+    scores = event_scores(tmp_path / "out", bench, ["R1"])
+    assert scores["whistle"] == {"events": 2, "detected": 1, "recall": 0.5, "selections": 2,
+                                 "true_selections": 2, "precision": 1.0}
+    assert (scores["beluga_click"]["recall"], scores["beluga_click"]["precision"]) == (0.0, 0.0)
+    assert (scores["porpoise_click"]["recall"], scores["porpoise_click"]["precision"]) == (None, None)
+
+
+def test_threshold_is_the_lowest_score_reaching_the_target_precision():
+    scores = np.array([0.1, 0.4, 0.6, 0.8, 0.9])
+    present = np.array([0, 1, 0, 1, 1])
+    assert threshold_for_precision(scores, present, 0.9) == (0.8, 1.0, pytest.approx(2 / 3))
+    assert threshold_for_precision(scores, present, 0.6) == (0.1, 0.6, 1.0)
+    # Unreachable: the best precision there is, and the caller sees it is below the target.
+    assert threshold_for_precision(scores, np.array([1, 0, 0, 0, 0]), 0.9) == (0.1, 0.2, 1.0)
+
+
+def test_ece_and_temperature_scaling_recover_a_known_miscalibration():
+    assert expected_calibration_error(np.full(10, 0.9), np.array([1, 0] * 5, dtype=float)) == pytest.approx(0.4)
+    generator = torch.Generator().manual_seed(0)
+    logits = 3 * torch.randn(4000, 8, generator=generator)
+    joint = torch.multinomial(torch.softmax(logits / 2.0, dim=-1), 1, generator=generator)[:, 0]
+    temperature = fit_temperature(logits, joint)  # the true probabilities are softmax(logits / 2)
+    assert temperature == pytest.approx(2.0, rel=0.1)
+    confidence = lambda t: torch.softmax(logits / t, dim=-1).max(dim=-1).values.numpy()  # noqa: E731
+    correct = (logits.argmax(dim=-1) == joint).numpy().astype(float)
+    assert expected_calibration_error(confidence(temperature), correct) < 0.03 < expected_calibration_error(
+        confidence(1.0), correct)
+
+
+def test_platt_scaling_recovers_known_per_type_scales_and_offsets():
+    generator = torch.Generator().manual_seed(1)
+    logits = 2 * torch.randn(6000, 3, generator=generator)
+    truth = torch.tensor([[0.5, 1.0], [2.0, -1.0], [1.0, 0.0]])
+    present = torch.bernoulli(torch.sigmoid(logits * truth[:, 0] + truth[:, 1]), generator=generator)
+    np.testing.assert_allclose(fit_platt(logits, present), truth.numpy(), atol=0.15)
+
+
+@pytest.mark.slow
+def test_calibrate_writes_temperature_and_thresholds_into_the_bundle_and_logs_to_mlflow(models, tmp_path, capsys,
+                                                                                     monkeypatch):
+    root, _, _, bundle_path = models
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    calibrated = tmp_path / "calibrated.mgc"
+    manifest = root / "bench" / "manifest.csv"
+    assert main(["calibrate", "--model", str(bundle_path), "--manifest", str(manifest), "--split-fractions", "0", "1",
+                 "0", "--target-precision", "0.8", "--out", str(calibrated)]) == 0
+    out = capsys.readouterr().out
+    assert "32 validation windows: temperature" in out and "ECE" in out
+    bundle, _ = load_bundle(calibrated)
+    record = bundle.calibration
+    assert bundle.temperature != 1.0 and record["windows"] == 32 and record["target_precision"] == 0.8
+    assert f"ECE {record['ece_before']:.4f} -> {record['ece_after']:.4f}" in out
+    assert bundle.thresholds == [record["validation"][t]["threshold"] for t in SOUND_TYPES]
+    for name in SOUND_TYPES:
+        chosen = record["validation"][name]
+        assert (chosen["precision"] >= 0.8) == ("target 0.8 not reached" not in out.split(name)[1].splitlines()[0])
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.search_runs([client.get_experiment_by_name("calibration").experiment_id])[0]
+    assert run.data.metrics["ece_after"] == pytest.approx(record["ece_after"])
+    assert run.data.metrics["temperature"] == pytest.approx(bundle.temperature)
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "figures")] == ["figures/reliability.png"]
+    # The source bundle is untouched; its own calibration is still the identity.
+    assert load_bundle(bundle_path)[0].temperature == 1.0
