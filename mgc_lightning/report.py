@@ -11,6 +11,7 @@ soft-mask panel (figure 3). The figures are logged to a `report` run too.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
@@ -23,6 +24,8 @@ from .labels import SOUND_TYPES
 from .tracking import DATASET_TAG, EVALUATES_TAG, dataset_name, default_tracking_uri
 
 REPORT_TAG = "mgc.report"
+# A report downloads one small CSV per run and preset: MLflow's progress bar for each would bury the headline table.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 @dataclass
