@@ -67,16 +67,18 @@ $(BENCH)/hq.csv: $(BENCH)/manifest.csv
 
 # Segmenter: make train-seg [SEG=deeplabv3|unet] (unet keeps thin clicks; see BENCHMARKS.md); it always trains,
 # while $(SEG_CKPT) is trained only when missing or older than hq.csv.
+# SEG_ARGS reach the segmenter only: a classifier target's ARGS and RESUME never leak into its prerequisite.
+SEG_ARGS ?=
 define fit_segmenter
 	$(MGC) fit --config experiments/seg_$(SEG).yaml --data.init_args.manifest $(BENCH)/hq.csv \
-		--link-best $(SEG_CKPT) $(RESUME_ARG) $(ARGS)
+		--link-best $(SEG_CKPT) $(SEG_ARGS) $(1)
 endef
 
 train-seg: $(BENCH)/hq.csv
-	$(fit_segmenter)
+	$(call fit_segmenter,$(RESUME_ARG) $(ARGS))
 
 $(SEG_CKPT): $(BENCH)/hq.csv
-	$(fit_segmenter)
+	$(call fit_segmenter,)
 
 # Masks of every window of every preset from the segmenter: make predict-masks [CKPT=another segmenter checkpoint]
 $(PREDICTED): $(SEG_CKPT) $(BENCH)/manifest.csv

@@ -19,6 +19,7 @@ import torch
 
 from . import __version__
 from .cache import write_bytes_atomic
+from .checkpoints import check_model_class, class_path, load_checkpoint
 from .errors import InputError
 from .labels import JOINT_CLASS_NAMES, SOUND_TYPES
 from .spectrogram import SpectrogramConfig
@@ -127,16 +128,17 @@ def self_contained(hyperparameters: dict) -> dict:
 
 
 def _read_checkpoint(path: str | Path, kind: str) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: {kind} checkpoint not found")
-    try:
-        # Lightning checkpoints hold pickled settings (not only tensors); they are the user's own training output.
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:
-        raise InputError(f"{path}: not a readable checkpoint ({type(error).__name__})") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "hyper_parameters" not in checkpoint:
-        raise InputError(f"{path}: not a Lightning {kind} checkpoint (no state_dict / hyper_parameters)")
+    """The checkpoint read as weights only (a crafted file's code never runs), of the expected model class."""
+    from .models.classifier import ClassifierModule
+    from .models.segmenter import SegmenterModule
+
+    what = f"{kind} checkpoint"
+    checkpoint = load_checkpoint(path, what)
+    check_model_class(path, checkpoint, class_path(ClassifierModule if kind == "classifier" else SegmenterModule),
+                      what)
+    if "hyper_parameters" not in checkpoint:
+        raise InputError(f"{path}: not a Lightning {kind} checkpoint (no hyper_parameters); was it trained with "
+                         "`mgc fit`?")
     return checkpoint
 
 

@@ -109,6 +109,7 @@ class CalibrationResult:
     correct: np.ndarray
     scores: np.ndarray  # (N, 3) calibrated per-type probabilities
     present: np.ndarray  # (N, 3) labels
+    identity_kept: bool  # the fitted calibration raised the validation ECE, so the raw scores are kept
 
 
 def calibrate(model: str | Path, manifest: str | Path, split: SplitConfig, target_precision: float = 0.9,
@@ -139,6 +140,10 @@ def calibrate(model: str | Path, manifest: str | Path, split: SplitConfig, targe
     else:
         calibrated = replace_calibration(bundle, platt=fit_platt(logits, present))
     after, _, types = confidence_and_correct(BundlePipeline(calibrated))
+    identity_kept = expected_calibration_error(after, correct) > expected_calibration_error(before, correct)
+    if identity_kept:  # the fit (which minimises log-loss, not ECE) made calibration worse: keep the raw scores
+        calibrated = replace_calibration(bundle)
+        after, _, types = confidence_and_correct(pipeline)
     scores = types.numpy()
     chosen = {name: threshold_for_precision(scores[:, t], present[:, t].numpy(), target_precision)
               for t, name in enumerate(SOUND_TYPES)}
@@ -148,11 +153,12 @@ def calibrate(model: str | Path, manifest: str | Path, split: SplitConfig, targe
         ece_after=expected_calibration_error(after, correct),
         temperature=calibrated.temperature if pipeline.multiclass else None, thresholds=chosen,
         target_precision=target_precision, confidence_before=before, confidence_after=after, correct=correct,
-        scores=scores, present=present.numpy())
+        scores=scores, present=present.numpy(), identity_kept=identity_kept)
     calibrated.calibration = {
         "manifest": str(Path(manifest).resolve()), "split": {"group_by": split.group_by,
                                                              "fractions": list(split.fractions), "seed": split.seed},
         "windows": len(rows), "ece_before": result.ece_before, "ece_after": result.ece_after,
+        "identity_kept": result.identity_kept,
         "target_precision": target_precision,
         "validation": {name: {"threshold": v[0], "precision": v[1], "recall": v[2]} for name, v in chosen.items()},
     }

@@ -265,6 +265,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     result = calibrate(args.model, args.manifest, _split_config(args), args.target_precision, args.out)
     written = args.out or args.model
     scaling = f"temperature {result.temperature:.3f}" if result.temperature is not None else "per-type Platt scaling"
+    if result.identity_kept:
+        scaling = "fitted calibration not applied (it raised the ECE), raw scores kept"
     print(f"{result.windows} validation windows: {scaling}; ECE {result.ece_before:.4f} -> {result.ece_after:.4f}")
     for name, (threshold, precision, recall) in result.thresholds.items():
         missed = "" if precision >= args.target_precision else f" (target {args.target_precision:g} not reached)"

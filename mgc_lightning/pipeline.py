@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-import yaml
 
 from .cache import compute_spectrograms, mask_store, spectrogram_store, write_bytes_atomic
 from .manifest import SPLITS, SplitConfig, WindowRow, load_manifest, split_rows, write_manifest
@@ -60,7 +59,9 @@ class PipelineConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "PipelineConfig":
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        from .training import read_config_files  # one line naming the file for a missing or malformed YAML
+
+        raw = dict(read_config_files(["--config", str(path)])[str(path)])
         known = {f.name for f in fields(cls)}
         unknown = set(raw) - known
         if unknown:
@@ -72,6 +73,8 @@ class PipelineConfig:
             raise ValueError(f"{path}: each classifier needs a name and a list of configs ({error})") from error
         for key in ("presets", "segmenter_args", "classifier_args", "seeds"):
             if key in raw:
+                if not isinstance(raw[key], list):
+                    raise ValueError(f"{path}: {key} must be a list, got {raw[key]!r}")
                 raw[key] = tuple(str(a) if key.endswith("args") else a for a in raw[key])
         if "split" in raw:
             raw["split"] = _split_from_yaml(path, raw["split"])

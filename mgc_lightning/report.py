@@ -200,9 +200,10 @@ def headline_table(runs: list[RunSummary], train_preset: str = "origin") -> str:
     rows = []
     for model, members in groups.items():
         row = [model] + [_accuracy_cell(members, p) for p in presets]
-        inside = np.mean([r.value(train_preset, "joint_acc") for r in members])
-        drops = [inside - np.mean([r.value(p, "joint_acc") for r in members]) for p in presets[1:]
-                 if all(r.value(p, "joint_acc") is not None for r in members)]
+        inside_values = [r.value(train_preset, "joint_acc") for r in members]
+        known = all(v is not None for v in inside_values)  # a row tested on other presets only has no drop
+        drops = [np.mean(inside_values) - np.mean([r.value(p, "joint_acc") for r in members]) for p in presets[1:]
+                 if known and all(r.value(p, "joint_acc") is not None for r in members)]
         row.append(f"{np.mean(drops):.3f}" if drops else "—")
         mine = [r.correct.get(train_preset) for r in members]
         theirs = [r.correct.get(train_preset) for r in baseline[1]] if baseline else [None]

@@ -72,6 +72,7 @@ def files(tmp_path_factory) -> Path:
     (root / "bogus.yaml").write_text("model:\n  init_args:\n    bogus: 1\n")
     (root / "epochs.yaml").write_text("trainer:\n  max_epochs: three\n")
     (root / "dim.yaml").write_text("model:\n  init_args:\n    dim: lots\n")
+    (root / "seeds.yaml").write_text("classifiers:\n  - {name: a, configs: [x.yaml]}\nseeds: 3\n")
 
     torch.save({"state_dict": {}, "hyper_parameters": Payload(root / "MARKER")}, root / "crafted.ckpt")
     with open(root / "crafted.pkl", "wb") as handle:  # a plain pickle, not torch's zip format
@@ -154,6 +155,15 @@ CASES = [
      ["crafted.ckpt: not a segmenter checkpoint this project can read", "posix.system"]),
     ("predict-other-model", ["masks", "predict", "manifest.csv", "--checkpoint", "classifier.ckpt"],
      ["classifier.ckpt: a ClassifierModule checkpoint, not a SegmenterModule one"]),
+    ("export-crafted", ["export", "--classifier", "crafted.ckpt", "--out", "model.mgc"],
+     ["crafted.ckpt: not a classifier checkpoint this project can read", "posix.system"]),
+    ("export-swapped", ["export", "--classifier", "segmenter.ckpt", "--out", "model.mgc"],
+     ["segmenter.ckpt: a SegmenterModule checkpoint, not a ClassifierModule one"]),
+    ("annotate-segmenter-garbage", ["annotate", "manifest.csv", "--queue", "uncertain", "--segmenter", "garbage.ckpt"],
+     ["garbage.ckpt: not a segmenter checkpoint this project can read"]),
+    # pipeline configs
+    ("pipeline-yaml-syntax", ["pipeline", "bad.yaml"], ["bad.yaml: config file is not valid YAML at line 2"]),
+    ("pipeline-not-a-list", ["pipeline", "seeds.yaml"], ["seeds.yaml: seeds must be a list, got 3"]),
     # mask PNGs named by the manifest: found before a model is built
     ("fit-mask-wrong-size", _seg_args("--data.init_args.manifest", "small_mask.csv"),
      ["small_mask.csv: row 5 (line 6):", "small.png: mask is 64x100, preset 'origin' images are 128x128"]),

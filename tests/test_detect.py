@@ -372,10 +372,13 @@ def test_calibrate_writes_temperature_and_thresholds_into_the_bundle_and_logs_to
     assert main(["calibrate", "--model", str(bundle_path), "--manifest", str(manifest), "--split-fractions", "0", "1",
                  "0", "--target-precision", "0.8", "--out", str(calibrated)]) == 0
     out = capsys.readouterr().out
-    assert "32 validation windows: temperature" in out and "ECE" in out
+    assert "32 validation windows: " in out and "ECE" in out
     bundle, _ = load_bundle(calibrated)
     record = bundle.calibration
-    assert bundle.temperature != 1.0 and record["windows"] == 32 and record["target_precision"] == 0.8
+    assert record["windows"] == 32 and record["target_precision"] == 0.8
+    assert record["ece_after"] <= record["ece_before"]  # a fit that would make it worse is not applied
+    assert (bundle.temperature == 1.0) == record["identity_kept"]
+    assert ("raw scores kept" in out) == record["identity_kept"]
     assert f"ECE {record['ece_before']:.4f} -> {record['ece_after']:.4f}" in out
     assert bundle.thresholds == [record["validation"][t]["threshold"] for t in SOUND_TYPES]
     for name in SOUND_TYPES:

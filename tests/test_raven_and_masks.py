@@ -129,7 +129,7 @@ def test_selections_written_once_per_view_are_one_box(raven, tmp_path):
 def test_box_paths_stay_relative_to_the_manifest_from_any_folder(tmp_path, monkeypatch):
     survey = tmp_path / "survey"
     for name in ("a", "b"):
-        write_audio(survey / "audio" / f"{name}.flac", np.zeros(384_000, np.float32), 384_000)
+        write_audio(survey / "audio" / f"{name}.flac", np.zeros(768_000, np.float32), 384_000)  # 2 s: every box fits
         (tmp_path / f"{name}.txt").write_text(TABLE)
     monkeypatch.chdir(tmp_path)
     out = "survey/manifest.csv"
@@ -143,7 +143,7 @@ def test_box_paths_stay_relative_to_the_manifest_from_any_folder(tmp_path, monke
     monkeypatch.chdir(survey / "audio")  # read from elsewhere: the paths still name the files
     boxes = read_boxes(survey / "manifest_boxes.csv")
     assert {b.path for b in boxes} == {(survey / "audio" / "a.flac").resolve(), (survey / "audio" / "b.flac").resolve()}
-    assert len(load_manifest(survey / "manifest.csv")) == 4
+    assert len(load_manifest(survey / "manifest.csv")) == 8  # two 2-s recordings of 0.5-s windows
 
 
 def test_masks_boxes_draws_the_boxes_source_on_any_preset(raven, tmp_path):

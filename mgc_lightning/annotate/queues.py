@@ -20,12 +20,10 @@ QUEUES = ("hq", "uncertain", "all")
 
 def load_segmenter(checkpoint: str | Path):
     """A trained SegmenterModule in eval mode on the CPU."""
+    from ..checkpoints import load_module
     from ..models.segmenter import SegmenterModule
 
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"{checkpoint}: segmenter checkpoint not found")
-    return SegmenterModule.load_from_checkpoint(checkpoint, map_location="cpu").eval()
+    return load_module(SegmenterModule, checkpoint, "segmenter checkpoint").eval()
 
 
 def sound_probabilities(segmenter, images: np.ndarray) -> np.ndarray:
