@@ -70,7 +70,11 @@ def collect_audio(paths: Sequence[str | Path]) -> list[Path]:
         elif given.is_file() and given.suffix.lower() in AUDIO_SUFFIXES:
             found.append(given)
         elif given.is_file():
-            lines = [line.strip() for line in given.read_text().splitlines()]
+            try:
+                lines = [line.strip() for line in given.read_text().splitlines()]
+            except UnicodeDecodeError:
+                raise InputError(f"{given}: neither WAV/FLAC audio nor a text list of audio files (one path a line)") \
+                    from None
             listed = [Path(line) if Path(line).is_absolute() else given.parent / line
                       for line in lines if line and not line.startswith("#")]
             found += listed  # missing or bad listed files are reported per file, the run goes on
@@ -324,9 +328,9 @@ class DetectSummary:
 def detect(paths: Sequence[str | Path], model: str | Path, out: str | Path, settings: DetectSettings,
            devices: int = 1, accelerator: str = "cpu", progress: bool = True) -> DetectSummary | None:
     """Run the bundle over every file; returns the summary on the main process (None on the others)."""
+    files = collect_audio(paths)  # a wrong path fails at once, before the model is read
     bundle, model_hash = load_bundle(model)
     settings = replace(settings, hop_s=settings.hop_s or bundle.window_s)
-    files = collect_audio(paths)
     out = Path(out)
     journal = Journal(out, model_hash, settings)
     pending = [path for path in files

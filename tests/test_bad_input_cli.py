@@ -161,6 +161,8 @@ CASES = [
      ["segmenter.ckpt: a SegmenterModule checkpoint, not a ClassifierModule one"]),
     ("annotate-segmenter-garbage", ["annotate", "manifest.csv", "--queue", "uncertain", "--segmenter", "garbage.ckpt"],
      ["garbage.ckpt: not a segmenter checkpoint this project can read"]),
+    ("detect-not-audio", ["detect", "binary.yaml", "--model", "model.mgc", "--out", "detections"],
+     ["binary.yaml: neither WAV/FLAC audio nor a text list of audio files"]),
     # pipeline configs
     ("pipeline-yaml-syntax", ["pipeline", "bad.yaml"], ["bad.yaml: config file is not valid YAML at line 2"]),
     ("pipeline-not-a-list", ["pipeline", "seeds.yaml"], ["seeds.yaml: seeds must be a list, got 3"]),

@@ -161,9 +161,10 @@ def test_bundle_round_trip_needs_no_other_file_and_refuses_altered_or_foreign_fi
         load_bundle(tmp_path / "altered.mgc")
     torch.save({"weights": torch.zeros(3)}, tmp_path / "foreign.mgc")
     (tmp_path / "text.mgc").write_text("not a bundle")
+    write_audio(tmp_path / "recording.wav", np.zeros(96_000, np.float32), 384_000)
     for name, message in (("altered", "content hash mismatch"), ("foreign", "not an mgc model bundle"),
                           ("text", "not a readable mgc model bundle")):
-        assert main(["detect", str(tmp_path), "--model", str(tmp_path / f"{name}.mgc"), "--out",
+        assert main(["detect", str(tmp_path / "recording.wav"), "--model", str(tmp_path / f"{name}.mgc"), "--out",
                      str(tmp_path / "o")]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err and f"{name}.mgc" in err, err
