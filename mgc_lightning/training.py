@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.model_helpers import is_overridden
 
@@ -61,10 +60,10 @@ def find_checkpoint(root: Path, experiment: str, run_name: str | None, which: st
     return max(paths, key=lambda p: p.stat().st_mtime)
 
 
-def model_differences(checkpoint: str | Path, model_config) -> list[str]:
-    """Model settings in which a checkpoint differs from the configured model (`class_path` + `init_args`), except
-    FREE_SETTINGS; empty when the checkpoint's weights fit this configuration."""
-    stored = torch.load(checkpoint, map_location="cpu", weights_only=True).get("hyper_parameters") or {}
+def model_differences(checkpoint: dict, model_config) -> list[str]:
+    """Model settings in which a loaded checkpoint differs from the configured model (`class_path` + `init_args`),
+    except FREE_SETTINGS; empty when the checkpoint's weights fit this configuration."""
+    stored = checkpoint.get("hyper_parameters") or {}
     wanted = dict(model_config.get("init_args") or {})
     differences = []
     class_path = stored.get("_class_path")
@@ -163,8 +162,9 @@ class MGCLightningCLI(LightningCLI):
         if path and path not in LIGHTNING_CHECKPOINT_KEYWORDS:
             model = config.get("model")
             class_path = getattr(model, "class_path", None) if model is not None else None
-            check_model_class(path, load_checkpoint(path), class_path, "checkpoint of this experiment's model")
-            differences = model_differences(path, model) if model is not None else []
+            checkpoint = load_checkpoint(path)  # read once, as weights only, for both checks
+            check_model_class(path, checkpoint, class_path, "checkpoint of this experiment's model")
+            differences = model_differences(checkpoint, model) if model is not None else []
             if differences:
                 raise ValueError(f"{path} holds another model than this config ({'; '.join(differences)}): pass "
                                  "that model's config, or a checkpoint of this one")
