@@ -58,7 +58,7 @@ class BundlePipeline(nn.Module):
         """(B, 1, H, W) binary masks the segmenter draws, or None without a segmenter."""
         if self.segmenter is None:
             return None
-        return self.segmenter(images).argmax(dim=1, keepdim=True).float()
+        return self.segmenter.draw_masks(images)[:, None].float()
 
     def classifier_mask(self, binary: torch.Tensor | None) -> torch.Tensor | None:
         if binary is None or not self.classifier.uses_mask:

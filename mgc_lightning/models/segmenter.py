@@ -19,6 +19,7 @@ from ..checkpoints import load_module
 from ..figures import mask_panel
 from ..manifest import WindowRow
 from ..masks import mask_metrics, soft_mask
+from ..precision import inference_autocast
 from ..spectrogram import SpectrogramConfig
 from ..tracking import log_figure
 from .inputs import imagenet_input, load_local_weights, without_weight_sources
@@ -47,6 +48,7 @@ class SegmenterModule(L.LightningModule):
 
     normalize_input: feed the network noise-standardised images (`noise_standardized`), so masks drawn on another
     front end than the training one hold up; false feeds the [0, 1] image with ImageNet normalisation, as the paper.
+    network_kwargs: further arguments of the smp architecture (e.g. a U-Net's `decoder_channels`).
     """
 
     def __init__(
@@ -61,12 +63,13 @@ class SegmenterModule(L.LightningModule):
         figure_windows: int = 4,
         soft_sigma: float = 3.0,
         normalize_input: bool = True,
+        network_kwargs: dict | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
         # DeepLabV3 as in the paper; any smp architecture by name (DeepLabV3Plus and Unet keep thin clicks sharper).
         self.net = smp.create_model(architecture, encoder_name=encoder_name, encoder_weights=None, in_channels=3,
-                                    classes=2)
+                                    classes=2, **(network_kwargs or {}))
         if pretrained_path:
             load_local_weights(self.net.encoder, pretrained_path)
         # Class weights of the cross-entropy: sound pixels are a few percent of an image; > 1 counters that.
@@ -83,6 +86,13 @@ class SegmenterModule(L.LightningModule):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 1, H, W) images in [0, 1] -> (B, 2, H, W) logits (background, sound)."""
         return self.net(self.network_input(image))
+
+    @torch.no_grad()
+    def draw_masks(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) images in [0, 1] -> (B, H, W) boolean masks, as `mgc masks predict` and `mgc detect` both
+        draw them (in bfloat16 where the hardware has it: `precision.inference_autocast`)."""
+        with inference_autocast(image.device):
+            return self(image).argmax(dim=1).bool()
 
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
         loss = F.cross_entropy(self(batch["image"]), batch["mask"][:, 0].long(), weight=self.class_weights)
@@ -166,8 +176,7 @@ def predict_masks(
                       disable=not progress or not pending):
         batch = pending[first : first + batch_size]
         image = torch.from_numpy(np.stack([images.load(r.key) for r in batch]).astype(np.float32))[:, None]
-        with torch.no_grad():
-            prediction = model(image.to(device)).argmax(dim=1).cpu().numpy().astype(bool)
+        prediction = model.draw_masks(image.to(device)).cpu().numpy()
         for row, mask in zip(batch, prediction):
             store.save(row.key, mask)
     return len(pending)
