@@ -168,13 +168,7 @@ class RecordingWindows(IterableDataset):
         with sf.SoundFile(str(path)) as handle:
             for first in range(0, len(starts), settings.batch_size):
                 batch = starts[first : first + settings.batch_size]
-                offsets = [int(round(s * rate)) for s in batch]
-                handle.seek(offsets[0])
-                block = handle.read(offsets[-1] + count - offsets[0], dtype="float32", always_2d=True)
-                if block.shape[0] != offsets[-1] + count - offsets[0]:
-                    raise AudioError(path, f"truncated audio: read {block.shape[0]} samples at {batch[0]:g} s")
-                samples = block[:, channel] if channel is not None else block.mean(axis=1)
-                windows = [samples[o - offsets[0] : o - offsets[0] + count] for o in offsets]
+                windows = read_windows(handle, path, [int(round(s * rate)) for s in batch], count, channel)
                 for start, window in zip(batch, windows):
                     if not np.isfinite(window).all():
                         raise AudioError(path, f"NaN or infinite sample in the window at {start:g} s")
@@ -184,6 +178,25 @@ class RecordingWindows(IterableDataset):
                 yield {"file": index, "start_s": torch.tensor(batch, dtype=torch.float64),
                        "waves": torch.from_numpy(np.stack([w[:length] for w in windows])),
                        "last": first + settings.batch_size >= len(starts), "duration_s": info.duration_s}
+
+
+def read_windows(handle: sf.SoundFile, path: Path, offsets: Sequence[int], count: int,
+                 channel: int | None) -> list[np.ndarray]:
+    """Mono (or one channel's) windows of `count` samples at sample `offsets`: one block read when the windows
+    overlap or touch, one read per window when the hop leaves gaps (memory then stays at the windows' size)."""
+    spans = [(offsets[0], offsets[-1] + count)]
+    if offsets[-1] - offsets[0] > count * len(offsets):
+        spans = [(o, o + count) for o in offsets]
+    windows = []
+    for begin, end in spans:
+        handle.seek(begin)
+        block = handle.read(end - begin, dtype="float32", always_2d=True)
+        if block.shape[0] != end - begin:
+            raise AudioError(path, f"truncated audio: read {block.shape[0]} samples at "
+                                   f"{begin / handle.samplerate:g} s")
+        samples = block[:, channel] if channel is not None else block.mean(axis=1)
+        windows += [samples[o - begin : o - begin + count] for o in offsets if begin <= o and o + count <= end]
+    return windows
 
 
 class DetectionModule(L.LightningModule):

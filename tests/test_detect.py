@@ -289,7 +289,7 @@ def test_two_processes_analyse_each_file_once_and_match_one_process(models, reco
 
 
 def test_block_reads_cut_the_same_windows_as_read_window(tmp_path):
-    """Windows read in blocks (stereo, another rate, overlapping hops) equal one-window reads; bad requests become
+    """Windows read in blocks (stereo, another rate, overlapping hops, hops with gaps) equal one-window reads; bad requests become
     per-file errors."""
     rng = np.random.default_rng(4)
     stereo = write_audio(tmp_path / "stereo.wav", rng.normal(0, 0.1, (int(1.1 * 400_000), 2)).astype(np.float32),
@@ -303,6 +303,12 @@ def test_block_reads_cut_the_same_windows_as_read_window(tmp_path):
     waves = torch.cat([item["waves"] for item in items]).numpy()
     for start, wave in zip(starts, waves):
         expected = read_window(stereo, start, WINDOW, channel=1, target_rate=RATE, fmax_hz=160_000)
+        np.testing.assert_array_equal(wave, expected[: len(wave)])
+    # a hop leaving gaps between windows reads window by window: the same samples
+    items = list(RecordingWindows([stereo], bundle, DetectSettings(hop_s=0.6, batch_size=4)))
+    assert items[0]["start_s"].tolist() == pytest.approx([0.0, 0.6])
+    for start, wave in zip(items[0]["start_s"].tolist(), items[0]["waves"].numpy()):
+        expected = read_window(stereo, start, WINDOW, target_rate=RATE, fmax_hz=160_000)
         np.testing.assert_array_equal(wave, expected[: len(wave)])
     errors = list(RecordingWindows([stereo, short], bundle, DetectSettings(channel=2)))
     assert [e.get("error") for e in errors] == ["channel 2 requested but the file has 2 channel(s)",
