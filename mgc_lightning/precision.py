@@ -14,8 +14,8 @@ def native_bfloat16(device: torch.device | str) -> bool:
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":
         # private but stable helpers (torch >= 2.3); a torch without them gets float32
-        probes = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
-        return any(probe is not None and probe() for probe in probes)
+        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
     return False
 
 

@@ -289,8 +289,8 @@ def test_two_processes_analyse_each_file_once_and_match_one_process(models, reco
 
 
 def test_block_reads_cut_the_same_windows_as_read_window(tmp_path):
-    """Windows read in blocks (stereo, another rate, overlapping hops, hops with gaps) equal one-window reads; bad requests become
-    per-file errors."""
+    """Windows read in blocks (stereo, another rate, overlapping hops, hops with gaps) equal one-window reads; bad
+    requests become per-file errors."""
     rng = np.random.default_rng(4)
     stereo = write_audio(tmp_path / "stereo.wav", rng.normal(0, 0.1, (int(1.1 * 400_000), 2)).astype(np.float32),
                          400_000, subtype="FLOAT")
