@@ -1,9 +1,9 @@
 """Speed of `mgc detect` in times real time at 384 kHz: the whole path (read, front end, segmenter, classifier,
 write) and each stage, in one run, plus the largest resident memory for two recording lengths (flat memory: both the same).
 
-The models are the recommended pipeline with untrained weights (speed does not depend on the weights): a U-Net
-ResNet-18 segmenter and the demo's narrow ResNet-18 with cross-attention fusion over soft masks. The recording is
-noise with tones, written to a temporary WAV.
+The models are the recommended pipeline with untrained weights (speed does not depend on the weights): the U-Net
+of experiments/seg_unet.yaml and the demo's narrow ResNet-18 with cross-attention fusion over soft masks. The
+recording is noise with tones, written to a temporary WAV.
 
     python benchmarks/detect_speed.py                       # 60 s of audio, batch 32, CPU
     python benchmarks/detect_speed.py --seconds 600 --accelerator gpu --batch-size 128
@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
+import yaml
 
 from mgc_lightning.bundle import Bundle, save_bundle
 from mgc_lightning.detect import DetectSettings, RecordingWindows, detect
@@ -31,13 +32,14 @@ from mgc_lightning.models.segmenter import SegmenterModule
 from mgc_lightning.spectrogram import get_preset
 
 RATE = 384_000
+SEGMENTER_CONFIG = Path(__file__).resolve().parent.parent / "experiments" / "seg_unet.yaml"
 
 
 def recommended_bundle(window_s: float) -> Bundle:
     torch.manual_seed(0)
     classifier = {"backbone": "resnet18", "backbone_kwargs": {"channels": [16, 32, 64, 128], "stem_width": 16},
                   "mask_input": "soft", "fusion": "xattn", "dim": 256}
-    segmenter = {"architecture": "Unet", "encoder_name": "resnet18"}
+    segmenter = yaml.safe_load(SEGMENTER_CONFIG.read_text())["model"]["init_args"]
     return Bundle(front_end=get_preset("origin"), window_s=window_s, classifier=classifier,
                   classifier_state=ClassifierModule(**classifier).state_dict(), segmenter=segmenter,
                   segmenter_state=SegmenterModule(**segmenter).state_dict(), mask_kind="soft")
