@@ -1,5 +1,6 @@
 """Speed of `mgc detect` in times real time at 384 kHz: the whole path (read, front end, segmenter, classifier,
-write) and each stage, in one run, plus the largest resident memory for two recording lengths (flat memory: both the same).
+write) and each stage, in one run, plus the largest resident memory for two recording lengths (flat memory: both the
+same).
 
 The models are the recommended pipeline with untrained weights (speed does not depend on the weights): the U-Net
 of experiments/seg_unet.yaml and the demo's narrow ResNet-18 with cross-attention fusion over soft masks. The
