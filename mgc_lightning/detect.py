@@ -25,7 +25,7 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, IterableDataset
 
-from .audio import AudioError, check_band, probe, resample, window_starts
+from .audio import AudioError, check_band, probe, resample, signal_problem, window_starts
 from .bundle import Bundle, load_bundle
 from .cache import write_bytes_atomic
 from .errors import InputError
@@ -121,9 +121,10 @@ class Journal:
         entry = self.entry(path)
         return entry is not None and entry["status"] == "done"
 
-    def record(self, path: Path, status: str, reason: str = "", seconds: float = 0.0, process: int = 0) -> None:
+    def record(self, path: Path, status: str, reason: str = "", seconds: float = 0.0, process: int = 0,
+               unusable: int = 0) -> None:
         entry = {"path": str(path), "fingerprint": self.fingerprint(path), "status": status, "reason": reason,
-                 "audio_s": seconds, "process": process}
+                 "audio_s": seconds, "process": process, "unusable_windows": unusable}
         write_bytes_atomic(self._entry_path(path), json.dumps(entry, sort_keys=True).encode())
 
 
@@ -168,7 +169,7 @@ class RecordingWindows(IterableDataset):
         with sf.SoundFile(str(path)) as handle:
             for first in range(0, len(starts), settings.batch_size):
                 batch = starts[first : first + settings.batch_size]
-                windows = read_windows(handle, path, [int(round(s * rate)) for s in batch], count, channel)
+                windows, problems = read_windows(handle, path, [int(round(s * rate)) for s in batch], count, channel)
                 for start, window in zip(batch, windows):
                     if not np.isfinite(window).all():
                         raise AudioError(path, f"NaN or infinite sample in the window at {start:g} s")
@@ -176,27 +177,31 @@ class RecordingWindows(IterableDataset):
                     windows = [resample(w, rate, config.sample_rate) for w in windows]
                 length = min(len(w) for w in windows)  # resampling can differ by one sample between windows
                 yield {"file": index, "start_s": torch.tensor(batch, dtype=torch.float64),
-                       "waves": torch.from_numpy(np.stack([w[:length] for w in windows])),
+                       "waves": torch.from_numpy(np.stack([w[:length] for w in windows])), "problems": problems,
                        "last": first + settings.batch_size >= len(starts), "duration_s": info.duration_s}
 
 
 def read_windows(handle: sf.SoundFile, path: Path, offsets: Sequence[int], count: int,
-                 channel: int | None) -> list[np.ndarray]:
-    """Mono (or one channel's) windows of `count` samples at sample `offsets`: one block read when the windows
-    overlap or touch, one read per window when the hop leaves gaps (memory then stays at the windows' size)."""
+                 channel: int | None) -> tuple[list[np.ndarray], list[str]]:
+    """Mono (or one channel's) windows of `count` samples at sample `offsets`, and why each holds no usable signal
+    ('' when it does; `audio.signal_problem`): one block read when the windows overlap or touch, one read per window
+    when the hop leaves gaps (memory then stays at the windows' size)."""
     spans = [(offsets[0], offsets[-1] + count)]
     if offsets[-1] - offsets[0] > count * len(offsets):
         spans = [(o, o + count) for o in offsets]
-    windows = []
+    windows, problems = [], []
     for begin, end in spans:
         handle.seek(begin)
         block = handle.read(end - begin, dtype="float32", always_2d=True)
         if block.shape[0] != end - begin:
             raise AudioError(path, f"truncated audio: read {block.shape[0]} samples at "
                                    f"{begin / handle.samplerate:g} s")
-        samples = block[:, channel] if channel is not None else block.mean(axis=1)
-        windows += [samples[o - begin : o - begin + count] for o in offsets if begin <= o and o + count <= end]
-    return windows
+        channels = block[:, [channel]] if channel is not None else block
+        samples = channels.mean(axis=1)
+        for o in (o - begin for o in offsets if begin <= o and o + count <= end):
+            windows.append(samples[o : o + count])
+            problems.append(signal_problem(channels[o : o + count], windows[-1]) or "")
+    return windows, problems
 
 
 class DetectionModule(L.LightningModule):
@@ -216,19 +221,25 @@ class DetectionModule(L.LightningModule):
 
 
 def window_rows(path: Path, window_s: float, parts: list[dict]) -> list[list]:
+    """Rows of the per-window CSV. A window without usable signal (a recorder dropout, cancelling channels) gets no
+    probabilities, only the reason: the model's output there would mean nothing, and no total counts it."""
     rows = []
     for part in parts:
-        for start, types, joint, band in zip(part["start_s"].tolist(), part["types"].tolist(),
-                                             part["joint"].tolist(), part["bands"]):
+        for start, types, joint, band, problem in zip(part["start_s"].tolist(), part["types"].tolist(),
+                                                      part["joint"].tolist(), part["bands"], part["problems"]):
+            times = [str(path), f"{start:.6f}", f"{start + window_s:.6f}"]
+            if problem:
+                rows.append([*times, *[""] * (len(WINDOW_HEADER) - 4), problem])
+                continue
             best = int(np.argmax(joint))
-            rows.append([str(path), f"{start:.6f}", f"{start + window_s:.6f}", *(f"{p:.6f}" for p in types),
-                         JOINT_CLASS_NAMES[best], f"{joint[best]:.6f}",
-                         "" if band is None else f"{band[0]:.1f}", "" if band is None else f"{band[1]:.1f}"])
+            rows.append([*times, *(f"{p:.6f}" for p in types), JOINT_CLASS_NAMES[best], f"{joint[best]:.6f}",
+                         "" if band is None else f"{band[0]:.1f}", "" if band is None else f"{band[1]:.1f}", ""])
     return rows
 
 
 WINDOW_HEADER = ("file", "start_s", "end_s", *(f"p_{t}" for t in SOUND_TYPES), "joint_class", "joint_probability",
-                 "mask_low_hz", "mask_high_hz")
+                 "mask_low_hz", "mask_high_hz", "signal_problem")
+_LOW, _HIGH, _PROBLEM = (WINDOW_HEADER.index(c) for c in ("mask_low_hz", "mask_high_hz", "signal_problem"))
 
 
 def csv_bytes(header: Sequence[str], rows: Sequence[Sequence], delimiter: str = ",") -> bytes:
@@ -246,9 +257,11 @@ def selections(rows: Sequence[Sequence], thresholds: Sequence[float], band: tupl
     for t, name in enumerate(SOUND_TYPES):
         current = None
         for row in rows:
+            if row[_PROBLEM]:
+                continue
             start, end, p = float(row[1]), float(row[2]), float(row[3 + t])
-            low = float(row[-2]) if row[-2] else None
-            high = float(row[-1]) if row[-1] else None
+            low = float(row[_LOW]) if row[_LOW] else None
+            high = float(row[_HIGH]) if row[_HIGH] else None
             if p < thresholds[t]:
                 continue
             if current is not None and start <= current["end"] + 1e-9:
@@ -312,7 +325,8 @@ class DetectionWriter(BasePredictionWriter):
             band = (self.bundle.front_end.fmin, self.bundle.front_end.fmax)
             table = selections(rows, self.bundle.thresholds, band)
             write_bytes_atomic(self.out / "raven" / f"{name}.selections.txt", csv_bytes(RAVEN_HEADER, table, "\t"))
-        self.journal.record(path, "done", seconds=duration_s, process=process)
+        self.journal.record(path, "done", seconds=duration_s, process=process,
+                            unusable=sum(1 for row in rows if row[_PROBLEM]))
 
     def on_predict_end(self, trainer, pl_module) -> None:
         if self.bar is not None:
@@ -329,13 +343,16 @@ class DetectSummary:
     audio_hours: float
     seconds: float
     out: Path
+    unusable_windows: int = 0  # no usable signal: no probabilities, the reason in the signal_problem column
 
     def line(self) -> str:
         speed = self.audio_hours * 3600 / self.seconds if self.seconds > 0 else 0.0
         failures = f" (reasons in {self.out / 'errors.csv'})" if self.failed else ""
+        unusable = (f"; {self.unusable_windows} windows without usable signal (dropouts or cancelling channels: "
+                    "see the signal_problem column)" if self.unusable_windows else "")
         return (f"{self.files} files: {self.done} analysed, {self.skipped} already done, {self.failed} failed"
-                f"{failures}; {self.audio_hours:.3f} h of audio in {self.seconds:.1f} s ({speed:.1f}x real time); "
-                f"results in {self.out}")
+                f"{failures}; {self.audio_hours:.3f} h of audio in {self.seconds:.1f} s ({speed:.1f}x real time)"
+                f"{unusable}; results in {self.out}")
 
 
 def detect(paths: Sequence[str | Path], model: str | Path, out: str | Path, settings: DetectSettings,
@@ -381,4 +398,5 @@ def finish(files: Sequence[Path], pending: Sequence[Path], out: Path, bundle: Bu
     analysed = [p for p in pending if entries[p] and entries[p]["status"] == "done"]
     hours = sum(entries[p]["audio_s"] for p in analysed) / 3600
     return DetectSummary(files=len(files), done=len(analysed), skipped=len(done) - len(analysed), failed=len(failed),
-                         audio_hours=hours, seconds=seconds, out=out)
+                         audio_hours=hours, seconds=seconds, out=out,
+                         unusable_windows=sum(entries[p].get("unusable_windows", 0) for p in analysed))

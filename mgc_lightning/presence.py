@@ -29,13 +29,16 @@ def file_start(path: Path) -> datetime | None:
 
 
 def presence_tables(tables: Sequence[Path], thresholds: Sequence[float]) -> tuple[list[list], list[list]]:
-    """Positive windows per sound type per hour and per day, from per-window CSVs of `mgc detect`. A window counts in
-    the hour its start falls in: the recording's start time from its file name plus the window's offset; recordings
-    without a timestamp in their name count as `undated`, in hours from their start."""
+    """Analysed and positive windows per sound type per hour and per day, from per-window CSVs of `mgc detect` (windows
+    without usable signal count in neither). A window counts in the hour its start falls in: the recording's start
+    time from its file name plus the window's offset; recordings without a timestamp in their name count as
+    `undated`, in hours from their start."""
     hourly: dict[tuple[str, int], list[int]] = {}
     for table in tables:
         with open(table, newline="") as handle:
             for row in csv.DictReader(handle):
+                if row.get("signal_problem"):
+                    continue  # no usable signal: neither a window with nor one without the sound types
                 origin = file_start(Path(row["file"]))
                 offset = float(row["start_s"])
                 if origin is None:

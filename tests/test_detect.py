@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 from conftest import small_benchmark, write_audio
 from mgc_lightning.audio import read_window
 from mgc_lightning.bundle import Bundle, load_bundle, save_bundle
-from mgc_lightning.detect import RAVEN_HEADER, DetectSettings, RecordingWindows, csv_bytes, output_name
+from mgc_lightning.detect import RAVEN_HEADER, DetectSettings, RecordingWindows, csv_bytes, detect, output_name
 from mgc_lightning.event_scores import event_scores
 from mgc_lightning.calibration import (expected_calibration_error, fit_platt, fit_temperature,
                                        threshold_for_precision)
@@ -286,6 +286,28 @@ def test_two_processes_analyse_each_file_once_and_match_one_process(models, reco
     entries = [json.loads(p.read_text()) for p in (out / ".journal").glob("*.json")]
     assert len(entries) == 5 and {e["process"] for e in entries} == {0, 1}  # both processes took files
     assert _snapshot(out) == _snapshot(out_reference)
+
+
+def test_windows_without_signal_get_a_reason_instead_of_probabilities(models, tmp_path):
+    """A recorder dropout (digital silence) in the middle of a file: its windows carry the reason and no scores,
+    split the whistle selection (threshold 0: every analysed window is positive) in two, count in no presence total,
+    and the summary says how many there were."""
+    root, _, _, bundle = models
+    audio = np.concatenate([sf.read(str(p), dtype="float32")[0] for p in sorted((root / "bench" / "audio").glob("*"))])
+    samples = np.resize(audio, 2 * RATE)
+    samples[RATE // 2 : RATE] = 0.0  # windows 0.5-0.75 s and 0.75-1.0 s
+    write_audio(tmp_path / "in" / "dropout.wav", samples, RATE)
+    summary = detect([tmp_path / "in"], bundle, tmp_path / "out", DetectSettings(), progress=False)
+    assert "2 windows without usable signal" in summary.line()
+    rows = _rows(_table(tmp_path / "out", "windows", "dropout"))
+    silent = [float(r["start_s"]) for r in rows if r["signal_problem"]]
+    assert silent == [0.5, 0.75]
+    assert all(r["p_whistle"] == "" and r["joint_class"] == "" for r in rows if r["signal_problem"])
+    assert all(r["p_whistle"] != "" for r in rows if not r["signal_problem"])
+    whistles = [s for s in _rows(_table(tmp_path / "out", "raven", "dropout"), "\t")
+                if s["Annotation"] == "whistle"]
+    assert [(float(s["Begin Time (s)"]), float(s["End Time (s)"])) for s in whistles] == [(0.0, 0.5), (1.0, 2.0)]
+    assert [(r["windows"], r["whistle"]) for r in _rows(tmp_path / "out" / "presence_hourly.csv")] == [("6", "6")]
 
 
 def test_block_reads_cut_the_same_windows_as_read_window(tmp_path):
