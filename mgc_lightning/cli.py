@@ -248,11 +248,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_detect(args: argparse.Namespace) -> int:
     from .detect import DetectSettings, detect
+    from .errors import InputError
 
+    for option, value in (("--devices", args.devices), ("--num-nodes", args.num_nodes)):
+        if value < 1:
+            raise InputError(f"{option} must be at least 1, got {value}")
     settings = DetectSettings(hop_s=args.hop, channel=args.channel, batch_size=args.batch_size,
                               formats=tuple(f.strip() for f in args.format.split(",") if f.strip()))
     summary = detect(args.paths, args.model, args.out, settings, devices=args.devices, accelerator=args.accelerator,
-                     progress=not args.quiet)
+                     num_nodes=args.num_nodes, progress=not args.quiet)
     if summary is None:  # another process of a multi-process run: the main one reports
         return 0
     print(summary.line())
@@ -508,7 +512,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--format", default="csv,raven,presence",
                      help="outputs: csv (per window, always written), raven, presence")
     sub.add_argument("--batch-size", type=int, default=16, help="windows per block read and per forward pass")
-    sub.add_argument("--devices", type=int, default=1, help="processes (DDP) that share the files")
+    sub.add_argument("--devices", type=int, default=1, help="processes (DDP) per machine that share the files")
+    sub.add_argument("--num-nodes", type=int, default=1,
+                     help="machines of a multi-node DDP run (started by torchrun or SLURM, as Lightning expects)")
     sub.add_argument("--accelerator", default="cpu", help="cpu, gpu or auto")
     sub.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.set_defaults(run=_cmd_detect)

@@ -356,7 +356,8 @@ class DetectSummary:
 
 
 def detect(paths: Sequence[str | Path], model: str | Path, out: str | Path, settings: DetectSettings,
-           devices: int = 1, accelerator: str = "cpu", progress: bool = True) -> DetectSummary | None:
+           devices: int = 1, accelerator: str = "cpu", num_nodes: int = 1,
+           progress: bool = True) -> DetectSummary | None:
     """Run the bundle over every file; returns the summary on the main process (None on the others)."""
     files = collect_audio(paths)  # a wrong path fails at once, before the model is read
     bundle, model_hash = load_bundle(model)
@@ -368,7 +369,8 @@ def detect(paths: Sequence[str | Path], model: str | Path, out: str | Path, sett
     began = time.perf_counter()
     if pending:
         writer = DetectionWriter(pending, out, bundle, settings, journal, progress)
-        trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy="ddp" if devices > 1 else "auto",
+        trainer = L.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes,
+                            strategy="ddp" if devices * num_nodes > 1 else "auto",
                             logger=False, enable_checkpointing=False, enable_progress_bar=False,
                             enable_model_summary=False, use_distributed_sampler=False, callbacks=[writer])
         loader = DataLoader(RecordingWindows(pending, bundle, settings), batch_size=None)

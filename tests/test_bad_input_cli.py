@@ -163,6 +163,8 @@ CASES = [
      ["garbage.ckpt: not a segmenter checkpoint this project can read"]),
     ("detect-not-audio", ["detect", "binary.yaml", "--model", "model.mgc", "--out", "detections"],
      ["binary.yaml: neither WAV/FLAC audio nor a text list of audio files"]),
+    ("detect-no-nodes", ["detect", "binary.yaml", "--model", "model.mgc", "--out", "detections", "--num-nodes", "0"],
+     ["--num-nodes must be at least 1, got 0"]),
     # pipeline configs
     ("pipeline-yaml-syntax", ["pipeline", "bad.yaml"], ["bad.yaml: config file is not valid YAML at line 2"]),
     ("pipeline-not-a-list", ["pipeline", "seeds.yaml"], ["seeds.yaml: seeds must be a list, got 3"]),
