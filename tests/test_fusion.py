@@ -85,3 +85,25 @@ def test_mgc_learns_classes_given_only_by_the_mask_band(fusion, one_thread):
     with torch.no_grad():
         predicted = model(image.expand(len(test_labels), -1, -1, -1), test_masks).argmax(dim=-1)
     assert (predicted == test_labels).float().mean() >= 0.95
+
+
+def test_mask_dropout_hides_the_mask_from_a_share_of_training_windows_only():
+    """mask_dropout: in training, the dropped windows' logits do not depend on their mask and the others' do; in
+    evaluation every window uses its mask."""
+    torch.manual_seed(0)
+    model = ClassifierModule(mask_input="binary", fusion="xattn", mask_dropout=0.5, dropout=0.0,
+                             backbone_kwargs=TINY_RESNET, dim=32)
+    image = torch.rand(64, 1, 128, 128)
+    with torch.no_grad():
+        model.train()
+        logits = []
+        for row in (40, 72):
+            torch.manual_seed(1)  # the same windows dropped in both passes
+            logits.append(model(image, blob_masks([row] * 64, [60] * 64)))
+        unchanged = ((logits[0] - logits[1]).abs().amax(dim=1) < 1e-6).float().mean()
+        assert 0.3 < unchanged < 0.7  # about half the windows never saw their mask
+        model.eval()
+        moved = (model(image, blob_masks([40] * 64, [60] * 64)) - model(image, blob_masks([72] * 64, [60] * 64)))
+        assert (moved.abs().amax(dim=1) > 1e-6).all()
+    with pytest.raises(ValueError, match="mask_dropout"):
+        ClassifierModule(mask_input="binary", mask_dropout=1.0)

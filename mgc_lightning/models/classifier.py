@@ -42,6 +42,7 @@ class ClassifierModule(L.LightningModule):
         dim: int = 256,
         heads: int = 4,
         dropout: float = 0.1,
+        mask_dropout: float = 0.0,
         image_size: int = 128,
         threshold: float = 0.5,
         lr: float = 3e-4,
@@ -57,6 +58,8 @@ class ClassifierModule(L.LightningModule):
             raise ValueError(f"fusion must be one of {sorted(FUSIONS)}, got {fusion!r}")
         if head not in HEADS:
             raise ValueError(f"head must be one of {sorted(HEADS)}, got {head!r}")
+        if not 0 <= mask_dropout < 1:
+            raise ValueError(f"mask_dropout must be in [0, 1), got {mask_dropout}")
         if mask_input != "none" and dim % 4:
             raise ValueError(f"dim must be a multiple of 4 (the 2-D positional encoding), got {dim}")
         self.save_hyperparameters()
@@ -97,7 +100,13 @@ class ClassifierModule(L.LightningModule):
                 raise ValueError(f"this model was built with mask_input={self.hparams.mask_input!r} and needs a mask; "
                                  "set the data module's mask_source")
             mask_tokens, mask_grid = self.mask_encoder(mask)
-            features = features + self.fusion(with_positions(tokens, grid), with_positions(mask_tokens, mask_grid))
+            guidance = self.fusion(with_positions(tokens, grid), with_positions(mask_tokens, mask_grid))
+            if self.training and self.hparams.mask_dropout:
+                # modality dropout: for this share of training windows the head sees the spectrogram path alone, so
+                # it never depends on masks entirely and a wrong generated mask costs less
+                keep = torch.rand(len(guidance), 1, device=guidance.device) >= self.hparams.mask_dropout
+                guidance = guidance * keep.to(guidance.dtype)
+            features = features + guidance
         return self.head(features)
 
     def setup(self, stage: str) -> None:
