@@ -11,6 +11,8 @@ reference >= 0.8.
 
     python benchmarks/train_throughput.py                                   # CPU defaults: resnet18, 128 px
     python benchmarks/train_throughput.py --backbone resnet50 --image-size 224 --batch-size 128 --steps 60   # GPU
+"""
+
 from __future__ import annotations
 
 import argparse

@@ -49,10 +49,11 @@ class ClassifierModule(L.LightningModule):
         pretrained: bool = False,
         pretrained_path: str | None = None,
         init_from: str | None = None,
-        compile: bool = False,
+        compile: bool | str = False,
     ):
-        """compile: torch.compile the encoders and the fusion (minutes of compiling first; pays on long GPU runs).
-        Checkpoints are saved with compile false, so evaluating one does not compile again."""
+        """compile: torch.compile the encoders and the fusion (minutes of compiling first; pays on long GPU runs);
+        true uses torch's default backend (inductor), a string names another. Checkpoints are saved with compile
+        false, so evaluating one does not compile again."""
         super().__init__()
         if mask_input not in MASK_INPUTS:
             raise ValueError(f"mask_input must be one of {MASK_INPUTS}, got {mask_input!r}")
@@ -78,7 +79,7 @@ class ClassifierModule(L.LightningModule):
             self._initialise_from(init_from)
         if compile:  # in place: parameter names (and so checkpoints) stay those of the eager modules
             for module in (self.spectrogram_encoder, *((self.mask_encoder, self.fusion) if self.uses_mask else ())):
-                module.compile()
+                module.compile(**({"backend": compile} if isinstance(compile, str) else {}))
 
     def _initialise_from(self, path: str) -> None:
         """Weights-only start from another checkpoint (no optimiser, schedule or epoch: not a resume)."""
