@@ -21,7 +21,7 @@ mkdir -p "$output" "$OUT"
 {
     date -u +%Y-%m-%dT%H:%M:%SZ
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-    echo "cores: $(nproc)"
+    echo "cores: $(nproc); repository: $PWD (the MLflow store records artifact paths under it)"
     python3 -c "import torch, lightning, timm; print('torch', torch.__version__, 'lightning', lightning.__version__, 'timm', timm.__version__)"
 } > "$output/device.txt" 2>&1
 cat "$output/device.txt"
