@@ -9,7 +9,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 CONFIG=${1:-experiments/pipeline_paper.yaml}
-LIMIT=${LIMIT:-550}
+LIMIT=${LIMIT:-540}
 OUT=${OUT:-runs}
 SITE=${SITE:-/tmp/mgc-site}
 started=$(date +%s)
