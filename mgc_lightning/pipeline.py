@@ -251,13 +251,11 @@ class Pipeline:
     def _fit(self, args: list[str]) -> dict:
         from .training import run_lightning
 
-        started = time.perf_counter()
         where = ["--trainer.default_root_dir", str(self.output_dir / "checkpoints")] if self.output_dir else []
         cli = run_lightning(["fit", *where, *args])
         callback = cli.trainer.checkpoint_callback
         return {"best": str(Path(callback.best_model_path).resolve()),
-                "last": str(Path(callback.last_model_path).resolve()), "run_id": cli.trainer.logger.run_id,
-                "seconds": round(time.perf_counter() - started, 2)}
+                "last": str(Path(callback.last_model_path).resolve()), "run_id": cli.trainer.logger.run_id}
 
     def segmenter(self) -> dict:
         with self._timed("segmenter") as stage:
