@@ -44,7 +44,8 @@ test-fast: install
 demo: install
 	$(MGC) pipeline experiments/pipeline_demo.yaml
 
-# The same stages at the paper's scale (10,000 windows, 3 seeds): meant for a GPU machine.
+# The same stages at the paper's scale (10,000 windows, one seed), sized for one GPU with 16 cores; everything but the
+# data lands in runs/paper/. Without a registry there: scripts/fetch_gpu_wheels.sh here, scripts/gpu_paper.sh there.
 paper: install
 	$(MGC) pipeline experiments/pipeline_paper.yaml
 

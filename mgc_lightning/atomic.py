@@ -14,15 +14,19 @@ def _umask() -> int:
     return mask
 
 
-def write_bytes_atomic(path: str | Path, payload: bytes) -> None:
+def write_bytes_atomic(path: str | Path, payload: bytes, durable: bool = True) -> None:
+    """durable=False skips the fsync: a killed process still leaves the whole file or none (the rename is atomic);
+    only an operating-system crash could leave it truncated. For files that can be made again, where an fsync per
+    small file costs more than making it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
     try:
         with handle:
             handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.chmod(handle.name, 0o666 & ~_umask())  # NamedTemporaryFile creates 0600 whatever the umask
         os.replace(handle.name, path)
     except BaseException:

@@ -209,14 +209,14 @@ def log_to_mlflow(result: CalibrationResult, model: str | Path, experiment: str 
     import matplotlib.pyplot as plt
     from mlflow.tracking import MlflowClient
 
-    from .tracking import default_tracking_uri
+    from .tracking import artifact_root, default_tracking_uri
 
     uri = default_tracking_uri()
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
-    # Artifacts beside the SQLite store's runs, as training's logger puts them (./mlartifacts).
-    location = (Path.cwd() / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
-    experiment_id = found.experiment_id if found else client.create_experiment(experiment, artifact_location=location)
+    # artifacts beside the SQLite store, as training's logger puts them
+    experiment_id = (found.experiment_id if found
+                     else client.create_experiment(experiment, artifact_location=artifact_root(uri)))
     run = client.create_run(experiment_id, run_name=f"calibrate-{Path(model).stem}")
     run_id = run.info.run_id
     metrics = {"ece_before": result.ece_before, "ece_after": result.ece_after, "windows": float(result.windows)}

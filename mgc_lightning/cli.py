@@ -214,9 +214,16 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     from .report import collect_runs, headline_table
 
     config = PipelineConfig.from_yaml(args.config)
-    report = Pipeline(config).run()
-    print(headline_table(collect_runs(config.experiment), config.presets[0]))
-    print(f"Report: {report}\nBrowse the runs: make mlflow-ui  (then open http://127.0.0.1:5000)")
+    pipeline = Pipeline(config)
+    report = pipeline.run()
+    print(headline_table(collect_runs(config.experiment, pipeline.tracking_uri), config.presets[0]))
+    print(f"Stage wall times ({pipeline.times_path}; the run that did each stage's work):\n{pipeline.times_table()}")
+    if pipeline.output_dir:
+        print(f"Report: {report}\nEverything but the data is in {pipeline.output_dir}; browse the runs with "
+              f"MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow server --backend-store-uri {pipeline.tracking_uri} "
+              "--workers 1  (then open http://127.0.0.1:5000)")
+    else:
+        print(f"Report: {report}\nBrowse the runs: make mlflow-ui  (then open http://127.0.0.1:5000)")
     return 0
 
 

@@ -197,9 +197,10 @@ class _WindowDataModule(L.LightningDataModule):
                 for name, indices in split_rows(rows, self.split).items()}
 
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
+        # pinned batches copy to a GPU asynchronously, overlapping the step before
         return DataLoader(
             self.datasets[name], batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -3,18 +3,26 @@ only on the out-of-distribution ones) -> high-quality masks -> segmenter -> pred
 report. Each stage records what it made under <data_dir>/pipeline/, so a rerun skips what is finished. One split
 (the YAML's `split`) reaches every stage, so the segmenter's training windows stay on the classifier's train side.
 
+With `output_dir` set, everything a run writes except the data (MLflow store and artifacts, checkpoints, stage
+records, the report, stage_times.json) lies in that one folder, which can be copied off a borrowed GPU machine.
+With a GPU, spectrograms and masks are computed on it; each stage's wall time goes to stage_times.json.
+
 Training goes through the same `mgc fit` entry point and YAML experiments as `make train-*`; only arguments differ.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
+import torch
 
 from .cache import compute_spectrograms, mask_store, spectrogram_store, write_bytes_atomic
 from .manifest import SPLITS, SplitConfig, WindowRow, load_manifest, split_rows, write_manifest
@@ -22,6 +30,7 @@ from .mask_sources import select_high_quality
 from .masks import soft_mask
 from .spectrogram import get_preset
 from .synth.build import BENCHMARK_PRESETS, build_benchmark, sized, write_ideal_masks
+from .tracking import TRACKING_URI_ENV, default_tracking_uri
 
 # A classifier argument that would give one model its own split instead of the pipeline's.
 _SPLIT_OVERRIDE = re.compile(r"--data\.(init_args\.)?split_(by|fractions|seed)\b")
@@ -43,8 +52,9 @@ class PipelineConfig:
     classifiers: tuple[ClassifierSpec, ...]
     benchmark_preset: str = "demo"
     windows: int | None = None
+    windows_per_recording: int | None = None  # None: the benchmark preset's
     benchmark_seed: int = 0
-    workers: int = 2
+    workers: int | None = 2  # processes for synthesis and audio reading; None: one per CPU core
     cache_root: str = "data/cache"
     presets: tuple[str, ...] = ("origin", "mel", "pcen")  # the first one trains; the others are OOD tests
     split: SplitConfig = SplitConfig()  # the one train/val/test split every stage gets
@@ -55,7 +65,8 @@ class PipelineConfig:
     classifier_args: tuple[str, ...] = ()
     seeds: tuple[int, ...] = (0,)
     experiment: str = "demo"
-    report_dir: str = "report"
+    report_dir: str = "report"  # inside output_dir when that is set
+    output_dir: str | None = None  # one folder for everything but the data (see the module's docstring)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "PipelineConfig":
@@ -90,7 +101,13 @@ class PipelineConfig:
             raise ValueError(f"{path}: benchmark_preset must be one of {sorted(BENCHMARK_PRESETS)}")
         if not config.classifiers or not config.seeds:
             raise ValueError(f"{path}: needs at least one classifier and one seed")
+        if config.workers is not None and config.workers < 1:
+            raise ValueError(f"{path}: workers must be a positive number or null (one per CPU core)")
         return config
+
+    @property
+    def processes(self) -> int:
+        return self.workers or os.cpu_count() or 1
 
 
 def _split_from_yaml(path: str | Path, raw: object) -> SplitConfig:
@@ -103,14 +120,73 @@ def _split_from_yaml(path: str | Path, raw: object) -> SplitConfig:
         raise ValueError(f"{path}: split needs group_by, fractions (train, val, test) and seed ({error})") from error
 
 
+STAGE_TIMES = "stage_times.json"
+
+
 @dataclass
 class Pipeline:
     config: PipelineConfig
     say: Callable[[str], None] = print
     state_dir: Path = field(init=False)
+    output_dir: Path | None = field(init=False)
+    device: str = field(init=False)
 
     def __post_init__(self) -> None:
-        self.state_dir = Path(self.config.data_dir) / "pipeline"
+        c = self.config
+        self.output_dir = Path(c.output_dir).resolve() if c.output_dir else None
+        self.state_dir = (self.output_dir or Path(c.data_dir)) / "pipeline"
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    @property
+    def tracking_uri(self) -> str:
+        """The output folder's SQLite store, else the usual default (MLFLOW_TRACKING_URI or ./mlflow.db)."""
+        return f"sqlite:///{self.output_dir / 'mlflow.db'}" if self.output_dir else default_tracking_uri()
+
+    @property
+    def report_dir(self) -> Path:
+        return self.output_dir / self.config.report_dir if self.output_dir else Path(self.config.report_dir)
+
+    @contextlib.contextmanager
+    def _tracking(self) -> Iterator[None]:
+        """Every MLflow client of the run (training, evaluation, report) uses the pipeline's store for its duration;
+        artifacts go beside the store (tracking.artifact_root)."""
+        before = os.environ.get(TRACKING_URI_ENV)
+        os.environ[TRACKING_URI_ENV] = self.tracking_uri
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop(TRACKING_URI_ENV, None)
+            else:
+                os.environ[TRACKING_URI_ENV] = before
+
+    # ---- stage wall times ----------------------------------------------------------------------------------------
+    @property
+    def times_path(self) -> Path:
+        return (self.output_dir or self.state_dir) / STAGE_TIMES
+
+    def stage_times(self) -> dict[str, dict]:
+        return json.loads(self.times_path.read_text()) if self.times_path.is_file() else {}
+
+    @contextlib.contextmanager
+    def _timed(self, stage: str) -> Iterator[dict]:
+        """Times the block and records it in stage_times.json, unless the block marks itself skipped (its work was
+        done before): the file keeps the wall time of the run that did each stage's work."""
+        outcome = {"skipped": False}
+        started = time.perf_counter()
+        yield outcome
+        if not outcome["skipped"]:
+            times = self.stage_times()
+            times[stage] = {"seconds": round(time.perf_counter() - started, 2), "device": self.device,
+                            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            write_bytes_atomic(self.times_path, json.dumps(times, indent=2).encode())
+
+    def times_table(self) -> str:
+        times = self.stage_times()
+        lines = ["| stage | seconds | device |", "|---|---:|---|"]
+        lines += [f"| {stage} | {entry['seconds']:.1f} | {entry['device']} |" for stage, entry in times.items()]
+        lines.append(f"| total | {sum(entry['seconds'] for entry in times.values()):.1f} | |")
+        return "\n".join(lines)
 
     # ---- stage records -------------------------------------------------------------------------------------------
     def _done(self, stage: str) -> dict | None:
@@ -124,12 +200,19 @@ class Pipeline:
     # ---- stages -------------------------------------------------------------------------------------------------
     def data(self) -> Path:
         c = self.config
-        manifest = build_benchmark(c.data_dir, sized(BENCHMARK_PRESETS[c.benchmark_preset], c.windows),
-                                   seed=c.benchmark_seed, workers=c.workers)
+        with self._timed("synth") as synth:
+            synth["skipped"] = (Path(c.data_dir) / "manifest.csv").is_file()
+            benchmark = sized(BENCHMARK_PRESETS[c.benchmark_preset], c.windows, c.windows_per_recording)
+            manifest = build_benchmark(c.data_dir, benchmark, seed=c.benchmark_seed, workers=c.processes)
         rows = load_manifest(manifest)
         for preset, windows in self._windows_per_preset(rows).items():
-            compute_spectrograms(windows, get_preset(preset), c.cache_root)
-            write_ideal_masks(windows, get_preset(preset), c.cache_root)
+            with self._timed(f"spectrograms-{preset}") as stage:
+                stage["skipped"] = not compute_spectrograms(windows, get_preset(preset), c.cache_root,
+                                                            device=self.device, batch_size=64,
+                                                            num_workers=c.processes)
+            with self._timed(f"ideal-masks-{preset}") as stage:
+                stage["skipped"] = not write_ideal_masks(windows, get_preset(preset), c.cache_root,
+                                                         device=self.device, num_workers=c.processes)
         self.high_quality_set(rows)
         return manifest
 
@@ -168,14 +251,20 @@ class Pipeline:
     def _fit(self, args: list[str]) -> dict:
         from .training import run_lightning
 
-        cli = run_lightning(["fit", *args])
+        where = ["--trainer.default_root_dir", str(self.output_dir / "checkpoints")] if self.output_dir else []
+        cli = run_lightning(["fit", *where, *args])
         callback = cli.trainer.checkpoint_callback
         return {"best": str(Path(callback.best_model_path).resolve()),
                 "last": str(Path(callback.last_model_path).resolve()), "run_id": cli.trainer.logger.run_id}
 
     def segmenter(self) -> dict:
-        if (done := self._done("segmenter")) is not None:
-            return done
+        with self._timed("segmenter") as stage:
+            if (done := self._done("segmenter")) is not None:
+                stage["skipped"] = True
+                return done
+            return self._train_segmenter()
+
+    def _train_segmenter(self) -> dict:
         c = self.config
         self.say(f"training the segmenter ({c.segmenter_config})")
         return self._record("segmenter", self._fit([
@@ -190,8 +279,10 @@ class Pipeline:
         from .models.segmenter import predict_masks
 
         for preset, windows in self._windows_per_preset(load_manifest(manifest)).items():
-            # a retrained segmenter replaces the masks of the one before it
-            predict_masks(segmenter["best"], windows, get_preset(preset), self.config.cache_root, replace=True)
+            with self._timed(f"predicted-masks-{preset}") as stage:
+                # a retrained segmenter replaces the masks of the one before it
+                stage["skipped"] = not predict_masks(segmenter["best"], windows, get_preset(preset),
+                                                     self.config.cache_root, device=self.device, replace=True)
 
     def classifiers(self, manifest: Path) -> dict[str, dict]:
         c = self.config
@@ -199,16 +290,19 @@ class Pipeline:
         for seed in c.seeds:
             for spec in c.classifiers:
                 key = f"classifier-{spec.name}-seed{seed}"
-                if (done := self._done(key)) is None:
-                    self.say(f"training {spec.name} (seed {seed})")
-                    configs = [a for path in (c.classifier_base, *spec.configs) for a in ("--config", path)]
-                    done = self._record(key, self._fit([
-                        *configs, "--data.init_args.manifest", str(manifest), "--data.init_args.cache_root",
-                        c.cache_root, "--data.init_args.preset", c.presets[0], *self._split_args(),
-                        "--seed_everything", str(seed),
-                        "--trainer.logger.init_args.experiment_name", c.experiment,
-                        "--trainer.logger.init_args.run_name", f"{spec.name}-seed{seed}",
-                        *c.classifier_args, *spec.args]))
+                with self._timed(key) as stage:
+                    if (done := self._done(key)) is None:
+                        self.say(f"training {spec.name} (seed {seed})")
+                        configs = [a for path in (c.classifier_base, *spec.configs) for a in ("--config", path)]
+                        done = self._record(key, self._fit([
+                            *configs, "--data.init_args.manifest", str(manifest), "--data.init_args.cache_root",
+                            c.cache_root, "--data.init_args.preset", c.presets[0], *self._split_args(),
+                            "--seed_everything", str(seed),
+                            "--trainer.logger.init_args.experiment_name", c.experiment,
+                            "--trainer.logger.init_args.run_name", f"{spec.name}-seed{seed}",
+                            *c.classifier_args, *spec.args]))
+                    else:
+                        stage["skipped"] = True
                 trained[key] = done
         return trained
 
@@ -216,16 +310,19 @@ class Pipeline:
         from mlflow.tracking import MlflowClient
 
         from .evaluation import evaluate_checkpoint
-        from .tracking import default_tracking_uri, finished_evaluations
+        from .tracking import finished_evaluations
 
         client = MlflowClient(default_tracking_uri())
-        for key, done in trained.items():
-            evaluated = {name for run in finished_evaluations(client, done["run_id"]) for name in run.data.metrics}
-            for preset in self.config.presets[1:]:
-                if f"test/{preset}/joint_acc" in evaluated:
-                    continue
-                self.say(f"evaluating {key} on {preset}")
-                evaluate_checkpoint(done["best"], preset, segmenter=segmenter["best"])
+        with self._timed("ood-evaluation") as stage:
+            stage["skipped"] = True
+            for key, done in trained.items():
+                evaluated = {name for run in finished_evaluations(client, done["run_id"]) for name in run.data.metrics}
+                for preset in self.config.presets[1:]:
+                    if f"test/{preset}/joint_acc" in evaluated:
+                        continue
+                    self.say(f"evaluating {key} on {preset}")
+                    evaluate_checkpoint(done["best"], preset, segmenter=segmenter["best"])
+                    stage["skipped"] = False
 
     def panel(self, manifest: Path) -> tuple:
         """Three test windows with calls: spectrogram, high-quality (ideal) mask, predicted mask, soft version."""
@@ -246,10 +343,13 @@ class Pipeline:
     def run(self) -> Path:
         from .report import write_report
 
-        manifest = self.data()
-        segmenter = self.segmenter()
-        self.predicted_masks(manifest, segmenter)
-        trained = self.classifiers(manifest)
-        self.ood(trained, segmenter)
-        return write_report(self.config.experiment, self.config.report_dir, self.config.presets[0],
-                            panel=self.panel(manifest), segmenter_windows=self._done("split")["segmenter_windows"])
+        with self._tracking():
+            manifest = self.data()
+            segmenter = self.segmenter()
+            self.predicted_masks(manifest, segmenter)
+            trained = self.classifiers(manifest)
+            self.ood(trained, segmenter)
+            with self._timed("report"):
+                return write_report(self.config.experiment, self.report_dir, self.config.presets[0],
+                                    panel=self.panel(manifest),
+                                    segmenter_windows=self._done("split")["segmenter_windows"])

@@ -35,8 +35,18 @@ def default_tracking_uri() -> str:
     return os.environ.get(TRACKING_URI_ENV) or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
+def artifact_root(tracking_uri: str) -> str | None:
+    """Where new experiments of a SQLite store keep their artifacts: `mlartifacts` beside the database file
+    (./mlartifacts for the default ./mlflow.db), so a store and its artifacts form one folder; None (MLflow's
+    choice) for other stores."""
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    return (database.resolve().parent / "mlartifacts").as_uri()
+
+
 class MLflowLogger(MLFlowLogger):
-    """Lightning's MLFlowLogger with the project's defaults: SQLite store, artifacts in ./mlartifacts."""
+    """Lightning's MLFlowLogger with the project's defaults: SQLite store, artifacts in mlartifacts beside it."""
 
     def __init__(
         self,
@@ -48,8 +58,8 @@ class MLflowLogger(MLFlowLogger):
         artifact_location: str | None = None,
     ):
         uri = tracking_uri or default_tracking_uri()
-        if artifact_location is None and uri.startswith("sqlite:"):
-            artifact_location = (Path.cwd() / "mlartifacts").as_uri()
+        if artifact_location is None:
+            artifact_location = artifact_root(uri)
         super().__init__(experiment_name=experiment_name, run_name=run_name, tracking_uri=uri, tags=tags,
                          save_dir=None, artifact_location=artifact_location, run_id=run_id)
 

@@ -31,8 +31,8 @@ from .tracking import (
 
 CHECKPOINT_ROOT = Path("checkpoints")
 # Model settings that may differ between a checkpoint and the config that resumes or tests it: they do not change
-# what the weights mean (optimiser settings, where the first weights came from).
-FREE_SETTINGS = {"lr", "weight_decay", "pretrained", "pretrained_path", "init_from"}
+# what the weights mean (optimiser settings, where the first weights came from, compiling).
+FREE_SETTINGS = {"lr", "weight_decay", "pretrained", "pretrained_path", "init_from", "compile"}
 # ckpt_path values that Lightning resolves itself ("last" and "best" are resolved here first, see parse_arguments)
 LIGHTNING_CHECKPOINT_KEYWORDS = ("last", "best", "hpc", "registry")
 
@@ -221,6 +221,19 @@ def link_atomically(target: Path, link: Path) -> None:
     os.replace(temporary, link)
 
 
+def device_defaults() -> dict:
+    """Trainer defaults of the fast GPU path (a YAML or the command line still overrides them): bf16 autocast when
+    CUDA is present, with cuDNN picking its fastest kernels and TF32 for what stays in float32. None on a CPU, where
+    32-bit stays the default (bf16 is slower there)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    torch.backends.cudnn.benchmark = True
+    torch.set_float32_matmul_precision("high")
+    return {"precision": "bf16-mixed"}
+
+
 def run_lightning(args: list[str] | None) -> MGCLightningCLI:
     return MGCLightningCLI(
         save_config_callback=ConfigToMLflow,
@@ -229,6 +242,7 @@ def run_lightning(args: list[str] | None) -> MGCLightningCLI:
             "callbacks": [CheckpointMetadata()],
             "default_root_dir": str(CHECKPOINT_ROOT),
             "logger": {"class_path": f"{MLflowLogger.__module__}.{MLflowLogger.__qualname__}"},
+            **device_defaults(),
         },
         subclass_mode_model=True,
         subclass_mode_data=True,

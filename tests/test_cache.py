@@ -80,3 +80,16 @@ def test_killed_run_resumes_without_recomputing_or_reading_half_files(tmp_path):
     rows = load_manifest(manifest)
     assert all(store.has(row.key) for row in rows)
     assert all(np.isfinite(store.load(row.key)).all() for row in rows[::50])
+
+
+def test_cached_arrays_are_written_whole_without_an_fsync_each(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    store = spectrogram_store(get_preset("origin"), tmp_path)  # its config record is written durably
+    before = len(synced)
+    for key in ("a", "b", "c"):
+        store.save(key, np.full((4, 4), ord(key), dtype=np.float16))
+    assert len(synced) == before  # images can be recomputed: no fsync per file
+    assert [int(store.load(key)[0, 0]) for key in ("a", "b", "c")] == [97, 98, 99]
+    assert not list(store.folder.glob(".*.tmp"))  # each renamed into place whole

@@ -81,3 +81,20 @@ def test_init_from_copies_weights_only(tmp_path):
     torch.save({"state_dict": ClassifierModule(mask_input="soft", dim=128).state_dict()}, wider)
     with pytest.raises(InputError, match=r"wider.ckpt: \d+ weights of this checkpoint for init_from have other shapes"):
         ClassifierModule(mask_input="soft", init_from=str(wider))
+
+
+@pytest.mark.slow
+def test_compiled_model_computes_what_the_eager_one_does_and_saves_an_eager_checkpoint():
+    # aot_eager traces and differentiates the graphs as inductor does, without a minute of C++ compiling on a CPU
+    settings = {"backbone": "resnet18", "backbone_kwargs": {"channels": [8, 16, 32, 64], "stem_width": 8},
+                "mask_input": "soft", "dim": 32, "image_size": 64}
+    eager = ClassifierModule(**settings).eval()
+    compiled = ClassifierModule(**settings, compile="aot_eager").eval()
+    assert compiled.state_dict().keys() == eager.state_dict().keys()  # checkpoints of either load into the other
+    compiled.load_state_dict(eager.state_dict())
+    image, mask = torch.rand(2, 1, 64, 64), torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(image, mask), eager(image, mask), rtol=1e-4, atol=1e-4)
+    checkpoint = {"hyper_parameters": dict(compiled.hparams)}
+    compiled.on_save_checkpoint(checkpoint)
+    assert checkpoint["hyper_parameters"]["compile"] is False  # evaluating it later does not compile again

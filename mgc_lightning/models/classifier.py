@@ -50,7 +50,11 @@ class ClassifierModule(L.LightningModule):
         pretrained: bool = False,
         pretrained_path: str | None = None,
         init_from: str | None = None,
+        compile: bool | str = False,
     ):
+        """compile: torch.compile the encoders and the fusion (minutes of compiling first; pays on long GPU runs);
+        true uses torch's default backend (inductor), a string names another. Checkpoints are saved with compile
+        false, so evaluating one does not compile again."""
         super().__init__()
         if mask_input not in MASK_INPUTS:
             raise ValueError(f"mask_input must be one of {MASK_INPUTS}, got {mask_input!r}")
@@ -76,6 +80,9 @@ class ClassifierModule(L.LightningModule):
                                       "val_metrics": EvaluatedWindows(), "test_metrics": EvaluatedWindows()})
         if init_from:
             self._initialise_from(init_from)
+        if compile:  # in place: parameter names (and so checkpoints) stay those of the eager modules
+            for module in (self.spectrogram_encoder, *((self.mask_encoder, self.fusion) if self.uses_mask else ())):
+                module.compile(**({"backend": compile} if isinstance(compile, str) else {}))
 
     def _initialise_from(self, path: str) -> None:
         """Weights-only start from another checkpoint (no optimiser, schedule or epoch: not a resume)."""
@@ -211,5 +218,6 @@ class ClassifierModule(L.LightningModule):
         return adamw_warmup_cosine(self, self.hparams.lr, self.hparams.weight_decay)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Checkpoints load without init_from or the pretrained weights (see `without_weight_sources`)."""
-        without_weight_sources(checkpoint, {"pretrained": False, "pretrained_path": None, "init_from": None})
+        """Checkpoints load without init_from or the pretrained weights (see `without_weight_sources`), and eager."""
+        without_weight_sources(checkpoint, {"pretrained": False, "pretrained_path": None, "init_from": None,
+                                            "compile": False})

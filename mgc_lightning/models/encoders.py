@@ -108,9 +108,9 @@ class MaskEncoder(nn.Module):
             layers += [nn.Conv2d(previous, width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(width),
                        nn.ReLU(inplace=True)]
             previous = width
-        self.features = nn.Sequential(*layers)
+        self.features = nn.Sequential(*layers).to(memory_format=torch.channels_last)  # as the spectrogram encoder
         self.project = nn.Sequential(nn.Linear(previous, dim), nn.LayerNorm(dim))
 
     def forward(self, mask: torch.Tensor) -> tuple[torch.Tensor, Grid]:
-        features = self.features(mask)
+        features = self.features(mask.contiguous(memory_format=torch.channels_last))
         return self.project(features.flatten(2).transpose(1, 2)), (features.shape[2], features.shape[3])

@@ -3,6 +3,7 @@ and local pretrained weights (nothing is ever downloaded)."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
@@ -14,9 +15,16 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def imagenet_input(image: torch.Tensor) -> torch.Tensor:
     """(B, 1, H, W) image in [0, 1] -> (B, 3, H, W) normalised as ImageNet-trained encoders expect."""
-    mean = torch.tensor(IMAGENET_MEAN, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=image.device, dtype=image.dtype).view(1, 3, 1, 1)
+    mean, std = _imagenet_constants(image.device, image.dtype)
     return (image.expand(-1, 3, -1, -1) - mean) / std
+
+
+@functools.cache
+def _imagenet_constants(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std as (1, 3, 1, 1) tensors, made once per device and type: copying constants to a GPU in every
+    forward waits for the GPU to finish its queued work (a host synchronisation per step)."""
+    return (torch.tensor(IMAGENET_MEAN, device=device, dtype=dtype).view(1, 3, 1, 1),
+            torch.tensor(IMAGENET_STD, device=device, dtype=dtype).view(1, 3, 1, 1))
 
 
 def load_local_weights(module: nn.Module, path: str | Path) -> None:

@@ -183,26 +183,51 @@ def _ideal_store(config: SpectrogramConfig, criterion_db: float, cache_root: str
     return store
 
 
+class _MixAndTarget(torch.utils.data.Dataset):
+    """A window's mix and clean target audio, read in DataLoader workers."""
+
+    def __init__(self, rows: Sequence[WindowRow], config: SpectrogramConfig):
+        self.rows, self.read = rows, dict(target_rate=config.sample_rate, fmax_hz=config.fmax)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        row = self.rows[index]
+        return (read_window(row.path, row.start_s, row.duration_s, **self.read),
+                read_window(target_stem_path(row.path), row.start_s, row.duration_s, **self.read))
+
+
+def _stack_pairs(items: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
+    mix, target = zip(*items)
+    return torch.from_numpy(np.stack(mix)), torch.from_numpy(np.stack(target))
+
+
 def write_ideal_masks(
     rows: Sequence[WindowRow], config: SpectrogramConfig, cache_root: str | Path,
     criteria_db: Sequence[float] = (DETECTABLE_SNR_DB,), batch_size: int = 16, progress: bool = True,
+    device: str = "cpu", num_workers: int = 0,
 ) -> int:
     """Rasterise ideal masks on this preset's grid from each recording's target stem, one source per local SNR
-    criterion (`ideal_source`); returns how many windows were new. The audio is read once for all criteria."""
+    criterion (`ideal_source`); returns how many windows were new. The audio is read once for all criteria, by
+    `num_workers` processes; the band powers are computed on `device`."""
     stores = {criterion: _ideal_store(config, criterion, cache_root) for criterion in dict.fromkeys(criteria_db)}
     pending = [row for row in dict.fromkeys(rows) if not all(store.has(row.key) for store in stores.values())]
-    transform = SpectrogramTransform(config)
-    for first in tqdm(range(0, len(pending), batch_size), desc=f"ideal masks {config.cache_key}",
-                      disable=not progress or not pending):
-        batch = pending[first : first + batch_size]
-        read = dict(target_rate=config.sample_rate, fmax_hz=config.fmax)
-        mix = np.stack([read_window(r.path, r.start_s, r.duration_s, **read) for r in batch])
-        target = np.stack([read_window(target_stem_path(r.path), r.start_s, r.duration_s, **read) for r in batch])
+    if not pending:
+        return 0
+    transform = SpectrogramTransform(config).to(device)
+    loader = torch.utils.data.DataLoader(_MixAndTarget(pending, config), batch_size=batch_size,
+                                         num_workers=num_workers, collate_fn=_stack_pairs)
+    done = 0
+    for mix, target in tqdm(loader, desc=f"ideal masks {config.cache_key}", disable=not progress):
+        batch = pending[done : done + len(mix)]
+        done += len(mix)
+        mix, target = mix.to(device), target.to(device)
         with torch.no_grad():
-            target_power = transform.band_power(torch.from_numpy(target))
-            noise_power = transform.band_power(torch.from_numpy(mix - target))
+            target_power = transform.band_power(target)
+            noise_power = transform.band_power(mix - target)
         for criterion, store in stores.items():
-            for row, mask in zip(batch, ideal_mask(target_power, noise_power, criterion).numpy()):
+            for row, mask in zip(batch, ideal_mask(target_power, noise_power, criterion).cpu().numpy()):
                 store.save(row.key, mask)
     return len(pending)
 
@@ -212,6 +237,9 @@ def read_events(out_dir: str | Path) -> list[dict]:
         return [{**row, "params": json.loads(row["params"])} for row in csv.DictReader(handle)]
 
 
-def sized(config: BenchmarkConfig, n_windows: int | None) -> BenchmarkConfig:
-    return config if n_windows is None else replace(config, n_windows=n_windows)
+def sized(config: BenchmarkConfig, n_windows: int | None,
+          windows_per_recording: int | None = None) -> BenchmarkConfig:
+    """The preset with another number of windows and of windows per recording (None keeps the preset's)."""
+    changes = {"n_windows": n_windows, "windows_per_recording": windows_per_recording}
+    return replace(config, **{k: v for k, v in changes.items() if v is not None})
 
