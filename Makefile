@@ -1,5 +1,7 @@
 # Two commands set everything up: `make install`, then `make test`.
 VENV ?= .venv
+# the MLflow SQLite store `make mlflow-ui` serves
+STORE ?= mlflow.db
 PY := $(VENV)/bin/python
 MGC := $(VENV)/bin/mgc
 export HF_HUB_OFFLINE := 1
@@ -105,7 +107,7 @@ train-mgc: $(BENCH)/manifest.csv $(if $(filter predicted,$(MASK_SOURCE)),$(PREDI
 
 mlflow-ui: install
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow server \
-		--backend-store-uri sqlite:///mlflow.db --default-artifact-root ./mlartifacts \
+		--backend-store-uri sqlite:///$(STORE) --default-artifact-root ./mlartifacts \
 		--host 127.0.0.1 --port 5000 --workers 1
 
 clean:
