@@ -57,11 +57,17 @@ def write_recording(path: Path, seconds: float) -> Path:
     return path
 
 
-def stage_times(bundle: Bundle, audio: Path, settings: DetectSettings) -> dict[str, float]:
-    """Seconds spent in each stage over the whole recording, stage by stage on the same batches."""
-    pipeline = BundlePipeline(bundle)
+def stage_times(bundle: Bundle, audio: Path, settings: DetectSettings, device: torch.device) -> dict[str, float]:
+    """Seconds spent in each stage over the whole recording, stage by stage on the same batches, on `device`."""
+    pipeline = BundlePipeline(bundle).to(device)
     totals = dict.fromkeys(("read", "front end", "segmenter", "classifier"), 0.0)
     windows = iter(RecordingWindows([audio], bundle, settings))
+
+    def finished() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
     with torch.no_grad():
         while True:
             began = time.perf_counter()
@@ -70,14 +76,14 @@ def stage_times(bundle: Bundle, audio: Path, settings: DetectSettings) -> dict[s
             if batch is None:
                 break
             began = time.perf_counter()
-            images = pipeline.images(batch["waves"])
-            totals["front end"] += time.perf_counter() - began
+            images = pipeline.images(batch["waves"].to(device))
+            totals["front end"] += finished() - began
             began = time.perf_counter()
             binary = pipeline.masks(images)
-            totals["segmenter"] += time.perf_counter() - began
+            totals["segmenter"] += finished() - began
             began = time.perf_counter()
             pipeline.calibrated(pipeline.classifier(images, pipeline.classifier_mask(binary)))
-            totals["classifier"] += time.perf_counter() - began
+            totals["classifier"] += finished() - began
     return totals
 
 
@@ -125,7 +131,10 @@ def main() -> None:
         began = time.perf_counter()
         summary = detect([audio], model, folder / "out", settings, accelerator=args.accelerator, progress=False)
         whole = time.perf_counter() - began
-        stages = stage_times(bundle, audio, DetectSettings(hop_s=args.window, batch_size=args.batch_size))
+        device = torch.device("cuda" if args.accelerator == "gpu" else "cpu")
+        stages = stage_times(bundle, audio, DetectSettings(hop_s=args.window, batch_size=args.batch_size), device)
+        # what the whole path spends beyond the four stages: writing the outputs, Lightning's loop, start-up
+        stages["write and overhead"] = max(whole - sum(stages.values()), 1e-9)
         results = {"audio_s": args.seconds, "batch_size": args.batch_size, "torch_threads": torch.get_num_threads(),
                    "whole_path_x_real_time": args.seconds / whole, "whole_path_s": whole,
                    "stages_x_real_time": {k: args.seconds / v for k, v in stages.items()},

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from mgc_lightning.models.classifier import ClassifierModule
-from mgc_lightning.training import device_defaults
+from mgc_lightning.precision import device_defaults
 
 
 class InMemoryWindows(Dataset):
@@ -83,8 +83,11 @@ def _timed_loop(step_once, steps: int, warmup: int, batch_size: int) -> float:
     return (steps - warmup) * batch_size / (time.perf_counter() - started)
 
 
+BF16 = device_defaults().get("precision") == "bf16-mixed"  # read once: it also sets global cuDNN / matmul options
+
+
 def _autocast(device: str) -> torch.autocast:
-    return torch.autocast(device, dtype=torch.bfloat16, enabled=device_defaults().get("precision") == "bf16-mixed")
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=BF16)
 
 
 def bare_rate(model_args: dict, loader: DataLoader, steps: int, warmup: int) -> float:

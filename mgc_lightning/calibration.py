@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .audio import read_window
+from .audio import read_window_and_check
 from .bundle import Bundle, load_bundle, save_bundle
 from .errors import InputError
 from .inference import BundlePipeline
@@ -38,16 +38,24 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins
     return float(total)
 
 
-def window_logits(pipeline: BundlePipeline, rows: Sequence[WindowRow], batch_size: int = 16) -> torch.Tensor:
-    """Classifier logits of each window, read and rendered exactly as `mgc detect` does."""
-    config, outputs = pipeline.bundle.front_end, []
+def window_logits(pipeline: BundlePipeline, rows: Sequence[WindowRow],
+                  batch_size: int = 16) -> tuple[torch.Tensor, list[WindowRow]]:
+    """Classifier logits of the windows that hold usable signal, read and rendered exactly as `mgc detect` does, and
+    those windows: detect scores no window without signal (`audio.signal_problem`), so calibration fits none."""
+    config, outputs, usable = pipeline.bundle.front_end, [], []
     for first in range(0, len(rows), batch_size):
-        batch = rows[first : first + batch_size]
-        waves = [read_window(r.path, r.start_s, r.duration_s, target_rate=config.sample_rate, fmax_hz=config.fmax)
-                 for r in batch]
-        length = min(len(w) for w in waves)
-        outputs.append(pipeline.logits(torch.from_numpy(np.stack([w[:length] for w in waves])))[0].float())
-    return torch.cat(outputs)
+        read = [(r, *read_window_and_check(r.path, r.start_s, r.duration_s, target_rate=config.sample_rate,
+                                           fmax_hz=config.fmax)) for r in rows[first : first + batch_size]]
+        read = [(row, wave) for row, wave, problem in read if problem is None]
+        if not read:
+            continue
+        length = min(len(wave) for _, wave in read)
+        waves = torch.from_numpy(np.stack([wave[:length] for _, wave in read]))
+        outputs.append(pipeline.logits(waves)[0].float())
+        usable += [row for row, _ in read]
+    if not usable:
+        raise InputError("no window of the validation split holds usable signal (all silent or cancelling)")
+    return torch.cat(outputs), usable
 
 
 def fit_temperature(logits: torch.Tensor, joint: torch.Tensor) -> float:
@@ -110,6 +118,7 @@ class CalibrationResult:
     scores: np.ndarray  # (N, 3) calibrated per-type probabilities
     present: np.ndarray  # (N, 3) labels
     identity_kept: bool  # the fitted calibration raised the validation ECE, so the raw scores are kept
+    without_signal: int = 0  # validation windows left out: no usable signal (detect scores none of them either)
 
 
 def calibrate(model: str | Path, manifest: str | Path, split: SplitConfig, target_precision: float = 0.9,
@@ -124,9 +133,11 @@ def calibrate(model: str | Path, manifest: str | Path, split: SplitConfig, targe
         raise InputError(f"{manifest}: the validation split is empty; check --split-fractions")
     lengths = {round(r.duration_s, 6) for r in rows}
     if lengths != {round(bundle.window_s, 6)}:
-        raise InputError(f"{manifest}: windows of {sorted(lengths)} s, the model analyses {bundle.window_s:g} s windows")
+        raise InputError(f"{manifest}: windows of {sorted(lengths)} s, the model analyses {bundle.window_s:g} s "
+                         "windows")
     pipeline = BundlePipeline(replace_calibration(bundle))
-    logits = window_logits(pipeline, rows)
+    logits, usable = window_logits(pipeline, rows)
+    without_signal, rows = len(rows) - len(usable), usable
     joint = torch.tensor([r.joint_class for r in rows])
     present = torch.tensor([r.labels for r in rows], dtype=torch.float32)
 
@@ -153,11 +164,12 @@ def calibrate(model: str | Path, manifest: str | Path, split: SplitConfig, targe
         ece_after=expected_calibration_error(after, correct),
         temperature=calibrated.temperature if pipeline.multiclass else None, thresholds=chosen,
         target_precision=target_precision, confidence_before=before, confidence_after=after, correct=correct,
-        scores=scores, present=present.numpy(), identity_kept=identity_kept)
+        scores=scores, present=present.numpy(), identity_kept=identity_kept, without_signal=without_signal)
     calibrated.calibration = {
         "manifest": str(Path(manifest).resolve()), "split": {"group_by": split.group_by,
                                                              "fractions": list(split.fractions), "seed": split.seed},
-        "windows": len(rows), "ece_before": result.ece_before, "ece_after": result.ece_after,
+        "windows": len(rows), "windows_without_signal": without_signal, "ece_before": result.ece_before,
+        "ece_after": result.ece_after,
         "identity_kept": result.identity_kept,
         "target_precision": target_precision,
         "validation": {name: {"threshold": v[0], "precision": v[1], "recall": v[2]} for name, v in chosen.items()},

@@ -278,7 +278,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     scaling = f"temperature {result.temperature:.3f}" if result.temperature is not None else "per-type Platt scaling"
     if result.identity_kept:
         scaling = "fitted calibration not applied (it raised the ECE), raw scores kept"
-    print(f"{result.windows} validation windows: {scaling}; ECE {result.ece_before:.4f} -> {result.ece_after:.4f}")
+    left_out = f" ({result.without_signal} without usable signal left out)" if result.without_signal else ""
+    print(f"{result.windows} validation windows{left_out}: {scaling}; ECE {result.ece_before:.4f} -> "
+          f"{result.ece_after:.4f}")
     for name, (threshold, precision, recall) in result.thresholds.items():
         missed = "" if precision >= args.target_precision else f" (target {args.target_precision:g} not reached)"
         print(f"  {name:<15} threshold {threshold:.4f}: precision {precision:.3f}, recall {recall:.3f}{missed}")

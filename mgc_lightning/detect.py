@@ -31,6 +31,7 @@ from .cache import write_bytes_atomic
 from .errors import InputError
 from .inference import BundlePipeline
 from .labels import JOINT_CLASS_NAMES, SOUND_TYPES
+from .precision import device_defaults
 from .presence import presence_figure, presence_tables
 
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -96,7 +97,9 @@ class Journal:
 
     def __init__(self, out: Path, model_hash: str, settings: DetectSettings):
         self.folder = out / ".journal"
-        self.run_key = hashlib.sha256(json.dumps([model_hash, asdict(settings)], sort_keys=True).encode()).hexdigest()
+        # the outputs' layout is part of the key: a folder begun with other columns is redone, not mixed
+        identity = [model_hash, asdict(settings), WINDOW_HEADER]
+        self.run_key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
     def fingerprint(self, path: Path) -> str:
         try:
@@ -184,8 +187,8 @@ class RecordingWindows(IterableDataset):
 def read_windows(handle: sf.SoundFile, path: Path, offsets: Sequence[int], count: int,
                  channel: int | None) -> tuple[list[np.ndarray], list[str]]:
     """Mono (or one channel's) windows of `count` samples at sample `offsets`, and why each holds no usable signal
-    ('' when it does; `audio.signal_problem`): one block read when the windows overlap or touch, one read per window
-    when the hop leaves gaps (memory then stays at the windows' size)."""
+    ('' when it does; `audio.signal_problem`): one block read, or one read per window when the block would be more
+    than twice the windows' samples (a hop much longer than the window: memory then stays at the windows' size)."""
     spans = [(offsets[0], offsets[-1] + count)]
     if offsets[-1] - offsets[0] > count * len(offsets):
         spans = [(o, o + count) for o in offsets]
@@ -369,7 +372,9 @@ def detect(paths: Sequence[str | Path], model: str | Path, out: str | Path, sett
     began = time.perf_counter()
     if pending:
         writer = DetectionWriter(pending, out, bundle, settings, journal, progress)
-        trainer = L.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes,
+        # on a GPU the classifier runs as `mgc test` runs it there (bf16 autocast), so their probabilities agree
+        precision = "32-true" if accelerator == "cpu" else device_defaults().get("precision", "32-true")
+        trainer = L.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes, precision=precision,
                             strategy="ddp" if devices * num_nodes > 1 else "auto",
                             logger=False, enable_checkpointing=False, enable_progress_bar=False,
                             enable_model_summary=False, use_distributed_sampler=False, callbacks=[writer])

@@ -17,6 +17,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from .checkpoints import check_model_class, load_checkpoint
 from .errors import InputError
+from .precision import device_defaults
 from .tracking import (
     DATASET_TAG,
     EVALUATES_TAG,
@@ -221,17 +222,6 @@ def link_atomically(target: Path, link: Path) -> None:
     os.replace(temporary, link)
 
 
-def device_defaults() -> dict:
-    """Trainer defaults of the fast GPU path (a YAML or the command line still overrides them): bf16 autocast when
-    CUDA is present, with cuDNN picking its fastest kernels and TF32 for what stays in float32. None on a CPU, where
-    32-bit stays the default (bf16 is slower there)."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return {}
-    torch.backends.cudnn.benchmark = True
-    torch.set_float32_matmul_precision("high")
-    return {"precision": "bf16-mixed"}
 
 
 def run_lightning(args: list[str] | None) -> MGCLightningCLI:
