@@ -1,11 +1,14 @@
 """Number formats by hardware. Inference in bfloat16 where the hardware computes it natively: the segmenter draws the
-same masks (IoU on the demo's test windows equal to 4 decimals, 1e-4 of pixels differ) about 4x faster on CPUs with
+same masks (IoU on the demo's test windows equal to 3 decimals, 1e-4 of pixels differ) about 4x faster on CPUs with
 AVX512-BF16 or AMX, and on GPUs with bf16 tensor cores; elsewhere bfloat16 is emulated and slower, so it stays
 float32. Training and `mgc detect`'s classifier use bf16 autocast on CUDA only (`device_defaults`)."""
 
 from __future__ import annotations
 
+from copy import deepcopy
+
 import torch
+from torch import nn
 
 
 def native_bfloat16(device: torch.device | str) -> bool:
@@ -20,10 +23,14 @@ def native_bfloat16(device: torch.device | str) -> bool:
     return False
 
 
-def inference_autocast(device: torch.device | str) -> torch.autocast:
-    """Autocast to bfloat16 where `native_bfloat16`, a no-op elsewhere."""
-    device = torch.device(device)
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=native_bfloat16(device))
+def inference_copy(network: nn.Module, device: torch.device | str) -> nn.Module | None:
+    """A copy of `network` on `device` in bfloat16 with channels_last weights, for inference where `native_bfloat16`
+    (None elsewhere): twice as fast as autocast, which casts every weight in every call, and 4x float32 on the
+    segmenter; the demo's test masks differ from float32 ones in 1 pixel out of 10,000."""
+    if not native_bfloat16(device):
+        return None
+    copy = deepcopy(network).to(device=device, dtype=torch.bfloat16, memory_format=torch.channels_last)
+    return copy.eval().requires_grad_(False)
 
 
 def device_defaults() -> dict:

@@ -190,3 +190,28 @@ def test_input_normalisation_gives_an_affinely_rescaled_image_the_same_network_i
         with torch.no_grad():
             assert torch.allclose(model(rescaled), model(image), atol=1e-3)
         assert not torch.allclose(paper.network_input(rescaled), paper.network_input(image), atol=1e-2)
+
+
+def test_drawn_masks_follow_the_weights_and_match_float32():
+    """draw_masks keeps a bfloat16 copy of the network where the hardware has bf16: loading other weights or training
+    drops it (a stale copy would draw the old model's masks), and its masks are the float32 network's but for ties."""
+    torch.manual_seed(0)
+    settings = {"architecture": "Unet", "network_kwargs": {"decoder_channels": [32, 16, 8, 8, 8]}}
+    first, second = SegmenterModule(**settings).eval(), SegmenterModule(**settings).eval()
+    image = torch.rand(4, 1, 64, 64)
+    assert not torch.equal(first.draw_masks(image), second.draw_masks(image))
+    first.load_state_dict(second.state_dict())
+    assert torch.equal(first.draw_masks(image), second.draw_masks(image))
+    with torch.no_grad():
+        float32 = second(image).argmax(dim=1).bool()
+    assert (second.draw_masks(image) == float32).float().mean() > 0.99
+    before = second.draw_masks(image)
+    second.train()
+    with torch.no_grad():
+        for parameter in second.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    second.eval()
+    with torch.no_grad():
+        float32 = second(image).argmax(dim=1).bool()
+    assert not torch.equal(float32, before)  # the new weights draw other masks...
+    assert (second.draw_masks(image) == float32).float().mean() > 0.99  # ... and draw_masks draws them

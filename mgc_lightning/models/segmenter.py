@@ -19,7 +19,7 @@ from ..checkpoints import load_module
 from ..figures import mask_panel
 from ..manifest import WindowRow
 from ..masks import mask_metrics, soft_mask
-from ..precision import inference_autocast
+from ..precision import inference_copy
 from ..spectrogram import SpectrogramConfig
 from ..tracking import log_figure
 from .inputs import imagenet_input, load_local_weights, without_weight_sources
@@ -66,6 +66,7 @@ class SegmenterModule(L.LightningModule):
         network_kwargs: dict | None = None,
     ):
         super().__init__()
+        self._drawing_networks: dict[str, torch.nn.Module | None] = {}  # per device; plain dict: not in the state
         self.save_hyperparameters()
         # DeepLabV3 as in the paper; any smp architecture by name (DeepLabV3Plus and Unet keep thin clicks sharper).
         self.net = smp.create_model(architecture, encoder_name=encoder_name, encoder_weights=None, in_channels=3,
@@ -89,10 +90,26 @@ class SegmenterModule(L.LightningModule):
 
     @torch.no_grad()
     def draw_masks(self, image: torch.Tensor) -> torch.Tensor:
-        """(B, 1, H, W) images in [0, 1] -> (B, H, W) boolean masks, as `mgc masks predict` and `mgc detect` both
-        draw them (in bfloat16 where the hardware has it: `precision.inference_autocast`)."""
-        with inference_autocast(image.device):
-            return self(image).argmax(dim=1).bool()
+        """(B, 1, H, W) images in [0, 1] -> (B, H, W) boolean masks (sound where its logit is the larger), as `mgc
+        masks predict` and `mgc detect` both draw them: in bfloat16 where the hardware has it
+        (`precision.inference_copy`, made once and dropped when the weights may change)."""
+        key = str(image.device)
+        if key not in self._drawing_networks:
+            self._drawing_networks[key] = inference_copy(self.net, image.device)
+        network, inputs = self._drawing_networks[key], self.network_input(image)
+        if network is None:
+            logits = self.net(inputs)
+        else:
+            logits = network(inputs.to(torch.bfloat16).contiguous(memory_format=torch.channels_last))
+        return logits[:, 1] > logits[:, 0]
+
+    def train(self, mode: bool = True):
+        self._drawing_networks.clear()  # training changes the weights the copies were made from
+        return super().train(mode)
+
+    def load_state_dict(self, *args, **kwargs):
+        self._drawing_networks.clear()
+        return super().load_state_dict(*args, **kwargs)
 
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
         loss = F.cross_entropy(self(batch["image"]), batch["mask"][:, 0].long(), weight=self.class_weights)
