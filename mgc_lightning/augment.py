@@ -3,7 +3,8 @@
 Front ends differ by their frequency axis (linear or mel, band edges), their time resolution (FFT length and hop)
 and their intensity scale (dB above the noise floor, dB below the peak, PCEN's power-like compression). Each training
 item may be re-rendered on a random frequency axis and stretched in time (image and mask together, where a
-spectrogram on that grid would put them) and shown through a random power-like intensity curve. Offsets, ranges and
+spectrogram on that grid would put them) and shown through a random power-like intensity curve or a random automatic
+gain control (PCEN's family: each row divided by its own running level, then compressed). Offsets, ranges and
 coloured noise are left to the segmenter's input normalisation, which removes them exactly.
 """
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .spectrogram import SpectrogramConfig
+from .spectrogram import SpectrogramConfig, pcen
 
 
 def interval_weights(low: np.ndarray, high: np.ndarray, size: int) -> np.ndarray:
@@ -78,8 +79,25 @@ def power_look(image: torch.Tensor, exponent: float, range_db: float) -> torch.T
     return torch.expm1(steepness * image) / math.expm1(steepness)
 
 
+def gain_control_look(image: torch.Tensor, range_db: float, time_constant_columns: float, gain: float, bias: float,
+                      power: float) -> torch.Tensor:
+    """A dB image in [0, 1] spanning `range_db` back to power, through automatic gain control along time (each row
+    divided by its running level**gain, a first-order smoother of `time_constant_columns`) and compression
+    ((bias + x)**power - bias**power), rescaled to [0, 1]: the looks of PCEN front ends. Steady sounds fade towards
+    the level of the noise, onsets stand out."""
+    energy = 10 ** (image.double() * range_db / 10)
+    shown = pcen(energy, sample_rate=1, hop_length=1, time_constant=time_constant_columns, gain=gain, bias=bias,
+                 power=power, eps=1e-6)
+    low, high = shown.amin(dim=(-2, -1), keepdim=True), shown.amax(dim=(-2, -1), keepdim=True)
+    return ((shown - low) / (high - low).clamp_min(1e-12)).to(image.dtype)
+
+
 def _log_uniform(low: float, high: float) -> float:
     return math.exp(math.log(low) + (math.log(high) - math.log(low)) * float(torch.rand(())))
+
+
+def _uniform(low: float, high: float) -> float:
+    return low + (high - low) * float(torch.rand(()))
 
 
 @dataclass(frozen=True)
@@ -90,22 +108,36 @@ class FrontEndAugment:
     log-uniformly in corner_range_hz (mel-like to nearly linear), fmin and fmax multiplied by log-uniform factors up
     to fmin_jitter and fmax_jitter either way. stretch_probability: chance of a time stretch by a factor drawn
     log-uniformly in [1, max_stretch]. power_probability: chance of a power-like intensity curve with an exponent
-    drawn uniformly in [0, max_power_exponent].
+    drawn uniformly in [0, max_power_exponent]. gain_control_probability: chance of an automatic gain control look
+    instead (`gain_control_look`), its time constant drawn log-uniformly in time_constant_range_columns, gain
+    uniformly in gain_range, bias log-uniformly in bias_range, power uniformly in gain_power_range.
     """
 
     config: SpectrogramConfig
     warp_probability: float = 0.5
     stretch_probability: float = 0.0
     power_probability: float = 0.5
+    gain_control_probability: float = 0.0
     corner_range_hz: tuple[float, float] = (300.0, 100_000.0)
     fmin_jitter: float = 2.5
     fmax_jitter: float = 1.15
     max_stretch: float = 2.0
     max_power_exponent: float = 0.75
+    time_constant_range_columns: tuple[float, float] = (4.0, 128.0)
+    gain_range: tuple[float, float] = (0.8, 1.0)
+    bias_range: tuple[float, float] = (0.5, 10.0)
+    gain_power_range: tuple[float, float] = (0.25, 0.6)
 
     def __post_init__(self) -> None:
-        if not all(0 <= p <= 1 for p in (self.warp_probability, self.stretch_probability, self.power_probability)):
-            raise ValueError("warp_probability, stretch_probability and power_probability must be in [0, 1]")
+        probabilities = (self.warp_probability, self.stretch_probability, self.power_probability,
+                         self.gain_control_probability)
+        if not all(0 <= p <= 1 for p in probabilities):
+            raise ValueError("warp_probability, stretch_probability, power_probability and gain_control_probability "
+                             "must be in [0, 1]")
+        ranges = (self.time_constant_range_columns, self.gain_range, self.bias_range, self.gain_power_range)
+        if not all(0 < low <= high for low, high in ranges) or self.gain_range[1] > 1:
+            raise ValueError("time_constant_range_columns, gain_range, bias_range and gain_power_range must be "
+                             "positive (low, high) pairs, gains at most 1")
         if not 0 < self.corner_range_hz[0] <= self.corner_range_hz[1]:
             raise ValueError(f"need 0 < corner_range_hz[0] <= corner_range_hz[1], got {self.corner_range_hz}")
         if min(self.fmin_jitter, self.fmax_jitter, self.max_stretch) < 1 or self.max_power_exponent < 0:
@@ -126,6 +158,10 @@ class FrontEndAugment:
             columns = columns_stretch(width, factor, start=float(torch.rand(())) * width * (1 - 1 / factor))
         if rows is not None or columns is not None:
             image, mask = resample(image, mask, rows, columns)
-        if float(torch.rand(())) < self.power_probability:
+        if float(torch.rand(())) < self.gain_control_probability:
+            image = gain_control_look(
+                image, self.config.top_db, _log_uniform(*self.time_constant_range_columns), _uniform(*self.gain_range),
+                _log_uniform(*self.bias_range), _uniform(*self.gain_power_range))
+        elif float(torch.rand(())) < self.power_probability:
             image = power_look(image, self.max_power_exponent * float(torch.rand(())), self.config.top_db)
         return image, mask

@@ -266,15 +266,16 @@ class SegmentationDataModule(_WindowDataModule):
 
     def __init__(self, manifest: str, *, mask_source: str = MANIFEST_MASKS, hflip: bool = True,
                  warp_probability: float = 0.0, stretch_probability: float = 0.0, power_probability: float = 0.0,
-                 **window_settings):
+                 gain_control_probability: float = 0.0, **window_settings):
         """Shares of the training items re-rendered on a random mel-like frequency axis (warp_probability),
-        stretched in time (stretch_probability) and shown through a power-like intensity curve (power_probability),
-        as FrontEndAugment draws them."""
+        stretched in time (stretch_probability) and shown through a random automatic gain control
+        (gain_control_probability) or else a power-like intensity curve (power_probability), as FrontEndAugment
+        draws them."""
         super().__init__(manifest, **window_settings)
         self.save_hyperparameters()
         self.mask_source, self.hflip = mask_source, hflip
         self.check_inputs({"manifest": manifest, "preset": self.config.name, "mask_source": mask_source})
-        probabilities = (warp_probability, stretch_probability, power_probability)
+        probabilities = (warp_probability, stretch_probability, power_probability, gain_control_probability)
         self.augment = FrontEndAugment(self.config, *probabilities) if any(probabilities) else None
 
     def setup(self, stage: str | None = None) -> None:

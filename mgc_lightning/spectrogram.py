@@ -27,6 +27,8 @@ _POWER_FLOOR = 1e-20
 _SILENCE_DB = 10 * math.log10(_POWER_FLOOR)
 # PCEN is designed for the power of integer-valued audio; float audio in [-1, 1] is scaled by 2**31 (librosa docs).
 _PCEN_INPUT_SCALE = 2.0**31
+# Revision of how `pcen` starts its smoother, part of PCEN configs' hash: caches of an earlier start are not reused.
+_PCEN_START = "steady state of the first time constant's mean"
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,8 @@ class SpectrogramConfig:
     def hash(self) -> str:
         """Stable 12-hex-digit digest of the parameters (not the name): keys caches, checked on load."""
         params = {k: v for k, v in self.to_dict().items() if k != "name"}
+        if self.scaling == "pcen":
+            params["pcen_start"] = _PCEN_START
         return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
 
     @property
@@ -189,8 +193,10 @@ def pcen(
     """Per-channel energy normalisation (Wang et al. 2017) along the last axis, as librosa.pcen computes it.
 
     The first-order IIR smoother runs exactly, as an FFT convolution with its impulse response (GPU friendly). It
-    starts in the steady state of the first frame, as if that frame had always been there; librosa's default start
-    assumes a prior input of 1, which depends on the signal's scale and makes the first frames flare.
+    starts in the steady state of the mean energy over its first time constant, as if that level had always been
+    there: what a smoother running since before the window would hold. librosa's default start assumes a prior input
+    of 1, which depends on the signal's scale and makes the first frames flare; a start from the first frame alone
+    flares too, row by row, wherever that one noisy (and half zero-padded) frame happens to be weak.
     """
     frames = energy.shape[-1]
     t_frames = time_constant * sample_rate / float(hop_length)
@@ -199,7 +205,8 @@ def pcen(
     impulse = b * (1 - b) ** steps
     size = 2 * frames
     smooth = torch.fft.irfft(torch.fft.rfft(energy, n=size) * torch.fft.rfft(impulse, n=size), n=size)[..., :frames]
-    smooth = smooth + (1 - b) ** (steps + 1) * energy[..., :1]
+    start = energy[..., : max(1, min(frames, round(t_frames)))].mean(dim=-1, keepdim=True)
+    smooth = smooth + (1 - b) ** (steps + 1) * start
     normalised = energy * torch.exp(-gain * torch.log(eps + smooth.clamp_min(0)))
     return (bias + normalised) ** power - bias**power
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from mgc_lightning.augment import FrontEndAugment, resample, rows_resampling
+from mgc_lightning.augment import FrontEndAugment, gain_control_look, resample, rows_resampling
 from mgc_lightning.cache import mask_store, spectrogram_store
 from mgc_lightning.cli import main
 from mgc_lightning.data import ClassificationDataModule, SegmentationDataModule
@@ -157,11 +157,39 @@ def test_front_end_augment_keeps_image_and_mask_aligned():
     assert torch.equal(looked.flatten().argsort(), image.flatten().argsort())  # a monotone curve: same pixel order
 
 
+def test_gain_control_look_fades_a_steady_tone_and_keeps_an_onset():
+    """PCEN-like looks: a tone present all along sinks towards the noise, a short call of the same level stays on top,
+    whatever the drawn parameters; the mask is untouched."""
+    torch.manual_seed(0)
+    image = 0.2 + 0.03 * torch.rand(1, 128, 128)  # noise at its floor
+    image[0, 100, :] = 0.7  # a tone lasting the whole window
+    image[0, 30:60, 64] = 0.7  # a click of the same level
+    mask = (image > 0.5).float()
+
+    def contrast(shown: torch.Tensor) -> tuple[float, float]:
+        noise = shown[0, 64:96, :60].median()
+        return float(shown[0, 100, 80:].mean() - noise), float(shown[0, 30:60, 64].mean() - noise)
+
+    tone, click = contrast(image)
+    assert tone == pytest.approx(click)
+    for time_constant in (8.0, 31.0, 100.0):
+        looked = gain_control_look(image, 50.0, time_constant, gain=0.98, bias=2.0, power=0.5)
+        assert looked.min() == 0 and looked.max() == 1
+        tone, click = contrast(looked)
+        assert tone < 0.1 * click, (time_constant, tone, click)
+    augment = FrontEndAugment(get_preset("origin"), warp_probability=0, power_probability=0,
+                              gain_control_probability=1)
+    for _ in range(5):
+        looked, same = augment(image, mask)
+        tone, click = contrast(looked)
+        assert same is mask and tone < 0.5 * click and click > 0.3
+
+
 def test_front_end_augment_runs_on_the_training_split_only(workspace):
     root, _ = workspace
     module = SegmentationDataModule(str(root / "hq.csv"), cache_root=str(root / "cache"), mask_source="ideal",
                                     hflip=False, warp_probability=1, stretch_probability=1, power_probability=1,
-                                    split_fractions=(0.5, 0.25, 0.25))
+                                    gain_control_probability=0.5, split_fractions=(0.5, 0.25, 0.25))
     module.prepare_data()
     module.setup("fit")
     images, masks = spectrogram_store(module.config, root / "cache"), mask_store(module.config, "ideal", root / "cache")
