@@ -1,5 +1,6 @@
 """`make paper` on a CPU at a tiny size: experiments/pipeline_paper.yaml itself (every model of Tables 1-4, every
-stage, the same code paths a GPU run takes) with only sizes made small, so a borrowed GPU machine meets no surprise.
+stage) with only sizes made small, so a borrowed GPU machine meets few surprises (what only CUDA switches on, bf16
+autocast, pinned batches, spectrograms on the GPU, is not exercised here).
 Everything but the data must land in the one output folder, every run must finish, and a rerun must skip all."""
 
 import json
