@@ -107,3 +107,22 @@ def test_mask_dropout_hides_the_mask_from_a_share_of_training_windows_only():
         assert (moved.abs().amax(dim=1) > 1e-6).all()
     with pytest.raises(ValueError, match="mask_dropout"):
         ClassifierModule(mask_input="binary", mask_dropout=1.0)
+
+
+def test_folding_batch_norms_into_convolutions_keeps_the_logits():
+    """Detection folds the classifier's batch norms into their convolutions: none is left, and with trained-looking
+    running statistics the logits stay the unfolded model's."""
+    from mgc_lightning.inference import fold_batch_norms
+
+    torch.manual_seed(0)
+    model = ClassifierModule(mask_input="soft", backbone_kwargs=TINY_RESNET, dim=32).eval()
+    for norm in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        norm.running_mean.uniform_(-1, 1)
+        norm.running_var.uniform_(0.5, 2)
+        norm.weight.data.uniform_(0.5, 1.5)
+    image, mask = torch.rand(4, 1, 128, 128), torch.rand(4, 1, 128, 128)
+    with torch.no_grad():
+        before = model(image, mask)
+        assert fold_batch_norms(model) > 10
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+        assert torch.allclose(model(image, mask), before, rtol=1e-4, atol=1e-5)
