@@ -74,17 +74,20 @@ class BundlePipeline(nn.Module):
     @torch.no_grad()
     def _fold_classifier_batch_norms(self) -> None:
         """Folded only where the logits stay what `mgc test` computes (to 1e-5 on random windows); else unfolded."""
-        torch.manual_seed(0)
-        image = torch.rand(2, 1, self.bundle.front_end.height, self.bundle.front_end.width)
-        mask = torch.rand_like(image) if self.classifier.uses_mask else None
+        generator = torch.Generator().manual_seed(0)  # not the caller's random state
+        size = (2, 1, self.bundle.front_end.height, self.bundle.front_end.width)
+        image = torch.rand(size, generator=generator)
+        mask = torch.rand(size, generator=generator) if self.classifier.uses_mask else None
         before = self.classifier(image, mask)
         folded = copy.deepcopy(self.classifier)
         if fold_batch_norms(folded) and torch.allclose(folded(image, mask), before, rtol=1e-5, atol=1e-5):
             self.classifier = folded
 
     def images(self, waves: torch.Tensor) -> torch.Tensor:
-        """(B, samples) -> (B, 1, H, W) images as the cache holds them (float16 values)."""
-        return self.front_end(waves).half().float()[:, None]
+        """(B, samples) -> (B, 1, H, W) images as the cache holds them (float16 values), in float32 even under a
+        GPU's bf16 autocast: the cache computed them so."""
+        with torch.autocast(waves.device.type, enabled=False):
+            return self.front_end(waves.float()).half().float()[:, None]
 
     def masks(self, images: torch.Tensor) -> torch.Tensor | None:
         """(B, 1, H, W) binary masks the segmenter draws, or None without a segmenter."""
