@@ -57,3 +57,27 @@ def paired_difference_interval(correct_a, correct_b, seed: int = 0) -> Interval:
     difference = a - b
     picks = np.random.default_rng(seed).integers(0, a.size, size=(BOOTSTRAP_SAMPLES, a.size))
     return Interval(float(difference.mean()), *_percentiles(difference[picks].mean(axis=1)), a.size)
+
+
+def drop_ratio_interval(inside_a, outside_a: list, inside_b, outside_b: list, seed: int = 0) -> Interval:
+    """Model A's mean out-of-distribution drop (accuracy in distribution minus the mean over the OOD front ends)
+    divided by model B's, every array on the same windows and resampled jointly: the paper's claim that mask
+    guidance at least halves the baseline's drop is an upper bound of 0.5 on this ratio."""
+    arrays = [_per_window(a) for a in (inside_a, *outside_a, inside_b, *outside_b)]
+    if not outside_a or len(outside_a) != len(outside_b) or len({a.size for a in arrays}) != 1:
+        raise ValueError("a drop ratio needs both models on the same windows and the same OOD front ends")
+    stacked = np.stack(arrays)  # (1 + k + 1 + k, windows)
+    k = len(outside_a)
+
+    def ratio(means: np.ndarray) -> np.ndarray:
+        drop_a = means[0] - means[1 : 1 + k].mean(axis=0)
+        drop_b = means[1 + k] - means[2 + k :].mean(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return drop_a / drop_b
+
+    picks = np.random.default_rng(seed).integers(0, stacked.shape[1], size=(BOOTSTRAP_SAMPLES, stacked.shape[1]))
+    samples = ratio(stacked[:, picks].mean(axis=2))
+    means = stacked.mean(axis=1)
+    if means[1 + k] - means[2 + k :].mean() <= 0 or np.isfinite(samples).mean() < 0.5:
+        raise ValueError("model B's drop is 0 or below on these windows: no ratio to it")
+    return Interval(float(ratio(means[:, None])[0]), *_percentiles(samples[np.isfinite(samples)]), stacked.shape[1])

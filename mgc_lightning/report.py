@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .intervals import Interval, bootstrap_interval, paired_difference_interval
+from .intervals import Interval, bootstrap_interval, drop_ratio_interval, paired_difference_interval
 from .labels import SOUND_TYPES
 from .tracking import DATASET_TAG, EVALUATES_TAG, dataset_name, default_tracking_uri
 
@@ -196,7 +196,8 @@ def headline_table(runs: list[RunSummary], train_preset: str = "origin") -> str:
     presets = [train_preset] + sorted({p for r in runs for p in r.presets} - {train_preset})
     baseline = _baseline(groups)
     header = ["model"] + [f"{p} ({'train' if p == train_preset else 'OOD'})" for p in presets] + [
-        "mean OOD drop", f"minus {baseline[0] if baseline else 'baseline'} on {train_preset} (paired)"]
+        "mean OOD drop", "OOD drop / baseline's (paired)",
+        f"minus {baseline[0] if baseline else 'baseline'} on {train_preset} (paired)"]
     rows = []
     for model, members in groups.items():
         row = [model] + [_accuracy_cell(members, p) for p in presets]
@@ -205,10 +206,12 @@ def headline_table(runs: list[RunSummary], train_preset: str = "origin") -> str:
         drops = [np.mean(inside_values) - np.mean([r.value(p, "joint_acc") for r in members]) for p in presets[1:]
                  if known and all(r.value(p, "joint_acc") is not None for r in members)]
         row.append(f"{np.mean(drops):.3f}" if drops else "—")
+        compared = baseline is not None and model != baseline[0]
+        row.append(str(_drop_ratio(members, baseline[1], presets)) if compared and drops else "—")
         mine = [r.correct.get(train_preset) for r in members]
         theirs = [r.correct.get(train_preset) for r in baseline[1]] if baseline else [None]
         pairs = mine + theirs
-        if baseline and model != baseline[0] and all(a is not None for a in pairs) and len({a.size for a in pairs}) == 1:
+        if compared and all(a is not None for a in pairs) and len({a.size for a in pairs}) == 1:
             row.append(str(paired_difference_interval(np.stack(mine), np.stack(theirs))))
         else:
             row.append("—")
@@ -216,9 +219,33 @@ def headline_table(runs: list[RunSummary], train_preset: str = "origin") -> str:
     return ("## Headline: joint accuracy with 95 % bootstrap intervals over test windows\n\n"
             "Brackets are 95 % intervals (bootstrap over the test windows; with several seeds each window's "
             "correctness is averaged over seeds first). Rows whose mask source is `ideal` are given the benchmark's "
-            "exact masks: they measure the ceiling that the labels and masks allow, not a deployable model. The last "
-            "column is the mask-guided model's accuracy minus the baseline's on the same windows, with a paired "
-            "bootstrap interval: an interval above 0 means the masks help.\n\n" + _table(header, rows))
+            "exact masks: they measure the ceiling that the labels and masks allow, not a deployable model. The "
+            "drop ratio is the model's mean OOD drop over the baseline's, resampling the same windows for both: an "
+            "interval below 0.5 means the masks at least halve the drop. The last column is the mask-guided "
+            "model's accuracy minus the baseline's on the same windows, with a paired bootstrap interval: an "
+            "interval above 0 means the masks help.\n\n" + _table(header, rows))
+
+
+def _drop_ratio(members: list[RunSummary], baseline: list[RunSummary], presets: list[str]) -> Interval | str:
+    """The model's mean OOD drop over the baseline's with a joint bootstrap interval, seeds averaged per window;
+    the plain ratio of means where per-window predictions are missing."""
+    def per_window(runs: list[RunSummary], preset: str) -> np.ndarray | None:
+        arrays = [r.correct.get(preset) for r in runs]
+        return None if any(a is None for a in arrays) or len({a.size for a in arrays}) != 1 else np.stack(arrays)
+
+    arrays = [per_window(runs, p) for runs in (members, baseline) for p in presets]
+    k = len(presets)
+    if all(a is not None for a in arrays) and len({a.shape[1] for a in arrays}) == 1:
+        try:
+            return drop_ratio_interval(arrays[0], arrays[1:k], arrays[k], arrays[k + 1 :])
+        except ValueError:  # the baseline does not drop: no ratio to its drop
+            return "—"
+
+    def drop(runs: list[RunSummary]) -> float:
+        mean = lambda p: np.mean([r.value(p, "joint_acc") for r in runs])  # noqa: E731
+        return mean(presets[0]) - np.mean([mean(p) for p in presets[1:]])
+
+    return f"{drop(members) / drop(baseline):.3f}" if drop(baseline) > 0 else "—"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

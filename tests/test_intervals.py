@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mgc_lightning.intervals import bootstrap_interval, paired_difference_interval
+from mgc_lightning.intervals import bootstrap_interval, drop_ratio_interval, paired_difference_interval
 
 
 def test_interval_matches_the_binomial_standard_error():
@@ -43,3 +43,35 @@ def test_pairing_removes_the_shared_variance():
     assert (same.estimate, same.low, same.high) == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="same windows"):
         paired_difference_interval(a, b[:-1])
+
+
+def _correct(rng, accuracy: float, windows: int) -> np.ndarray:
+    return (rng.random(windows) < accuracy).astype(int)
+
+
+def test_drop_ratio_is_the_ratio_of_mean_drops_with_an_interval_that_narrows_with_windows():
+    def ratio(windows: int):
+        rng = np.random.default_rng(1)
+        base_in, base_out = _correct(rng, 0.9, windows), [_correct(rng, 0.3, windows), _correct(rng, 0.3, windows)]
+        mgc_in, mgc_out = _correct(rng, 0.9, windows), [_correct(rng, 0.6, windows), _correct(rng, 0.6, windows)]
+        expected = (mgc_in.mean() - np.mean([o.mean() for o in mgc_out])) / (
+            base_in.mean() - np.mean([o.mean() for o in base_out]))
+        return drop_ratio_interval(mgc_in, mgc_out, base_in, base_out), expected
+
+    small, expected = ratio(288)
+    assert small.estimate == pytest.approx(expected)
+    assert small.low < small.estimate < small.high
+    assert 0.35 < small.estimate < 0.65  # drops of 0.3 and 0.6 in truth
+    large, _ = ratio(4608)
+    assert large.low < 0.5 < large.high
+    assert large.high - large.low < (small.high - small.low) / 2
+
+
+def test_drop_ratio_refuses_other_windows_front_ends_or_a_baseline_that_does_not_drop():
+    ones = np.ones(10)
+    with pytest.raises(ValueError, match="same windows"):
+        drop_ratio_interval(ones, [ones], ones, [np.ones(11)])
+    with pytest.raises(ValueError, match="same OOD front ends"):
+        drop_ratio_interval(ones, [ones], ones, [ones, ones])
+    with pytest.raises(ValueError, match="drop is 0"):  # a baseline as good out of distribution as in it
+        drop_ratio_interval(ones, [np.zeros(10)], ones, [ones])

@@ -1,12 +1,14 @@
 """The report counts honestly: failed and unfinished runs are left out and listed, a seed counts once (its latest
 finished run), every cell says its n, and evaluation runs join their training run or get a row of their own."""
 
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mgc_lightning.report import select_runs, write_report
+from mgc_lightning.report import RunSummary, headline_table, select_runs, write_report
 from mgc_lightning.tracking import DATASET_TAG, EVALUATES_TAG
 
 
@@ -58,3 +60,25 @@ def test_evaluation_runs_join_their_training_run_or_get_their_own_row(store, tmp
     assert runs["baseline resnet18 on other"].value("origin", "joint_acc") == 0.30
     assert client.get_run(trained).data.metrics == {"test/origin/joint_acc": 0.60}
     assert Path(write_report("survey", tmp_path / "report", tracking_uri=uri)).is_file()
+
+
+def summary(model: str, accuracies: dict[str, float], windows: int, rng) -> RunSummary:
+    correct = {preset: (rng.random(windows) < accuracy).astype(int) for preset, accuracy in accuracies.items()}
+    return RunSummary(run_id=model, model=model, backbone="resnet18", head="", fusion="", mask_kind="",
+                      mask_source="", seed="0", correct=correct,
+                      metrics={f"test/{p}/joint_acc": float(c.mean()) for p, c in correct.items()})
+
+
+def test_headline_gives_the_drop_ratio_to_the_baseline_with_an_interval():
+    rng = np.random.default_rng(0)
+    baseline = summary("baseline resnet18", {"origin": 0.9, "mel": 0.3, "pcen": 0.3}, 600, rng)
+    halving = summary("MGC xattn soft (predicted, resnet18)", {"origin": 0.9, "mel": 0.6, "pcen": 0.6}, 600, rng)
+    table = headline_table([baseline, halving])
+    assert "OOD drop / baseline's (paired)" in table
+    row = next(line for line in table.splitlines() if line.startswith("| MGC"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    drop = lambda r: r.value("origin", "joint_acc") - (r.value("mel", "joint_acc") + r.value("pcen", "joint_acc")) / 2  # noqa: E731
+    estimate, low, high = map(float, re.match(r"(\S+) \[(\S+), (\S+)\]", cells[-2]).groups())
+    assert estimate == pytest.approx(drop(halving) / drop(baseline), abs=1e-3)
+    assert low < 0.5 < high and high - low < 0.3
+    assert next(line for line in table.splitlines() if line.startswith("| baseline")).count("—") == 2
