@@ -92,6 +92,14 @@ def gain_control_look(image: torch.Tensor, range_db: float, time_constant_column
     return ((shown - low) / (high - low).clamp_min(1e-12)).to(image.dtype)
 
 
+def rows_misplaced(config: SpectrogramConfig, corner_hz: float) -> float:
+    """How many rows, at most, a config's row edges lie from those of a log(1 + f / corner) axis on its own band
+    (`warped_row_edges`): 0 for a config spaced that way, about a sixth of the image between mel and linear."""
+    edges = config.row_edges_hz()[::-1]  # bottom first, increasing
+    warped = warped_row_edges(config.height, corner_hz, config.fmin, config.fmax)[::-1]
+    return float(np.abs(np.interp(warped, edges, np.arange(config.height + 1)) - np.arange(config.height + 1)).max())
+
+
 def _log_uniform(low: float, high: float) -> float:
     return math.exp(math.log(low) + (math.log(high) - math.log(low)) * float(torch.rand(())))
 
@@ -105,12 +113,19 @@ class FrontEndAugment:
     """Random front-end looks for (1, H, W) training images of `config` and their masks, from torch's generator.
 
     warp_probability: chance of a random frequency axis, spaced evenly in log(1 + f / corner) with the corner drawn
-    log-uniformly in corner_range_hz (mel-like to nearly linear), fmin and fmax multiplied by log-uniform factors up
+    log-uniformly in corner_range_hz (log-like at the bottom of the band to nearly linear), fmin and fmax multiplied by log-uniform factors up
     to fmin_jitter and fmax_jitter either way. stretch_probability: chance of a time stretch by a factor drawn
     log-uniformly in [1, max_stretch]. power_probability: chance of a power-like intensity curve with an exponent
     drawn uniformly in [0, max_power_exponent]. gain_control_probability: chance of an automatic gain control look
-    instead (`gain_control_look`), its time constant drawn log-uniformly in time_constant_range_columns, gain
-    uniformly in gain_range, bias log-uniformly in bias_range, power uniformly in gain_power_range.
+    instead (`gain_control_look`), its time constant drawn log-uniformly in one of time_constant_bands_columns
+    (a band chosen by its log width), gain uniformly in gain_range, bias log-uniformly in bias_range, power uniformly
+    in gain_power_range.
+
+    The default ranges keep clear of every front end the project tests on (`settings_near` checks a preset): of
+    `pcen`'s settings (0.06 s, gain 0.98, bias 2, power 0.5), no drawn gain, bias or power comes near, nor a time
+    constant on the demo's windows; no drawn axis lies within 8 of 128 rows of `mel`'s (log-like above 1 kHz);
+    neither preset's band edges lie within the drawn jitter. A segmenter trained with these looks meets each tested
+    front end for the first time at test.
     """
 
     config: SpectrogramConfig
@@ -118,15 +133,16 @@ class FrontEndAugment:
     stretch_probability: float = 0.0
     power_probability: float = 0.5
     gain_control_probability: float = 0.0
-    corner_range_hz: tuple[float, float] = (300.0, 100_000.0)
-    fmin_jitter: float = 2.5
-    fmax_jitter: float = 1.15
+    corner_range_hz: tuple[float, float] = (3_000.0, 100_000.0)
+    fmin_jitter: float = 1.5
+    fmax_jitter: float = 1.05
     max_stretch: float = 2.0
     max_power_exponent: float = 0.75
-    time_constant_range_columns: tuple[float, float] = (4.0, 128.0)
-    gain_range: tuple[float, float] = (0.8, 1.0)
-    bias_range: tuple[float, float] = (0.5, 10.0)
-    gain_power_range: tuple[float, float] = (0.25, 0.6)
+    # fast (2-8 ms of a 0.25 s window's 128 columns) and slow (0.12-0.5 s) gain controls
+    time_constant_bands_columns: tuple[tuple[float, float], ...] = ((4.0, 15.0), (64.0, 256.0))
+    gain_range: tuple[float, float] = (0.5, 0.85)
+    bias_range: tuple[float, float] = (5.0, 25.0)
+    gain_power_range: tuple[float, float] = (0.1, 0.35)
 
     def __post_init__(self) -> None:
         probabilities = (self.warp_probability, self.stretch_probability, self.power_probability,
@@ -134,14 +150,52 @@ class FrontEndAugment:
         if not all(0 <= p <= 1 for p in probabilities):
             raise ValueError("warp_probability, stretch_probability, power_probability and gain_control_probability "
                              "must be in [0, 1]")
-        ranges = (self.time_constant_range_columns, self.gain_range, self.bias_range, self.gain_power_range)
-        if not all(0 < low <= high for low, high in ranges) or self.gain_range[1] > 1:
-            raise ValueError("time_constant_range_columns, gain_range, bias_range and gain_power_range must be "
+        ranges = (*self.time_constant_bands_columns, self.gain_range, self.bias_range, self.gain_power_range)
+        if not self.time_constant_bands_columns or not all(0 < low <= high for low, high in ranges) \
+                or self.gain_range[1] > 1:
+            raise ValueError("time_constant_bands_columns, gain_range, bias_range and gain_power_range must be "
                              "positive (low, high) pairs, gains at most 1")
         if not 0 < self.corner_range_hz[0] <= self.corner_range_hz[1]:
             raise ValueError(f"need 0 < corner_range_hz[0] <= corner_range_hz[1], got {self.corner_range_hz}")
         if min(self.fmin_jitter, self.fmax_jitter, self.max_stretch) < 1 or self.max_power_exponent < 0:
             raise ValueError("fmin_jitter, fmax_jitter and max_stretch must be >= 1, max_power_exponent >= 0")
+
+    def settings_near(self, preset: SpectrogramConfig, window_s: float) -> list[str]:
+        """What of a tested front end these looks could reproduce (empty: none), for windows of `window_s` seconds
+        on this config's columns. Near means a PCEN preset's time constant and bias within a factor of 2 of a drawn
+        one and its gain and power within 0.1 (all four at once), a frequency axis that a drawn corner reproduces to
+        within a sixteenth of the image's rows (`rows_misplaced`), or band edges within the drawn jitter: a look that
+        could land there would make that preset a seen transform rather than an out-of-distribution test."""
+        near = []
+        if self.gain_control_probability > 0 and preset.scaling == "pcen":
+            time_constant = preset.pcen_time_constant * self.config.width / window_s
+            if all((
+                any(low < 2 * time_constant and high > time_constant / 2
+                    for low, high in self.time_constant_bands_columns),
+                self.gain_range[0] < preset.pcen_gain + 0.1 and self.gain_range[1] > preset.pcen_gain - 0.1,
+                self.bias_range[0] < 2 * preset.pcen_bias and self.bias_range[1] > preset.pcen_bias / 2,
+                self.gain_power_range[0] < preset.pcen_power + 0.1
+                and self.gain_power_range[1] > preset.pcen_power - 0.1,
+            )):
+                near.append("gain control")
+        if self.warp_probability > 0:
+            corners = np.geomspace(*self.corner_range_hz, 50)
+            if min(rows_misplaced(preset, corner) for corner in corners) < preset.height / 16:
+                near.append("frequency axis")
+            own = self.config
+            if (own.fmin / self.fmin_jitter <= preset.fmin <= own.fmin * self.fmin_jitter
+                    and own.fmax / self.fmax_jitter <= preset.fmax <= own.fmax * self.fmax_jitter):
+                near.append("band edges")
+        return near
+
+    def random_time_constant(self) -> float:
+        widths = [math.log(high / low) for low, high in self.time_constant_bands_columns]
+        pick = float(torch.rand(())) * sum(widths)
+        for (low, high), width in zip(self.time_constant_bands_columns, widths):
+            if pick <= width:
+                break
+            pick -= width
+        return _log_uniform(low, high)
 
     def random_axis(self) -> np.ndarray:
         config = self.config
@@ -160,7 +214,7 @@ class FrontEndAugment:
             image, mask = resample(image, mask, rows, columns)
         if float(torch.rand(())) < self.gain_control_probability:
             image = gain_control_look(
-                image, self.config.top_db, _log_uniform(*self.time_constant_range_columns), _uniform(*self.gain_range),
+                image, self.config.top_db, self.random_time_constant(), _uniform(*self.gain_range),
                 _log_uniform(*self.bias_range), _uniform(*self.gain_power_range))
         elif float(torch.rand(())) < self.power_probability:
             image = power_look(image, self.max_power_exponent * float(torch.rand(())), self.config.top_db)

@@ -94,7 +94,7 @@ def shift_and_mask_time(image: torch.Tensor, mask: torch.Tensor | None, max_shif
 
 class WindowDataset(Dataset):
     """Items: image (1, H, W) float32 in [0, 1]; joint (8-class index); labels (3,) float; index (position in the
-    dataset); optional mask (1, H, W)."""
+    dataset); optional mask (1, H, W). `augment` shows each item through a random front-end look (augment.py)."""
 
     def __init__(
         self,
@@ -106,12 +106,14 @@ class WindowDataset(Dataset):
         hflip: bool = False,
         time_shift: float = 0.0,
         time_masks: int = 0,
+        augment: FrontEndAugment | None = None,
     ):
         if mask_kind not in MASK_KINDS:
             raise ValueError(f"mask_kind must be one of {MASK_KINDS}, got {mask_kind!r}")
         self.rows, self.images, self.masks = list(rows), images, masks
         self.mask_kind, self.soft_sigma, self.hflip = mask_kind, soft_sigma, hflip
         self.time_shift, self.time_masks = time_shift, time_masks
+        self.augment = augment
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -128,6 +130,10 @@ class WindowDataset(Dataset):
             binary = self.masks(row)
             mask = soft_mask(binary, self.soft_sigma) if self.mask_kind == "soft" else binary.astype(np.float32)
             item["mask"] = torch.from_numpy(mask)[None]
+        if self.augment is not None:
+            item["image"], mask = self.augment(item["image"], item.get("mask"))
+            if mask is not None:
+                item["mask"] = mask
         if self.hflip and torch.rand(()) < 0.5:
             item["image"] = item["image"].flip(-1)
             if "mask" in item:
@@ -220,9 +226,11 @@ class ClassificationDataModule(_WindowDataModule):
 
     def __init__(self, manifest: str, *, mask_source: str | None = None, mask_kind: str = "binary",
                  soft_sigma: float = 3.0, hflip: bool = False, time_shift: float = 0.0, time_masks: int = 0,
-                 **window_settings):
-        """hflip, time_shift (largest circular shift, as a fraction of the width) and time_masks (SpecAugment
-        stripes per window) apply to the training split only."""
+                 gain_control_probability: float = 0.0, power_probability: float = 0.0, **window_settings):
+        """hflip, time_shift (largest circular shift, as a fraction of the width), time_masks (SpecAugment
+        stripes per window) and the intensity looks of the segmenter's training (shares of items shown through a
+        random automatic gain control, else a power-like curve; FrontEndAugment) apply to the training split only.
+        The looks change the image only: the mask still marks where the calls are."""
         super().__init__(manifest, **window_settings)
         self.save_hyperparameters()  # travels in checkpoints: evaluation rebuilds the same data for another preset
         if not 0 <= time_shift <= 0.5 or time_masks < 0:
@@ -230,6 +238,9 @@ class ClassificationDataModule(_WindowDataModule):
         self.mask_source, self.mask_kind, self.soft_sigma, self.hflip = mask_source, mask_kind, soft_sigma, hflip
         self.check_inputs({"manifest": manifest, "preset": self.config.name, "mask_source": mask_source})
         self.time_shift, self.time_masks = time_shift, time_masks
+        self.augment = FrontEndAugment(
+            self.config, warp_probability=0.0, power_probability=power_probability,
+            gain_control_probability=gain_control_probability) if gain_control_probability or power_probability else None
 
     def setup(self, stage: str | None = None) -> None:
         images = spectrogram_store(self.config, self.cache_root)
@@ -239,22 +250,8 @@ class ClassificationDataModule(_WindowDataModule):
             self.datasets[name] = WindowDataset(
                 rows, images, masks, self.mask_kind, self.soft_sigma, hflip=self.hflip and train,
                 time_shift=self.time_shift if train else 0.0, time_masks=self.time_masks if train else 0,
+                augment=self.augment if train else None,
             )
-
-
-class SegmentationWindows(WindowDataset):
-    """Windows with their masks, each item then shown through a random front-end look when `augment` is given."""
-
-    def __init__(self, rows: Sequence[WindowRow], images: ArrayStore, masks: Callable[[WindowRow], np.ndarray],
-                 hflip: bool, augment: FrontEndAugment | None):
-        super().__init__(rows, images, masks, hflip=hflip)
-        self.augment = augment
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        item = super().__getitem__(index)
-        if self.augment is not None:
-            item["image"], item["mask"] = self.augment(item["image"], item["mask"])
-        return item
 
 
 class SegmentationDataModule(_WindowDataModule):
@@ -286,5 +283,5 @@ class SegmentationDataModule(_WindowDataModule):
         for name, rows in self.split_rows().items():
             with_masks = [row for row in rows if (store.has(row.key) if store else bool(row.mask))]
             train = name == "train"
-            self.datasets[name] = SegmentationWindows(with_masks, images, masks, hflip=self.hflip and train,
-                                                      augment=self.augment if train else None)
+            self.datasets[name] = WindowDataset(with_masks, images, masks, hflip=self.hflip and train,
+                                                augment=self.augment if train else None)

@@ -1,6 +1,7 @@
 """The segmenter end to end through `mgc fit`: real MLflow (SQLite), checkpoints with metadata, exact resume into
 the same run, and resumable dataset-wide prediction; its front-end augmentations and input normalisation."""
 
+import itertools
 import sys
 from pathlib import Path
 
@@ -9,14 +10,14 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from mgc_lightning.augment import FrontEndAugment, gain_control_look, resample, rows_resampling
+from mgc_lightning.augment import FrontEndAugment, gain_control_look, resample, rows_misplaced, rows_resampling
 from mgc_lightning.cache import mask_store, spectrogram_store
 from mgc_lightning.cli import main
 from mgc_lightning.data import ClassificationDataModule, SegmentationDataModule
 from mgc_lightning.manifest import SplitConfig, write_manifest
 from mgc_lightning.mask_sources import select_high_quality
 from mgc_lightning.models.segmenter import SegmenterModule, predict_masks
-from mgc_lightning.spectrogram import get_preset
+from mgc_lightning.spectrogram import PRESETS, get_preset
 from conftest import small_benchmark
 from mgc_lightning.tracking import read_checkpoint_metadata
 
@@ -183,6 +184,43 @@ def test_gain_control_look_fades_a_steady_tone_and_keeps_an_onset():
         looked, same = augment(image, mask)
         tone, click = contrast(looked)
         assert same is mask and tone < 0.5 * click and click > 0.3
+
+
+def test_front_end_looks_never_come_near_a_tested_front_end():
+    """The looks must not reproduce a front end the models are tested on, or that test is no longer out of
+    distribution: every other preset, at the demo's and the paper's window lengths, lies outside their ranges."""
+    origin = get_preset("origin")
+    looks = FrontEndAugment(origin, warp_probability=1, gain_control_probability=1)
+    tested = [config for config in PRESETS.values() if config.name != origin.name]
+    assert {config.name for config in tested} >= {"mel", "pcen"}
+    for config, window_s in itertools.product(tested, (0.25, 0.5)):
+        assert looks.settings_near(config, window_s) == [], (config.name, window_s)
+    # the first looks' ranges held the `pcen` preset's settings, the `mel` axis and both presets' band edges
+    wide = FrontEndAugment(origin, warp_probability=1, gain_control_probability=1, corner_range_hz=(300.0, 1e5),
+                           fmin_jitter=2.5, fmax_jitter=1.15, time_constant_bands_columns=((4.0, 128.0),),
+                           gain_range=(0.8, 1.0), bias_range=(0.5, 10.0), gain_power_range=(0.25, 0.6))
+    assert wide.settings_near(get_preset("pcen"), 0.25) == ["gain control", "band edges"]
+    assert wide.settings_near(get_preset("mel"), 0.25) == ["frequency axis", "band edges"]
+    assert rows_misplaced(get_preset("mel"), 300.0) < 8 < rows_misplaced(get_preset("mel"), 3000.0)  # mel: log-like
+    torch.manual_seed(0)
+    drawn = np.array([looks.random_time_constant() for _ in range(2000)])
+    inside = lambda low, high: (drawn >= low) & (drawn <= high)  # noqa: E731
+    assert np.all(inside(4.0, 15.0) | inside(64.0, 256.0))
+    assert 0.2 < inside(4.0, 15.0).mean() < 0.6  # both bands drawn, by their log widths (1.3 vs 1.4)
+
+
+def test_classifier_training_items_get_intensity_looks_and_keep_their_masks(workspace):
+    root, _ = workspace
+    module = ClassificationDataModule(str(root / "hq.csv"), cache_root=str(root / "cache"), mask_source="ideal",
+                                      gain_control_probability=1, split_fractions=(0.5, 0.25, 0.25))
+    module.prepare_data()
+    module.setup("fit")
+    images, masks = spectrogram_store(module.config, root / "cache"), mask_store(module.config, "ideal", root / "cache")
+    for name, dataset in module.datasets.items():
+        row, item = dataset.rows[0], dataset[0]
+        stored = torch.from_numpy(images.load(row.key).astype(np.float32))
+        assert torch.equal(item["image"][0], stored) == (name != "train"), name
+        assert torch.equal(item["mask"][0].bool(), torch.from_numpy(masks.load(row.key)))
 
 
 def test_front_end_augment_runs_on_the_training_split_only(workspace):
