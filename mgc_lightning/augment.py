@@ -1,11 +1,12 @@
-"""Training-time changes of the front end's look, so a segmenter trained on one front end draws masks on others.
+"""Training-time changes of the front end's look, so a model trained on one front end holds up on others.
 
 Front ends differ by their frequency axis (linear or mel, band edges), their time resolution (FFT length and hop)
 and their intensity scale (dB above the noise floor, dB below the peak, PCEN's power-like compression). Each training
 item may be re-rendered on a random frequency axis and stretched in time (image and mask together, where a
 spectrogram on that grid would put them) and shown through a random power-like intensity curve or a random automatic
-gain control (PCEN's family: each row divided by its own running level, then compressed). Offsets, ranges and
-coloured noise are left to the segmenter's input normalisation, which removes them exactly.
+gain control (each row divided by its own running level, then compressed, as PCEN front ends do). The ranges keep
+clear of the front ends models are tested on (`FrontEndAugment.settings_near`), so those stay unseen. Offsets,
+ranges and coloured noise are left to input normalisation (the segmenter's removes them exactly).
 """
 
 from __future__ import annotations
@@ -122,23 +123,24 @@ class FrontEndAugment:
     in gain_power_range.
 
     The default ranges keep clear of every front end the project tests on (`settings_near` checks a preset): of
-    `pcen`'s settings (0.06 s, gain 0.98, bias 2, power 0.5), no drawn gain, bias or power comes near, nor a time
-    constant on the demo's windows; no drawn axis lies within 8 of 128 rows of `mel`'s (log-like above 1 kHz);
-    neither preset's band edges lie within the drawn jitter. A segmenter trained with these looks meets each tested
-    front end for the first time at test.
+    `pcen`'s settings (0.06 s, gain 0.98, bias 2, power 0.5), no drawn gain, bias or power comes near, nor, on the
+    demo's 0.25 s windows, a time constant (on the paper's 0.5 s windows `pcen`'s 0.06 s is 15 columns, the fast
+    band's edge: there gain, bias and power keep the looks clear); no drawn axis lies within 8 of 128 rows of
+    `mel`'s (log-like above 1 kHz); neither preset's band edges lie within the drawn jitter. A model trained with
+    these looks meets each tested front end for the first time at test. The intensity looks expect a dB image.
     """
 
     config: SpectrogramConfig
-    warp_probability: float = 0.5
+    warp_probability: float = 0.0
     stretch_probability: float = 0.0
-    power_probability: float = 0.5
+    power_probability: float = 0.0
     gain_control_probability: float = 0.0
     corner_range_hz: tuple[float, float] = (3_000.0, 100_000.0)
     fmin_jitter: float = 1.5
     fmax_jitter: float = 1.05
     max_stretch: float = 2.0
     max_power_exponent: float = 0.75
-    # fast (2-8 ms of a 0.25 s window's 128 columns) and slow (0.12-0.5 s) gain controls
+    # fast (8-29 ms of a 0.25 s window's 128 columns) and slow (0.12-0.5 s) gain controls
     time_constant_bands_columns: tuple[tuple[float, float], ...] = ((4.0, 15.0), (64.0, 256.0))
     gain_range: tuple[float, float] = (0.5, 0.85)
     bias_range: tuple[float, float] = (5.0, 25.0)
@@ -155,6 +157,9 @@ class FrontEndAugment:
                 or self.gain_range[1] > 1:
             raise ValueError("time_constant_bands_columns, gain_range, bias_range and gain_power_range must be "
                              "positive (low, high) pairs, gains at most 1")
+        if self.config.scaling == "pcen" and (self.power_probability or self.gain_control_probability):
+            raise ValueError(f"intensity looks render a dB image; preset {self.config.name!r} is PCEN-scaled: set "
+                             "power_probability and gain_control_probability to 0")
         if not 0 < self.corner_range_hz[0] <= self.corner_range_hz[1]:
             raise ValueError(f"need 0 < corner_range_hz[0] <= corner_range_hz[1], got {self.corner_range_hz}")
         if min(self.fmin_jitter, self.fmax_jitter, self.max_stretch) < 1 or self.max_power_exponent < 0:
@@ -163,10 +168,16 @@ class FrontEndAugment:
     def settings_near(self, preset: SpectrogramConfig, window_s: float) -> list[str]:
         """What of a tested front end these looks could reproduce (empty: none), for windows of `window_s` seconds
         on this config's columns. Near means a PCEN preset's time constant and bias within a factor of 2 of a drawn
-        one and its gain and power within 0.1 (all four at once), a frequency axis that a drawn corner reproduces to
-        within a sixteenth of the image's rows (`rows_misplaced`), or band edges within the drawn jitter: a look that
-        could land there would make that preset a seen transform rather than an out-of-distribution test."""
+        one and its gain and power within 0.1 (all four at once), a power-like curve up to PCEN's exponent, an FFT
+        length whose wider clicks a drawn stretch reproduces within a factor of 2, a frequency axis that a drawn
+        corner reproduces to within a sixteenth of the image's rows (`rows_misplaced`), or band edges within the
+        drawn jitter: a look that could land there would make that preset a seen transform rather than an
+        out-of-distribution test."""
         near = []
+        if self.power_probability > 0 and preset.scaling == "pcen" and self.max_power_exponent > preset.pcen_power - 0.1:
+            near.append("intensity curve")  # power_look near PCEN's exponent is close to its compression
+        if self.stretch_probability > 0 and 0.5 < preset.n_fft / self.config.n_fft < 2 * self.max_stretch:
+            near.append("time resolution")  # a longer FFT draws clicks wider, as a stretch does
         if self.gain_control_probability > 0 and preset.scaling == "pcen":
             time_constant = preset.pcen_time_constant * self.config.width / window_s
             if all((

@@ -126,14 +126,12 @@ class WindowDataset(Dataset):
             "index": torch.tensor(index, dtype=torch.long),  # position in the split: pairs predictions across runs
             "labels": torch.tensor(row.labels, dtype=torch.float32),
         }
-        if self.masks is not None:
-            binary = self.masks(row)
-            mask = soft_mask(binary, self.soft_sigma) if self.mask_kind == "soft" else binary.astype(np.float32)
-            item["mask"] = torch.from_numpy(mask)[None]
-        if self.augment is not None:
-            item["image"], mask = self.augment(item["image"], item.get("mask"))
-            if mask is not None:
-                item["mask"] = mask
+        binary = None if self.masks is None else torch.from_numpy(self.masks(row).astype(np.float32))[None]
+        if self.augment is not None:  # a look that moves the calls (a warped axis) moves the binary mask with them
+            item["image"], binary = self.augment(item["image"], binary)
+        if binary is not None:
+            soft = self.mask_kind == "soft"
+            item["mask"] = torch.from_numpy(soft_mask(binary[0].numpy(), self.soft_sigma))[None] if soft else binary
         if self.hflip and torch.rand(()) < 0.5:
             item["image"] = item["image"].flip(-1)
             if "mask" in item:
@@ -226,11 +224,12 @@ class ClassificationDataModule(_WindowDataModule):
 
     def __init__(self, manifest: str, *, mask_source: str | None = None, mask_kind: str = "binary",
                  soft_sigma: float = 3.0, hflip: bool = False, time_shift: float = 0.0, time_masks: int = 0,
-                 gain_control_probability: float = 0.0, power_probability: float = 0.0, **window_settings):
+                 gain_control_probability: float = 0.0, power_probability: float = 0.0, warp_probability: float = 0.0,
+                 **window_settings):
         """hflip, time_shift (largest circular shift, as a fraction of the width), time_masks (SpecAugment
-        stripes per window) and the intensity looks of the segmenter's training (shares of items shown through a
-        random automatic gain control, else a power-like curve; FrontEndAugment) apply to the training split only.
-        The looks change the image only: the mask still marks where the calls are."""
+        stripes per window) and the segmenter's front-end looks (shares of items shown through a random automatic
+        gain control, else a power-like curve, and re-rendered on a random log-like frequency axis; FrontEndAugment)
+        apply to the training split only. Intensity looks change the image only; an axis moves image and mask."""
         super().__init__(manifest, **window_settings)
         self.save_hyperparameters()  # travels in checkpoints: evaluation rebuilds the same data for another preset
         if not 0 <= time_shift <= 0.5 or time_masks < 0:
@@ -238,9 +237,9 @@ class ClassificationDataModule(_WindowDataModule):
         self.mask_source, self.mask_kind, self.soft_sigma, self.hflip = mask_source, mask_kind, soft_sigma, hflip
         self.check_inputs({"manifest": manifest, "preset": self.config.name, "mask_source": mask_source})
         self.time_shift, self.time_masks = time_shift, time_masks
-        self.augment = FrontEndAugment(
-            self.config, warp_probability=0.0, power_probability=power_probability,
-            gain_control_probability=gain_control_probability) if gain_control_probability or power_probability else None
+        looks = {"warp_probability": warp_probability, "power_probability": power_probability,
+                 "gain_control_probability": gain_control_probability}
+        self.augment = FrontEndAugment(self.config, **looks) if any(looks.values()) else None
 
     def setup(self, stage: str | None = None) -> None:
         images = spectrogram_store(self.config, self.cache_root)
@@ -264,7 +263,7 @@ class SegmentationDataModule(_WindowDataModule):
     def __init__(self, manifest: str, *, mask_source: str = MANIFEST_MASKS, hflip: bool = True,
                  warp_probability: float = 0.0, stretch_probability: float = 0.0, power_probability: float = 0.0,
                  gain_control_probability: float = 0.0, **window_settings):
-        """Shares of the training items re-rendered on a random mel-like frequency axis (warp_probability),
+        """Shares of the training items re-rendered on a random log-like frequency axis (warp_probability),
         stretched in time (stretch_probability) and shown through a random automatic gain control
         (gain_control_probability) or else a power-like intensity curve (power_probability), as FrontEndAugment
         draws them."""

@@ -70,14 +70,17 @@ def drop_ratio_interval(inside_a, outside_a: list, inside_b, outside_b: list, se
     k = len(outside_a)
 
     def ratio(means: np.ndarray) -> np.ndarray:
+        """A resample where B does not drop counts as an unbounded ratio, so it can only widen the interval."""
         drop_a = means[0] - means[1 : 1 + k].mean(axis=0)
         drop_b = means[1 + k] - means[2 + k :].mean(axis=0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            return drop_a / drop_b
+            return np.where(drop_b > 0, drop_a / np.where(drop_b > 0, drop_b, 1), np.inf)
 
+    means = stacked.mean(axis=1)
+    if means[1 + k] - means[2 + k :].mean() <= 0:
+        raise ValueError("model B's drop is 0 or below on these windows: no ratio to it")
     picks = np.random.default_rng(seed).integers(0, stacked.shape[1], size=(BOOTSTRAP_SAMPLES, stacked.shape[1]))
     samples = ratio(stacked[:, picks].mean(axis=2))
-    means = stacked.mean(axis=1)
-    if means[1 + k] - means[2 + k :].mean() <= 0 or np.isfinite(samples).mean() < 0.5:
-        raise ValueError("model B's drop is 0 or below on these windows: no ratio to it")
-    return Interval(float(ratio(means[:, None])[0]), *_percentiles(samples[np.isfinite(samples)]), stacked.shape[1])
+    tail = (1 - LEVEL) / 2
+    low, high = np.quantile(samples, [tail, 1 - tail], method="inverted_cdf")  # no interpolation: inf stays inf
+    return Interval(float(ratio(means[:, None])[0]), float(low), float(high), stacked.shape[1])

@@ -203,11 +203,11 @@ def headline_table(runs: list[RunSummary], train_preset: str = "origin") -> str:
         row = [model] + [_accuracy_cell(members, p) for p in presets]
         inside_values = [r.value(train_preset, "joint_acc") for r in members]
         known = all(v is not None for v in inside_values)  # a row tested on other presets only has no drop
-        drops = [np.mean(inside_values) - np.mean([r.value(p, "joint_acc") for r in members]) for p in presets[1:]
-                 if known and all(r.value(p, "joint_acc") is not None for r in members)]
+        tested = [p for p in presets[1:] if known and all(r.value(p, "joint_acc") is not None for r in members)]
+        drops = [np.mean(inside_values) - np.mean([r.value(p, "joint_acc") for r in members]) for p in tested]
         row.append(f"{np.mean(drops):.3f}" if drops else "—")
         compared = baseline is not None and model != baseline[0]
-        row.append(str(_drop_ratio(members, baseline[1], presets)) if compared and drops else "—")
+        row.append(_drop_ratio(members, baseline[1], [train_preset, *tested]) if compared and drops else "—")
         mine = [r.correct.get(train_preset) for r in members]
         theirs = [r.correct.get(train_preset) for r in baseline[1]] if baseline else [None]
         pairs = mine + theirs
@@ -226,9 +226,10 @@ def headline_table(runs: list[RunSummary], train_preset: str = "origin") -> str:
             "interval above 0 means the masks help.\n\n" + _table(header, rows))
 
 
-def _drop_ratio(members: list[RunSummary], baseline: list[RunSummary], presets: list[str]) -> Interval | str:
-    """The model's mean OOD drop over the baseline's with a joint bootstrap interval, seeds averaged per window;
-    the plain ratio of means where per-window predictions are missing."""
+def _drop_ratio(members: list[RunSummary], baseline: list[RunSummary], presets: list[str]) -> str:
+    """The model's mean OOD drop over the baseline's on the same presets (the training one first), with a joint
+    bootstrap interval, seeds averaged per window; the ratio of means, marked so, where per-window predictions are
+    missing; a dash where the baseline does not drop or was not tested on those presets."""
     def per_window(runs: list[RunSummary], preset: str) -> np.ndarray | None:
         arrays = [r.correct.get(preset) for r in runs]
         return None if any(a is None for a in arrays) or len({a.size for a in arrays}) != 1 else np.stack(arrays)
@@ -237,15 +238,17 @@ def _drop_ratio(members: list[RunSummary], baseline: list[RunSummary], presets: 
     k = len(presets)
     if all(a is not None for a in arrays) and len({a.shape[1] for a in arrays}) == 1:
         try:
-            return drop_ratio_interval(arrays[0], arrays[1:k], arrays[k], arrays[k + 1 :])
+            return str(drop_ratio_interval(arrays[0], arrays[1:k], arrays[k], arrays[k + 1 :]))
         except ValueError:  # the baseline does not drop: no ratio to its drop
             return "—"
+    if any(r.value(p, "joint_acc") is None for r in baseline for p in presets):
+        return "—"
 
     def drop(runs: list[RunSummary]) -> float:
         mean = lambda p: np.mean([r.value(p, "joint_acc") for r in runs])  # noqa: E731
         return mean(presets[0]) - np.mean([mean(p) for p in presets[1:]])
 
-    return f"{drop(members) / drop(baseline):.3f}" if drop(baseline) > 0 else "—"
+    return f"{drop(members) / drop(baseline):.3f} (means)" if drop(baseline) > 0 else "—"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

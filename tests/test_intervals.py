@@ -75,3 +75,11 @@ def test_drop_ratio_refuses_other_windows_front_ends_or_a_baseline_that_does_not
         drop_ratio_interval(ones, [ones], ones, [ones, ones])
     with pytest.raises(ValueError, match="drop is 0"):  # a baseline as good out of distribution as in it
         drop_ratio_interval(ones, [np.zeros(10)], ones, [ones])
+
+
+def test_drop_ratio_counts_resamples_where_the_baseline_does_not_drop_as_unbounded():
+    """A baseline that barely drops gives a ratio no one can bound: the interval must say so, not shrink."""
+    rng = np.random.default_rng(2)
+    inside, outside = rng.permutation(np.r_[np.ones(60), np.zeros(40)]), rng.permutation(np.r_[np.ones(58), np.zeros(42)])
+    interval = drop_ratio_interval(inside, [outside], inside, [outside])
+    assert interval.estimate == pytest.approx(1.0) and interval.high == np.inf

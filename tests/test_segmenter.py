@@ -188,19 +188,25 @@ def test_gain_control_look_fades_a_steady_tone_and_keeps_an_onset():
 
 def test_front_end_looks_never_come_near_a_tested_front_end():
     """The looks must not reproduce a front end the models are tested on, or that test is no longer out of
-    distribution: every other preset, at the demo's and the paper's window lengths, lies outside their ranges."""
+    distribution: every other preset, at the demo's and the paper's window lengths, lies outside their ranges (on
+    the paper's 0.5 s windows `pcen`'s time constant is at the fast band's edge; gain, bias and power keep it out)."""
     origin = get_preset("origin")
     looks = FrontEndAugment(origin, warp_probability=1, gain_control_probability=1)
     tested = [config for config in PRESETS.values() if config.name != origin.name]
     assert {config.name for config in tested} >= {"mel", "pcen"}
     for config, window_s in itertools.product(tested, (0.25, 0.5)):
         assert looks.settings_near(config, window_s) == [], (config.name, window_s)
-    # the first looks' ranges held the `pcen` preset's settings, the `mel` axis and both presets' band edges
+    # the first looks' ranges held the `pcen` preset's settings, the `mel` axis and both presets' band edges; a
+    # power-like curve up to PCEN's exponent, and stretches as wide as `mel`'s longer FFT draws clicks, come near too
     wide = FrontEndAugment(origin, warp_probability=1, gain_control_probability=1, corner_range_hz=(300.0, 1e5),
                            fmin_jitter=2.5, fmax_jitter=1.15, time_constant_bands_columns=((4.0, 128.0),),
                            gain_range=(0.8, 1.0), bias_range=(0.5, 10.0), gain_power_range=(0.25, 0.6))
     assert wide.settings_near(get_preset("pcen"), 0.25) == ["gain control", "band edges"]
     assert wide.settings_near(get_preset("mel"), 0.25) == ["frequency axis", "band edges"]
+    assert FrontEndAugment(origin, power_probability=1).settings_near(get_preset("pcen"), 0.25) == ["intensity curve"]
+    assert FrontEndAugment(origin, stretch_probability=1).settings_near(get_preset("mel"), 0.25) == ["time resolution"]
+    with pytest.raises(ValueError, match="PCEN-scaled"):  # intensity looks render a dB image
+        FrontEndAugment(get_preset("pcen"), gain_control_probability=0.5)
     assert rows_misplaced(get_preset("mel"), 300.0) < 8 < rows_misplaced(get_preset("mel"), 3000.0)  # mel: log-like
     torch.manual_seed(0)
     drawn = np.array([looks.random_time_constant() for _ in range(2000)])
@@ -209,10 +215,10 @@ def test_front_end_looks_never_come_near_a_tested_front_end():
     assert 0.2 < inside(4.0, 15.0).mean() < 0.6  # both bands drawn, by their log widths (1.3 vs 1.4)
 
 
-def test_classifier_training_items_get_intensity_looks_and_keep_their_masks(workspace):
+def test_classifier_training_items_get_looks_and_keep_their_masks_on_the_calls(workspace):
     root, _ = workspace
-    module = ClassificationDataModule(str(root / "hq.csv"), cache_root=str(root / "cache"), mask_source="ideal",
-                                      gain_control_probability=1, split_fractions=(0.5, 0.25, 0.25))
+    settings = dict(cache_root=str(root / "cache"), mask_source="ideal", split_fractions=(0.5, 0.25, 0.25))
+    module = ClassificationDataModule(str(root / "hq.csv"), gain_control_probability=1, **settings)
     module.prepare_data()
     module.setup("fit")
     images, masks = spectrogram_store(module.config, root / "cache"), mask_store(module.config, "ideal", root / "cache")
@@ -220,7 +226,16 @@ def test_classifier_training_items_get_intensity_looks_and_keep_their_masks(work
         row, item = dataset.rows[0], dataset[0]
         stored = torch.from_numpy(images.load(row.key).astype(np.float32))
         assert torch.equal(item["image"][0], stored) == (name != "train"), name
-        assert torch.equal(item["mask"][0].bool(), torch.from_numpy(masks.load(row.key)))
+        assert torch.equal(item["mask"][0].bool(), torch.from_numpy(masks.load(row.key)))  # intensity: mask stays
+    # a warped axis moves the binary mask with the image, and soft masks are made from the moved one
+    warped = ClassificationDataModule(str(root / "hq.csv"), warp_probability=1, mask_kind="soft", **settings)
+    warped.setup("fit")
+    train = warped.datasets["train"]
+    index = next(i for i, row in enumerate(train.rows) if masks.load(row.key).any())
+    torch.manual_seed(0)
+    item = train[index]
+    assert not torch.equal(item["mask"][0] == 1, torch.from_numpy(masks.load(train.rows[index].key)))
+    assert float(item["mask"].max()) == 1 and ((item["mask"] > 0) & (item["mask"] < 1)).any()  # soft, not binarised
 
 
 def test_front_end_augment_runs_on_the_training_split_only(workspace):
