@@ -157,9 +157,6 @@ class FrontEndAugment:
                 or self.gain_range[1] > 1:
             raise ValueError("time_constant_bands_columns, gain_range, bias_range and gain_power_range must be "
                              "positive (low, high) pairs, gains at most 1")
-        if self.config.scaling == "pcen" and (self.power_probability or self.gain_control_probability):
-            raise ValueError(f"intensity looks render a dB image; preset {self.config.name!r} is PCEN-scaled: set "
-                             "power_probability and gain_control_probability to 0")
         if not 0 < self.corner_range_hz[0] <= self.corner_range_hz[1]:
             raise ValueError(f"need 0 < corner_range_hz[0] <= corner_range_hz[1], got {self.corner_range_hz}")
         if min(self.fmin_jitter, self.fmax_jitter, self.max_stretch) < 1 or self.max_power_exponent < 0:
@@ -223,6 +220,10 @@ class FrontEndAugment:
             columns = columns_stretch(width, factor, start=float(torch.rand(())) * width * (1 - 1 / factor))
         if rows is not None or columns is not None:
             image, mask = resample(image, mask, rows, columns)
+        # checked here, not when built: a model trained with looks is rebuilt for tests on PCEN presets, unlooked
+        if self.config.scaling == "pcen" and (self.power_probability or self.gain_control_probability):
+            raise ValueError(f"intensity looks render a dB image; preset {self.config.name!r} is PCEN-scaled: set "
+                             "power_probability and gain_control_probability to 0 to train on it")
         if float(torch.rand(())) < self.gain_control_probability:
             image = gain_control_look(
                 image, self.config.top_db, self.random_time_constant(), _uniform(*self.gain_range),

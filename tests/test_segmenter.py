@@ -206,7 +206,7 @@ def test_front_end_looks_never_come_near_a_tested_front_end():
     assert FrontEndAugment(origin, power_probability=1).settings_near(get_preset("pcen"), 0.25) == ["intensity curve"]
     assert FrontEndAugment(origin, stretch_probability=1).settings_near(get_preset("mel"), 0.25) == ["time resolution"]
     with pytest.raises(ValueError, match="PCEN-scaled"):  # intensity looks render a dB image
-        FrontEndAugment(get_preset("pcen"), gain_control_probability=0.5)
+        FrontEndAugment(get_preset("pcen"), gain_control_probability=1)(torch.rand(1, 128, 128), None)
     assert rows_misplaced(get_preset("mel"), 300.0) < 8 < rows_misplaced(get_preset("mel"), 3000.0)  # mel: log-like
     torch.manual_seed(0)
     drawn = np.array([looks.random_time_constant() for _ in range(2000)])
@@ -227,6 +227,9 @@ def test_classifier_training_items_get_looks_and_keep_their_masks_on_the_calls(w
         stored = torch.from_numpy(images.load(row.key).astype(np.float32))
         assert torch.equal(item["image"][0], stored) == (name != "train"), name
         assert torch.equal(item["mask"][0].bool(), torch.from_numpy(masks.load(row.key)))  # intensity: mask stays
+    # tests on another front end rebuild the data module with the training settings: PCEN is fine there
+    on_pcen = ClassificationDataModule(str(root / "hq.csv"), preset="pcen", gain_control_probability=1, **settings)
+    assert on_pcen.augment is not None
     # a warped axis moves the binary mask with the image, and soft masks are made from the moved one
     warped = ClassificationDataModule(str(root / "hq.csv"), warp_probability=1, mask_kind="soft", **settings)
     warped.setup("fit")
