@@ -118,16 +118,15 @@ class FrontEndAugment:
     to fmin_jitter and fmax_jitter either way. stretch_probability: chance of a time stretch by a factor drawn
     log-uniformly in [1, max_stretch]. power_probability: chance of a power-like intensity curve with an exponent
     drawn uniformly in [0, max_power_exponent]. gain_control_probability: chance of an automatic gain control look
-    instead (`gain_control_look`), its time constant drawn log-uniformly in one of time_constant_bands_columns
-    (a band chosen by its log width), gain uniformly in gain_range, bias log-uniformly in bias_range, power uniformly
-    in gain_power_range.
+    instead (`gain_control_look`), its time constant drawn log-uniformly in one of time_constant_bands_s (a band
+    chosen by its log width; seconds, shown on columns of `window_s`-second windows), gain uniformly in gain_range,
+    bias log-uniformly in bias_range, power uniformly in gain_power_range.
 
     The default ranges keep clear of every front end the project tests on (`settings_near` checks a preset): of
-    `pcen`'s settings (0.06 s, gain 0.98, bias 2, power 0.5), no drawn gain, bias or power comes near, nor, on the
-    demo's 0.25 s windows, a time constant (on the paper's 0.5 s windows `pcen`'s 0.06 s is 15 columns, the fast
-    band's edge: there gain, bias and power keep the looks clear); no drawn axis lies within 8 of 128 rows of
-    `mel`'s (log-like above 1 kHz); neither preset's band edges lie within the drawn jitter. A model trained with
-    these looks meets each tested front end for the first time at test. The intensity looks expect a dB image.
+    `pcen`'s settings (0.06 s, gain 0.98, bias 2, power 0.5), no drawn time constant, gain, bias or power comes
+    near; no drawn axis lies within 8 of 128 rows of `mel`'s (log-like above 1 kHz); neither preset's band edges
+    lie within the drawn jitter. A model trained with these looks meets each tested front end for the first time at
+    test. The intensity looks expect a dB image.
     """
 
     config: SpectrogramConfig
@@ -140,8 +139,9 @@ class FrontEndAugment:
     fmax_jitter: float = 1.05
     max_stretch: float = 2.0
     max_power_exponent: float = 0.75
-    # fast (8-29 ms of a 0.25 s window's 128 columns) and slow (0.12-0.5 s) gain controls
-    time_constant_bands_columns: tuple[tuple[float, float], ...] = ((4.0, 15.0), (64.0, 256.0))
+    window_s: float = 0.25  # the windows' length: time constants in seconds become columns
+    # fast (8-29 ms: 4-15 columns of a 0.25 s, 128-column window) and slow (0.125-0.5 s) gain controls
+    time_constant_bands_s: tuple[tuple[float, float], ...] = ((4 / 512, 15 / 512), (0.125, 0.5))
     gain_range: tuple[float, float] = (0.5, 0.85)
     bias_range: tuple[float, float] = (5.0, 25.0)
     gain_power_range: tuple[float, float] = (0.1, 0.35)
@@ -152,20 +152,20 @@ class FrontEndAugment:
         if not all(0 <= p <= 1 for p in probabilities):
             raise ValueError("warp_probability, stretch_probability, power_probability and gain_control_probability "
                              "must be in [0, 1]")
-        ranges = (*self.time_constant_bands_columns, self.gain_range, self.bias_range, self.gain_power_range)
-        if not self.time_constant_bands_columns or not all(0 < low <= high for low, high in ranges) \
-                or self.gain_range[1] > 1:
-            raise ValueError("time_constant_bands_columns, gain_range, bias_range and gain_power_range must be "
-                             "positive (low, high) pairs, gains at most 1")
+        ranges = (*self.time_constant_bands_s, self.gain_range, self.bias_range, self.gain_power_range)
+        if not self.time_constant_bands_s or not all(0 < low <= high for low, high in ranges) \
+                or self.gain_range[1] > 1 or self.window_s <= 0:
+            raise ValueError("time_constant_bands_s, gain_range, bias_range and gain_power_range must be positive "
+                             "(low, high) pairs, gains at most 1, window_s positive")
         if not 0 < self.corner_range_hz[0] <= self.corner_range_hz[1]:
             raise ValueError(f"need 0 < corner_range_hz[0] <= corner_range_hz[1], got {self.corner_range_hz}")
         if min(self.fmin_jitter, self.fmax_jitter, self.max_stretch) < 1 or self.max_power_exponent < 0:
             raise ValueError("fmin_jitter, fmax_jitter and max_stretch must be >= 1, max_power_exponent >= 0")
 
-    def settings_near(self, preset: SpectrogramConfig, window_s: float) -> list[str]:
-        """What of a tested front end these looks could reproduce (empty: none), for windows of `window_s` seconds
-        on this config's columns. Near means a PCEN preset's time constant and bias within a factor of 2 of a drawn
-        one and its gain and power within 0.1 (all four at once), a power-like curve up to PCEN's exponent, an FFT
+    def settings_near(self, preset: SpectrogramConfig) -> list[str]:
+        """What of a tested front end these looks could reproduce (empty: none). Near means a PCEN preset's time
+        constant within a factor of 2 of a drawn one (what fades and what stands out), or its bias within a factor
+        of 2 and its gain and power within 0.1 all at once, a power-like curve up to PCEN's exponent, an FFT
         length whose wider clicks a drawn stretch reproduces within a factor of 2, a frequency axis that a drawn
         corner reproduces to within a sixteenth of the image's rows (`rows_misplaced`), or band edges within the
         drawn jitter: a look that could land there would make that preset a seen transform rather than an
@@ -176,15 +176,13 @@ class FrontEndAugment:
         if self.stretch_probability > 0 and 0.5 < preset.n_fft / self.config.n_fft < 2 * self.max_stretch:
             near.append("time resolution")  # a longer FFT draws clicks wider, as a stretch does
         if self.gain_control_probability > 0 and preset.scaling == "pcen":
-            time_constant = preset.pcen_time_constant * self.config.width / window_s
-            if all((
-                any(low < 2 * time_constant and high > time_constant / 2
-                    for low, high in self.time_constant_bands_columns),
-                self.gain_range[0] < preset.pcen_gain + 0.1 and self.gain_range[1] > preset.pcen_gain - 0.1,
-                self.bias_range[0] < 2 * preset.pcen_bias and self.bias_range[1] > preset.pcen_bias / 2,
-                self.gain_power_range[0] < preset.pcen_power + 0.1
-                and self.gain_power_range[1] > preset.pcen_power - 0.1,
-            )):
+            time_constant = preset.pcen_time_constant
+            if any(low < 2 * time_constant and high > time_constant / 2 for low, high in self.time_constant_bands_s) \
+                    or all((
+                        self.gain_range[0] < preset.pcen_gain + 0.1 and self.gain_range[1] > preset.pcen_gain - 0.1,
+                        self.bias_range[0] < 2 * preset.pcen_bias and self.bias_range[1] > preset.pcen_bias / 2,
+                        self.gain_power_range[0] < preset.pcen_power + 0.1
+                        and self.gain_power_range[1] > preset.pcen_power - 0.1)):
                 near.append("gain control")
         if self.warp_probability > 0:
             corners = np.geomspace(*self.corner_range_hz, 50)
@@ -197,13 +195,14 @@ class FrontEndAugment:
         return near
 
     def random_time_constant(self) -> float:
-        widths = [math.log(high / low) for low, high in self.time_constant_bands_columns]
+        """A time constant in columns of this config's images."""
+        widths = [math.log(high / low) for low, high in self.time_constant_bands_s]
         pick = float(torch.rand(())) * sum(widths)
-        for (low, high), width in zip(self.time_constant_bands_columns, widths):
+        for (low, high), width in zip(self.time_constant_bands_s, widths):
             if pick <= width:
                 break
             pick -= width
-        return _log_uniform(low, high)
+        return _log_uniform(low, high) * self.config.width / self.window_s
 
     def random_axis(self) -> np.ndarray:
         config = self.config

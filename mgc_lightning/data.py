@@ -92,6 +92,14 @@ def shift_and_mask_time(image: torch.Tensor, mask: torch.Tensor | None, max_shif
     return image, mask
 
 
+def front_end_looks(config: SpectrogramConfig, looks: dict[str, float], train: Sequence[WindowRow]):
+    """The training split's FrontEndAugment (None without looks): time constants are set in seconds, so the looks
+    learn the windows' length from the training rows."""
+    if not any(looks.values()) or not train:
+        return None
+    return FrontEndAugment(config, window_s=float(np.median([row.duration_s for row in train])), **looks)
+
+
 class WindowDataset(Dataset):
     """Items: image (1, H, W) float32 in [0, 1]; joint (8-class index); labels (3,) float; index (position in the
     dataset); optional mask (1, H, W). `augment` shows each item through a random front-end look (augment.py)."""
@@ -237,19 +245,21 @@ class ClassificationDataModule(_WindowDataModule):
         self.mask_source, self.mask_kind, self.soft_sigma, self.hflip = mask_source, mask_kind, soft_sigma, hflip
         self.check_inputs({"manifest": manifest, "preset": self.config.name, "mask_source": mask_source})
         self.time_shift, self.time_masks = time_shift, time_masks
-        looks = {"warp_probability": warp_probability, "power_probability": power_probability,
-                 "gain_control_probability": gain_control_probability}
-        self.augment = FrontEndAugment(self.config, **looks) if any(looks.values()) else None
+        self.looks = {"warp_probability": warp_probability, "power_probability": power_probability,
+                      "gain_control_probability": gain_control_probability}
+        FrontEndAugment(self.config, **self.looks)  # refuses a bad probability before any work
 
     def setup(self, stage: str | None = None) -> None:
         images = spectrogram_store(self.config, self.cache_root)
         masks = mask_loader(self.config, self.mask_source, self.cache_root) if self.mask_source else None
-        for name, rows in self.split_rows().items():
+        splits = self.split_rows()
+        augment = front_end_looks(self.config, self.looks, splits["train"])
+        for name, rows in splits.items():
             train = name == "train"
             self.datasets[name] = WindowDataset(
                 rows, images, masks, self.mask_kind, self.soft_sigma, hflip=self.hflip and train,
                 time_shift=self.time_shift if train else 0.0, time_masks=self.time_masks if train else 0,
-                augment=self.augment if train else None,
+                augment=augment if train else None,
             )
 
 
@@ -271,16 +281,19 @@ class SegmentationDataModule(_WindowDataModule):
         self.save_hyperparameters()
         self.mask_source, self.hflip = mask_source, hflip
         self.check_inputs({"manifest": manifest, "preset": self.config.name, "mask_source": mask_source})
-        probabilities = (warp_probability, stretch_probability, power_probability, gain_control_probability)
-        self.augment = FrontEndAugment(self.config, *probabilities) if any(probabilities) else None
+        self.looks = {"warp_probability": warp_probability, "stretch_probability": stretch_probability,
+                      "power_probability": power_probability, "gain_control_probability": gain_control_probability}
+        FrontEndAugment(self.config, **self.looks)  # refuses a bad probability before any work
 
     def setup(self, stage: str | None = None) -> None:
         images = spectrogram_store(self.config, self.cache_root)
         masks = mask_loader(self.config, self.mask_source, self.cache_root)
         from_png = self.mask_source == MANIFEST_MASKS
         store = None if from_png else mask_store(self.config, self.mask_source, self.cache_root)
-        for name, rows in self.split_rows().items():
+        splits = self.split_rows()
+        augment = front_end_looks(self.config, self.looks, splits["train"])
+        for name, rows in splits.items():
             with_masks = [row for row in rows if (store.has(row.key) if store else bool(row.mask))]
             train = name == "train"
             self.datasets[name] = WindowDataset(with_masks, images, masks, hflip=self.hflip and train,
-                                                augment=self.augment if train else None)
+                                                augment=augment if train else None)

@@ -188,31 +188,36 @@ def test_gain_control_look_fades_a_steady_tone_and_keeps_an_onset():
 
 def test_front_end_looks_never_come_near_a_tested_front_end():
     """The looks must not reproduce a front end the models are tested on, or that test is no longer out of
-    distribution: every other preset, at the demo's and the paper's window lengths, lies outside their ranges (on
-    the paper's 0.5 s windows `pcen`'s time constant is at the fast band's edge; gain, bias and power keep it out)."""
+    distribution: every other preset lies outside their ranges, at the demo's and the paper's window lengths alike
+    (time constants are drawn in seconds)."""
     origin = get_preset("origin")
-    looks = FrontEndAugment(origin, warp_probability=1, gain_control_probability=1)
     tested = [config for config in PRESETS.values() if config.name != origin.name]
     assert {config.name for config in tested} >= {"mel", "pcen"}
     for config, window_s in itertools.product(tested, (0.25, 0.5)):
-        assert looks.settings_near(config, window_s) == [], (config.name, window_s)
+        looks = FrontEndAugment(origin, warp_probability=1, gain_control_probability=1, window_s=window_s)
+        assert looks.settings_near(config) == [], (config.name, window_s)
     # the first looks' ranges held the `pcen` preset's settings, the `mel` axis and both presets' band edges; a
     # power-like curve up to PCEN's exponent, and stretches as wide as `mel`'s longer FFT draws clicks, come near too
     wide = FrontEndAugment(origin, warp_probability=1, gain_control_probability=1, corner_range_hz=(300.0, 1e5),
-                           fmin_jitter=2.5, fmax_jitter=1.15, time_constant_bands_columns=((4.0, 128.0),),
+                           fmin_jitter=2.5, fmax_jitter=1.15, time_constant_bands_s=((4 / 512, 128 / 512),),
                            gain_range=(0.8, 1.0), bias_range=(0.5, 10.0), gain_power_range=(0.25, 0.6))
-    assert wide.settings_near(get_preset("pcen"), 0.25) == ["gain control", "band edges"]
-    assert wide.settings_near(get_preset("mel"), 0.25) == ["frequency axis", "band edges"]
-    assert FrontEndAugment(origin, power_probability=1).settings_near(get_preset("pcen"), 0.25) == ["intensity curve"]
-    assert FrontEndAugment(origin, stretch_probability=1).settings_near(get_preset("mel"), 0.25) == ["time resolution"]
+    assert wide.settings_near(get_preset("pcen")) == ["gain control", "band edges"]
+    assert wide.settings_near(get_preset("mel")) == ["frequency axis", "band edges"]
+    assert FrontEndAugment(origin, power_probability=1).settings_near(get_preset("pcen")) == ["intensity curve"]
+    assert FrontEndAugment(origin, stretch_probability=1).settings_near(get_preset("mel")) == ["time resolution"]
+    # the time constant decides what fades: near on its own, whatever gain, bias and power are drawn
+    assert FrontEndAugment(origin, gain_control_probability=1, time_constant_bands_s=((0.04, 0.08),)).settings_near(
+        get_preset("pcen")) == ["gain control"]
     with pytest.raises(ValueError, match="PCEN-scaled"):  # intensity looks render a dB image
         FrontEndAugment(get_preset("pcen"), gain_control_probability=1)(torch.rand(1, 128, 128), None)
     assert rows_misplaced(get_preset("mel"), 300.0) < 8 < rows_misplaced(get_preset("mel"), 3000.0)  # mel: log-like
-    torch.manual_seed(0)
-    drawn = np.array([looks.random_time_constant() for _ in range(2000)])
-    inside = lambda low, high: (drawn >= low) & (drawn <= high)  # noqa: E731
-    assert np.all(inside(4.0, 15.0) | inside(64.0, 256.0))
-    assert 0.2 < inside(4.0, 15.0).mean() < 0.6  # both bands drawn, by their log widths (1.3 vs 1.4)
+    for window_s in (0.25, 0.5):  # drawn in seconds, shown in columns: 128 columns span the window
+        torch.manual_seed(0)
+        looks = FrontEndAugment(origin, gain_control_probability=1, window_s=window_s)
+        drawn = np.array([looks.random_time_constant() for _ in range(2000)]) * window_s / 128
+        inside = lambda low, high: (drawn >= low) & (drawn <= high)  # noqa: E731
+        assert np.all(inside(4 / 512, 15 / 512) | inside(0.125, 0.5))
+        assert 0.2 < inside(4 / 512, 15 / 512).mean() < 0.6  # both bands drawn, by their log widths (1.3 vs 1.4)
 
 
 def test_classifier_training_items_get_looks_and_keep_their_masks_on_the_calls(workspace):
@@ -228,8 +233,7 @@ def test_classifier_training_items_get_looks_and_keep_their_masks_on_the_calls(w
         assert torch.equal(item["image"][0], stored) == (name != "train"), name
         assert torch.equal(item["mask"][0].bool(), torch.from_numpy(masks.load(row.key)))  # intensity: mask stays
     # tests on another front end rebuild the data module with the training settings: PCEN is fine there
-    on_pcen = ClassificationDataModule(str(root / "hq.csv"), preset="pcen", gain_control_probability=1, **settings)
-    assert on_pcen.augment is not None
+    ClassificationDataModule(str(root / "hq.csv"), preset="pcen", gain_control_probability=1, **settings)
     # a warped axis moves the binary mask with the image, and soft masks are made from the moved one
     warped = ClassificationDataModule(str(root / "hq.csv"), warp_probability=1, mask_kind="soft", **settings)
     warped.setup("fit")
@@ -259,6 +263,7 @@ def test_front_end_augment_runs_on_the_training_split_only(workspace):
     train = module.datasets["train"]
     stored = torch.from_numpy(images.load(train.rows[0].key).astype(np.float32))
     assert not torch.equal(train[0]["image"][0], stored)
+    assert train.augment.window_s == pytest.approx(train.rows[0].duration_s)  # time constants in seconds
 
 
 def test_input_normalisation_gives_an_affinely_rescaled_image_the_same_network_input():
