@@ -114,8 +114,8 @@ class FrontEndAugment:
     """Random front-end looks for (1, H, W) training images of `config` and their masks, from torch's generator.
 
     warp_probability: chance of a random frequency axis, spaced evenly in log(1 + f / corner) with the corner drawn
-    log-uniformly in corner_range_hz (log-like at the bottom of the band to nearly linear), fmin and fmax multiplied by log-uniform factors up
-    to fmin_jitter and fmax_jitter either way. stretch_probability: chance of a time stretch by a factor drawn
+    log-uniformly in corner_range_hz (log-like at the bottom of the band to nearly linear), fmin and fmax
+    multiplied by log-uniform factors up to fmin_jitter and fmax_jitter either way. stretch_probability: chance of a time stretch by a factor drawn
     log-uniformly in [1, max_stretch]. power_probability: chance of a power-like intensity curve with an exponent
     drawn uniformly in [0, max_power_exponent]. gain_control_probability: chance of an automatic gain control look
     instead (`gain_control_look`), its time constant drawn log-uniformly in one of time_constant_bands_s (a band
@@ -171,11 +171,12 @@ class FrontEndAugment:
         drawn jitter: a look that could land there would make that preset a seen transform rather than an
         out-of-distribution test."""
         near = []
-        if self.power_probability > 0 and preset.scaling == "pcen" and self.max_power_exponent > preset.pcen_power - 0.1:
+        pcen_like = preset.scaling == "pcen"
+        if self.power_probability > 0 and pcen_like and self.max_power_exponent > preset.pcen_power - 0.1:
             near.append("intensity curve")  # power_look near PCEN's exponent is close to its compression
         if self.stretch_probability > 0 and 0.5 < preset.n_fft / self.config.n_fft < 2 * self.max_stretch:
             near.append("time resolution")  # a longer FFT draws clicks wider, as a stretch does
-        if self.gain_control_probability > 0 and preset.scaling == "pcen":
+        if self.gain_control_probability > 0 and pcen_like:
             time_constant = preset.pcen_time_constant
             if any(low < 2 * time_constant and high > time_constant / 2 for low, high in self.time_constant_bands_s) \
                     or all((

@@ -92,14 +92,6 @@ def shift_and_mask_time(image: torch.Tensor, mask: torch.Tensor | None, max_shif
     return image, mask
 
 
-def front_end_looks(config: SpectrogramConfig, looks: dict[str, float], train: Sequence[WindowRow]):
-    """The training split's FrontEndAugment (None without looks): time constants are set in seconds, so the looks
-    learn the windows' length from the training rows."""
-    if not any(looks.values()) or not train:
-        return None
-    return FrontEndAugment(config, window_s=float(np.median([row.duration_s for row in train])), **looks)
-
-
 class WindowDataset(Dataset):
     """Items: image (1, H, W) float32 in [0, 1]; joint (8-class index); labels (3,) float; index (position in the
     dataset); optional mask (1, H, W). `augment` shows each item through a random front-end look (augment.py)."""
@@ -208,6 +200,19 @@ class _WindowDataModule(L.LightningDataModule):
         return {name: [rows[i] for i in indices if not silent or rows[i].key not in silent]
                 for name, indices in split_rows(rows, self.split).items()}
 
+    def _keep_looks(self, **probabilities: float) -> None:
+        """Shares of training items shown through each front-end look (FrontEndAugment's probabilities), refused
+        here if out of range, before any work."""
+        FrontEndAugment(self.config, **probabilities)
+        self.looks = probabilities
+
+    def _training_looks(self, train: Sequence[WindowRow]) -> FrontEndAugment | None:
+        """The training split's looks (None without any): time constants are set in seconds, so the looks learn
+        the windows' length from the training rows."""
+        if not any(self.looks.values()) or not train:
+            return None
+        return FrontEndAugment(self.config, window_s=float(np.median([row.duration_s for row in train])), **self.looks)
+
     def _loader(self, name: str, shuffle: bool) -> DataLoader:
         # pinned batches copy to a GPU asynchronously, overlapping the step before
         return DataLoader(
@@ -245,15 +250,14 @@ class ClassificationDataModule(_WindowDataModule):
         self.mask_source, self.mask_kind, self.soft_sigma, self.hflip = mask_source, mask_kind, soft_sigma, hflip
         self.check_inputs({"manifest": manifest, "preset": self.config.name, "mask_source": mask_source})
         self.time_shift, self.time_masks = time_shift, time_masks
-        self.looks = {"warp_probability": warp_probability, "power_probability": power_probability,
-                      "gain_control_probability": gain_control_probability}
-        FrontEndAugment(self.config, **self.looks)  # refuses a bad probability before any work
+        self._keep_looks(warp_probability=warp_probability, power_probability=power_probability,
+                         gain_control_probability=gain_control_probability)
 
     def setup(self, stage: str | None = None) -> None:
         images = spectrogram_store(self.config, self.cache_root)
         masks = mask_loader(self.config, self.mask_source, self.cache_root) if self.mask_source else None
         splits = self.split_rows()
-        augment = front_end_looks(self.config, self.looks, splits["train"])
+        augment = self._training_looks(splits["train"])
         for name, rows in splits.items():
             train = name == "train"
             self.datasets[name] = WindowDataset(
@@ -281,9 +285,8 @@ class SegmentationDataModule(_WindowDataModule):
         self.save_hyperparameters()
         self.mask_source, self.hflip = mask_source, hflip
         self.check_inputs({"manifest": manifest, "preset": self.config.name, "mask_source": mask_source})
-        self.looks = {"warp_probability": warp_probability, "stretch_probability": stretch_probability,
-                      "power_probability": power_probability, "gain_control_probability": gain_control_probability}
-        FrontEndAugment(self.config, **self.looks)  # refuses a bad probability before any work
+        self._keep_looks(warp_probability=warp_probability, stretch_probability=stretch_probability,
+                         power_probability=power_probability, gain_control_probability=gain_control_probability)
 
     def setup(self, stage: str | None = None) -> None:
         images = spectrogram_store(self.config, self.cache_root)
@@ -291,7 +294,7 @@ class SegmentationDataModule(_WindowDataModule):
         from_png = self.mask_source == MANIFEST_MASKS
         store = None if from_png else mask_store(self.config, self.mask_source, self.cache_root)
         splits = self.split_rows()
-        augment = front_end_looks(self.config, self.looks, splits["train"])
+        augment = self._training_looks(splits["train"])
         for name, rows in splits.items():
             with_masks = [row for row in rows if (store.has(row.key) if store else bool(row.mask))]
             train = name == "train"

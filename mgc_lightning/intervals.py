@@ -73,8 +73,7 @@ def drop_ratio_interval(inside_a, outside_a: list, inside_b, outside_b: list, se
         """A resample where B does not drop counts as an unbounded ratio, so it can only widen the interval."""
         drop_a = means[0] - means[1 : 1 + k].mean(axis=0)
         drop_b = means[1 + k] - means[2 + k :].mean(axis=0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(drop_b > 0, drop_a / np.where(drop_b > 0, drop_b, 1), np.inf)
+        return np.where(drop_b > 0, drop_a / np.where(drop_b > 0, drop_b, 1), np.inf)
 
     means = stacked.mean(axis=1)
     if means[1 + k] - means[2 + k :].mean() <= 0:

@@ -159,13 +159,20 @@ def _attach_predictions(client, run: RunSummary) -> None:
             run.correct[preset] = np.array([int(row["correct"]) for row in rows])
 
 
+def _correctness(runs: list[RunSummary], preset: str) -> np.ndarray | None:
+    """(runs, windows) per-window correctness on a preset; None unless every run has predictions for the same
+    windows."""
+    arrays = [r.correct.get(preset) for r in runs]
+    if not arrays or any(a is None for a in arrays) or len({a.size for a in arrays}) != 1:
+        return None
+    return np.stack(arrays)
+
+
 def joint_accuracy_interval(members: list[RunSummary], preset: str) -> Interval | None:
     """Bootstrap interval over the test windows, seeds averaged per window; None unless every run has predictions
     for the same windows."""
-    arrays = [r.correct.get(preset) for r in members]
-    if not arrays or any(a is None for a in arrays) or len({a.size for a in arrays}) != 1:
-        return None
-    return bootstrap_interval(np.stack(arrays))
+    correct = _correctness(members, preset)
+    return None if correct is None else bootstrap_interval(correct)
 
 
 def _cell(values: list[float]) -> str:
@@ -208,11 +215,10 @@ def headline_table(runs: list[RunSummary], train_preset: str = "origin") -> str:
         row.append(f"{np.mean(drops):.3f}" if drops else "—")
         compared = baseline is not None and model != baseline[0]
         row.append(_drop_ratio(members, baseline[1], [train_preset, *tested]) if compared and drops else "—")
-        mine = [r.correct.get(train_preset) for r in members]
-        theirs = [r.correct.get(train_preset) for r in baseline[1]] if baseline else [None]
-        pairs = mine + theirs
-        if compared and all(a is not None for a in pairs) and len({a.size for a in pairs}) == 1:
-            row.append(str(paired_difference_interval(np.stack(mine), np.stack(theirs))))
+        mine = _correctness(members, train_preset)
+        theirs = _correctness(baseline[1], train_preset) if compared else None
+        if mine is not None and theirs is not None and mine.shape[1] == theirs.shape[1]:
+            row.append(str(paired_difference_interval(mine, theirs)))
         else:
             row.append("—")
         rows.append(row)
@@ -230,11 +236,7 @@ def _drop_ratio(members: list[RunSummary], baseline: list[RunSummary], presets: 
     """The model's mean OOD drop over the baseline's on the same presets (the training one first), with a joint
     bootstrap interval, seeds averaged per window; the ratio of means, marked so, where per-window predictions are
     missing; a dash where the baseline does not drop or was not tested on those presets."""
-    def per_window(runs: list[RunSummary], preset: str) -> np.ndarray | None:
-        arrays = [r.correct.get(preset) for r in runs]
-        return None if any(a is None for a in arrays) or len({a.size for a in arrays}) != 1 else np.stack(arrays)
-
-    arrays = [per_window(runs, p) for runs in (members, baseline) for p in presets]
+    arrays = [_correctness(runs, p) for runs in (members, baseline) for p in presets]
     k = len(presets)
     if all(a is not None for a in arrays) and len({a.shape[1] for a in arrays}) == 1:
         try:
