@@ -114,13 +114,13 @@ class FrontEndAugment:
     """Random front-end looks for (1, H, W) training images of `config` and their masks, from torch's generator.
 
     warp_probability: chance of a random frequency axis, spaced evenly in log(1 + f / corner) with the corner drawn
-    log-uniformly in corner_range_hz (log-like at the bottom of the band to nearly linear), fmin and fmax
-    multiplied by log-uniform factors up to fmin_jitter and fmax_jitter either way. stretch_probability: chance of a time stretch by a factor drawn
-    log-uniformly in [1, max_stretch]. power_probability: chance of a power-like intensity curve with an exponent
-    drawn uniformly in [0, max_power_exponent]. gain_control_probability: chance of an automatic gain control look
-    instead (`gain_control_look`), its time constant drawn log-uniformly in one of time_constant_bands_s (a band
-    chosen by its log width; seconds, shown on columns of `window_s`-second windows), gain uniformly in gain_range,
-    bias log-uniformly in bias_range, power uniformly in gain_power_range.
+    log-uniformly in corner_range_hz (log-like at the bottom of the band to nearly linear), fmin and fmax multiplied
+    by log-uniform factors up to fmin_jitter and fmax_jitter either way. stretch_probability: chance of a time
+    stretch by a factor drawn log-uniformly in [1, max_stretch]. power_probability: chance of a power-like intensity
+    curve with an exponent drawn uniformly in [0, max_power_exponent]. gain_control_probability: chance of an
+    automatic gain control look instead (`gain_control_look`), its time constant drawn log-uniformly in one of
+    time_constant_bands_s (a band chosen by its log width; seconds, shown on columns of `window_s`-second windows),
+    gain uniformly in gain_range, bias log-uniformly in bias_range, power uniformly in gain_power_range.
 
     The default ranges keep clear of every front end the project tests on (`settings_near` checks a preset): of
     `pcen`'s settings (0.06 s, gain 0.98, bias 2, power 0.5), no drawn time constant, gain, bias or power comes
