@@ -1,13 +1,20 @@
-"""95 % confidence intervals by bootstrap over windows: how far a joint accuracy measured on a few hundred test
-windows can be trusted, and whether two models tested on the same windows really differ (paired bootstrap).
+"""95 % confidence intervals by bootstrap: how far a joint accuracy measured on a few hundred test windows can be
+trusted, and whether two models tested on the same windows really differ (paired bootstrap).
 
-Correctness comes as a (windows,) or (seeds, windows) 0/1 array; with several seeds each window's correctness is
-averaged over seeds first, so the interval covers window sampling and the seeds' spread around the mean.
+Windows of one recording share its noise, vessels and call bouts, so they are not independent draws. Given each
+window's group (its recording), the bootstrap resamples whole recordings and keeps their windows (a cluster
+bootstrap): the interval then covers the sampling of recordings, which is what a new deployment varies. Without
+groups every window is its own group (the window-level interval, narrower wherever windows of a recording agree).
+
+Correctness comes as a (windows,) or (seeds, windows) 0/1 array. With several seeds each window's correctness is
+averaged over the seeds first: the interval is then the one of the seeds' mean model and does **not** cover how far
+one seed lands from another; the report shows that spread separately.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -21,6 +28,7 @@ class Interval:
     low: float
     high: float
     windows: int
+    groups: int  # resampled units: recordings for a cluster bootstrap, else the windows themselves
 
     def __str__(self) -> str:
         return f"{self.estimate:.3f} [{self.low:.3f}, {self.high:.3f}]"
@@ -35,51 +43,72 @@ def _per_window(correct) -> np.ndarray:
     return values
 
 
+def _group_codes(groups: Sequence | None, windows: int) -> np.ndarray:
+    """Each window's group as 0..G-1; every window its own group when `groups` is None."""
+    if groups is None:
+        return np.arange(windows)
+    if len(groups) != windows:
+        raise ValueError(f"{len(groups)} group labels for {windows} windows")
+    return np.unique(np.asarray(groups), return_inverse=True)[1]
+
+
+def resampled_means(arrays: Sequence, groups: Sequence | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+    """Means of every array (each (windows,) or (seeds, windows), all on the same windows), once on the data and
+    for BOOTSTRAP_SAMPLES resamples of the groups: returns ((k,), (samples, k), number of groups). A resample's mean
+    is the sum over the windows of the drawn groups over their count, so recordings of unequal length weigh by
+    their windows, as in the estimate."""
+    values = np.stack([_per_window(a) for a in arrays])
+    codes = _group_codes(groups, values.shape[1])
+    count = int(codes.max()) + 1
+    sums = np.stack([np.bincount(codes, weights=row, minlength=count) for row in values])  # (k, groups)
+    sizes = np.bincount(codes, minlength=count).astype(np.float64)
+    picks = np.random.default_rng(seed).integers(0, count, size=(BOOTSTRAP_SAMPLES, count))
+    drawn = np.stack([sums[:, picks[b]].sum(axis=1) for b in range(BOOTSTRAP_SAMPLES)])  # (samples, k)
+    return values.mean(axis=1), drawn / sizes[picks].sum(axis=1, keepdims=True), count
+
+
 def _percentiles(samples: np.ndarray) -> tuple[float, float]:
     tail = (1 - LEVEL) / 2 * 100
     low, high = np.percentile(samples, [tail, 100 - tail])
     return float(low), float(high)
 
 
-def bootstrap_interval(correct, seed: int = 0) -> Interval:
-    """Mean correctness and its percentile-bootstrap interval, resampling windows with replacement."""
-    values = _per_window(correct)
-    picks = np.random.default_rng(seed).integers(0, values.size, size=(BOOTSTRAP_SAMPLES, values.size))
-    return Interval(float(values.mean()), *_percentiles(values[picks].mean(axis=1)), values.size)
+def bootstrap_interval(correct, groups: Sequence | None = None, seed: int = 0) -> Interval:
+    """Mean correctness and its percentile-bootstrap interval, resampling groups (recordings) with replacement, or
+    windows when `groups` is None."""
+    estimate, samples, count = resampled_means([correct], groups, seed)
+    return Interval(float(estimate[0]), *_percentiles(samples[:, 0]), _per_window(correct).size, count)
 
 
-def paired_difference_interval(correct_a, correct_b, seed: int = 0) -> Interval:
-    """Accuracy of A minus accuracy of B on the same windows, resampling windows jointly (the pairing removes the
-    between-window variance that both models share)."""
+def paired_difference_interval(correct_a, correct_b, groups: Sequence | None = None, seed: int = 0) -> Interval:
+    """Accuracy of A minus accuracy of B on the same windows, resampling groups (or windows) jointly for both: the
+    pairing removes the variance that both models share."""
     a, b = _per_window(correct_a), _per_window(correct_b)
     if a.size != b.size:
         raise ValueError(f"paired comparison needs the same windows: {a.size} vs {b.size}")
-    difference = a - b
-    picks = np.random.default_rng(seed).integers(0, a.size, size=(BOOTSTRAP_SAMPLES, a.size))
-    return Interval(float(difference.mean()), *_percentiles(difference[picks].mean(axis=1)), a.size)
+    estimate, samples, count = resampled_means([a, b], groups, seed)
+    return Interval(float(estimate[0] - estimate[1]), *_percentiles(samples[:, 0] - samples[:, 1]), a.size, count)
 
 
-def drop_ratio_interval(inside_a, outside_a: list, inside_b, outside_b: list, seed: int = 0) -> Interval:
+def drop_ratio_interval(inside_a, outside_a: list, inside_b, outside_b: list, groups: Sequence | None = None,
+                        seed: int = 0) -> Interval:
     """Model A's mean out-of-distribution drop (accuracy in distribution minus the mean over the OOD front ends)
     divided by model B's, every array on the same windows and resampled jointly: the paper's claim that mask
     guidance at least halves the baseline's drop is an upper bound of 0.5 on this ratio."""
     arrays = [_per_window(a) for a in (inside_a, *outside_a, inside_b, *outside_b)]
     if not outside_a or len(outside_a) != len(outside_b) or len({a.size for a in arrays}) != 1:
         raise ValueError("a drop ratio needs both models on the same windows and the same OOD front ends")
-    stacked = np.stack(arrays)  # (1 + k + 1 + k, windows)
     k = len(outside_a)
 
     def ratio(means: np.ndarray) -> np.ndarray:
         """A resample where B does not drop counts as an unbounded ratio, so it can only widen the interval."""
-        drop_a = means[0] - means[1 : 1 + k].mean(axis=0)
-        drop_b = means[1 + k] - means[2 + k :].mean(axis=0)
+        drop_a = means[..., 0] - means[..., 1 : 1 + k].mean(axis=-1)
+        drop_b = means[..., 1 + k] - means[..., 2 + k :].mean(axis=-1)
         return np.where(drop_b > 0, drop_a / np.where(drop_b > 0, drop_b, 1), np.inf)
 
-    means = stacked.mean(axis=1)
-    if means[1 + k] - means[2 + k :].mean() <= 0:
+    estimate, samples, count = resampled_means(arrays, groups, seed)
+    if estimate[1 + k] - estimate[2 + k :].mean() <= 0:
         raise ValueError("model B's drop is 0 or below on these windows: no ratio to it")
-    picks = np.random.default_rng(seed).integers(0, stacked.shape[1], size=(BOOTSTRAP_SAMPLES, stacked.shape[1]))
-    samples = ratio(stacked[:, picks].mean(axis=2))
     tail = (1 - LEVEL) / 2
-    low, high = np.quantile(samples, [tail, 1 - tail], method="inverted_cdf")  # no interpolation: inf stays inf
-    return Interval(float(ratio(means[:, None])[0]), float(low), float(high), stacked.shape[1])
+    low, high = np.quantile(ratio(samples), [tail, 1 - tail], method="inverted_cdf")  # no interpolation: inf stays inf
+    return Interval(float(ratio(estimate)), float(low), float(high), arrays[0].size, count)

@@ -1,4 +1,5 @@
-"""Bootstrap intervals over test windows: coverage of the binomial truth, seeds averaged per window, pairing."""
+"""Bootstrap intervals: coverage of the binomial truth, recordings resampled whole (cluster bootstrap), seeds averaged
+per window, pairing."""
 
 import numpy as np
 import pytest
@@ -83,3 +84,48 @@ def test_drop_ratio_counts_resamples_where_the_baseline_does_not_drop_as_unbound
     inside, outside = rng.permutation(np.r_[np.ones(60), np.zeros(40)]), rng.permutation(np.r_[np.ones(58), np.zeros(42)])
     interval = drop_ratio_interval(inside, [outside], inside, [outside])
     assert interval.estimate == pytest.approx(1.0) and interval.high == np.inf
+
+
+def _correlated(recordings: int, per_recording: int, accuracy: float, seed: int = 3):
+    """Windows of one recording perfectly correlated: a recording is all right or all wrong."""
+    right = np.random.default_rng(seed).random(recordings) < accuracy
+    return np.repeat(right, per_recording).astype(int), np.repeat(np.arange(recordings), per_recording)
+
+
+def test_recording_level_interval_is_wider_by_the_design_effect_when_windows_of_a_recording_agree():
+    """With m perfectly correlated windows per recording the data hold as much as one window per recording: the
+    recording-level interval is sqrt(m) times as wide as the window-level one (the design effect)."""
+    correct, recordings = _correlated(recordings=40, per_recording=16, accuracy=0.7)
+    by_window, by_recording = bootstrap_interval(correct), bootstrap_interval(correct, recordings)
+    assert by_recording.estimate == by_window.estimate
+    assert (by_recording.windows, by_recording.groups, by_window.groups) == (640, 40, 640)
+    ratio = (by_recording.high - by_recording.low) / (by_window.high - by_window.low)
+    assert ratio == pytest.approx(4.0, rel=0.2)
+    p = correct.mean()
+    assert by_recording.high - by_recording.low == pytest.approx(2 * 1.96 * np.sqrt(p * (1 - p) / 40), rel=0.15)
+
+
+def test_independent_windows_give_about_the_same_interval_either_way():
+    rng = np.random.default_rng(4)
+    correct, recordings = (rng.random(640) < 0.7).astype(int), np.repeat(np.arange(40), 16)
+    def width(groups) -> float:
+        interval = bootstrap_interval(correct, groups)
+        return interval.high - interval.low
+
+    assert width(recordings) == pytest.approx(width(None), rel=0.2)
+
+
+def test_paired_difference_and_drop_ratio_resample_recordings_too():
+    a, recordings = _correlated(40, 16, 0.8, seed=5)
+    b, _ = _correlated(40, 16, 0.6, seed=6)
+    by_window, by_recording = paired_difference_interval(a, b), paired_difference_interval(a, b, recordings)
+    assert by_recording.estimate == pytest.approx(a.mean() - b.mean())
+    assert by_recording.high - by_recording.low > 2.5 * (by_window.high - by_window.low)
+    outside_a, _ = _correlated(40, 16, 0.5, seed=7)
+    outside_b, _ = _correlated(40, 16, 0.2, seed=8)
+    ratio_window = drop_ratio_interval(a, [outside_a], b, [outside_b])
+    ratio_recording = drop_ratio_interval(a, [outside_a], b, [outside_b], groups=recordings)
+    assert ratio_recording.estimate == pytest.approx(ratio_window.estimate)
+    assert ratio_recording.high - ratio_recording.low > ratio_window.high - ratio_window.low
+    with pytest.raises(ValueError, match="group labels"):
+        bootstrap_interval(a, recordings[:-1])
