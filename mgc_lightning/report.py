@@ -1,18 +1,22 @@
 """The comparison report: runs of an MLflow experiment -> report/REPORT.md with the paper's tables and figures.
 
-Tables: the headline (joint accuracy in and out of distribution with 95 % bootstrap intervals over test windows,
-each mask-guided model paired with the baseline window by window), joint accuracy and macro-F1 per model (paper
-table 1), fusion x mask source (table 2), binary vs soft masks on origin and every OOD preset (table 3), multi-label
-vs multi-class heads with hamming loss and per-type P/R/F1 (table 4). Joint accuracies come with their interval
-wherever the runs logged per-window predictions; other cells are the mean (± std over seeds, n seeds). Figures:
-origin vs OOD joint accuracy bars with intervals (figure 5), confusion matrices (figure 8), spectrogram / mask /
-soft-mask panel (figure 3). The figures are logged to a `report` run too.
+Runs are grouped by the data they were tested on (the training data's test split, a confirmation benchmark, a new
+site): only runs tested on the same windows are compared or averaged. For each dataset, a headline table gives joint
+accuracy per front end with 95 % intervals from a bootstrap over **recordings** (windows of one recording are not
+independent), the majority-class rate as chance, each mask-guided model's difference to the baseline of its own
+backbone and head, paired window by window through the windows' keys (recording, start, duration), and, where
+out-of-distribution front ends were tested, its drop ratio. With several seeds, intervals are those of the seeds'
+mean and the seeds' spread is a table of its own. On the headline dataset: the paper's tables 1-4, the OOD bars
+(figure 5), confusion matrices (figure 8), the mask panel (figure 3) and, where masks of several qualities were
+tested, the mask-quality curve. The figures are logged to a `report` run too.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
+import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -20,18 +24,34 @@ from pathlib import Path
 import numpy as np
 
 from .intervals import Interval, bootstrap_interval, drop_ratio_interval, paired_difference_interval
-from .labels import SOUND_TYPES
+from .labels import JOINT_CLASS_NAMES, SOUND_TYPES
 from .tracking import DATASET_TAG, EVALUATES_TAG, dataset_name, default_tracking_uri
 
 REPORT_TAG = "mgc.report"
+IDEAL_SOURCE = "ideal"
 # A report downloads one small CSV per run and preset: MLflow's progress bar for each would bury the headline table.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+WindowKey = tuple[str, float, float]  # recording, start (s), duration (s)
+
+
+@dataclass(frozen=True)
+class WindowResults:
+    """One run's test on one front end, window by window."""
+
+    keys: tuple[WindowKey, ...]
+    correct: np.ndarray  # 0/1 per window
+    truth: np.ndarray  # the joint class per window
+
+    def at(self, keys: list[WindowKey]) -> np.ndarray:
+        position = {key: i for i, key in enumerate(self.keys)}
+        return self.correct[[position[key] for key in keys]]
 
 
 @dataclass
 class RunSummary:
     run_id: str
-    model: str  # e.g. "baseline resnet18" or "MGC xattn soft (predicted, resnet18)", "... on new_site" elsewhere
+    model: str  # e.g. "baseline resnet18" or "MGC xattn soft (predicted, resnet18)"
     backbone: str
     head: str
     fusion: str
@@ -39,10 +59,13 @@ class RunSummary:
     mask_source: str
     seed: str
     metrics: dict[str, float] = field(default_factory=dict)
-    correct: dict[str, np.ndarray] = field(default_factory=dict)  # preset -> per-window 0/1, in test-split order
+    windows: dict[str, WindowResults] = field(default_factory=dict)  # preset -> per-window results
     sources: dict[str, str] = field(default_factory=dict)  # preset -> the run that logged its test (default: run_id)
     name: str = ""
     end_time: int = 0
+    dataset: str = ""  # the manifest (resolved) the run was tested on
+    trained_on: str = ""  # the manifest (resolved) the model was trained on
+    architecture: str = ""  # backbone, its settings and head: a mask-guided model's baseline has the same
 
     def value(self, preset: str, name: str) -> float | None:
         return self.metrics.get(f"test/{preset}/{name}")
@@ -51,44 +74,55 @@ class RunSummary:
     def presets(self) -> list[str]:
         return sorted({key.split("/")[1] for key in self.metrics if key.startswith("test/") and key.count("/") >= 2})
 
+    @property
+    def is_baseline(self) -> bool:
+        return self.mask_kind == "none"
+
 
 @dataclass
 class Selection:
-    """The runs a report counts (one per model and seed) and a line for every run it leaves out, with the reason."""
+    """The runs a report counts (one per model, seed and dataset) and a line for every run it leaves out, with the
+    reason."""
 
     runs: list[RunSummary]
     left_out: list[str]
 
 
-def _summary(run) -> RunSummary:
+def mask_source_label(source: str) -> str:
+    if source == IDEAL_SOURCE:
+        return "perfect segmenter: masks reveal the labels by construction"
+    if source.startswith("degraded-iou"):
+        return f"exact masks degraded to IoU {source.removeprefix('degraded-iou')}"
+    return source
+
+
+def _summary(run, dataset: str) -> RunSummary:
     params = run.data.params
     backbone = params.get("model/init_args/backbone", "?")
     mask = params.get("model/init_args/mask_input", "none")
     fusion = params.get("model/init_args/fusion", "")
     source = params.get("data/init_args/mask_source", "None")
     head = params.get("model/init_args/head", "multiclass")
-    if mask == "none":
-        model = f"baseline {backbone}"
-    else:
-        model = f"MGC {fusion} {mask} ({source}, {backbone})"
+    model = f"baseline {backbone}" if mask == "none" else f"MGC {fusion} {mask} ({mask_source_label(source)}, {backbone})"
     if head != "multiclass":
         model += f" [{head}]"
+    architecture = f"{backbone} {params.get('model/init_args/backbone_kwargs', 'None')} {head}"
     return RunSummary(run.info.run_id, model, backbone, head, fusion if mask != "none" else "", mask, source,
                       params.get("seed_everything", "?"), dict(run.data.metrics), name=run.info.run_name or "",
-                      end_time=run.info.end_time or 0)
+                      end_time=run.info.end_time or 0, dataset=dataset, trained_on=dataset, architecture=architecture)
 
 
-def _dataset(run) -> str | None:
+def _dataset(run) -> str:
     """The manifest a run trained or tested on (resolved), from its tag or, for older runs, its param."""
     manifest = run.data.tags.get(DATASET_TAG) or run.data.params.get("data/init_args/manifest")
-    return str(Path(manifest).resolve()) if manifest else None
+    return str(Path(manifest).resolve()) if manifest else "?"
 
 
 def select_runs(experiment: str, tracking_uri: str | None = None) -> Selection:
     """Finished training runs with test metrics, each with the test metrics of its finished evaluation runs: those
-    on the training data add presets to it (OOD tests), those on other data become rows of their own ("... on
-    DATASET"). FAILED or unfinished runs are left out, and of several runs of one model with the same seed only
-    the latest finished counts: a cell's n is a count of distinct seeds."""
+    on the training data add presets to it (OOD tests), those on other data join one summary per dataset. FAILED or
+    unfinished runs are left out, and of several runs of one model with the same seed on one dataset only the
+    latest finished counts: a cell's n is a count of distinct seeds."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri or default_tracking_uri())
@@ -106,32 +140,30 @@ def select_runs(experiment: str, tracking_uri: str | None = None) -> Selection:
             evaluations.append(run)
         else:
             training[run.info.run_id] = run
-    summaries = {run_id: _summary(run) for run_id, run in training.items()}
-    elsewhere = []
+    summaries = {(run_id, _dataset(run)): _summary(run, _dataset(run)) for run_id, run in training.items()}
     for run in evaluations:
         parent_id = run.data.tags[EVALUATES_TAG]
-        parent = summaries.get(parent_id)
-        if parent is None:
+        if parent_id not in training:
             left_out.append(f"{run.info.run_name} ({run.info.run_id}): evaluates run {parent_id}, which is not a "
                             "finished run of this experiment")
             continue
+        key = (parent_id, _dataset(run))
+        if key not in summaries:
+            parent = summaries[(parent_id, _dataset(training[parent_id]))]
+            summaries[key] = replace(parent, metrics={}, sources={}, windows={}, dataset=key[1])
         tested = {k: v for k, v in run.data.metrics.items() if k.startswith("test/")}
-        if _dataset(run) == _dataset(training[parent_id]):
-            parent.metrics.update(tested)
-            parent.sources.update({key.split("/")[1]: run.info.run_id for key in tested if key.count("/") >= 2})
-        else:
-            elsewhere.append(replace(parent, run_id=run.info.run_id, model=f"{parent.model} on "
-                                     f"{dataset_name(_dataset(run) or '?')}", metrics=tested, sources={},
-                                     correct={}, name=run.info.run_name or "", end_time=run.info.end_time or 0))
-    latest: dict[tuple[str, str], RunSummary] = {}
-    for summary in sorted([*summaries.values(), *elsewhere], key=lambda s: s.end_time):
+        summaries[key].metrics.update(tested)
+        summaries[key].sources.update({k.split("/")[1]: run.info.run_id for k in tested if k.count("/") >= 2})
+        summaries[key].end_time = max(summaries[key].end_time, run.info.end_time or 0)
+    latest: dict[tuple[str, str, str], RunSummary] = {}
+    for summary in sorted(summaries.values(), key=lambda s: s.end_time):
         if not summary.presets:
             continue
-        earlier = latest.get((summary.model, summary.seed))
+        earlier = latest.get((summary.model, summary.seed, summary.dataset))
         if earlier is not None:
-            left_out.append(f"{earlier.name} ({earlier.run_id}): seed {earlier.seed} of {earlier.model} again in the "
-                            f"later run {summary.run_id}, which counts")
-        latest[(summary.model, summary.seed)] = summary
+            left_out.append(f"{earlier.name} ({earlier.run_id}): seed {earlier.seed} of {earlier.model} on "
+                            f"{dataset_name(earlier.dataset)} again in the later run {summary.run_id}, which counts")
+        latest[(summary.model, summary.seed, summary.dataset)] = summary
     for summary in latest.values():
         _attach_predictions(client, summary)
     return Selection(list(latest.values()), left_out)
@@ -143,10 +175,8 @@ def collect_runs(experiment: str, tracking_uri: str | None = None) -> list[RunSu
 
 
 def _attach_predictions(client, run: RunSummary) -> None:
-    """Read each preset's per-window predictions (predictions/test_<preset>.csv) where the run logged them."""
-    import csv
-    import tempfile
-
+    """Read each preset's per-window predictions (predictions/test_<preset>.csv) where the run logged them with
+    window keys; runs from before keys were logged keep their means only."""
     with tempfile.TemporaryDirectory() as folder:
         for preset in run.presets:
             try:
@@ -155,24 +185,36 @@ def _attach_predictions(client, run: RunSummary) -> None:
             except Exception:  # runs from before per-window predictions were logged: means only
                 continue
             with open(local, newline="") as handle:
-                rows = sorted(csv.DictReader(handle), key=lambda row: int(row["index"]))
-            run.correct[preset] = np.array([int(row["correct"]) for row in rows])
+                rows = list(csv.DictReader(handle))
+            if not rows or "recording" not in rows[0]:
+                continue
+            run.windows[preset] = WindowResults(
+                tuple((r["recording"], round(float(r["start_s"]), 6), round(float(r["duration_s"]), 6)) for r in rows),
+                np.array([int(r["correct"]) for r in rows]), np.array([int(r["joint"]) for r in rows]))
 
 
-def _correctness(runs: list[RunSummary], preset: str) -> np.ndarray | None:
-    """(runs, windows) per-window correctness on a preset; None unless every run has predictions for the same
-    windows."""
-    arrays = [r.correct.get(preset) for r in runs]
-    if not arrays or any(a is None for a in arrays) or len({a.size for a in arrays}) != 1:
+# ---- windows shared by runs ------------------------------------------------------------------------------------------
+
+def shared_windows(results: list[WindowResults | None]) -> list[WindowKey] | None:
+    """The windows every one of these results covers, in one order; None when one has no per-window results or
+    they share no window."""
+    if not results or any(r is None for r in results):
         return None
-    return np.stack(arrays)
+    common = set(results[0].keys).intersection(*(r.keys for r in results[1:]))
+    return sorted(common) or None
+
+
+def _stacked(members: list[RunSummary], preset: str, keys: list[WindowKey]) -> np.ndarray:
+    """(seeds, windows) correctness of one model's runs on these windows."""
+    return np.stack([m.windows[preset].at(keys) for m in members])
 
 
 def joint_accuracy_interval(members: list[RunSummary], preset: str) -> Interval | None:
-    """Bootstrap interval over the test windows, seeds averaged per window; None unless every run has predictions
-    for the same windows."""
-    correct = _correctness(members, preset)
-    return None if correct is None else bootstrap_interval(correct)
+    """Recording-level bootstrap interval on the windows every seed was tested on, seeds averaged per window."""
+    keys = shared_windows([m.windows.get(preset) for m in members])
+    if keys is None:
+        return None
+    return bootstrap_interval(_stacked(members, preset, keys), groups=[k[0] for k in keys])
 
 
 def _cell(values: list[float]) -> str:
@@ -185,108 +227,204 @@ def _cell(values: list[float]) -> str:
 
 
 def _accuracy_cell(members: list[RunSummary], preset: str) -> str:
-    """Joint accuracy with its 95 % interval over windows when predictions exist, else the plain mean."""
+    """Joint accuracy with its 95 % interval over recordings when predictions exist, else the plain mean."""
     interval = joint_accuracy_interval(members, preset)
     if interval is None:
         return _cell([r.value(preset, "joint_acc") for r in members])
-    return f"{interval} ({interval.windows} windows, n={len(members)})"
-
-
-def _baseline(groups: dict[str, list[RunSummary]]) -> tuple[str, list[RunSummary]] | None:
-    return next(((model, members) for model, members in groups.items() if model.startswith("baseline")), None)
-
-
-def headline_table(runs: list[RunSummary], train_preset: str = "origin") -> str:
-    """Every model in and out of distribution with intervals, its mean OOD drop, and (for mask-guided models) the
-    paired difference to the first baseline on the same windows: the numbers behind the paper's two claims."""
-    groups = _by_model(runs)
-    presets = [train_preset] + sorted({p for r in runs for p in r.presets} - {train_preset})
-    baseline = _baseline(groups)
-    header = ["model"] + [f"{p} ({'train' if p == train_preset else 'OOD'})" for p in presets] + [
-        "mean OOD drop", "OOD drop / baseline's (paired)",
-        f"minus {baseline[0] if baseline else 'baseline'} on {train_preset} (paired)"]
-    rows = []
-    for model, members in groups.items():
-        row = [model] + [_accuracy_cell(members, p) for p in presets]
-        inside_values = [r.value(train_preset, "joint_acc") for r in members]
-        known = all(v is not None for v in inside_values)  # a row tested on other presets only has no drop
-        tested = [p for p in presets[1:] if known and all(r.value(p, "joint_acc") is not None for r in members)]
-        drops = [np.mean(inside_values) - np.mean([r.value(p, "joint_acc") for r in members]) for p in tested]
-        row.append(f"{np.mean(drops):.3f}" if drops else "—")
-        compared = baseline is not None and model != baseline[0]
-        row.append(_drop_ratio(members, baseline[1], [train_preset, *tested]) if compared and drops else "—")
-        mine = _correctness(members, train_preset)
-        theirs = _correctness(baseline[1], train_preset) if compared else None
-        if mine is not None and theirs is not None and mine.shape[1] == theirs.shape[1]:
-            row.append(str(paired_difference_interval(mine, theirs)))
-        else:
-            row.append("—")
-        rows.append(row)
-    return ("## Headline: joint accuracy with 95 % bootstrap intervals over test windows\n\n"
-            "Brackets are 95 % intervals (bootstrap over the test windows; with several seeds each window's "
-            "correctness is averaged over seeds first). Rows whose mask source is `ideal` are given the benchmark's "
-            "exact masks: they measure the ceiling that the labels and masks allow, not a deployable model. The "
-            "drop ratio is the model's mean OOD drop over the baseline's, resampling the same windows for both: an "
-            "interval below 0.5 means the masks at least halve the drop. The last column is the mask-guided "
-            "model's accuracy minus the baseline's on the same windows, with a paired bootstrap interval: an "
-            "interval above 0 means the masks help.\n\n" + _table(header, rows))
-
-
-def _drop_ratio(members: list[RunSummary], baseline: list[RunSummary], presets: list[str]) -> str:
-    """The model's mean OOD drop over the baseline's on the same presets (the training one first), with a joint
-    bootstrap interval, seeds averaged per window; the ratio of means, marked so, where per-window predictions are
-    missing; a dash where the baseline does not drop or was not tested on those presets."""
-    arrays = [_correctness(runs, p) for runs in (members, baseline) for p in presets]
-    k = len(presets)
-    if all(a is not None for a in arrays) and len({a.shape[1] for a in arrays}) == 1:
-        try:
-            return str(drop_ratio_interval(arrays[0], arrays[1:k], arrays[k], arrays[k + 1 :]))
-        except ValueError:  # the baseline does not drop: no ratio to its drop
-            return "—"
-    if any(r.value(p, "joint_acc") is None for r in baseline for p in presets):
-        return "—"
-
-    def drop(runs: list[RunSummary]) -> float:
-        mean = lambda p: np.mean([r.value(p, "joint_acc") for r in runs])  # noqa: E731
-        return mean(presets[0]) - np.mean([mean(p) for p in presets[1:]])
-
-    return f"{drop(members) / drop(baseline):.3f} (means)" if drop(baseline) > 0 else "—"
-
-
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+    return f"{interval} ({interval.groups} rec., {interval.windows} win., n={len(members)})"
 
 
 def _by_model(runs: list[RunSummary]) -> dict[str, list[RunSummary]]:
     groups: dict[str, list[RunSummary]] = defaultdict(list)
     for run in runs:
         groups[run.model].append(run)
-    return dict(sorted(groups.items(), key=lambda item: (not item[0].startswith("baseline"), item[0])))
+    return dict(sorted(groups.items(), key=lambda item: (not item[1][0].is_baseline, item[0])))
+
+
+def own_baseline(members: list[RunSummary], groups: dict[str, list[RunSummary]]) -> tuple[str, list[RunSummary]] | None:
+    """The baseline with the mask-guided model's backbone (and its settings) and head, on the same dataset."""
+    return next(((model, runs) for model, runs in groups.items() if runs[0].is_baseline
+                 and runs[0].architecture == members[0].architecture and runs[0].dataset == members[0].dataset), None)
+
+
+def _paired_difference(members: list[RunSummary], baseline: list[RunSummary], preset: str) -> str:
+    keys = shared_windows([r.windows.get(preset) for r in (*members, *baseline)])
+    if keys is None:
+        return "—"
+    recordings = [k[0] for k in keys]
+    return str(paired_difference_interval(_stacked(members, preset, keys), _stacked(baseline, preset, keys),
+                                          groups=recordings))
+
+
+def _drop_ratio(members: list[RunSummary], baseline: list[RunSummary], presets: list[str]) -> str:
+    """The model's mean OOD drop over its baseline's on the same presets (the training one first) and the same
+    windows, with a recording-level joint bootstrap interval; a dash where the baseline does not drop."""
+    keys = shared_windows([r.windows.get(p) for r in (*members, *baseline) for p in presets])
+    if keys is None:
+        return "—"
+    mine, theirs = ([_stacked(runs, p, keys) for p in presets] for runs in (members, baseline))
+    try:
+        return str(drop_ratio_interval(mine[0], mine[1:], theirs[0], theirs[1:], groups=[k[0] for k in keys]))
+    except ValueError:  # the baseline does not drop: no ratio to its drop
+        return "—"
+
+
+def majority_rate(runs: list[RunSummary], preset: str) -> tuple[float, str] | None:
+    """Share of the most frequent joint class among the windows tested on this preset: what always answering that
+    class scores (the chance row; the classes are not balanced once labels follow detectability)."""
+    results = next((r.windows[preset] for r in runs if preset in r.windows), None)
+    if results is None:
+        return None
+    counts = np.bincount(results.truth, minlength=len(JOINT_CLASS_NAMES))
+    return counts.max() / counts.sum(), JOINT_CLASS_NAMES[int(counts.argmax())]
+
+
+def _presets(runs: list[RunSummary], train_preset: str) -> list[str]:
+    tested = {p for r in runs for p in r.presets}
+    return [train_preset] * (train_preset in tested) + sorted(tested - {train_preset})
+
+
+def headline_table(runs: list[RunSummary], train_preset: str = "origin", floors: dict[str, str] | None = None) -> str:
+    """Every model of one dataset on every front end it was tested on, with recording-level intervals; for
+    mask-guided models the paired difference to their own baseline and, where OOD front ends were tested, the drop
+    ratio; a chance row (majority class) and any given floors (e.g. a band-energy detector)."""
+    groups = _by_model(runs)
+    presets = _presets(runs, train_preset)
+    ood = [p for p in presets if p != train_preset]
+    header = ["model"] + [f"{p} ({'training front end' if p == train_preset else 'OOD'})" for p in presets]
+    if ood:
+        header += ["mean OOD drop", "OOD drop / own baseline's (paired)"]
+    header.append(f"minus own baseline on {train_preset} (paired)")
+    rows = []
+    for model, members in groups.items():
+        row = [model] + [_accuracy_cell(members, p) for p in presets]
+        baseline = None if members[0].is_baseline else own_baseline(members, groups)
+        if ood:
+            inside = [r.value(train_preset, "joint_acc") for r in members]
+            tested = [p for p in ood if None not in inside and all(r.value(p, "joint_acc") is not None for r in members)]
+            drops = [np.mean(inside) - np.mean([r.value(p, "joint_acc") for r in members]) for p in tested]
+            row.append(f"{np.mean(drops):.3f}" if drops else "—")
+            row.append(_drop_ratio(members, baseline[1], [train_preset, *tested]) if baseline and drops else "—")
+        if members[0].is_baseline:
+            row.append("—")
+        else:
+            row.append(_paired_difference(members, baseline[1], train_preset) if baseline else
+                       "no baseline of this backbone and head")
+        rows.append(row)
+    chance = [majority_rate(runs, p) for p in presets]
+    rows.append(["chance: always the majority class"] + [f"{rate:.3f} ({name})" if rate is not None else "—"
+                                                         for rate, name in (c or (None, None) for c in chance)]
+                + ["—"] * (len(header) - 1 - len(presets)))
+    for name, values in (floors or {}).items():
+        rows.append([name] + [values.get(p, "—") for p in presets] + ["—"] * (len(header) - 1 - len(presets)))
+    return _table(header, rows)
+
+
+def headline_text(runs: list[RunSummary], train_preset: str) -> str:
+    """What the headline's brackets and columns mean, said only of what the table holds."""
+    seeds = max(len(members) for members in _by_model(runs).values())
+    lines = ["Brackets are 95 % intervals from a bootstrap over the test **recordings** (each resampled recording keeps "
+             "all its windows), so they cover how much another set of recordings would move the figure"
+             + ("; with several seeds each window's correctness is averaged over the seeds first, and the seeds' "
+                "spread is in the table below" if seeds > 1 else "; one seed: they do not cover a retraining") + ".",
+             "Each mask-guided model is paired with the baseline of its own backbone and head, on the same windows "
+             "(matched by recording, start and duration); an interval of the difference above 0 means the masks "
+             "help."]
+    if len(_presets(runs, train_preset)) > 1:
+        lines.append("The drop ratio is the model's mean out-of-distribution drop over its baseline's, both resampled "
+                     "on the same recordings: an interval below 0.5 means the masks at least halve the drop.")
+    if any(r.mask_source == IDEAL_SOURCE for r in runs):
+        lines.append("Rows of a *perfect segmenter* are given the benchmark's exact masks. Those masks cover the "
+                     "labelled calls only, with the rule that decides the labels, so they reveal the labels by "
+                     "construction: such a row is an upper bound for a perfect segmenter (which would also be a perfect "
+                     "classifier), not evidence that masks help.")
+    return " ".join(lines)
+
+
+def seeds_table(runs: list[RunSummary], train_preset: str) -> str | None:
+    """Per model and front end, the lowest and highest joint accuracy over its seeds, and their SD: how far a
+    retraining moves a figure (the intervals above do not cover it)."""
+    groups = {model: members for model, members in _by_model(runs).items() if len(members) > 1}
+    if not groups:
+        return None
+    presets = _presets(runs, train_preset)
+    rows = []
+    for model, members in groups.items():
+        row = [model, str(len(members))]
+        for preset in presets:
+            values = [v for v in (r.value(preset, "joint_acc") for r in members) if v is not None]
+            row.append(f"{min(values):.3f}–{max(values):.3f} (SD {np.std(values, ddof=1):.3f})" if len(values) > 1
+                       else "—")
+        rows.append(row)
+    return _table(["model", "seeds"] + [f"{p}: min–max (SD)" for p in presets], rows)
+
+
+def mask_curve_rows(runs: list[RunSummary], mask_quality: dict[str, float], train_preset: str) -> list[tuple]:
+    """(IoU, model, members, baseline) for the mask-guided models whose mask source has a measured IoU, sorted by
+    IoU: the same recipe at several mask qualities."""
+    groups = _by_model(runs)
+    points = []
+    for model, members in groups.items():
+        source = members[0].mask_source
+        if members[0].is_baseline or source not in mask_quality or train_preset not in members[0].windows:
+            continue
+        points.append((mask_quality[source], model, members, own_baseline(members, groups)))
+    return sorted(points, key=lambda point: point[0])
+
+
+def mask_curve_table(points: list[tuple], train_preset: str) -> str:
+    rows = [[f"{iou:.3f}", model, _accuracy_cell(members, train_preset),
+             _paired_difference(members, baseline[1], train_preset) if baseline else "—"]
+            for iou, model, members, baseline in points]
+    return _table(["mask IoU", "model", f"joint accuracy ({train_preset})", "minus own baseline (paired)"], rows)
+
+
+def mask_curve_figure(points: list[tuple], train_preset: str):
+    """Joint accuracy against the masks' IoU with the ideal masks, the baseline as a horizontal band."""
+    from .figures import plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for iou, model, members, baseline in points:
+        interval = joint_accuracy_interval(members, train_preset)
+        axis.errorbar([iou], [interval.estimate], yerr=[[interval.estimate - interval.low],
+                                                        [interval.high - interval.estimate]],
+                      fmt="o", color="tab:red" if members[0].mask_source == IDEAL_SOURCE else "tab:blue", capsize=3)
+    baselines = {model: runs for _, _, _, found in points if found for model, runs in [found]}
+    for model, runs in baselines.items():
+        interval = joint_accuracy_interval(runs, train_preset)
+        axis.axhspan(interval.low, interval.high, color="grey", alpha=0.25, label=f"{model} (95 % interval)")
+        axis.axhline(interval.estimate, color="grey", linewidth=1)
+    axis.set_xlabel("mask IoU against the exact masks (1 = perfect segmenter, red)")
+    axis.set_ylabel(f"joint accuracy on {train_preset} (95 % interval)")
+    axis.set_xlim(0.3, 1.05)
+    axis.legend(fontsize=7, loc="lower right")
+    figure.tight_layout()
+    return figure
 
 
 def build_tables(runs: list[RunSummary], train_preset: str = "origin") -> str:
+    """The paper's tables 1-4 on one dataset's runs."""
     groups = _by_model(runs)
-    presets = [train_preset] + sorted({p for r in runs for p in r.presets} - {train_preset})
-    sections = [headline_table(runs, train_preset)]
+    presets = _presets(runs, train_preset)
+    sections = []
     rows = [[model, _accuracy_cell(members, train_preset),
              _cell([r.value(train_preset, "joint_macro_f1") for r in members]),
              _cell([r.value(train_preset, "macro_f1") for r in members])] for model, members in groups.items()]
     sections.append(f"## Table 1: image-only baselines vs mask-guided classification ({train_preset})\n\n"
                     + _table(["model", "joint accuracy", "macro-F1 (8 joint classes)", "macro-F1 (3 types)"], rows))
 
-    mgc = [r for r in runs if r.mask_kind != "none"]
+    mgc = [r for r in runs if not r.is_baseline]
     sources = sorted({r.mask_source for r in mgc})
     fusions = sorted({(r.fusion, r.mask_kind) for r in mgc})
     rows = [[f"{fusion} ({kind})"] + [_cell([r.value(train_preset, "joint_acc") for r in mgc if (r.fusion, r.mask_kind,
              r.mask_source) == (fusion, kind, source)]) for source in sources] for fusion, kind in fusions]
-    sections.append("## Table 2: fusion x mask source (joint accuracy; `ideal` = high-quality masks, `predicted` = "
-                    "generated by the segmenter)\n\n" + (_table(["fusion (mask)"] + sources, rows) if rows else
-                                                          "No mask-guided runs."))
+    sections.append("## Table 2: fusion x mask source (joint accuracy; `ideal` = the perfect segmenter's exact masks, "
+                    "`predicted` = generated by the segmenter)\n\n" + (_table(["fusion (mask)"] + sources, rows) if rows
+                                                                        else "No mask-guided runs."))
 
     rows = [[model, members[0].mask_kind] + [_accuracy_cell(members, p) for p in presets]
             for model, members in groups.items()]
-    sections.append("## Table 3: binary vs soft masks, origin vs out-of-distribution presets (joint accuracy)\n\n"
+    sections.append("## Table 3: binary vs soft masks on every front end tested (joint accuracy)\n\n"
                     + _table(["model", "mask"] + presets, rows))
 
     rows = []
@@ -305,12 +443,18 @@ def build_tables(runs: list[RunSummary], train_preset: str = "origin") -> str:
     return "\n\n".join(sections)
 
 
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
 def ood_figure(runs: list[RunSummary], train_preset: str = "origin"):
-    """Grouped bars: joint accuracy of every model on the training preset and on each OOD preset (figure 5)."""
+    """Grouped bars: joint accuracy of every model on the training preset and on each OOD preset (figure 5), with
+    recording-level intervals and the majority-class rate as chance."""
     from .figures import plt
 
     groups = _by_model(runs)
-    presets = [train_preset] + sorted({p for r in runs for p in r.presets} - {train_preset})
+    presets = _presets(runs, train_preset)
     figure, axis = plt.subplots(figsize=(max(6, 1.6 * len(groups)), 4))
     width = 0.8 / len(presets)
     for k, preset in enumerate(presets):
@@ -324,12 +468,14 @@ def ood_figure(runs: list[RunSummary], train_preset: str = "origin"):
             errors[0].append(mean - interval.low if interval else spread)
             errors[1].append(interval.high - mean if interval else spread)
         axis.bar(np.arange(len(groups)) + (k - (len(presets) - 1) / 2) * width, means, width, yerr=errors,
-                 label=preset + (" (train)" if preset == train_preset else " (OOD)"), capsize=2)
-    axis.set_xticks(range(len(groups)), [m.replace(" (", "\n(") for m in groups], fontsize=7)
-    for tick, model in zip(axis.get_xticklabels(), groups):
-        tick.set_color("tab:blue" if model.startswith("MGC") else "black")
-    axis.axhline(0.125, color="grey", linestyle=":", linewidth=1, label="chance (8 classes)")
-    axis.set_ylabel("joint accuracy (95 % interval)")
+                 label=preset + (" (training front end)" if preset == train_preset else " (OOD)"), capsize=2)
+    axis.set_xticks(range(len(groups)), [m.replace(" (", "\n(").replace(", ", ",\n") for m in groups], fontsize=6)
+    for tick, members in zip(axis.get_xticklabels(), groups.values()):
+        tick.set_color("black" if members[0].is_baseline else "tab:blue")
+    chance = majority_rate(runs, train_preset)
+    if chance is not None:
+        axis.axhline(chance[0], color="grey", linestyle=":", linewidth=1, label=f"chance: majority class ({chance[1]})")
+    axis.set_ylabel("joint accuracy (95 % interval over recordings)")
     axis.set_ylim(0, 1)
     axis.legend(fontsize=7)
     figure.tight_layout()
@@ -345,21 +491,76 @@ def segmenter_windows_section(counts: dict[str, int]) -> str:
             "checkpoint selection and the test see better masks than new recordings would get.")
 
 
+@dataclass(frozen=True)
+class Headline:
+    """The dataset whose windows carry the report's claims, and what to call it (default: the training data's own
+    test split)."""
+
+    manifest: str
+    description: str
+    floors: dict[str, dict[str, str]] = field(default_factory=dict)  # row name -> preset -> cell
+
+
+def by_dataset(runs: list[RunSummary], headline: Headline | None) -> list[tuple[str, str, list[RunSummary]]]:
+    """(title, description, runs) per dataset, the headline's first (without one: the test split of the data most
+    runs trained on)."""
+    datasets: dict[str, list[RunSummary]] = defaultdict(list)
+    for run in runs:
+        datasets[run.dataset].append(run)
+    if headline is None:
+        trained = [run.trained_on for run in runs]
+        own = max(set(trained), key=trained.count)
+        headline = Headline(own, f"The test split of the training data (`{own}`): recordings held out of training "
+                                 "and validation.")
+    first = str(Path(headline.manifest).resolve())
+    ordered = sorted(datasets, key=lambda d: (d != first, dataset_name(d)))
+    sections = []
+    for dataset in ordered:
+        own_split = all(r.trained_on == dataset for r in datasets[dataset])
+        if dataset == first:
+            title, described = f"Headline: {dataset_name(dataset)}", headline.description
+        elif own_split:
+            title, described = (f"Development test: {dataset_name(dataset)}",
+                                f"The test split of the training data (`{dataset}`); earlier choices may have been made "
+                                "on it, so it backs no claim.")
+        else:
+            title, described = f"Tested on {dataset_name(dataset)}", f"`{dataset}`"
+        sections.append((title, described, datasets[dataset]))
+    return sections
+
+
+def summary_text(runs: list[RunSummary], train_preset: str = "origin", headline: Headline | None = None) -> str:
+    """The headline table of every dataset with its text, and the seeds' spread: what `mgc pipeline` prints."""
+    parts = []
+    for title, description, members in by_dataset(runs, headline):
+        floors = headline.floors if headline and title.startswith("Headline") else None
+        parts.append(f"## {title}\n\n{description}\n\n{headline_text(members, train_preset)}\n\n"
+                     + headline_table(members, train_preset, floors))
+        spread = seeds_table(members, train_preset)
+        if spread:
+            parts.append(f"### Seeds on {dataset_name(members[0].dataset)}: spread of joint accuracy\n\n{spread}")
+    return "\n\n".join(parts)
+
+
 def write_report(
     experiment: str, out_dir: str | Path = "report", train_preset: str = "origin", tracking_uri: str | None = None,
-    panel: tuple | None = None, segmenter_windows: dict[str, int] | None = None,
+    panel: tuple | None = None, segmenter_windows: dict[str, int] | None = None, headline: Headline | None = None,
+    mask_quality: dict[str, float] | None = None,
 ) -> Path:
     """Write REPORT.md and its figures; log the figures to a `report` run of the experiment. `panel` is an optional
     (images, masks dict) for the spectrogram / mask / soft-mask figure; `segmenter_windows` an optional count of the
-    segmenter's training windows per classifier split (train / val / test)."""
+    segmenter's training windows per classifier split (train / val / test); `headline` the dataset the claims are
+    measured on (default: the runs' own test split); `mask_quality` the IoU of each mask source on the headline
+    dataset's `train_preset` windows, which draws the mask-quality curve."""
     from mlflow.tracking import MlflowClient
 
     from .figures import mask_panel, plt
 
     selection = select_runs(experiment, tracking_uri)
-    runs = selection.runs
-    if not runs:
+    if not selection.runs:
         raise ValueError(f"experiment {experiment!r} has no run with test metrics yet")
+    sections = by_dataset(selection.runs, headline)
+    runs = sections[0][2]  # the headline dataset's runs carry the tables and figures
     out_dir = Path(out_dir)
     figures = out_dir / "figures"
     if figures.exists():
@@ -370,14 +571,26 @@ def write_report(
     figure = ood_figure(runs, train_preset)
     figure.savefig(figures / "ood_joint_accuracy.png", dpi=120)
     plt.close(figure)
-    saved.append(("Figure 5: joint accuracy on the training preset and out of distribution", "ood_joint_accuracy.png"))
+    saved.append(("Figure 5: joint accuracy on the training front end and out of distribution",
+                  "ood_joint_accuracy.png"))
+    points = mask_curve_rows(runs, mask_quality or {}, train_preset)
+    curve = []
+    if len(points) > 1:
+        figure = mask_curve_figure(points, train_preset)
+        figure.savefig(figures / "mask_quality_curve.png", dpi=120)
+        plt.close(figure)
+        saved.append(("Mask-quality curve: joint accuracy against the masks' IoU", "mask_quality_curve.png"))
+        curve = ["## Mask-quality curve\n", "The same mask-guided recipe trained and tested with masks of measured "
+                 "quality (IoU against the exact masks on these windows), beside its baseline: the IoU at which the "
+                 "masks start to pay.\n", mask_curve_table(points, train_preset), ""]
     for model, members in _by_model(runs).items():
         artifact = f"figures/confusion_test_{train_preset}.png"
         try:
-            local = client.download_artifacts(members[0].run_id, artifact, str(out_dir / ".downloads"))
+            local = client.download_artifacts(members[0].sources.get(train_preset, members[0].run_id), artifact,
+                                              str(out_dir / ".downloads"))
         except Exception:  # a run without that figure (e.g. interrupted) is simply left out
             continue
-        name = "confusion_" + "".join(c if c.isalnum() else "_" for c in model) + ".png"
+        name = "confusion_" + "".join(c if c.isalnum() else "_" for c in model)[:80] + ".png"
         shutil.copy(local, figures / name)
         saved.append((f"Figure 8: confusion matrix, {model} (seed {members[0].seed})", name))
     if panel is not None:
@@ -387,13 +600,13 @@ def write_report(
         plt.close(figure)
         saved.append(("Figure 3: spectrogram, high-quality mask, generated mask and its soft version", "masks_panel.png"))
     shutil.rmtree(out_dir / ".downloads", ignore_errors=True)
-    seeds = sorted({r.seed for r in runs})
+    seeds = sorted({r.seed for r in selection.runs})
     text = [f"# Report: MLflow experiment `{experiment}`", "",
-            f"{len(runs)} runs, {len(_by_model(runs))} models, seeds {', '.join(seeds)}. Joint accuracies carry 95 % "
-            "bootstrap intervals over the test windows; other cells are means (± std over seeds where there are "
-            "several). n counts distinct seeds: only finished runs count, and where one model ran a seed more than "
-            "once, the latest finished run. Chance joint accuracy is 0.125 for balanced classes.", "",
-            build_tables(runs, train_preset), ""]
+            f"{len(selection.runs)} tested runs, {len(_by_model(selection.runs))} models, seeds {', '.join(seeds)}. "
+            "Runs tested on different data are never compared or averaged. n counts distinct seeds: only finished "
+            "runs count, and where one model ran a seed more than once, the latest finished run.", "",
+            summary_text(selection.runs, train_preset, headline), "", *curve,
+            f"# Tables on {dataset_name(runs[0].dataset)}", "", build_tables(runs, train_preset), ""]
     if selection.left_out:
         text += ["## Runs left out\n", *(f"- {line}" for line in selection.left_out), ""]
     if segmenter_windows is not None:

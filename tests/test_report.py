@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mgc_lightning.report import RunSummary, headline_table, select_runs, write_report
+from mgc_lightning.report import RunSummary, WindowResults, headline_table, seeds_table, select_runs, write_report
 from mgc_lightning.tracking import DATASET_TAG, EVALUATES_TAG
 
 
@@ -53,20 +53,43 @@ def test_evaluation_runs_join_their_training_run_or_get_their_own_row(store, tmp
         tags={EVALUATES_TAG: trained})
     run(client, experiment, "base-seed0 test other origin", 0, 0.30, params=False,
         tags={EVALUATES_TAG: trained, DATASET_TAG: "/data/other.csv"})
-    runs = {r.model: r for r in select_runs("survey", uri).runs}
-    assert set(runs) == {"baseline resnet18", "baseline resnet18 on other"}
-    assert runs["baseline resnet18"].value("mel", "joint_acc") == 0.40
-    assert runs["baseline resnet18"].value("origin", "joint_acc") == 0.60
-    assert runs["baseline resnet18 on other"].value("origin", "joint_acc") == 0.30
+    run(client, experiment, "base-seed0 test other mel", 0, 0.20, preset="mel", params=False,
+        tags={EVALUATES_TAG: trained, DATASET_TAG: "/data/other.csv"})
+    runs = {Path(r.dataset).stem: r for r in select_runs("survey", uri).runs}
+    assert set(runs) == {"train", "other"} and {r.model for r in runs.values()} == {"baseline resnet18"}
+    assert runs["train"].value("mel", "joint_acc") == 0.40
+    assert runs["train"].value("origin", "joint_acc") == 0.60
+    # both tests on the other data join one summary of that dataset: never averaged with the training data's
+    assert (runs["other"].value("origin", "joint_acc"), runs["other"].value("mel", "joint_acc")) == (0.30, 0.20)
     assert client.get_run(trained).data.metrics == {"test/origin/joint_acc": 0.60}
-    assert Path(write_report("survey", tmp_path / "report", tracking_uri=uri)).is_file()
+    report = write_report("survey", tmp_path / "report", tracking_uri=uri).read_text()
+    assert "## Headline: train" in report and "## Tested on other" in report
 
 
-def summary(model: str, accuracies: dict[str, float], windows: int, rng) -> RunSummary:
+def keys(windows: int, per_recording: int = 20) -> tuple:
+    return tuple((f"rec{i // per_recording}", 0.25 * (i % per_recording), 0.25) for i in range(windows))
+
+
+def summary(model: str, accuracies: dict[str, float], windows: int, rng, backbone="resnet18", seed="0",
+            dataset="/data/test.csv", order=None) -> RunSummary:
     correct = {preset: (rng.random(windows) < accuracy).astype(int) for preset, accuracy in accuracies.items()}
-    return RunSummary(run_id=model, model=model, backbone="resnet18", head="", fusion="", mask_kind="",
-                      mask_source="", seed="0", correct=correct,
+    order = np.arange(windows) if order is None else order
+    results = {p: WindowResults(tuple(keys(windows)[i] for i in order), c[order], np.zeros(windows, int))
+               for p, c in correct.items()}
+    return RunSummary(run_id=f"{model}-{seed}", model=model, backbone=backbone, head="multiclass", fusion="",
+                      mask_kind="none" if model.startswith("baseline") else "soft", mask_source="predicted",
+                      seed=seed, windows=results, dataset=dataset, trained_on=dataset,
+                      architecture=f"{backbone} None multiclass",
                       metrics={f"test/{p}/joint_acc": float(c.mean()) for p, c in correct.items()})
+
+
+def cells_of(table: str, start: str) -> list[str]:
+    row = next(line for line in table.splitlines() if line.startswith(f"| {start}"))
+    return [cell.strip() for cell in row.strip("|").split("|")]
+
+
+def interval(cell: str) -> tuple[float, float, float]:
+    return tuple(map(float, re.match(r"([-+]?[\d.]+) \[([-+]?[\d.]+), ([-+]?[\d.]+)\]", cell).groups()))
 
 
 def test_headline_gives_the_drop_ratio_to_the_baseline_with_an_interval():
@@ -74,11 +97,57 @@ def test_headline_gives_the_drop_ratio_to_the_baseline_with_an_interval():
     baseline = summary("baseline resnet18", {"origin": 0.9, "mel": 0.3, "pcen": 0.3}, 600, rng)
     halving = summary("MGC xattn soft (predicted, resnet18)", {"origin": 0.9, "mel": 0.6, "pcen": 0.6}, 600, rng)
     table = headline_table([baseline, halving])
-    assert "OOD drop / baseline's (paired)" in table
-    row = next(line for line in table.splitlines() if line.startswith("| MGC"))
-    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    assert "OOD drop / own baseline's (paired)" in table
+    cells = cells_of(table, "MGC")
     drop = lambda r: r.value("origin", "joint_acc") - (r.value("mel", "joint_acc") + r.value("pcen", "joint_acc")) / 2  # noqa: E731
     estimate, low, high = map(float, re.match(r"(\S+) \[(\S+), (\S+)\]", cells[-2]).groups())
     assert estimate == pytest.approx(drop(halving) / drop(baseline), abs=1e-3)
     assert low < 0.5 < high and high - low < 0.3
-    assert next(line for line in table.splitlines() if line.startswith("| baseline")).count("—") == 2
+    assert cells_of(table, "baseline").count("—") == 2
+    assert cells_of(table, "chance")[1] == "1.000 (none)"  # every test window of this table is of class 0
+
+
+def test_each_mask_guided_model_is_paired_with_the_baseline_of_its_own_backbone():
+    """With two baselines, each MGC model's difference is to the baseline of its backbone, never the first one
+    alphabetically (ConvNeXt would otherwise judge a ResNet-50 MGC)."""
+    rng = np.random.default_rng(5)
+    convnext = summary("baseline convnext_tiny", {"origin": 0.95}, 400, rng, backbone="convnext_tiny")
+    resnet = summary("baseline resnet50", {"origin": 0.40}, 400, rng, backbone="resnet50")
+    mgc = summary("MGC xattn soft (predicted, resnet50)", {"origin": 0.80}, 400, rng, backbone="resnet50")
+    orphan = summary("MGC xattn soft (predicted, vit)", {"origin": 0.70}, 400, rng, backbone="vit")
+    table = headline_table([convnext, resnet, mgc, orphan])
+    estimate, low, high = interval(cells_of(table, "MGC xattn soft (predicted, resnet50)")[-1])
+    assert estimate == pytest.approx(mgc.value("origin", "joint_acc") - resnet.value("origin", "joint_acc"))
+    assert low > 0  # about +0.4 against its own baseline; against ConvNeXt it would be about -0.15
+    assert cells_of(table, "MGC xattn soft (predicted, vit)")[-1] == "no baseline of this backbone and head"
+
+
+def test_windows_are_paired_by_key_not_by_position():
+    """The same windows listed in another order (and one run missing a window) still pair window by window."""
+    rng = np.random.default_rng(6)
+    baseline = summary("baseline resnet18", {"origin": 0.5}, 200, rng)
+    shuffled = rng.permutation(200)[:-1]  # another order, and one window dropped (e.g. silent on that front end)
+    mgc = summary("MGC xattn soft (predicted, resnet18)", {"origin": 0.5}, 200, np.random.default_rng(6), order=shuffled)
+    # the same random draws as the baseline: on its own windows MGC is right exactly where the baseline is
+    estimate, low, high = interval(cells_of(headline_table([baseline, mgc]), "MGC")[-1])
+    assert (estimate, low, high) == (0.0, 0.0, 0.0)
+    assert "199 win." in cells_of(headline_table([baseline, mgc]), "MGC")[1]
+
+
+def test_intervals_resample_recordings_and_seeds_spread_is_shown_apart():
+    rng = np.random.default_rng(7)
+    runs = [summary("baseline resnet18", {"origin": accuracy}, 400, rng, seed=str(seed))
+            for seed, accuracy in enumerate((0.6, 0.7, 0.8))]
+    cell = cells_of(headline_table(runs), "baseline")[1]
+    assert "(20 rec., 400 win., n=3)" in cell
+    spread = seeds_table(runs, "origin")
+    values = sorted(r.value("origin", "joint_acc") for r in runs)
+    assert f"{values[0]:.3f}–{values[-1]:.3f}" in cells_of(spread, "baseline")[2]
+    assert seeds_table(runs[:1], "origin") is None
+
+
+def test_a_report_of_ones_own_runs_has_no_out_of_distribution_columns():
+    rng = np.random.default_rng(8)
+    table = headline_table([summary("baseline resnet18", {"origin": 0.8}, 100, rng),
+                            summary("MGC xattn soft (predicted, resnet18)", {"origin": 0.8}, 100, rng)])
+    assert "OOD" not in table and "minus own baseline on origin (paired)" in table

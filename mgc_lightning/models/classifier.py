@@ -7,6 +7,8 @@ features plus the fused vector (residual path), as in the paper.
 
 from __future__ import annotations
 
+import csv
+import io
 
 import lightning as L
 import torch
@@ -156,8 +158,9 @@ class ClassifierModule(L.LightningModule):
         self._evaluation_step(batch, "test")
 
     def _log_test_predictions(self, prefix: str, windows: dict[str, torch.Tensor]) -> None:
-        """Per-window predictions as a CSV artifact (so reports can bootstrap and pair models window by window) and
-        the 95 % bootstrap interval of the joint accuracy as metrics."""
+        """Per-window predictions as a CSV artifact, each window named by its recording, start and duration (so
+        reports pair models window by window and resample whole recordings), and the window-level 95 % bootstrap
+        interval of the joint accuracy as metrics."""
         index, joint, outputs = (windows[name].cpu() for name in ("index", "joint", "outputs"))
         predicted = to_label_vectors(outputs, self.hparams.threshold)
         correct = (predicted == joint_to_vectors(joint)).all(dim=-1)
@@ -167,11 +170,16 @@ class ClassifierModule(L.LightningModule):
         scores = [f"p_{name}" for name in (JOINT_CLASS_NAMES if outputs.shape[-1] == NUM_JOINT_CLASSES
                                            else SOUND_TYPES)]
         probabilities = outputs.softmax(dim=-1) if self.hparams.head == "multiclass" else outputs
-        lines = [",".join(["index", "joint", "predicted", "correct", *scores])]
+        rows = self.trainer.datamodule.datasets["test"].rows
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(["index", "recording", "start_s", "duration_s", "joint", "predicted", "correct", *scores])
         for i, true, guess, right, row in zip(index.tolist(), joint.tolist(), to_joint(predicted).tolist(),
                                              correct.tolist(), probabilities.tolist()):
-            lines.append(",".join([str(i), str(true), str(guess), str(int(right)), *(f"{p:.5f}" for p in row)]))
-        log_text(self.trainer, "\n".join(lines) + "\n", f"predictions/{prefix.replace('/', '_')}.csv")
+            window = rows[i]
+            writer.writerow([i, window.recording, f"{window.start_s:.6f}", f"{window.duration_s:.6f}", true, guess,
+                             int(right), *(f"{p:.5f}" for p in row)])
+        log_text(self.trainer, text.getvalue(), f"predictions/{prefix.replace('/', '_')}.csv")
 
     def _prefix(self, stage: str) -> str:
         """Test metrics carry the preset's name (test/origin/..., test/mel/...) so OOD results stay apart."""
