@@ -191,7 +191,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     from .tracking import where_to_find
 
-    evaluation = evaluate_checkpoint(args.checkpoint, args.preset, args.segmenter, batch_size=args.batch_size)
+    evaluation = evaluate_checkpoint(args.checkpoint, args.preset, args.segmenter, batch_size=args.batch_size,
+                                     manifest=args.manifest)
     width = max(map(len, evaluation.metrics))
     for name, value in sorted(evaluation.metrics.items()):
         print(f"{name:<{width}}  {value:.4f}")
@@ -211,12 +212,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_pipeline(args: argparse.Namespace) -> int:
     from .pipeline import Pipeline, PipelineConfig
-    from .report import collect_runs, headline_table
+    from .report import collect_runs, summary_text
 
-    config = PipelineConfig.from_yaml(args.config)
-    pipeline = Pipeline(config)
+    config = PipelineConfig.from_yaml(args.config, seeds=args.seeds)
+    pipeline = Pipeline(config, mask_curve=args.mask_curve)
     report = pipeline.run()
-    print(headline_table(collect_runs(config.experiment, pipeline.tracking_uri), config.presets[0]))
+    print(summary_text(collect_runs(config.experiment, pipeline.tracking_uri), config.presets[0],
+                       pipeline.reported_headline))
     print(f"Stage wall times ({pipeline.times_path}; the run that did each stage's work):\n{pipeline.times_table()}")
     if pipeline.output_dir:
         print(f"Report: {report}\nEverything but the data is in {pipeline.output_dir}; browse the runs with "
@@ -490,6 +492,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--preset", required=True, help="front end to render the test windows with")
     sub.add_argument("--segmenter", help="segmenter checkpoint that predicts this preset's masks (predicted source)")
     sub.add_argument("--batch-size", type=int)
+    sub.add_argument("--manifest", help="test every window of this manifest instead of the training data's test split "
+                                        "(another site, a confirmation benchmark)")
     sub.set_defaults(run=_cmd_evaluate)
 
     sub = commands.add_parser("export", help="one model file (bundle) for detection: front end, weights, labels, "
@@ -536,6 +540,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = commands.add_parser("pipeline", help="run the whole protocol from a pipeline YAML (make demo, make paper)")
     sub.add_argument("config", help="e.g. experiments/pipeline_demo.yaml")
+    sub.add_argument("--seeds", type=int, nargs="+", help="training seeds instead of the YAML's (finished seeds are "
+                                                          "kept: `--seeds 0 1 2` after a one-seed run adds two)")
+    sub.add_argument("--mask-curve", action="store_true", help="also train the YAML's mask_curve_model on exact masks "
+                                                               "degraded to each IoU of its mask_curve")
     sub.set_defaults(run=_cmd_pipeline)
 
     for name in LIGHTNING_COMMANDS:

@@ -1,8 +1,9 @@
-"""Out-of-distribution evaluation: a classifier trained on one front end, tested on windows rendered by another.
+"""Out-of-distribution evaluation: a classifier trained on one front end, tested on windows rendered by another, or on
+another dataset (every window of it: a confirmation benchmark, a new site).
 
-The data module is rebuilt from the checkpoint (same manifest, split, mask source and kind), only the preset
-changes; masks for that preset are made the same way as in training (the same segmenter predicts them when the
-source is `predicted`). Results go into an evaluation run of their own, linked to the training run (see
+The data module is rebuilt from the checkpoint (same manifest, split, mask source and kind), only the preset (and
+the manifest, when given) changes; masks for that preset are made the same way as in training (the same segmenter
+predicts them when the source is `predicted`). Results go into an evaluation run of their own, linked to the training run (see
 tracking.evaluation_run_settings), as test/<preset>/...: the training run stays exactly as it finished.
 """
 
@@ -30,9 +31,10 @@ class Evaluation:
 
 def evaluate_checkpoint(
     checkpoint: str | Path, preset: str, segmenter: str | Path | None = None, accelerator: str = "auto",
-    batch_size: int | None = None,
+    batch_size: int | None = None, manifest: str | Path | None = None,
 ) -> Evaluation:
-    """Test a classifier checkpoint on `preset` in a new evaluation run; returns the test metrics and that run."""
+    """Test a classifier checkpoint on `preset` in a new evaluation run; returns the test metrics and that run. With
+    `manifest`, every window of that manifest is tested (none of it was split off for training)."""
     checkpoint = Path(checkpoint)
     model = load_module(ClassifierModule, checkpoint, "classifier checkpoint")  # refuses a bad file before any work
     contents = load_checkpoint(checkpoint, "classifier checkpoint")
@@ -43,6 +45,8 @@ def evaluate_checkpoint(
     settings = {**{k: v for k, v in dict(stored).items() if not k.startswith("_")}, "preset": preset}
     if batch_size:
         settings["batch_size"] = batch_size
+    if manifest is not None:
+        settings.update(manifest=str(manifest), split_fractions=(0.0, 0.0, 1.0))
     data = ClassificationDataModule(**settings)
     if data.mask_source == PREDICTED:
         if segmenter is None:
@@ -51,7 +55,7 @@ def evaluate_checkpoint(
         predict_masks(segmenter, data.split_rows()["test"], get_preset(preset), data.cache_root,
                       device="cuda" if torch.cuda.is_available() else "cpu")
     training_run = contents.get(RUN_ID_KEY)
-    logger = MLflowLogger(**evaluation_run_settings(training_run, None, preset)) if training_run else False
+    logger = MLflowLogger(**evaluation_run_settings(training_run, manifest, preset)) if training_run else False
     trainer = L.Trainer(logger=logger, accelerator=accelerator, devices=1, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
     if logger:

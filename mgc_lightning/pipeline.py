@@ -1,7 +1,14 @@
-"""The paper's protocol end to end, as resumable stages: synthesise -> spectrograms for every preset (the test split
-only on the out-of-distribution ones) -> high-quality masks -> segmenter -> predicted masks -> baselines and MGC models (per seed) -> OOD evaluation ->
-report. Each stage records what it made under <data_dir>/pipeline/, so a rerun skips what is finished. One split
-(the YAML's `split`) reaches every stage, so the segmenter's training windows stay on the classifier's train side.
+"""The paper's protocol end to end, as resumable stages: synthesise -> spectrograms for every preset -> high-quality
+masks -> segmenter -> predicted masks -> baselines and MGC models (per seed) -> tests on every front end -> report.
+Each stage records what it made under <data_dir>/pipeline/, so a rerun skips what is finished. One split (the YAML's
+`split`) reaches every stage, so the segmenter's training windows stay on the classifier's train side.
+
+With a `confirmation` benchmark (a second one, built like the first with another seed and other deployment and site
+names), every model is tested on all of its windows on every front end, and the report's headline is measured there:
+the main benchmark's test split, on which earlier choices were made, stays a development test (training front end
+only). No setting may be chosen on the confirmation benchmark. `mask_curve` trains one classifier recipe on exact
+masks degraded to each IoU (mask_degrade.py), for the report's mask-quality curve. The front-end looks of every fit
+are refused when they could reproduce a front end the pipeline tests (augment.FrontEndAugment.settings_near).
 
 With `output_dir` set, everything a run writes except the data (MLflow store and artifacts, checkpoints, stage
 records, the report, stage_times.json) lies in that one folder, which can be copied off a borrowed GPU machine.
@@ -17,23 +24,29 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
+from .augment import FrontEndAugment
 from .cache import compute_spectrograms, mask_store, spectrogram_store, write_bytes_atomic
 from .manifest import SPLITS, SplitConfig, WindowRow, load_manifest, split_rows, write_manifest
-from .mask_sources import select_high_quality
+from .mask_degrade import degraded_source, write_degraded_masks
+from .mask_sources import IDEAL, evaluate_masks, select_high_quality
 from .masks import soft_mask
+from .report import Headline, write_report
 from .spectrogram import get_preset
 from .synth.build import BENCHMARK_PRESETS, build_benchmark, sized, write_ideal_masks
 from .tracking import TRACKING_URI_ENV, default_tracking_uri
 
 # A classifier argument that would give one model its own split instead of the pipeline's.
 _SPLIT_OVERRIDE = re.compile(r"--data\.(init_args\.)?split_(by|fractions|seed)\b")
+# The data modules' front-end looks (shares of training items, see augment.FrontEndAugment).
+LOOKS = ("warp_probability", "stretch_probability", "power_probability", "gain_control_probability")
+PREDICTED = "predicted"
 
 
 @dataclass(frozen=True)
@@ -43,6 +56,17 @@ class ClassifierSpec:
     name: str
     configs: tuple[str, ...]
     args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ConfirmationConfig:
+    """A second benchmark of the same generator settings, with its own seed and deployment and site names (all
+    prefixed with `name_prefix`), on which every model is tested once."""
+
+    data_dir: str
+    seed: int
+    windows: int
+    name_prefix: str = "C"
 
 
 @dataclass(frozen=True)
@@ -67,9 +91,13 @@ class PipelineConfig:
     experiment: str = "demo"
     report_dir: str = "report"  # inside output_dir when that is set
     output_dir: str | None = None  # one folder for everything but the data (see the module's docstring)
+    confirmation: ConfirmationConfig | None = None
+    mask_curve: tuple[float, ...] = ()  # IoUs of the degraded exact masks (run with `mgc pipeline --mask-curve`)
+    mask_curve_model: str | None = None  # the classifier whose recipe the curve trains on them
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "PipelineConfig":
+    def from_yaml(cls, path: str | Path, seeds: Sequence[int] | None = None) -> "PipelineConfig":
+        """The YAML's settings, checked; `seeds` replaces its seeds (a command line's choice)."""
         from .training import read_config_files  # one line naming the file for a missing or malformed YAML
 
         raw = dict(read_config_files(["--config", str(path)])[str(path)])
@@ -82,13 +110,20 @@ class PipelineConfig:
                           for s in raw.pop("classifiers"))
         except (KeyError, TypeError) as error:
             raise ValueError(f"{path}: each classifier needs a name and a list of configs ({error})") from error
-        for key in ("presets", "segmenter_args", "classifier_args", "seeds"):
+        if seeds:
+            raw["seeds"] = list(seeds)
+        for key in ("presets", "segmenter_args", "classifier_args", "seeds", "mask_curve"):
             if key in raw:
                 if not isinstance(raw[key], list):
                     raise ValueError(f"{path}: {key} must be a list, got {raw[key]!r}")
                 raw[key] = tuple(str(a) if key.endswith("args") else a for a in raw[key])
         if "split" in raw:
             raw["split"] = _split_from_yaml(path, raw["split"])
+        if raw.get("confirmation") is not None:
+            try:
+                raw["confirmation"] = ConfirmationConfig(**dict(raw["confirmation"]))
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"{path}: confirmation needs data_dir, seed and windows ({error})") from error
         config = cls(classifiers=specs, **raw)
         classifier_args = (*config.classifier_args, *(a for spec in specs for a in spec.args))
         overrides = [a for a in classifier_args if _SPLIT_OVERRIDE.match(a)]
@@ -103,6 +138,13 @@ class PipelineConfig:
             raise ValueError(f"{path}: needs at least one classifier and one seed")
         if config.workers is not None and config.workers < 1:
             raise ValueError(f"{path}: workers must be a positive number or null (one per CPU core)")
+        if config.mask_curve and config.mask_curve_model not in {spec.name for spec in specs}:
+            raise ValueError(f"{path}: mask_curve_model must name one of the classifiers, got "
+                             f"{config.mask_curve_model!r}")
+        if not all(0 < iou < 1 for iou in config.mask_curve):
+            raise ValueError(f"{path}: every mask_curve IoU must lie between 0 and 1, got {list(config.mask_curve)}")
+        if config.confirmation is not None and Path(config.confirmation.data_dir) == Path(config.data_dir):
+            raise ValueError(f"{path}: the confirmation benchmark needs a data_dir of its own")
         return config
 
     @property
@@ -127,6 +169,8 @@ STAGE_TIMES = "stage_times.json"
 class Pipeline:
     config: PipelineConfig
     say: Callable[[str], None] = print
+    mask_curve: bool = False  # also train the mask-quality curve's models
+    reported_headline: Headline | None = field(init=False, default=None)  # what run() measured the headline on
     state_dir: Path = field(init=False)
     output_dir: Path | None = field(init=False)
     device: str = field(init=False)
@@ -200,24 +244,47 @@ class Pipeline:
     # ---- stages -------------------------------------------------------------------------------------------------
     def data(self) -> Path:
         c = self.config
-        with self._timed("synth") as synth:
-            synth["skipped"] = (Path(c.data_dir) / "manifest.csv").is_file()
-            benchmark = sized(BENCHMARK_PRESETS[c.benchmark_preset], c.windows, c.windows_per_recording)
-            manifest = build_benchmark(c.data_dir, benchmark, seed=c.benchmark_seed, workers=c.processes)
+        manifest = self._benchmark("synth", c.data_dir, c.windows, c.benchmark_seed)
         rows = load_manifest(manifest)
         for preset, windows in self._windows_per_preset(rows).items():
-            with self._timed(f"spectrograms-{preset}") as stage:
-                stage["skipped"] = not compute_spectrograms(windows, get_preset(preset), c.cache_root,
-                                                            device=self.device, batch_size=64,
-                                                            num_workers=c.processes)
-            with self._timed(f"ideal-masks-{preset}") as stage:
-                stage["skipped"] = not write_ideal_masks(windows, get_preset(preset), c.cache_root,
-                                                         device=self.device, num_workers=c.processes)
+            self._front_end_and_ideal_masks(preset, windows, "")
         self.high_quality_set(rows)
         return manifest
 
+    def confirmation_data(self) -> Path | None:
+        """The confirmation benchmark on every front end, with its exact masks (the perfect segmenter's row and the
+        mask-quality curve read them); None without one."""
+        c = self.config.confirmation
+        if c is None:
+            return None
+        manifest = self._benchmark("synth-confirmation", c.data_dir, c.windows, c.seed, c.name_prefix)
+        rows = load_manifest(manifest)
+        for preset in self.config.presets:
+            self._front_end_and_ideal_masks(preset, rows, "-confirmation")
+        return manifest
+
+    def _benchmark(self, stage: str, data_dir: str, windows: int | None, seed: int, name_prefix: str = "") -> Path:
+        c = self.config
+        with self._timed(stage) as synth:
+            synth["skipped"] = (Path(data_dir) / "manifest.csv").is_file()
+            benchmark = sized(BENCHMARK_PRESETS[c.benchmark_preset], windows, c.windows_per_recording)
+            return build_benchmark(data_dir, replace(benchmark, name_prefix=name_prefix), seed=seed,
+                                   workers=c.processes)
+
+    def _front_end_and_ideal_masks(self, preset: str, windows: Sequence[WindowRow], suffix: str) -> None:
+        c = self.config
+        with self._timed(f"spectrograms-{preset}{suffix}") as stage:
+            stage["skipped"] = not compute_spectrograms(windows, get_preset(preset), c.cache_root, device=self.device,
+                                                        batch_size=64, num_workers=c.processes)
+        with self._timed(f"ideal-masks-{preset}{suffix}") as stage:
+            stage["skipped"] = not write_ideal_masks(windows, get_preset(preset), c.cache_root, device=self.device,
+                                                     num_workers=c.processes)
+
     def _windows_per_preset(self, rows: Sequence[WindowRow]) -> dict[str, Sequence[WindowRow]]:
-        """Every window on the training front end; only the test split on the others, which models are tested on."""
+        """Every window on the training front end; only the test split on the others, which models are tested on
+        unless a confirmation benchmark takes those tests."""
+        if self.config.confirmation is not None:
+            return {self.config.presets[0]: rows}
         test = [rows[i] for i in split_rows(rows, self.config.split)["test"]]
         return {preset: rows if index == 0 else test for index, preset in enumerate(self.config.presets)}
 
@@ -275,54 +342,160 @@ class Pipeline:
             "--data.init_args.split_by", "recording", "--data.init_args.split_seed", str(c.split.seed),
             "--trainer.logger.init_args.experiment_name", f"{c.experiment}-segmentation", *c.segmenter_args]))
 
-    def predicted_masks(self, manifest: Path, segmenter: dict) -> None:
+    def predicted_masks(self, manifest: Path, confirmation: Path | None, segmenter: dict) -> None:
         from .models.segmenter import predict_masks
 
-        for preset, windows in self._windows_per_preset(load_manifest(manifest)).items():
-            with self._timed(f"predicted-masks-{preset}") as stage:
-                # a retrained segmenter replaces the masks of the one before it
-                stage["skipped"] = not predict_masks(segmenter["best"], windows, get_preset(preset),
-                                                     self.config.cache_root, device=self.device, replace=True)
+        windows = {preset: [(rows, "")] for preset, rows in self._windows_per_preset(load_manifest(manifest)).items()}
+        if confirmation is not None:
+            for preset in self.config.presets:
+                windows.setdefault(preset, []).append((load_manifest(confirmation), "-confirmation"))
+        for preset, sets in windows.items():
+            for rows, suffix in sets:
+                with self._timed(f"predicted-masks-{preset}{suffix}") as stage:
+                    # a retrained segmenter replaces the masks of the one before it
+                    stage["skipped"] = not predict_masks(segmenter["best"], rows, get_preset(preset),
+                                                         self.config.cache_root, device=self.device, replace=True)
+
+    def specs(self) -> list[ClassifierSpec]:
+        """The YAML's classifiers, and with the mask curve, its model once per degraded IoU."""
+        c = self.config
+        specs = list(c.classifiers)
+        if self.mask_curve:
+            model = next(spec for spec in c.classifiers if spec.name == c.mask_curve_model)
+            specs += [replace(model, name=f"{model.name}-iou{iou:.2f}",
+                              args=(*model.args, "--data.init_args.mask_source", degraded_source(iou)))
+                      for iou in c.mask_curve]
+        return specs
+
+    def degraded_masks(self, manifest: Path, confirmation: Path | None) -> dict[str, float]:
+        """Exact masks degraded to each IoU of the curve: every window of the training front end (the classifier
+        trains on them), every confirmation window on every front end; returns each source's achieved IoU on the
+        confirmation (else main) windows of the training front end."""
+        c = self.config
+        if not self.mask_curve:
+            return {}
+        sets = [(load_manifest(manifest), c.presets[0], "")]
+        if confirmation is not None:
+            sets += [(load_manifest(confirmation), preset, "-confirmation") for preset in c.presets]
+        achieved = {}
+        for iou in c.mask_curve:
+            for rows, preset, suffix in sets:
+                key = f"degraded-masks-{iou:.2f}-{preset}{suffix}"
+                with self._timed(key) as stage:
+                    if (done := self._done(key)) is None:
+                        done = self._record(key, {"iou": write_degraded_masks(
+                            rows, get_preset(preset), c.cache_root, iou, progress=False)})
+                    else:
+                        stage["skipped"] = True
+                if preset == c.presets[0] and (suffix or confirmation is None):
+                    achieved[degraded_source(iou)] = done["iou"]
+        return achieved
+
+    def check_looks(self, args: list[str], what: str) -> None:
+        """Refuses a fit whose front-end looks could reproduce a front end this pipeline tests: that test would no
+        longer be out of distribution."""
+        from .training import configured_value
+
+        looks = {name: float(configured_value(args, f"data.init_args.{name}", 0.0) or 0.0) for name in LOOKS}
+        augment = FrontEndAugment(get_preset(self.config.presets[0]), **looks)
+        for preset in self.config.presets[1:]:
+            near = augment.settings_near(get_preset(preset))
+            if near:
+                raise ValueError(f"{what}: its front-end looks ({', '.join(near)}; settings {looks}) could reproduce "
+                                 f"the tested front end {preset!r}, which would then be no out-of-distribution test; "
+                                 "turn those looks off or narrow their ranges")
 
     def classifiers(self, manifest: Path) -> dict[str, dict]:
         c = self.config
         trained = {}
         for seed in c.seeds:
-            for spec in c.classifiers:
+            for spec in self.specs():
                 key = f"classifier-{spec.name}-seed{seed}"
                 with self._timed(key) as stage:
                     if (done := self._done(key)) is None:
                         self.say(f"training {spec.name} (seed {seed})")
                         configs = [a for path in (c.classifier_base, *spec.configs) for a in ("--config", path)]
-                        done = self._record(key, self._fit([
-                            *configs, "--data.init_args.manifest", str(manifest), "--data.init_args.cache_root",
-                            c.cache_root, "--data.init_args.preset", c.presets[0], *self._split_args(),
-                            "--seed_everything", str(seed),
-                            "--trainer.logger.init_args.experiment_name", c.experiment,
-                            "--trainer.logger.init_args.run_name", f"{spec.name}-seed{seed}",
-                            *c.classifier_args, *spec.args]))
+                        args = [*configs, "--data.init_args.manifest", str(manifest), "--data.init_args.cache_root",
+                                c.cache_root, "--data.init_args.preset", c.presets[0], *self._split_args(),
+                                "--seed_everything", str(seed),
+                                "--trainer.logger.init_args.experiment_name", c.experiment,
+                                "--trainer.logger.init_args.run_name", f"{spec.name}-seed{seed}",
+                                *c.classifier_args, *spec.args]
+                        self.check_looks(args, f"classifier {spec.name}")
+                        done = self._record(key, self._fit(args))
                     else:
                         stage["skipped"] = True
                 trained[key] = done
         return trained
 
-    def ood(self, trained: dict[str, dict], segmenter: dict) -> None:
+    def tests(self, trained: dict[str, dict], segmenter: dict, confirmation: Path | None) -> None:
+        """Every model on every front end of the confirmation benchmark when there is one, else on the OOD front
+        ends of the main benchmark's test split (the training front end's test comes with each fit)."""
         from mlflow.tracking import MlflowClient
 
         from .evaluation import evaluate_checkpoint
-        from .tracking import finished_evaluations
+        from .tracking import DATASET_TAG, finished_evaluations
 
         client = MlflowClient(default_tracking_uri())
-        with self._timed("ood-evaluation") as stage:
+        presets = self.config.presets if confirmation is not None else self.config.presets[1:]
+        dataset = str(confirmation.resolve()) if confirmation is not None else None
+        stage_name = "confirmation-tests" if confirmation is not None else "ood-evaluation"
+        with self._timed(stage_name) as stage:
             stage["skipped"] = True
             for key, done in trained.items():
-                evaluated = {name for run in finished_evaluations(client, done["run_id"]) for name in run.data.metrics}
-                for preset in self.config.presets[1:]:
+                evaluated = {name for run in finished_evaluations(client, done["run_id"])
+                             if dataset is None or run.data.tags.get(DATASET_TAG) == dataset
+                             for name in run.data.metrics}
+                for preset in presets:
                     if f"test/{preset}/joint_acc" in evaluated:
                         continue
-                    self.say(f"evaluating {key} on {preset}")
-                    evaluate_checkpoint(done["best"], preset, segmenter=segmenter["best"])
+                    self.say(f"testing {key} on {preset}" + (" (confirmation benchmark)" if confirmation else ""))
+                    evaluate_checkpoint(done["best"], preset, segmenter=segmenter["best"], manifest=confirmation)
                     stage["skipped"] = False
+
+    def energy_detector(self, manifest: Path, confirmation: Path | None) -> dict[str, dict[str, str]]:
+        """The floor beside chance: a band-energy detector fitted on the train split, on the confirmation windows of
+        the training front end, with the same recording-level interval as the models."""
+        from .energy_detector import detect, fit_detector, labels_of, window_features
+        from .intervals import bootstrap_interval
+
+        if confirmation is None:
+            return {}
+        config = get_preset(self.config.presets[0])
+        with self._timed("energy-detector") as stage:
+            if (done := self._done("energy-detector")) is None:
+                rows = load_manifest(manifest)
+                train = [rows[i] for i in split_rows(rows, self.config.split)["train"]]
+                detector = fit_detector(window_features(train, config), labels_of(train))
+                tested = load_manifest(confirmation)
+                correct = (detect(window_features(tested, config), detector) == labels_of(tested)).all(axis=1)
+                done = self._record("energy-detector", {"correct": correct.astype(int).tolist(),
+                                                        "recordings": [row.recording for row in tested]})
+            else:
+                stage["skipped"] = True
+        interval = bootstrap_interval(done["correct"], groups=done["recordings"])
+        return {"band-energy detector (thresholds fitted on the train split)":
+                {config.name: f"{interval} ({interval.groups} rec., {interval.windows} win.)"}}
+
+    def headline(self, floors: dict[str, dict[str, str]] | None = None) -> Headline | None:
+        c = self.config.confirmation
+        if c is None:
+            return None
+        return Headline(str(Path(c.data_dir) / "manifest.csv"),
+                        f"The confirmation benchmark (`{c.data_dir}`): a second benchmark of the same generator "
+                        f"settings with seed {c.seed} and deployments and sites of its own, every window tested, "
+                        "no choice ever made on it. The main benchmark's test split, on which earlier choices were "
+                        "made, is a development test below.", floors or {})
+
+    def mask_quality(self, confirmation: Path | None, degraded: dict[str, float]) -> dict[str, float]:
+        """IoU of every mask source the classifiers read, against the exact masks, on the headline windows of the
+        training front end: the x axis of the mask-quality curve."""
+        if confirmation is None:
+            return {}
+        rows = load_manifest(confirmation)
+        config = get_preset(self.config.presets[0])
+        return {IDEAL: 1.0, PREDICTED: evaluate_masks(rows, config, self.config.cache_root, PREDICTED)["iou"],
+                **degraded}
 
     def panel(self, manifest: Path) -> tuple:
         """Three test windows with calls: spectrogram, high-quality (ideal) mask, predicted mask, soft version."""
@@ -341,15 +514,19 @@ class Pipeline:
         return columns, titles
 
     def run(self) -> Path:
-        from .report import write_report
-
         with self._tracking():
             manifest = self.data()
+            confirmation = self.confirmation_data()
+            self.check_looks(["--config", self.config.segmenter_config, *self.config.segmenter_args], "the segmenter")
             segmenter = self.segmenter()
-            self.predicted_masks(manifest, segmenter)
+            self.predicted_masks(manifest, confirmation, segmenter)
+            degraded = self.degraded_masks(manifest, confirmation)
             trained = self.classifiers(manifest)
-            self.ood(trained, segmenter)
+            self.tests(trained, segmenter, confirmation)
+            self.reported_headline = self.headline(self.energy_detector(manifest, confirmation))
             with self._timed("report"):
                 return write_report(self.config.experiment, self.report_dir, self.config.presets[0],
                                     panel=self.panel(manifest),
-                                    segmenter_windows=self._done("split")["segmenter_windows"])
+                                    segmenter_windows=self._done("split")["segmenter_windows"],
+                                    headline=self.reported_headline,
+                                    mask_quality=self.mask_quality(confirmation, degraded))

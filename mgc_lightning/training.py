@@ -303,6 +303,16 @@ def _option_value(args: list[str], key: str) -> object:
     return value
 
 
+def configured_value(args: list[str], key: str, default: object = None) -> object:
+    """The value a Lightning command line gives a dotted key (`data.init_args.preset`): its last option, else the
+    last config file that sets it, else `default`."""
+    value = _option_value(args, key)
+    if value is not _ABSENT:
+        return value
+    found = [v for v in (_value_at(config, key) for config in read_config_files(args).values()) if v is not _ABSENT]
+    return found[-1] if found else default
+
+
 def argument_error_line(message: str, args: list[str], configs: dict[str, object]) -> str:
     """jsonargparse's (multi-line, nested) parse error as one line that names the key, the problem and the config
     file, or the command-line option, that set the key."""

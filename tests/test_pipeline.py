@@ -1,5 +1,6 @@
-"""The whole protocol on a tiny benchmark: every stage, OOD evaluation in runs linked to the training runs, the
-report, and a rerun that skips everything finished."""
+"""The whole protocol on a tiny benchmark with a confirmation benchmark: every stage, tests on every front end of
+the confirmation benchmark in runs linked to the training runs, the report with its headline there, and a rerun that
+skips everything finished."""
 
 import re
 import sys
@@ -11,6 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from mgc_lightning.cli import main
 from mgc_lightning.evaluation import evaluate_checkpoint
+from mgc_lightning.manifest import load_manifest
 from mgc_lightning.pipeline import Pipeline, PipelineConfig
 from mgc_lightning.report import collect_runs
 from mgc_lightning.tracking import EVALUATES_TAG
@@ -31,6 +33,7 @@ def finished(tmp_path_factory):
         "classifiers": [{"name": "base", "configs": [str(EXPERIMENTS / "baseline_resnet18.yaml")]},
                         {"name": "xattn", "configs": [str(EXPERIMENTS / "mgc_xattn_soft.yaml")]}],
         "experiment": "tiny", "report_dir": str(root / "report"),
+        "confirmation": {"data_dir": str(root / "confirm"), "seed": 1, "windows": 48},
     }
     (root / "pipeline.yaml").write_text(yaml.safe_dump(settings))
     with pytest.MonkeyPatch.context() as patch:
@@ -42,12 +45,22 @@ def finished(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_every_model_is_tested_on_origin_and_out_of_distribution(finished):
+def test_every_model_is_tested_on_the_development_test_and_on_every_front_end_of_the_confirmation_benchmark(finished):
     runs = collect_runs("tiny", f"sqlite:///{finished / 'mlflow.db'}")
-    assert sorted(r.model for r in runs) == ["MGC xattn soft (predicted, resnet18)", "baseline resnet18"]
-    for run in runs:
-        assert run.presets == ["mel", "origin"]
-        assert 0 <= run.value("mel", "joint_acc") <= 1 and run.value("origin", "hamming") is not None
+    models = ["MGC xattn soft (predicted, resnet18)", "baseline resnet18"]
+    confirmation = str((finished / "confirm" / "manifest.csv").resolve())
+    development = [r for r in runs if r.dataset != confirmation]
+    confirmed = [r for r in runs if r.dataset == confirmation]
+    assert sorted(r.model for r in development) == sorted(r.model for r in confirmed) == models
+    assert all(r.presets == ["origin"] for r in development)  # the development test: training front end only
+    recordings = {row.recording for row in load_manifest(finished / "confirm" / "manifest.csv")}
+    assert len(recordings) == 2 and all(name.startswith("C0") for name in recordings)
+    for run in confirmed:
+        assert run.presets == ["mel", "origin"] and run.value("origin", "hamming") is not None
+        for preset in ("mel", "origin"):  # every window of the confirmation benchmark, named by its recording
+            assert {key[0] for key in run.windows[preset].keys} == recordings
+            assert len(run.windows[preset].keys) == 48
+            assert run.value(preset, "joint_acc") == pytest.approx(run.windows[preset].correct.mean())
     client = MlflowClient(f"sqlite:///{finished / 'mlflow.db'}")
     segmentation = client.get_experiment_by_name("tiny-segmentation")
     assert len(client.search_runs([segmentation.experiment_id])) == 1
@@ -60,11 +73,15 @@ def test_report_has_the_tables_and_figures(finished):
         assert title in report, title
     assert "| baseline resnet18 |" in report and "| origin | mel |" in report
     assert "Segmenter training windows per classifier split: train 16, val 0, test 0" in report
-    # every joint accuracy of the headline carries its interval over the test windows, and MGC its paired difference
-    headline = report.split("## Table 1")[0]
+    # the headline is the confirmation benchmark's; every joint accuracy carries its interval over recordings, and
+    # MGC its paired difference to its own baseline; the development test follows
+    headline, development = report.split("## Tables on")[0].split("## Development test: bench")
+    assert "## Headline: confirm" in headline and "confirmation benchmark" in headline
     assert re.search(r"\| MGC xattn soft \(predicted, resnet18\) \| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] "
-                     r"\(\d+ windows, n=1\)", headline)
+                     r"\(2 rec\., 48 win\., n=1\)", headline)
     assert re.search(r"\| -?\d\.\d{3} \[-?\d\.\d{3}, -?\d\.\d{3}\] \|$", headline, re.MULTILINE)
+    assert "| chance: always the majority class |" in headline and "OOD drop / own baseline's" in headline
+    assert "origin (training front end)" in development and "(OOD)" not in development
     figures = {p.name for p in (finished / "report" / "figures").iterdir()}
     assert {"ood_joint_accuracy.png", "masks_panel.png"} <= figures
     assert sum(name.startswith("confusion_") for name in figures) == 2
@@ -87,7 +104,7 @@ def test_rerun_skips_finished_stages_and_evaluate_logs_into_the_training_run(fin
     experiment = client.get_experiment_by_name("tiny")
     everything = [r for r in client.search_runs([experiment.experiment_id]) if r.info.run_name != "report"]
     training = [r for r in everything if EVALUATES_TAG not in r.data.tags]
-    assert len(training) == 2 and len(everything) == 4  # and one `mel` evaluation run of each
+    assert len(training) == 2 and len(everything) == 6  # and an origin and a mel test of each on the confirmation
     record = yaml.safe_load((finished / "bench" / "pipeline" / "classifier-base-seed0.json").read_text())
     before = client.get_run(record["run_id"])
     evaluation = evaluate_checkpoint(record["best"], "pcen")  # a third preset, straight from the checkpoint
@@ -96,7 +113,7 @@ def test_rerun_skips_finished_stages_and_evaluate_logs_into_the_training_run(fin
     assert client.get_run(evaluation.run_id).data.tags[EVALUATES_TAG] == record["run_id"]
     assert client.get_run(record["run_id"]).data.metrics == before.data.metrics  # the training run is untouched
     assert "pcen" in next(r for r in collect_runs("tiny", f"sqlite:///{finished / 'mlflow.db'}")
-                          if r.run_id == record["run_id"]).presets
+                          if r.run_id == record["run_id"] and r.dataset == r.trained_on).presets
     with pytest.raises(ValueError, match="pass the segmenter checkpoint"):
         xattn = yaml.safe_load((finished / "bench" / "pipeline" / "classifier-xattn-seed0.json").read_text())
         evaluate_checkpoint(xattn["best"], "pcen")
@@ -114,3 +131,21 @@ def test_pipeline_config_is_validated(tmp_path):
                                     "classifiers": [{"name": "a", "configs": []}]}))
     with pytest.raises(ValueError, match="unknown front-end preset 'cqt'"):
         PipelineConfig.from_yaml(path)
+
+
+def test_pipeline_refuses_looks_that_could_reproduce_a_tested_front_end(tmp_path):
+    """A power-like curve up to PCEN's exponent could render a `pcen`-like image in training: `pcen` would then be
+    no out-of-distribution test, so the pipeline refuses the fit before it starts, naming the look and the preset."""
+    path = tmp_path / "looks.yaml"
+    path.write_text(yaml.safe_dump({
+        "name": "x", "data_dir": str(tmp_path / "d"), "presets": ["origin", "mel", "pcen"],
+        "classifier_base": str(EXPERIMENTS / "classifier_base.yaml"),
+        "classifiers": [{"name": "a", "configs": [str(EXPERIMENTS / "baseline_resnet18.yaml")],
+                         "args": ["--data.init_args.power_probability", 0.5]}]}))
+    pipeline = Pipeline(PipelineConfig.from_yaml(path))
+    spec = pipeline.config.classifiers[0]
+    args = ["--config", pipeline.config.classifier_base, "--config", spec.configs[0], *spec.args]
+    with pytest.raises(ValueError, match=r"classifier a: its front-end looks \(intensity curve;.*'pcen'"):
+        pipeline.check_looks(args, "classifier a")
+    pipeline.check_looks(args[:4], "classifier a")  # the YAMLs' own settings (no looks) pass
+    pipeline.check_looks(["--config", str(EXPERIMENTS / "seg_unet.yaml")], "the segmenter")  # its looks keep clear

@@ -43,6 +43,8 @@ class BenchmarkConfig:
     n_deployments: int = 6
     # the joint class of the calls drawn in each window, balanced by default; labels keep only detectable calls
     class_weights: tuple[float, ...] = (1.0,) * NUM_JOINT_CLASSES
+    # prefixes deployment and site names ("C": deployments C01.., sites C-tadoussac..); empty: D01.., tadoussac..
+    name_prefix: str = ""
 
     def __post_init__(self) -> None:
         if self.n_windows <= 0 or self.windows_per_recording <= 0 or self.window_s <= 0:
@@ -63,7 +65,7 @@ BENCHMARK_PRESETS = {
 
 
 def plan_recordings(config: BenchmarkConfig, seed: int) -> list[RecordingPlan]:
-    deployments = make_deployments(config.n_deployments)
+    deployments = make_deployments(config.n_deployments, config.name_prefix)
     plans, remaining, index = [], config.n_windows, 0
     while remaining > 0:
         count = min(config.windows_per_recording, remaining)
@@ -108,6 +110,8 @@ def build_benchmark(
     plans = plan_recordings(config, seed)
     settings = out_dir / "benchmark.json"
     wanted = {"config": {**config.__dict__, "class_weights": list(config.class_weights)}, "seed": seed}
+    if not config.name_prefix:  # benchmarks built before names could be prefixed keep their settings file
+        del wanted["config"]["name_prefix"]
     if settings.exists() and json.loads(settings.read_text()) != wanted:
         raise ValueError(f"{out_dir} holds a benchmark built with other settings ({settings}); use another folder")
     write_bytes_atomic(settings, json.dumps(wanted, indent=2).encode())

@@ -77,15 +77,17 @@ SENSORS = {
 }
 
 
-def make_deployments(count: int) -> list[Deployment]:
-    """A deterministic spread of deployments over sites, seasons and sensors."""
+def make_deployments(count: int, name_prefix: str = "") -> list[Deployment]:
+    """A deterministic spread of deployments over sites, seasons and sensors. A name prefix gives deployments and
+    sites names of their own (a second benchmark's recordings then never share a name with the first's)."""
     sites, seasons, sensors = list(SITES), list(SEASONS), list(SENSORS)
     deployments = []
     for i in range(count):
         site, season, sensor = sites[i % 3], seasons[(i + i // 3) % 3], sensors[(i // 2) % 2]
         s, w, r = SITES[site], SEASONS[season], SENSORS[sensor]
         deployments.append(Deployment(
-            name=f"D{i + 1:02d}", site=site, season=season, sensor=sensor, sea_state=w["sea_state"],
+            name=f"{name_prefix or 'D'}{i + 1:02d}", site=f"{name_prefix}-{site}" if name_prefix else site,
+            season=season, sensor=sensor, sea_state=w["sea_state"],
             vessels_per_minute=s["vessels_per_minute"] * w["traffic"], shrimp_rate_hz=s["shrimp_rate_hz"],
             shrimp_level_db=w["shrimp_db"], echosounder_probability=s["echosounder_probability"],
             highpass_hz=r["highpass_hz"], rolloff_hz=r["rolloff_hz"], self_noise_db=r["self_noise_db"],
