@@ -1,12 +1,14 @@
 """Ideal masks degraded with a segmenter's errors: each kind of error, determinism, calibration to a target IoU, the
-dataset job."""
+dataset job and `mgc masks degrade`."""
 
 import json
+import re
 
 import numpy as np
 import pytest
 
 from mgc_lightning.cache import mask_store
+from mgc_lightning.cli import main
 from mgc_lightning.mask_degrade import (
     RECORD, add_false_blobs, calibrate_severity, degrade_mask, degraded_source, degraded_target,
     drop_faint_components, jitter_boundaries, resize_components, write_degraded_masks,
@@ -132,3 +134,13 @@ def test_source_names_hold_the_target():
     assert degraded_target(degraded_source(0.55)) == 0.55
     assert degraded_target("ideal") is None and degraded_target("degraded-iou0.70x") is None
 
+
+def test_masks_degrade_writes_masks_that_masks_evaluate_scores_near_the_target(small_benchmark, capsys):
+    rows, cache = small_benchmark
+    manifest = cache.parent / "bench" / "manifest.csv"
+    assert main(["masks", "degrade", str(manifest), "--iou", "0.7", "--cache-root", str(cache), "--quiet"]) == 0
+    degraded = float(re.search(r"pooled IoU (\d\.\d+)", capsys.readouterr().out).group(1))
+    assert main(["masks", "evaluate", str(manifest), "--source", "degraded-iou0.70", "--split", "all",
+                 "--cache-root", str(cache)]) == 0
+    evaluated = float(re.search(r"iou (\d\.\d+)", capsys.readouterr().out).group(1))
+    assert evaluated == degraded and abs(evaluated - 0.7) <= TOLERANCE
