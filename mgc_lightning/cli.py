@@ -170,19 +170,30 @@ def _cmd_masks_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_masks_evaluate(args: argparse.Namespace) -> int:
-    from .manifest import load_manifest, split_rows
+    from .manifest import load_manifest
     from .mask_sources import evaluate_masks
     from .spectrogram import get_preset
     from .synth.build import ideal_source
 
-    rows = load_manifest(args.manifest, check_audio=False)
-    if args.split != "all":
-        rows = [rows[i] for i in split_rows(rows, _split_config(args))[args.split]]
+    rows = _rows_of_split(load_manifest(args.manifest, check_audio=False), args)
     references = [ideal_source(c) for c in args.criterion_db] if args.criterion_db else [args.reference]
     for reference in references:
         scores = evaluate_masks(rows, get_preset(args.preset), args.cache_root, args.source, reference)
         print(f"{args.source} vs {reference} masks, preset {args.preset}, {args.split} split ({len(rows)} windows): "
               + ", ".join(f"{name} {value:.3f}" for name, value in scores.items()))
+    return 0
+
+
+def _cmd_masks_degrade(args: argparse.Namespace) -> int:
+    from .manifest import load_manifest
+    from .mask_degrade import degraded_source, write_degraded_masks
+    from .spectrogram import get_preset
+
+    rows = _rows_of_split(load_manifest(args.manifest), args)
+    achieved = write_degraded_masks(rows, get_preset(args.preset), args.cache_root, args.iou, args.seed,
+                                    progress=not args.quiet)
+    print(f"{len(rows)} ideal masks degraded into source `{degraded_source(args.iou)}` (preset {args.preset}, "
+          f"{args.split} split): pooled IoU {achieved:.3f}, target {args.iou:g}")
     return 0
 
 
@@ -309,6 +320,13 @@ def _split_config(args: argparse.Namespace) -> SplitConfig:
     from .manifest import SplitConfig
 
     return SplitConfig(group_by=args.split_by, fractions=tuple(args.split_fractions), seed=args.seed)
+
+
+def _rows_of_split(rows: list, args: argparse.Namespace) -> list:
+    """The rows of `--split` (all of them for `all`) under the split options."""
+    from .manifest import split_rows
+
+    return rows if args.split == "all" else [rows[i] for i in split_rows(rows, _split_config(args))[args.split]]
 
 
 def _ideal_sources(criteria_db: list[float]) -> str:
@@ -470,6 +488,17 @@ def build_parser() -> argparse.ArgumentParser:
     _split_options(sub)
     _cache_options(sub, quiet=False)
     sub.set_defaults(run=_cmd_masks_evaluate)
+
+    sub = masks.add_parser("degrade", help="ideal masks with realistic segmenter errors at a target pooled IoU (source "
+                                           "`degraded-iou0.70`, ...), for the mask-quality curve")
+    sub.add_argument("manifest")
+    sub.add_argument("--iou", type=float, required=True, help="target IoU against the ideal masks, e.g. 0.7")
+    sub.add_argument("--preset", default="origin")
+    sub.add_argument("--split", default="all", choices=["train", "val", "test", "all"],
+                     help="windows to degrade; the severity is calibrated on them")
+    _split_options(sub, seed_help="seed of the split and of the errors")
+    _cache_options(sub)
+    sub.set_defaults(run=_cmd_masks_degrade)
 
     sub = commands.add_parser("annotate", help="refine masks in the browser (a local web app on 127.0.0.1)")
     sub.add_argument("manifest")
