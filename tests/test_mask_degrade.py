@@ -9,6 +9,7 @@ import pytest
 
 from mgc_lightning.cache import mask_store
 from mgc_lightning.cli import main
+from mgc_lightning.manifest import SplitConfig, split_rows
 from mgc_lightning.mask_degrade import (
     RECORD, add_false_blobs, calibrate_severity, degrade_mask, degraded_source, degraded_target,
     drop_faint_components, jitter_boundaries, resize_components, write_degraded_masks,
@@ -144,3 +145,13 @@ def test_masks_degrade_writes_masks_that_masks_evaluate_scores_near_the_target(s
                  "--cache-root", str(cache)]) == 0
     evaluated = float(re.search(r"iou (\d\.\d+)", capsys.readouterr().out).group(1))
     assert evaluated == degraded and abs(evaluated - 0.7) <= TOLERANCE
+
+
+def test_masks_degrade_on_a_split_writes_only_that_split(small_benchmark):
+    rows, cache = small_benchmark
+    manifest = cache.parent / "bench" / "manifest.csv"
+    test_side = {rows[i].key for i in split_rows(rows, SplitConfig(seed=2))["test"]}
+    assert main(["masks", "degrade", str(manifest), "--iou", "0.6", "--split", "test", "--seed", "2",
+                 "--cache-root", str(cache), "--quiet"]) == 0
+    store = mask_store(get_preset("origin"), degraded_source(0.6), cache)
+    assert 0 < len(test_side) < len(rows) and {row.key for row in rows if store.has(row.key)} == test_side

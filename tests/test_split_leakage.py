@@ -67,7 +67,8 @@ def test_cli_split_defaults_are_the_classifier_data_module_defaults():
     classifier = SplitConfig(window_settings["split_by"].default, tuple(window_settings["split_fractions"].default),
                              window_settings["split_seed"].default)
     for command in (["validate", "m.csv"], ["masks", "select", "m.csv", "--out", "hq.csv"],
-                    ["masks", "evaluate", "m.csv", "--source", "predicted"]):
+                    ["masks", "evaluate", "m.csv", "--source", "predicted"],
+                    ["masks", "degrade", "m.csv", "--iou", "0.7"]):
         args = build_parser().parse_args(command)
         assert SplitConfig(args.split_by, tuple(args.split_fractions), args.seed) == classifier, command
     assert PipelineConfig("p", "d", ()).split == classifier
