@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from .checkpoints import load_checkpoint
 from .labels import label_map
+from .stopping import last_checkpoint
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 RUN_ID_KEY = "mlflow_run_id"
@@ -182,13 +182,11 @@ class CheckpointMetadata(Callback):
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        for callback in trainer.checkpoint_callbacks:
-            if isinstance(callback, ModelCheckpoint):
-                for logger in mlflow_loggers(trainer):
-                    for tag, path in (("checkpoint/best", callback.best_model_path),
-                                      ("checkpoint/last", callback.last_model_path)):
-                        if path:
-                            logger.experiment.set_tag(logger.run_id, tag, str(Path(path).resolve()))
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback is not None else ""
+        for logger in mlflow_loggers(trainer):
+            for tag, path in (("checkpoint/best", best), ("checkpoint/last", last_checkpoint(trainer))):
+                if path:
+                    logger.experiment.set_tag(logger.run_id, tag, str(Path(path).resolve()))
 
 
 class ConfigToMLflow(SaveConfigCallback):
