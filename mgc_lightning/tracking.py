@@ -28,6 +28,10 @@ EVALUATES_TAG = "mgc.evaluates"  # on an evaluation run: the id of the training 
 DATASET_TAG = "mgc.dataset"  # the manifest (resolved path) a run trained or tested on
 PRESET_TAG = "mgc.preset"  # the front-end preset an evaluation run rendered its windows with
 PARENT_TAG = "mlflow.parentRunId"  # nests the evaluation run under its training run in the MLflow UI
+# On a run of a checkpoint whose training run is in another MLflow store (copied from another machine, or another
+# MLFLOW_TRACKING_URI): the checkpoint (resolved path) and the id of its run there
+CHECKPOINT_TAG = "mgc.checkpoint"
+ELSEWHERE_RUN_TAG = "mgc.checkpoint_run_elsewhere"
 
 
 def default_tracking_uri() -> str:
@@ -99,13 +103,38 @@ def dataset_name(manifest: str | Path) -> str:
     return path.resolve().parent.name if path.stem == "manifest" else path.stem
 
 
-def evaluation_run_settings(training_run_id: str, manifest: str | Path | None, preset: str,
-                            tracking_uri: str | None = None) -> dict[str, Any]:
+def find_run(client, run_id: str):
+    """The run, or None when this store does not hold it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_id)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        return None
+
+
+def from_elsewhere_tags(checkpoint: str | Path, run_id: str) -> dict[str, str]:
+    """Tags of a new run for a checkpoint whose training run lies in another store: where the checkpoint came from."""
+    return {CHECKPOINT_TAG: str(Path(checkpoint).resolve()), ELSEWHERE_RUN_TAG: run_id}
+
+
+def evaluation_run_settings(training_run_id: str, manifest: str | Path | None, preset: str, checkpoint: str | Path,
+                            model_name: str | None = None, tracking_uri: str | None = None) -> dict[str, Any]:
     """MLflowLogger settings of a new evaluation run of a training run's checkpoint: the training run's experiment,
     a name after the dataset and preset, and tags linking it to (and nesting it under) the training run. `manifest`
-    None means the training run's own data."""
+    None means the training run's own data. A checkpoint whose training run this store does not hold gets a run in
+    the logger's own experiment, named after `model_name` (else the checkpoint's file), tagged with where it came
+    from (and still with mgc.evaluates, so reports count it as an evaluation, of a run they do not have)."""
     client = mlflow_client(tracking_uri)
-    training = client.get_run(training_run_id)
+    training = find_run(client, training_run_id)
+    if training is None:
+        tags = {EVALUATES_TAG: training_run_id, PRESET_TAG: preset, **from_elsewhere_tags(checkpoint, training_run_id)}
+        if manifest:
+            tags[DATASET_TAG] = str(Path(manifest).resolve())
+        dataset = dataset_name(manifest) if manifest else "?"
+        return {"run_name": f"{model_name or Path(checkpoint).stem} test {dataset} {preset}", "tags": tags}
     experiment = client.get_experiment(training.info.experiment_id).name
     manifest = manifest or training.data.tags.get(DATASET_TAG) or training.data.params.get("data/init_args/manifest")
     dataset = dataset_name(manifest) if manifest else "?"

@@ -5,7 +5,8 @@ optimizer, scheduler and epoch (Lightning) and continues the same MLflow run (th
 `last` means the newest last.ckpt of a run with the same experiment and run name, which holds its last finished
 epoch (stopping.LastCheckpoint); a checkpoint of another model configuration is refused before anything is written.
 `mgc test --ckpt_path PATH|best|last` tests a checkpoint in an evaluation run of its own, linked to the training run,
-so the training run stays as it finished.
+so the training run stays as it finished. A checkpoint whose run is in another MLflow store is tested, or resumed, in
+a new run tagged with where it came from.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from .tracking import (
     ConfigToMLflow,
     MLflowLogger,
     evaluation_run_settings,
+    find_run,
+    from_elsewhere_tags,
     mlflow_client,
     read_checkpoint_metadata,
     where_to_find,
@@ -197,10 +200,14 @@ class MGCLightningCLI(LightningCLI):
         if not run_id:
             return
         if self.subcommand == "fit":
-            logger["run_id"] = run_id
+            if find_run(mlflow_client(logger.get("tracking_uri")), run_id) is not None:
+                logger["run_id"] = run_id
+            else:  # a checkpoint from another store continues in a new run that says where it came from
+                logger["tags"] = {**(logger.get("tags") or {}), **from_elsewhere_tags(config["ckpt_path"], run_id)}
         else:
             preset = config["data"]["init_args"].get("preset", "origin")
-            settings = evaluation_run_settings(run_id, manifest, preset)
+            settings = evaluation_run_settings(run_id, manifest, preset, config["ckpt_path"], logger.get("run_name"),
+                                               logger.get("tracking_uri"))
             if config.get("experiment_name"):
                 settings["experiment_name"] = config["experiment_name"]
             for key, value in settings.items():

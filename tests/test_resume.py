@@ -1,6 +1,8 @@
 """Resume that resumes: last.ckpt holds the last finished epoch whatever the monitored metric did, so `--ckpt_path
-last` trains no epoch twice and MLflow gets one value per step (real files, a real SQLite store)."""
+last` trains no epoch twice and MLflow gets one value per step; a checkpoint whose run lies in another MLflow store
+is tested and resumed in new runs that say where it came from (real files, real SQLite stores)."""
 
+import shutil
 import sys
 import time
 from dataclasses import replace
@@ -14,6 +16,7 @@ from conftest import write_tiny_dataset
 from mgc_lightning.cli import main
 from mgc_lightning.labels import SOUND_TYPES
 from mgc_lightning.manifest import SplitConfig, load_manifest, split_rows, write_manifest
+from mgc_lightning.tracking import CHECKPOINT_TAG, ELSEWHERE_RUN_TAG, EVALUATES_TAG
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 # Training windows all "none", validation windows all three types: learning the training labels makes the validation
@@ -81,6 +84,29 @@ def test_resume_from_last_continues_after_the_last_epoch_not_after_the_best(trai
         history = client.get_metric_history(run.info.run_id, name)
         assert len(history) == 5 and len({m.step for m in history}) == 5, (name, history)
     assert torch.load(folder / "last.ckpt", weights_only=True)["global_step"] == 5 * steps_per_epoch > 0
+
+
+def test_a_checkpoint_from_another_store_gets_new_runs_that_say_where_it_came_from(trained, tmp_path, monkeypatch):
+    root, manifest, run = trained
+    copied = tmp_path / "from_elsewhere.ckpt"
+    shutil.copy(Path(run.data.tags["checkpoint/best"]), copied)  # epoch 0
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store(tmp_path))
+    client = MlflowClient(store(tmp_path))
+    assert client.search_runs(["0"]) == []  # the training run is not in this store
+
+    assert lightning(root, manifest, "--ckpt_path", str(copied), command="test") == 0
+    [tested] = client.search_runs([client.get_experiment_by_name("resume").experiment_id])
+    assert tested.info.status == "FINISHED" and tested.info.run_name == "baseline-resnet18 test contradicting origin"
+    assert "test/origin/joint_acc" in tested.data.metrics
+    assert tested.data.tags[CHECKPOINT_TAG] == str(copied.resolve())
+    assert tested.data.tags[ELSEWHERE_RUN_TAG] == tested.data.tags[EVALUATES_TAG] == run.info.run_id
+
+    assert lightning(root, manifest, "--ckpt_path", str(copied), "--trainer.max_epochs", "2") == 0
+    [resumed] = [r for r in client.search_runs([tested.info.experiment_id]) if r.info.run_id != tested.info.run_id]
+    assert resumed.info.status == "FINISHED" and EVALUATES_TAG not in resumed.data.tags
+    assert resumed.data.tags[CHECKPOINT_TAG] == str(copied.resolve())
+    assert resumed.data.tags[ELSEWHERE_RUN_TAG] == run.info.run_id
+    assert len(client.get_metric_history(resumed.info.run_id, "val/joint_acc")) == 1  # epoch 1 only
 
 
 def test_save_last_is_refused_in_one_line_before_anything_is_written(trained, capsys):
