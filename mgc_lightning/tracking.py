@@ -17,6 +17,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from .checkpoints import load_checkpoint
+from .interrupts import received
 from .labels import label_map
 from .stopping import last_checkpoint
 
@@ -28,6 +29,7 @@ EVALUATES_TAG = "mgc.evaluates"  # on an evaluation run: the id of the training 
 DATASET_TAG = "mgc.dataset"  # the manifest (resolved path) a run trained or tested on
 PRESET_TAG = "mgc.preset"  # the front-end preset an evaluation run rendered its windows with
 PARENT_TAG = "mlflow.parentRunId"  # nests the evaluation run under its training run in the MLflow UI
+INTERRUPTED_TAG = "mgc.interrupted"  # on a KILLED run: the signal that stopped it (SIGINT, SIGTERM)
 # On a run of a checkpoint whose training run is in another MLflow store (copied from another machine, or another
 # MLFLOW_TRACKING_URI): the checkpoint (resolved path) and the id of its run there
 CHECKPOINT_TAG = "mgc.checkpoint"
@@ -81,9 +83,14 @@ class MLflowLogger(MLFlowLogger):
 
     @rank_zero_only
     def finalize(self, status: str = "success") -> None:
-        """A run that had finished stays FINISHED when a later command on it (a resume) fails: the failure is
-        recorded as a tag, the results it finished with still stand."""
+        """A run stopped by SIGINT or SIGTERM is KILLED and tagged with the signal's name (mgc.interrupted). A run
+        that had finished stays FINISHED when a later command on it (a resume) fails or is interrupted: the failure
+        is recorded as a tag, the results it finished with still stand."""
         if status == "failed" and self._initialized:
+            interruption = received()
+            if interruption is not None:
+                self.experiment.set_tag(self.run_id, INTERRUPTED_TAG, interruption.name)
+                status = "KILLED"
             if self.experiment.get_run(self.run_id).info.status == "FINISHED":
                 self.experiment.set_tag(self.run_id, "mgc.later_failure", "a later command on this finished run "
                                         "failed; its status and results are those it finished with")

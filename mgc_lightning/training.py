@@ -20,7 +20,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from .checkpoints import check_model_class, load_checkpoint
 from .errors import InputError
 from .precision import device_defaults
-from .stopping import LastCheckpoint
+from .stopping import LastCheckpoint, StopAtBatchEnd
 from .tracking import (
     DATASET_TAG,
     EVALUATES_TAG,
@@ -249,7 +249,7 @@ def run_lightning(args: list[str] | None) -> MGCLightningCLI:
         save_config_callback=ConfigToMLflow,
         save_config_kwargs={"save_to_log_dir": False},
         trainer_defaults={
-            "callbacks": [CheckpointMetadata(), LastCheckpoint()],
+            "callbacks": [CheckpointMetadata(), StopAtBatchEnd(), LastCheckpoint()],
             "default_root_dir": str(CHECKPOINT_ROOT),
             "logger": {"class_path": f"{MLflowLogger.__module__}.{MLflowLogger.__qualname__}"},
             **device_defaults(),
