@@ -85,7 +85,7 @@ def workspace(tmp_path_factory):
         yield root
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_an_interrupted_fit_exits_with_the_signal_is_killed_in_mlflow_and_resumes(workspace, signum):
     root, name = workspace, f"fit-{signum.name}"
     status, stderr = interrupt(root, ["fit", *fit_args(root, name, 100)],
