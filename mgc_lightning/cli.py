@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import interrupts
 from .labels import JOINT_CLASS_NAMES
 
 if TYPE_CHECKING:
@@ -623,15 +624,25 @@ def main(argv: list[str] | None = None) -> int:
     from_shell = argv is None
     argv = sys.argv[1:] if from_shell else argv
     command = " ".join(argv[:2]) if argv[:1] == ["masks"] else (argv[0] if argv else "")
-    try:
-        if argv and argv[0] in LIGHTNING_COMMANDS:
-            return _run_lightning(argv, from_shell)
-        args = build_parser().parse_args(argv)
-        _one_line_warnings()
-        return args.run(args)
-    except USER_ERRORS as error:
-        print(f"mgc {command}: error: {_error_line(error)}", file=sys.stderr)
-        return 2
+    with interrupts.handled():
+        try:
+            if argv and argv[0] in LIGHTNING_COMMANDS:
+                return _run_lightning(argv, from_shell)
+            args = build_parser().parse_args(argv)
+            _one_line_warnings()
+            return args.run(args)
+        except BaseException as error:
+            # after a signal, whatever ended the command is the interruption: Interrupted, the SystemExit with which
+            # Lightning stops a loop that got SIGTERM, or the error of a worker that the signal ended too
+            signum = interrupts.received()
+            if signum is not None:
+                resume = "; `--ckpt_path last` continues from the last finished epoch" if command == "fit" else ""
+                print(f"mgc {command}: interrupted by {signum.name}{resume}", file=sys.stderr)
+                return interrupts.exit_status(signum)
+            if isinstance(error, USER_ERRORS):
+                print(f"mgc {command}: error: {_error_line(error)}", file=sys.stderr)
+                return 2
+            raise
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from .inference import BundlePipeline
 from .labels import JOINT_CLASS_NAMES, SOUND_TYPES
 from .precision import device_defaults
 from .presence import presence_figure, presence_tables
+from .stopping import StopAtBatchEnd
 
 AUDIO_SUFFIXES = (".wav", ".flac")
 FORMATS = ("csv", "raven", "presence")
@@ -377,7 +378,8 @@ def detect(paths: Sequence[str | Path], model: str | Path, out: str | Path, sett
         trainer = L.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes, precision=precision,
                             strategy="ddp" if devices * num_nodes > 1 else "auto",
                             logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                            enable_model_summary=False, use_distributed_sampler=False, callbacks=[writer])
+                            enable_model_summary=False, use_distributed_sampler=False,
+                            callbacks=[writer, StopAtBatchEnd()])  # after the writer: a batch is written before a stop
         loader = DataLoader(RecordingWindows(pending, bundle, settings), batch_size=None)
         with warnings.catch_warnings():  # items are whole batches of one file: there are no sampler indices to track
             warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")

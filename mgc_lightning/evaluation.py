@@ -55,7 +55,8 @@ def evaluate_checkpoint(
         predict_masks(segmenter, data.split_rows()["test"], get_preset(preset), data.cache_root,
                       device="cuda" if torch.cuda.is_available() else "cpu")
     training_run = contents.get(RUN_ID_KEY)
-    logger = MLflowLogger(**evaluation_run_settings(training_run, manifest, preset)) if training_run else False
+    logger = (MLflowLogger(**evaluation_run_settings(training_run, manifest, preset, checkpoint)) if training_run
+              else False)
     trainer = L.Trainer(logger=logger, accelerator=accelerator, devices=1, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
     if logger:

@@ -316,13 +316,13 @@ class Pipeline:
                 json.dumps(list(split.fractions)), "--data.init_args.split_seed", str(split.seed)]
 
     def _fit(self, args: list[str]) -> dict:
+        from .stopping import last_checkpoint
         from .training import run_lightning
 
         where = ["--trainer.default_root_dir", str(self.output_dir / "checkpoints")] if self.output_dir else []
         cli = run_lightning(["fit", *where, *args])
-        callback = cli.trainer.checkpoint_callback
-        return {"best": str(Path(callback.best_model_path).resolve()),
-                "last": str(Path(callback.last_model_path).resolve()), "run_id": cli.trainer.logger.run_id}
+        return {"best": str(Path(cli.trainer.checkpoint_callback.best_model_path).resolve()),
+                "last": str(Path(last_checkpoint(cli.trainer)).resolve()), "run_id": cli.trainer.logger.run_id}
 
     def segmenter(self) -> dict:
         with self._timed("segmenter") as stage:

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from .checkpoints import load_checkpoint
+from .interrupts import received
 from .labels import label_map
+from .stopping import last_checkpoint
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 RUN_ID_KEY = "mlflow_run_id"
@@ -28,6 +29,11 @@ EVALUATES_TAG = "mgc.evaluates"  # on an evaluation run: the id of the training 
 DATASET_TAG = "mgc.dataset"  # the manifest (resolved path) a run trained or tested on
 PRESET_TAG = "mgc.preset"  # the front-end preset an evaluation run rendered its windows with
 PARENT_TAG = "mlflow.parentRunId"  # nests the evaluation run under its training run in the MLflow UI
+INTERRUPTED_TAG = "mgc.interrupted"  # on a KILLED run: the signal that stopped it (SIGINT, SIGTERM)
+# On a run of a checkpoint whose training run is in another MLflow store (copied from another machine, or another
+# MLFLOW_TRACKING_URI): the checkpoint (resolved path) and the id of its run there
+CHECKPOINT_TAG = "mgc.checkpoint"
+ELSEWHERE_RUN_TAG = "mgc.checkpoint_run_elsewhere"
 
 
 def default_tracking_uri() -> str:
@@ -77,9 +83,14 @@ class MLflowLogger(MLFlowLogger):
 
     @rank_zero_only
     def finalize(self, status: str = "success") -> None:
-        """A run that had finished stays FINISHED when a later command on it (a resume) fails: the failure is
-        recorded as a tag, the results it finished with still stand."""
+        """A run stopped by SIGINT or SIGTERM is KILLED and tagged with the signal's name (mgc.interrupted). A run
+        that had finished stays FINISHED when a later command on it (a resume) fails or is interrupted: the failure
+        is recorded as a tag, the results it finished with still stand."""
         if status == "failed" and self._initialized:
+            interruption = received()
+            if interruption is not None:
+                self.experiment.set_tag(self.run_id, INTERRUPTED_TAG, interruption.name)
+                status = "KILLED"
             if self.experiment.get_run(self.run_id).info.status == "FINISHED":
                 self.experiment.set_tag(self.run_id, "mgc.later_failure", "a later command on this finished run "
                                         "failed; its status and results are those it finished with")
@@ -99,13 +110,38 @@ def dataset_name(manifest: str | Path) -> str:
     return path.resolve().parent.name if path.stem == "manifest" else path.stem
 
 
-def evaluation_run_settings(training_run_id: str, manifest: str | Path | None, preset: str,
-                            tracking_uri: str | None = None) -> dict[str, Any]:
+def find_run(client, run_id: str):
+    """The run, or None when this store does not hold it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_id)
+    except MlflowException as error:
+        if error.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        return None
+
+
+def from_elsewhere_tags(checkpoint: str | Path, run_id: str) -> dict[str, str]:
+    """Tags of a new run for a checkpoint whose training run lies in another store: where the checkpoint came from."""
+    return {CHECKPOINT_TAG: str(Path(checkpoint).resolve()), ELSEWHERE_RUN_TAG: run_id}
+
+
+def evaluation_run_settings(training_run_id: str, manifest: str | Path | None, preset: str, checkpoint: str | Path,
+                            model_name: str | None = None, tracking_uri: str | None = None) -> dict[str, Any]:
     """MLflowLogger settings of a new evaluation run of a training run's checkpoint: the training run's experiment,
     a name after the dataset and preset, and tags linking it to (and nesting it under) the training run. `manifest`
-    None means the training run's own data."""
+    None means the training run's own data. A checkpoint whose training run this store does not hold gets a run in
+    the logger's own experiment, named after `model_name` (else the checkpoint's file), tagged with where it came
+    from (and still with mgc.evaluates, so reports count it as an evaluation, of a run they do not have)."""
     client = mlflow_client(tracking_uri)
-    training = client.get_run(training_run_id)
+    training = find_run(client, training_run_id)
+    if training is None:
+        tags = {EVALUATES_TAG: training_run_id, PRESET_TAG: preset, **from_elsewhere_tags(checkpoint, training_run_id)}
+        if manifest:
+            tags[DATASET_TAG] = str(Path(manifest).resolve())
+        dataset = dataset_name(manifest) if manifest else "?"
+        return {"run_name": f"{model_name or Path(checkpoint).stem} test {dataset} {preset}", "tags": tags}
     experiment = client.get_experiment(training.info.experiment_id).name
     manifest = manifest or training.data.tags.get(DATASET_TAG) or training.data.params.get("data/init_args/manifest")
     dataset = dataset_name(manifest) if manifest else "?"
@@ -182,13 +218,11 @@ class CheckpointMetadata(Callback):
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        for callback in trainer.checkpoint_callbacks:
-            if isinstance(callback, ModelCheckpoint):
-                for logger in mlflow_loggers(trainer):
-                    for tag, path in (("checkpoint/best", callback.best_model_path),
-                                      ("checkpoint/last", callback.last_model_path)):
-                        if path:
-                            logger.experiment.set_tag(logger.run_id, tag, str(Path(path).resolve()))
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback is not None else ""
+        for logger in mlflow_loggers(trainer):
+            for tag, path in (("checkpoint/best", best), ("checkpoint/last", last_checkpoint(trainer))):
+                if path:
+                    logger.experiment.set_tag(logger.run_id, tag, str(Path(path).resolve()))
 
 
 class ConfigToMLflow(SaveConfigCallback):

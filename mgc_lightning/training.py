@@ -2,9 +2,11 @@
 
 `mgc fit --config experiments/X.yaml [--experiment-name NAME] [--ckpt_path PATH|last]`. Resuming restores weights,
 optimizer, scheduler and epoch (Lightning) and continues the same MLflow run (the run id travels in the checkpoint).
-`last` means the newest last.ckpt of a run with the same experiment and run name; a checkpoint of another model
-configuration is refused before anything is written. `mgc test --ckpt_path PATH|best|last` tests a checkpoint in an
-evaluation run of its own, linked to the training run, so the training run stays as it finished.
+`last` means the newest last.ckpt of a run with the same experiment and run name, which holds its last finished
+epoch (stopping.LastCheckpoint); a checkpoint of another model configuration is refused before anything is written.
+`mgc test --ckpt_path PATH|best|last` tests a checkpoint in an evaluation run of its own, linked to the training run,
+so the training run stays as it finished. A checkpoint whose run is in another MLflow store is tested, or resumed, in
+a new run tagged with where it came from.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from .checkpoints import check_model_class, load_checkpoint
 from .errors import InputError
 from .precision import device_defaults
+from .stopping import LastCheckpoint, StopAtBatchEnd
 from .tracking import (
     DATASET_TAG,
     EVALUATES_TAG,
@@ -25,6 +28,8 @@ from .tracking import (
     ConfigToMLflow,
     MLflowLogger,
     evaluation_run_settings,
+    find_run,
+    from_elsewhere_tags,
     mlflow_client,
     read_checkpoint_metadata,
     where_to_find,
@@ -118,6 +123,7 @@ class MGCLightningCLI(LightningCLI):
         if config.get("experiment_name") and logger is not None:
             logger["experiment_name"] = config["experiment_name"]
         self._resolve_checkpoint(config, logger)
+        self._check_callbacks(config)
         self._check_checkpoint(config)
         self._check_data_inputs(config)
 
@@ -136,6 +142,16 @@ class MGCLightningCLI(LightningCLI):
             if experiment is None:
                 raise ValueError(f"--ckpt_path {ckpt} needs an MLflow logger with an experiment_name")
             config["ckpt_path"] = str(find_checkpoint(root, experiment, run_name, ckpt))
+
+    @staticmethod
+    def _check_callbacks(config) -> None:
+        """`save_last` is refused: last.ckpt is LastCheckpoint's, written after every epoch; a monitored callback's
+        would be written only on improvement, as last-v1.ckpt beside it."""
+        callbacks = config["trainer"].get("callbacks") or []
+        for callback in callbacks if isinstance(callbacks, list) else [callbacks]:
+            if (getattr(callback, "init_args", None) or {}).get("save_last"):
+                raise InputError(f"trainer.callbacks: {callback.class_path.rsplit('.', 1)[-1]} save_last is not "
+                                 "needed: `mgc fit` writes last.ckpt after every epoch; remove save_last")
 
     @staticmethod
     def _check_data_inputs(config) -> None:
@@ -184,10 +200,14 @@ class MGCLightningCLI(LightningCLI):
         if not run_id:
             return
         if self.subcommand == "fit":
-            logger["run_id"] = run_id
+            if find_run(mlflow_client(logger.get("tracking_uri")), run_id) is not None:
+                logger["run_id"] = run_id
+            else:  # a checkpoint from another store continues in a new run that says where it came from
+                logger["tags"] = {**(logger.get("tags") or {}), **from_elsewhere_tags(config["ckpt_path"], run_id)}
         else:
             preset = config["data"]["init_args"].get("preset", "origin")
-            settings = evaluation_run_settings(run_id, manifest, preset)
+            settings = evaluation_run_settings(run_id, manifest, preset, config["ckpt_path"], logger.get("run_name"),
+                                               logger.get("tracking_uri"))
             if config.get("experiment_name"):
                 settings["experiment_name"] = config["experiment_name"]
             for key, value in settings.items():
@@ -196,9 +216,9 @@ class MGCLightningCLI(LightningCLI):
     def after_fit(self) -> None:
         datamodule = self.datamodule
         has_test_data = datamodule is not None and len(getattr(datamodule, "datasets", {}).get("test", ())) > 0
+        callback = self.trainer.checkpoint_callback  # the configured (monitored) one, before LastCheckpoint
         if has_test_data and is_overridden("test_step", self.model) and not self.trainer.fast_dev_run:
-            self.trainer.test(self.model, datamodule=datamodule, ckpt_path="best", weights_only=True)
-        callback = self.trainer.checkpoint_callback
+            self.trainer.test(self.model, datamodule=datamodule, ckpt_path=callback.best_model_path, weights_only=True)
         link = self.config[self.subcommand].get("link_best")
         if link and callback is not None and callback.best_model_path and self.trainer.is_global_zero:
             link_atomically(Path(callback.best_model_path), Path(link))
@@ -229,7 +249,7 @@ def run_lightning(args: list[str] | None) -> MGCLightningCLI:
         save_config_callback=ConfigToMLflow,
         save_config_kwargs={"save_to_log_dir": False},
         trainer_defaults={
-            "callbacks": [CheckpointMetadata()],
+            "callbacks": [CheckpointMetadata(), StopAtBatchEnd(), LastCheckpoint()],
             "default_root_dir": str(CHECKPOINT_ROOT),
             "logger": {"class_path": f"{MLflowLogger.__module__}.{MLflowLogger.__qualname__}"},
             **device_defaults(),

@@ -41,20 +41,24 @@ def write_rows(path: Path, rows: list[list], header: list[str] = MANIFEST_HEADER
     return path
 
 
-@pytest.fixture
-def tiny_dataset(tmp_path: Path) -> Path:
-    """Six 2-second recordings at 384 kHz on two sites, cut into 0.5 s windows with varied labels."""
+def write_tiny_dataset(root: Path) -> Path:
+    """Six 2-second recordings at 384 kHz on two sites, cut into 0.5 s windows with varied labels; the manifest."""
     rng = np.random.default_rng(0)
     rows = []
     for recording in range(6):
         samples = rng.normal(0, 1e-3, 2 * 384_000).astype(np.float32)
         samples[: 384_000] += tone(10_000 + 2_000 * recording, 1.0, 384_000)
         name = f"rec{recording}.flac"
-        write_audio(tmp_path / "audio" / name, samples, 384_000)
+        write_audio(root / "audio" / name, samples, 384_000)
         for window in range(4):
             bits = [(recording + window) % 2, (recording * window) % 2, window // 2 % 2]
             rows.append([f"audio/{name}", window * 0.5, 0.5, *bits, f"rec{recording}", f"site{recording % 2}"])
-    return write_rows(tmp_path / "manifest.csv", rows)
+    return write_rows(root / "manifest.csv", rows)
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Path:
+    return write_tiny_dataset(tmp_path)
 
 
 def small_benchmark(root: Path, windows: int, per_recording: int, deployments: int, seed: int, workers: int = 1) -> list:

@@ -120,8 +120,12 @@ def build_benchmark(
               disable=not progress) as bar:
         if workers > 1:
             with ProcessPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-                for _ in pool.map(_build_one, [out_dir] * len(todo), todo):
-                    bar.update(1)
+                try:
+                    for _ in pool.map(_build_one, [out_dir] * len(todo), todo):
+                        bar.update(1)
+                except BaseException:  # an interruption or a failure stops at once, not after every queued recording
+                    pool.shutdown(cancel_futures=True)
+                    raise
         else:
             for plan in todo:
                 _build_one(out_dir, plan)
