@@ -1,5 +1,6 @@
 """Dataset-level jobs on mask sources: candidate masks for a preset, box masks from annotations, export for hand
-refinement, the high-quality training set for the segmenter, and agreement of any source with the ideal masks."""
+refinement, the high-quality training set for the segmenter, agreement of any source with the ideal masks, and how
+much of the labels a source's masks carry on their own."""
 
 from __future__ import annotations
 
@@ -125,3 +126,36 @@ def evaluate_masks(
         metrics.update(torch.from_numpy(predicted.load(row.key)[None].astype(np.int64)),
                        torch.from_numpy(truth.load(row.key)[None].astype(np.int64)))
     return {name: float(value) for name, value in metrics.compute().items()}
+
+
+READOUT_BANDS = 16  # frequency bands whose mask pixel counts the read-out sees
+
+
+def _band_counts(rows: Sequence[WindowRow], store) -> np.ndarray:
+    """(windows, READOUT_BANDS) log mask pixel counts per equal band of rows."""
+    masks = np.stack([store.load(row.key).astype(bool) for row in rows])
+    bands = np.array_split(np.arange(masks.shape[1]), READOUT_BANDS)
+    return np.log1p(np.stack([masks[:, band].sum(axis=(1, 2)) for band in bands], axis=1))
+
+
+def label_readout(
+    train: Sequence[WindowRow], test: Sequence[WindowRow], config: SpectrogramConfig, cache_root: str | Path,
+    source: str,
+) -> float:
+    """Joint accuracy of the labels read off the masks alone, without the image: per sound type a logistic
+    regression on the mask's pixel counts in each frequency band, fitted on `train` and scored on `test`. Near 1, a
+    source's masks carry the labels themselves (exact masks do, by construction, and so do exact masks with errors
+    that ignore the labels), so a classifier given them can skip the image; a segmenter's masks carry only what it
+    saw in the image."""
+    from sklearn.linear_model import LogisticRegression
+
+    store = mask_store(config, source, cache_root)
+    features = {name: _band_counts(rows, store) for name, rows in (("train", train), ("test", test))}
+    labels = {name: np.array([row.labels for row in rows]) for name, rows in (("train", train), ("test", test))}
+    read = np.ones(len(test), dtype=bool)
+    for kind in range(labels["train"].shape[1]):
+        if len(set(labels["train"][:, kind])) < 2:
+            raise ValueError(f"the training windows hold only one value of label {kind}: no read-out to fit")
+        model = LogisticRegression(max_iter=1000).fit(features["train"], labels["train"][:, kind])
+        read &= model.predict(features["test"]) == labels["test"][:, kind]
+    return float(read.mean())

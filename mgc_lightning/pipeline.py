@@ -35,9 +35,9 @@ from .augment import FrontEndAugment
 from .cache import compute_spectrograms, mask_store, spectrogram_store, write_bytes_atomic
 from .manifest import SPLITS, SplitConfig, WindowRow, load_manifest, split_rows, write_manifest
 from .mask_degrade import degraded_source, write_degraded_masks
-from .mask_sources import IDEAL, evaluate_masks, select_high_quality
+from .mask_sources import IDEAL, evaluate_masks, label_readout, select_high_quality
 from .masks import soft_mask
-from .report import Headline, write_report
+from .report import Headline, MaskQuality, write_report
 from .spectrogram import get_preset
 from .synth.build import BENCHMARK_PRESETS, build_benchmark, sized, write_ideal_masks
 from .tracking import TRACKING_URI_ENV, default_tracking_uri
@@ -487,15 +487,19 @@ class Pipeline:
                         "no choice ever made on it. The main benchmark's test split, on which earlier choices were "
                         "made, is a development test below.", floors or {})
 
-    def mask_quality(self, confirmation: Path | None, degraded: dict[str, float]) -> dict[str, float]:
-        """IoU of every mask source the classifiers read, against the exact masks, on the headline windows of the
-        training front end: the x axis of the mask-quality curve."""
+    def mask_quality(self, manifest: Path, confirmation: Path | None, degraded: dict[str, float]) -> dict:
+        """Per mask source the classifiers read: its IoU against the exact masks and the labels its masks carry alone
+        (read-out fitted on the train split), on the confirmation windows of the training front end: the axes of
+        the mask-quality curve."""
         if confirmation is None:
             return {}
-        rows = load_manifest(confirmation)
+        rows, tested = load_manifest(manifest), load_manifest(confirmation)
+        train = [rows[i] for i in split_rows(rows, self.config.split)["train"]]
         config = get_preset(self.config.presets[0])
-        return {IDEAL: 1.0, PREDICTED: evaluate_masks(rows, config, self.config.cache_root, PREDICTED)["iou"],
+        ious = {IDEAL: 1.0, PREDICTED: evaluate_masks(tested, config, self.config.cache_root, PREDICTED)["iou"],
                 **degraded}
+        return {source: MaskQuality(iou, label_readout(train, tested, config, self.config.cache_root, source))
+                for source, iou in ious.items()}
 
     def panel(self, manifest: Path) -> tuple:
         """Three test windows with calls: spectrogram, high-quality (ideal) mask, predicted mask, soft version."""
@@ -529,4 +533,4 @@ class Pipeline:
                                     panel=self.panel(manifest),
                                     segmenter_windows=self._done("split")["segmenter_windows"],
                                     headline=self.reported_headline,
-                                    mask_quality=self.mask_quality(confirmation, degraded))
+                                    mask_quality=self.mask_quality(manifest, confirmation, degraded))

@@ -1,4 +1,4 @@
-"""Candidate masks, mask metrics, the high-quality set and export for refinement."""
+"""Candidate masks, mask metrics, the high-quality set, export for refinement and the labels masks carry alone."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,9 @@ from mgc_lightning.cache import mask_store
 from mgc_lightning.cli import main
 from mgc_lightning.data import SegmentationDataModule
 from mgc_lightning.manifest import SplitConfig, load_manifest, split_rows
-from mgc_lightning.mask_sources import evaluate_masks, export_for_refinement, propose_masks, select_high_quality
+from mgc_lightning.mask_sources import (
+    evaluate_masks, export_for_refinement, label_readout, propose_masks, select_high_quality,
+)
 from mgc_lightning.masks import candidate_mask, mask_metrics, read_mask_png
 from mgc_lightning.spectrogram import get_preset
 from mgc_lightning.synth.build import ideal_source, write_ideal_masks
@@ -127,3 +129,19 @@ def test_masks_evaluate_reports_several_criteria_in_one_call(small_benchmark, ca
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split(" masks")[0] for line in lines] == ["ideal vs ideal-0db", "ideal vs ideal"]
     assert "iou 1.000" in lines[1] and "iou 1.000" not in lines[0]
+
+
+def test_label_readout_reads_the_labels_off_exact_masks_but_not_off_masks_of_other_windows(small_benchmark):
+    """Exact masks cover the labelled calls only, so their pixel counts per band give the labels away; the same masks
+    handed to the wrong windows carry nothing of those windows' labels."""
+    rows, cache = small_benchmark
+    config = get_preset("origin")
+    train, test = rows[:60], rows[60:]
+    exact = label_readout(train, test, config, cache, "ideal")
+    ideal, shuffled = mask_store(config, "ideal", cache), mask_store(config, "shuffled", cache)
+    masks = [ideal.load(row.key) for row in rows]
+    for row, mask in zip(rows, masks[7:] + masks[:7]):
+        shuffled.save(row.key, mask)
+    chance = max(np.mean([row.joint_class == c for row in test]) for c in range(8))
+    assert exact > 0.6 and exact > chance + 0.3, (exact, chance)
+    assert label_readout(train, test, config, cache, "shuffled") < exact - 0.3

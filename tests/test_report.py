@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mgc_lightning.report import RunSummary, WindowResults, headline_table, seeds_table, select_runs, write_report
+from mgc_lightning.report import (
+    MaskQuality, RunSummary, WindowResults, headline_table, mask_curve_rows, mask_curve_table, seeds_table, select_runs,
+    write_report,
+)
 from mgc_lightning.tracking import DATASET_TAG, EVALUATES_TAG
 
 
@@ -151,3 +154,22 @@ def test_a_report_of_ones_own_runs_has_no_out_of_distribution_columns():
     table = headline_table([summary("baseline resnet18", {"origin": 0.8}, 100, rng),
                             summary("MGC xattn soft (predicted, resnet18)", {"origin": 0.8}, 100, rng)])
     assert "OOD" not in table and "minus own baseline on origin (paired)" in table
+
+
+def test_mask_curve_orders_sources_by_iou_and_pairs_each_with_its_baseline():
+    rng = np.random.default_rng(9)
+    baseline = summary("baseline resnet18", {"origin": 0.6}, 400, rng)
+    runs = [baseline]
+    for source, accuracy in (("degraded-iou0.90", 0.9), ("predicted", 0.5), ("degraded-iou0.50", 0.7)):
+        run = summary(f"MGC xattn soft ({source}, resnet18)", {"origin": accuracy}, 400, rng)
+        run.mask_source = source
+        runs.append(run)
+    quality = {"degraded-iou0.50": MaskQuality(0.5, 0.8), "degraded-iou0.90": MaskQuality(0.9, 0.9),
+               "predicted": MaskQuality(0.6, 0.7)}
+    points = mask_curve_rows(runs, quality, "origin")
+    assert [point[0].iou for point in points] == [0.5, 0.6, 0.9]
+    assert all(point[3][0] == "baseline resnet18" for point in points)
+    table = mask_curve_table(points, "origin")
+    assert "labels read off the masks alone" in table
+    assert interval(cells_of(table, "0.900")[-1])[1] > 0  # +0.3 over its baseline
+    assert interval(cells_of(table, "0.600")[-1])[2] < 0  # -0.1: masks that cost accuracy
