@@ -46,22 +46,26 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_import_raven(args: argparse.Namespace) -> int:
+    from .errors import InputError
     from .manifest import load_manifest, write_manifest
     from .raven import (boxes_csv, parse_label_mapping, read_boxes, read_selection_table, windows_from_boxes,
                         write_boxes)
 
-    mapping = parse_label_mapping(args.map)
+    mapping, audio = parse_label_mapping(args.map), [Path(a) for a in args.audio]
+    if args.recording and len(audio) > 1:
+        raise InputError(f"--recording names one recording; {len(audio)} --audio files are named by their files")
     boxes = [box for table in args.table
-             for box in read_selection_table(table, args.audio, mapping, label_column=args.label_column)]
+             for box in read_selection_table(table, audio, mapping, label_column=args.label_column)]
     metadata = {k: getattr(args, k) for k in ("deployment", "season", "site") if getattr(args, k)}
-    rows = windows_from_boxes(args.audio, boxes, args.window, args.hop or args.window, recording=args.recording,
-                              min_overlap_s=args.min_overlap, **metadata)
+    rows = [row for path in audio for row in windows_from_boxes(
+        path, [box for box in boxes if box.path == path], args.window, args.hop or args.window,
+        recording=args.recording, min_overlap_s=args.min_overlap, **metadata)]
     out, boxes_out = Path(args.out), boxes_csv(args.out)
     if args.append and out.exists():  # a recording imported again replaces its earlier rows and boxes
-        audio = Path(args.audio).resolve()
-        rows = [row for row in load_manifest(out, check_audio=False) if row.path.resolve() != audio] + rows
+        again = {path.resolve() for path in audio}
+        rows = [row for row in load_manifest(out, check_audio=False) if row.path.resolve() not in again] + rows
         earlier = read_boxes(boxes_out) if boxes_out.exists() else []
-        boxes = [box for box in earlier if box.path != audio] + boxes
+        boxes = [box for box in earlier if box.path not in again] + boxes
     write_manifest(rows, out)
     write_boxes(boxes, boxes_out)
     print(f"wrote {len(rows)} windows to {out} and {len(boxes)} boxes to {boxes_out}")
@@ -388,8 +392,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.set_defaults(run=_cmd_validate)
 
     sub = commands.add_parser("import-raven", help="turn a Raven selection table into manifest rows and boxes")
-    sub.add_argument("table", nargs="+", help="tab-separated Raven selection table(s) of one recording")
-    sub.add_argument("--audio", required=True, help="the recording the tables annotate")
+    sub.add_argument("table", nargs="+", help="tab-separated Raven selection table(s)")
+    sub.add_argument("--audio", required=True, nargs="+", help="the recording the tables annotate, or the files a "
+                                                               "multi-file table names (Begin File, File Offset)")
     sub.add_argument("--map", required=True, help="label mapping, e.g. 'BW=whistle,BC=beluga_click,PP=porpoise_click,"
                                                  "noise=ignore'")
     sub.add_argument("--label-column", default="Annotation")

@@ -77,6 +77,25 @@ def raven(folder: Path, body: str, header: str = RAVEN_HEADER) -> list[str]:
 
 
 BOX = "1\t0.2\t0.6\t4000\t12000\tBW\n"
+SEQUENCE_HEADER = RAVEN_HEADER.replace("\tAnnotation", "\tBegin File\tEnd File\tFile Offset (s)\tAnnotation")
+
+
+def raven_encoded(encode: Callable[[str], bytes]) -> Callable[[Path], list[str]]:
+    """A one-box table saved in another encoding."""
+    def setup(folder: Path) -> list[str]:
+        args = raven(folder, BOX)
+        (folder / "t.txt").write_bytes(encode(RAVEN_HEADER + BOX))
+        return args
+    return setup
+
+
+def raven_sequence(folder: Path, body: str, files: tuple[str, ...] = ("a.wav", "b.wav"),
+                   header: str = SEQUENCE_HEADER) -> list[str]:
+    """A table over a sequence of 2-s files (Begin Time counts from the first file's start) and the files given."""
+    args = raven(folder, body, header)
+    given = [str(audio(folder, name)) for name in files]
+    at = args.index("--audio") + 1
+    return args[:at] + given + args[at + 1:]
 
 
 def swap(args: list[str], old: str, new: str) -> list[str]:
@@ -272,6 +291,39 @@ CASES: dict[str, Case] = {
                                 ("gone.wav: file not found",)),
     "Raven label mapped to an unknown type": Case(lambda f: swap(raven(f, BOX), MAPPING, "BW=whistles"), 2,
                                                   ("bad label mapping 'BW=whistles'",)),
+    "Raven label column under another name": Case(
+        lambda f: raven(f, BOX, RAVEN_HEADER.replace("Annotation", "Species")), 2,
+        ("t.txt: no label column 'Annotation'; columns that could hold labels: 'Species' (choose one with "
+         "--label-column)",)),
+    "Raven table saved on Windows (UTF-16, CRLF)": Case(
+        raven_encoded(lambda text: text.replace("\n", "\r\n").encode("utf-16")), 0, stdout=("wrote 4 windows",)),
+    "Raven table in UTF-16 without a byte-order mark": Case(
+        raven_encoded(lambda text: text.encode("utf-16-le")), 2,
+        ("t.txt: UTF-16 text without a byte-order mark, or not text; save it as UTF-8",)),
+    "Raven table of one recording given several audio files": Case(
+        lambda f: raven_sequence(f, BOX, header=RAVEN_HEADER), 2,
+        ("t.txt: names no file (no 'Begin File' or 'Begin Path' column), so it annotates one recording; give it "
+         "alone with its audio file, not with 2",)),
+    "Raven table of several files without File Offset": Case(
+        lambda f: raven_sequence(f, "1\t0.2\t0.6\t4000\t12000\ta.wav\ta.wav\tBW\n2\t2.2\t2.6\t4000\t12000\tb.wav"
+                                    "\tb.wav\tBW\n", header=SEQUENCE_HEADER.replace("\tFile Offset (s)", "")), 2,
+        ("t.txt: names 2 files in 'Begin File' but has no 'File Offset (s)' column",)),
+    "Raven table of other recordings": Case(
+        lambda f: raven_sequence(f, "1\t0.2\t0.6\t4000\t12000\tother.wav\tother.wav\t0.2\tBW\n", ("a.wav",)), 2,
+        ("t.txt: its selections lie on other.wav, none of the audio files given (a.wav); is this the table of "
+         "other recordings?",)),
+    "Raven selections on files not given": Case(
+        lambda f: raven_sequence(f, "1\t0.2\t0.6\t4000\t12000\ta.wav\ta.wav\t0.2\tBW\n2\t2.2\t2.6\t4000\t12000\t"
+                                    "b.wav\tb.wav\t0.2\tBW\n", ("a.wav",)), 0,
+        ("mgc: warning: ", "t.txt: 1 selection(s) on files not given left out: b.wav (1)"),
+        ("wrote 4 windows", "and 1 boxes")),
+    "Raven box running past its file": Case(
+        lambda f: raven_sequence(f, "1\t1.8\t2.3\t4000\t12000\ta.wav\ta.wav\t1.8\tBW\n", ("a.wav",)), 0,
+        ("t.txt: row 1: the box runs 0.3 s past the end of a.wav (2 s) into a file the table does not name: cut "
+         "there",)),
+    "Raven --recording with several audio files": Case(
+        lambda f: raven_sequence(f, "1\t0.2\t0.6\t4000\t12000\ta.wav\ta.wav\t0.2\tBW\n") + ["--recording", "r"], 2,
+        ("--recording names one recording; 2 --audio files are named by their files",)),
     # ---- recording ids used in file names ------------------------------------------------------------------
     "recording id climbing out of the export": Case(export_with_recording("../../../escape"), 0,
                                                     stdout=("PNGs for refinement",), check=only_inside_export),

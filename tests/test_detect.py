@@ -29,9 +29,10 @@ from mgc_lightning.data import WindowDataset, mask_loader
 from mgc_lightning.errors import InputError
 from mgc_lightning.inference import type_probabilities
 from mgc_lightning.labels import SOUND_TYPES
-from mgc_lightning.manifest import WindowRow
+from mgc_lightning.manifest import WindowRow, load_manifest
 from mgc_lightning.models.classifier import ClassifierModule
 from mgc_lightning.models.segmenter import PREDICTED, predict_masks
+from mgc_lightning.raven import boxes_csv, read_boxes
 from mgc_lightning.spectrogram import get_preset
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -309,6 +310,31 @@ def test_windows_without_signal_get_a_reason_instead_of_probabilities(models, tm
                 if s["Annotation"] == "whistle"]
     assert [(float(s["Begin Time (s)"]), float(s["End Time (s)"])) for s in whistles] == [(0.0, 0.5), (1.0, 2.0)]
     assert [(r["windows"], r["whistle"]) for r in _rows(tmp_path / "out" / "presence_hourly.csv")] == [("6", "6")]
+
+
+@pytest.mark.slow
+def test_raven_output_imports_back_as_the_same_boxes(models, tmp_path):
+    """Round trip: `mgc detect`'s Raven table read back by `mgc import-raven` gives its selections as the boxes of the
+    recording analysed, and labels exactly the windows detection found at or above each type's threshold."""
+    root, _, _, bundle = models
+    audio = np.concatenate([sf.read(str(p), dtype="float32")[0] for p in sorted((root / "bench" / "audio").glob("*"))])
+    samples = np.resize(audio, 2 * RATE)
+    samples[RATE // 2 : RATE] = 0.0  # a dropout: windows without signal belong to no selection
+    clip = write_audio(tmp_path / "in" / "clip.wav", samples, RATE)
+    detect([clip], bundle, tmp_path / "out", DetectSettings(), progress=False)
+    table = _table(tmp_path / "out", "raven", "clip")
+    written = [(s["Annotation"], *(float(s[c]) for c in RAVEN_HEADER[3:7])) for s in _rows(table, "\t")]
+    manifest = tmp_path / "imported.csv"
+    assert main(["import-raven", str(table), "--audio", str(clip), "--map", ",".join(f"{t}={t}" for t in SOUND_TYPES),
+                 "--window", str(WINDOW), "--out", str(manifest)]) == 0
+    boxes = read_boxes(boxes_csv(manifest))
+    assert written and [(b.sound_type, b.begin_s, b.end_s, b.low_hz, b.high_hz) for b in boxes] == written
+    assert {b.path for b in boxes} == {clip.resolve()}
+    thresholds = load_bundle(bundle)[0].thresholds
+    found = [tuple(int(not w["signal_problem"] and float(w[f"p_{t}"]) >= threshold)
+                   for t, threshold in zip(SOUND_TYPES, thresholds))
+             for w in _rows(_table(tmp_path / "out", "windows", "clip"))]
+    assert [row.labels for row in load_manifest(manifest)] == found
 
 
 def test_block_reads_cut_the_same_windows_as_read_window(tmp_path):
