@@ -262,9 +262,9 @@ def test_server_listens_on_loopback_only_and_serves_nothing_outside_its_files(se
         assert refused.value.code == 404, path
 
     before = set((dataset.parent / "masks").rglob("*"))
-    for body in ({"mask": "1" * 7, "labels": [0, 0, 0]},
-                 {"mask": "2" * ORIGIN.height * ORIGIN.width, "labels": [0, 0, 0]},
-                 {"mask": "0" * ORIGIN.height * ORIGIN.width, "labels": [0, 5, 0]}):
+    for body in ({"mask": "1" * 7, "labels": [0, 0, 0], "base_version": 0},
+                 {"mask": "2" * ORIGIN.height * ORIGIN.width, "labels": [0, 0, 0], "base_version": 0},
+                 {"mask": "0" * ORIGIN.height * ORIGIN.width, "labels": [0, 5, 0], "base_version": 0}):
         request = urllib.request.Request(f"{server}api/windows/0/accept", data=json.dumps(body).encode(),
                                          headers={"Content-Type": "application/json"})
         with pytest.raises(urllib.error.HTTPError) as refused:

@@ -3,7 +3,7 @@ loopback interface only.
 
 The API names windows by their position in the queue, never by a path, so no request can point a read or a write at a
 file of its choosing; static files come from the package's own folder; requests must be addressed to 127.0.0.1 or
-localhost.
+localhost. A save names the version it edited (409 when the window was saved since).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from pydantic import BaseModel
 
 from ..labels import SOUND_TYPES
-from .session import DEFAULT_SENSITIVITY, MAX_SLOWDOWN, AnnotationSession
+from .session import DEFAULT_SENSITIVITY, MAX_SLOWDOWN, AnnotationSession, VersionConflict
 
 STATIC = Path(__file__).with_name("static")
 LOOPBACK = "127.0.0.1"
@@ -31,6 +31,7 @@ LOOPBACK = "127.0.0.1"
 class AcceptRequest(BaseModel):
     mask: str  # height * width characters '0' / '1', row 0 first (the highest frequency)
     labels: list[int]
+    base_version: int  # the saved version the edits started from (0: never saved)
 
 
 def mask_to_text(mask: np.ndarray) -> str:
@@ -71,6 +72,12 @@ def create_app(session: AnnotationSession) -> FastAPI:
         """A window whose audio cannot be read: the page shows the one-line reason (file and problem)."""
         return JSONResponse({"detail": str(error)}, status_code=422)
 
+    @app.exception_handler(VersionConflict)
+    def saved_since(request: Request, error: VersionConflict) -> JSONResponse:
+        """The page offers to reload the saved version or to overwrite it (a save based on `version`)."""
+        current = error.current
+        return JSONResponse({"detail": str(error), "version": current.version if current else 0}, status_code=409)
+
     def window(index: int):
         try:
             return session.row(index)
@@ -94,12 +101,13 @@ def create_app(session: AnnotationSession) -> FastAPI:
     @app.get("/api/windows/{index}")
     def show(index: int) -> dict:
         row = window(index)
+        accepted = session.saved(index)
         mask, origin = session.starting_mask(index)
-        accepted = session.accepted.get(row.key)
         return {
             "index": index, "recording": row.recording, "file": row.path.name, "start_s": row.start_s,
             "duration_s": row.duration_s, "labels": list(session.labels(index)), "mask": mask_to_text(mask),
-            "mask_origin": origin, "accepted_by": accepted.annotator if accepted else None,
+            "mask_origin": origin, "version": accepted.version if accepted else 0,
+            "accepted_by": accepted.annotator if accepted else None,
             "accepted_at": accepted.annotated_at if accepted else None,
         }
 
@@ -123,10 +131,10 @@ def create_app(session: AnnotationSession) -> FastAPI:
         window(index)
         try:
             mask = text_to_mask(request.mask, config.height, config.width)
-            session.accept(index, mask, request.labels)
+            saved = session.accept(index, mask, request.labels, request.base_version)
         except ValueError as error:
             raise HTTPException(400, str(error)) from None
-        return {"accepted": session.accepted_count(), "total": len(session.queue)}
+        return {"accepted": session.accepted_count(), "total": len(session.queue), "version": saved.version}
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -74,7 +74,7 @@ async function accept() {
   try {
     const result = await api(`/api/windows/${state.index}/accept`, {
       method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ mask: maskToText(state.mask), labels }),
+      body: JSON.stringify({ mask: maskToText(state.mask), labels, base_version: state.window.version }),
     });
     updateCounter(result.accepted, result.total);
     status(`saved window ${state.index + 1}`);
