@@ -1,6 +1,6 @@
 """`mgc annotate` in a real Chromium (Debian's `chromium`, driven by Playwright) against the real command: strokes,
 eraser, undo / redo, box fill, the sensitivity slider, label correction and playback, checked in the saved PNGs
-pixel by pixel; the server listens on loopback only and serves nothing outside its own files."""
+pixel by pixel; two servers that cannot overwrite each other, permission errors shown on the page; the server listens on loopback only and serves nothing outside its own files."""
 
 import json
 import os
@@ -60,15 +60,26 @@ def dataset(tmp_path_factory) -> Path:
     return write_rows(root / "manifest.csv", rows)
 
 
-@pytest.fixture(scope="module")
-def server(dataset):
-    """The real `mgc annotate` command on a free port; yields its address."""
-    command = [sys.executable, "-m", "mgc_lightning.cli", "annotate", str(dataset), "--queue", "all", "--port", "0",
-               "--cache-root", str(dataset.parent / "cache"), "--annotator", "tester"]
+def unprivileged() -> list[str] | None:
+    """The prefix that runs a command without root's right to write anywhere (so a read-only folder is read-only to
+    it, as to any user): nothing for a user, setpriv for root; None where root cannot drop it."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        return None
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", "--"]
+
+
+def start_annotate(manifest: Path, cache: Path) -> tuple[subprocess.Popen, str, str | None]:
+    """The real `mgc annotate` command on a free port: its process, what it printed until it listened or exited, and
+    its address (None when it did not start)."""
+    command = [sys.executable, "-m", "mgc_lightning.cli", "annotate", str(manifest), "--queue", "all", "--port", "0",
+               "--cache-root", str(cache), "--annotator", "tester"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    process = subprocess.Popen((unprivileged() or []) + command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=env)
     output = []
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # importing torch on a busy machine takes minutes
     while time.monotonic() < deadline:
         line = process.stdout.readline()
         if not line and process.poll() is not None:
@@ -76,13 +87,30 @@ def server(dataset):
         output.append(line)
         if "annotate at http://" in line:
             break
-    address = next((word for line in output for word in line.split() if word.startswith("http://")), None)
-    if address is None:
-        process.kill()
-        pytest.fail("mgc annotate did not start:\n" + "".join(output))
-    yield address
+    address = next((line.split()[2] for line in output if line.startswith("annotate at http://")), None)
+    return process, "".join(output), address
+
+
+def stop(process: subprocess.Popen) -> None:
     process.terminate()
     process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def server_process(dataset):
+    """One server for the module, started over a lock file left by a server that died (no process holds it)."""
+    (dataset.parent / "annotated-origin.server.lock").write_text(json.dumps({"pid": 2**22 + 1, "host": "gone"}))
+    process, output, address = start_annotate(dataset, dataset.parent / "cache")
+    if address is None:
+        process.kill()
+        pytest.fail("mgc annotate did not start:\n" + output)
+    yield process, address
+    stop(process)
+
+
+@pytest.fixture(scope="module")
+def server(server_process) -> str:
+    return server_process[1]
 
 
 @pytest.fixture(scope="module")
@@ -97,11 +125,17 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def page(browser, server):
+def open_page(browser, server):
     page = browser.new_page(viewport={"width": 1100, "height": 800})
+    page.set_default_timeout(15_000)
     page.goto(server)
     page.wait_for_function("document.body.dataset.window")
+    return page
+
+
+@pytest.fixture
+def page(browser, server):
+    page = open_page(browser, server)
     yield page
     page.close()
 
@@ -113,6 +147,15 @@ def get_json(url: str) -> dict:
 
 def shown_window(page, server) -> dict:
     return get_json(f"{server}api/windows/{page.evaluate('document.body.dataset.window')}")
+
+
+def shown_index(page) -> int:
+    return int(page.evaluate("document.body.dataset.window"))
+
+
+def shown_mask(page) -> str:
+    """The mask the page holds for the shown window, as the API writes masks (row 0 first, '0' / '1')."""
+    return page.evaluate("Array.from(annotator.state.mask).join('')")
 
 
 def stroke(page, points: list[tuple[int, int]]) -> None:
@@ -230,6 +273,60 @@ def test_time_expanded_playback_moves_a_cursor_over_the_spectrogram(page, server
     assert 0 < float(page.evaluate("document.body.dataset.cursor")) <= 0.25
     page.keyboard.press(" ")
     page.wait_for_function("document.body.dataset.playing === ''")
+
+
+def test_a_folder_the_server_may_not_write_is_a_message_on_the_page_and_the_edits_stay(page, server, dataset):
+    if unprivileged() is None:
+        pytest.skip("root cannot give up its right to write here (no setpriv)")
+    start = shown_index(page)
+    window = shown_window(page, server)
+    page.keyboard.press("r")
+    stroke(page, [(20, 20), (40, 50)])
+    drawn = shown_mask(page)
+    masks = dataset.parent / "masks" / "origin"
+    masks.mkdir(parents=True, exist_ok=True)
+    masks.chmod(0o555)
+    try:
+        page.keyboard.press("a")
+        page.wait_for_function("document.getElementById('status').textContent.startsWith('not saved')")
+        message = page.inner_text("#status")
+        assert str(masks) in message and "Permission denied" in message, message
+        assert shown_index(page) == start and shown_mask(page) == drawn
+    finally:
+        masks.chmod(0o755)
+    accept_and_wait(page, "a")
+    _, saved_mask = saved(dataset, window)
+    assert "".join("1" if v else "0" for v in saved_mask.ravel()) == drawn
+
+
+def test_a_second_server_on_the_dataset_is_refused_and_names_the_first(server_process, dataset):
+    first, address = server_process
+    second, output, second_address = start_annotate(dataset, dataset.parent / "cache")
+    if second_address is not None:
+        stop(second)
+    assert second_address is None and second.wait(timeout=20) == 2, output
+    assert f"pid {first.pid}" in output and address in output and "Traceback" not in output
+    holder = json.loads((dataset.parent / "annotated-origin.server.lock").read_text())
+    assert holder["pid"] == first.pid and holder["address"] == address  # it took over the dead server's lock
+
+
+def test_a_read_only_dataset_folder_is_refused_with_its_reason(tmp_path):
+    if unprivileged() is None:
+        pytest.skip("root cannot give up its right to write here (no setpriv)")
+    folder = tmp_path / "read-only"
+    for recording in range(6):
+        write_audio(folder / "audio" / f"r{recording}.flac", tone(10_000, 0.25, RATE), RATE)
+    manifest = write_rows(folder / "manifest.csv", [[f"audio/r{i}.flac", 0, 0.25, 1, 0, 0, f"r{i}", "s"]
+                                                    for i in range(6)])
+    folder.chmod(0o555)
+    try:
+        process, output, address = start_annotate(manifest, tmp_path / "cache")
+        if address is not None:
+            stop(process)
+        assert address is None and process.wait(timeout=20) == 2, output
+    finally:
+        folder.chmod(0o755)
+    assert f"cannot write in {folder}" in output and "Permission denied" in output and "Traceback" not in output
 
 
 def non_loopback_address() -> str | None:

@@ -3,12 +3,15 @@ loopback interface only.
 
 The API names windows by their position in the queue, never by a path, so no request can point a read or a write at a
 file of its choosing; static files come from the package's own folder; requests must be addressed to 127.0.0.1 or
-localhost. A save names the version it edited (409 when the window was saved since).
+localhost. A save names the version it edited (409 when the window was saved since); a file the server may not write
+is a JSON message, never a traceback; one server at a time annotates a dataset with a preset (locks.py).
 """
 
 from __future__ import annotations
 
+import errno
 import io
+import os
 import socket
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +25,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from pydantic import BaseModel
 
 from ..labels import SOUND_TYPES
+from .locks import held_by_this_server
 from .session import DEFAULT_SENSITIVITY, MAX_SLOWDOWN, AnnotationSession, VersionConflict
 
 STATIC = Path(__file__).with_name("static")
@@ -78,6 +82,13 @@ def create_app(session: AnnotationSession) -> FastAPI:
         current = error.current
         return JSONResponse({"detail": str(error), "version": current.version if current else 0}, status_code=409)
 
+    @app.exception_handler(OSError)
+    def cannot_write(request: Request, error: OSError) -> JSONResponse:
+        """A read-only folder or a full disk: the page shows which file and why, and keeps the edits."""
+        refused = isinstance(error, PermissionError) or error.errno == errno.EROFS
+        return JSONResponse({"detail": f"{error.filename}: {error.strerror}" if error.filename else str(error)},
+                            status_code=403 if refused else 500)
+
     def window(index: int):
         try:
             return session.row(index)
@@ -91,10 +102,10 @@ def create_app(session: AnnotationSession) -> FastAPI:
     @app.get("/api/session")
     def describe() -> dict:
         return {
-            "manifest": session.manifest.name, "preset": config.name, "queue": session.queue_name,
-            "total": len(session.queue), "accepted": session.accepted_count(), "resume": session.resume_index(),
-            "annotator": session.annotator, "height": config.height, "width": config.width,
-            "row_frequencies_khz": (config.row_frequencies_hz() / 1000).round(3).tolist(),
+            "manifest": session.manifest.name, "preset": config.name,
+            "queue": session.queue_name, "total": len(session.queue), "accepted": session.accepted_count(),
+            "resume": session.resume_index(), "annotator": session.annotator, "height": config.height,
+            "width": config.width, "row_frequencies_khz": (config.row_frequencies_hz() / 1000).round(3).tolist(),
             "sound_types": list(SOUND_TYPES), "sensitivity": DEFAULT_SENSITIVITY, "max_slowdown": MAX_SLOWDOWN,
         }
 
@@ -141,8 +152,9 @@ def create_app(session: AnnotationSession) -> FastAPI:
 
 
 def serve(session: AnnotationSession, port: int = 8765, announce: Callable[[str], None] = print) -> None:
-    """Serve the app on 127.0.0.1:`port` (0 picks a free port) until interrupted; `announce` gets the address once
-    the socket listens, so the page can be opened at once."""
+    """Serve the app on 127.0.0.1:`port` (0 picks a free port) until interrupted, holding the dataset's server lock
+    (RuntimeError when another server holds it); `announce` gets the address once the socket listens, so the page
+    can be opened at once."""
     import uvicorn
 
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -154,8 +166,10 @@ def serve(session: AnnotationSession, port: int = 8765, announce: Callable[[str]
         listener.close()
         raise RuntimeError(f"cannot listen on {LOOPBACK}:{port} ({error.strerror}); choose another --port") from None
     address = f"http://{LOOPBACK}:{listener.getsockname()[1]}/"
-    announce(f"{session.queue_name} queue: {session.accepted_count()} / {len(session.queue)} accepted; masks go to "
-             f"{session.mask_folder}, the record to {session.record}")
-    announce(f"annotate at {address}  (Ctrl+C stops)")
-    server = uvicorn.Server(uvicorn.Config(create_app(session), log_level="warning"))
-    server.run(sockets=[listener])
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "address": address, "annotator": session.annotator}
+    with listener, held_by_this_server(session.server_lock, holder):
+        announce(f"{session.queue_name} queue: {session.accepted_count()} / {len(session.queue)} accepted; masks go "
+                 f"to {session.mask_folder}, the record to {session.record}")
+        announce(f"annotate at {address}  (Ctrl+C stops)")
+        server = uvicorn.Server(uvicorn.Config(create_app(session), log_level="warning"))
+        server.run(sockets=[listener])

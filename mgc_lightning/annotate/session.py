@@ -7,7 +7,7 @@ Everything written stays inside the dataset's folder (the manifest's folder):
 - `annotated-<preset>.csv`: a manifest of the accepted windows with their `mask` column filled (and the labels as
   the annotator corrected them), plus `annotator`, `annotated_at` and `version` columns. Training the segmenter on it
   with `mask_source: manifest` uses the masks as they are; reopening the session reads it back and resumes;
-- `annotated-<preset>.csv.lock`: the record's lock (locks.py).
+- `annotated-<preset>.csv.lock` and `annotated-<preset>.server.lock`: the locks of locks.py.
 
 The record on disk is the truth: every save reads it again and writes it back under the record lock, and is refused
 when the window was saved since the version its editor started from, so two tabs or two sessions never overwrite each
@@ -96,7 +96,8 @@ class AnnotationSession:
         self.mask_folder = self.folder / "masks" / config.name
         self.record = self.folder / f"annotated-{config.name}.csv"
         self.record_lock = self.record.with_name(f"{self.record.name}.lock")
-        for path in (self.mask_folder, self.record, self.record_lock):
+        self.server_lock = self.folder / f"annotated-{config.name}.server.lock"
+        for path in (self.mask_folder, self.record, self.record_lock, self.server_lock):
             inside(self.folder, path)
         self._seen: tuple[tuple, dict[str, Accepted]] | None = None
 
