@@ -102,7 +102,7 @@ def create_app(session: AnnotationSession) -> FastAPI:
     @app.get("/api/session")
     def describe() -> dict:
         return {
-            "manifest": session.manifest.name, "preset": config.name,
+            "manifest": session.manifest.name, "record": str(session.record), "preset": config.name,
             "queue": session.queue_name, "total": len(session.queue), "accepted": session.accepted_count(),
             "resume": session.resume_index(), "annotator": session.annotator, "height": config.height,
             "width": config.width, "row_frequencies_khz": (config.row_frequencies_hz() / 1000).round(3).tolist(),
@@ -115,10 +115,10 @@ def create_app(session: AnnotationSession) -> FastAPI:
         accepted = session.saved(index)
         mask, origin = session.starting_mask(index)
         return {
-            "index": index, "recording": row.recording, "file": row.path.name, "start_s": row.start_s,
+            "index": index, "key": row.key, "recording": row.recording, "file": row.path.name, "start_s": row.start_s,
             "duration_s": row.duration_s, "labels": list(session.labels(index)), "mask": mask_to_text(mask),
-            "mask_origin": origin, "version": accepted.version if accepted else 0,
-            "accepted_by": accepted.annotator if accepted else None,
+            "mask_origin": origin, "sensitivity": DEFAULT_SENSITIVITY if origin == "candidate" else None,
+            "version": accepted.version if accepted else 0, "accepted_by": accepted.annotator if accepted else None,
             "accepted_at": accepted.annotated_at if accepted else None,
         }
 
