@@ -1,6 +1,7 @@
 """`mgc annotate` in a real Chromium (Debian's `chromium`, driven by Playwright) against the real command: strokes,
 eraser, undo / redo, box fill, the sensitivity slider, label correction and playback, checked in the saved PNGs
-pixel by pixel; the server listens on loopback only and serves nothing outside its own files."""
+pixel by pixel; edits that survive navigation and reloads, two tabs and two servers that cannot overwrite each other,
+permission errors shown on the page; the server listens on loopback only and serves nothing outside its own files."""
 
 import json
 import os
@@ -60,15 +61,26 @@ def dataset(tmp_path_factory) -> Path:
     return write_rows(root / "manifest.csv", rows)
 
 
-@pytest.fixture(scope="module")
-def server(dataset):
-    """The real `mgc annotate` command on a free port; yields its address."""
-    command = [sys.executable, "-m", "mgc_lightning.cli", "annotate", str(dataset), "--queue", "all", "--port", "0",
-               "--cache-root", str(dataset.parent / "cache"), "--annotator", "tester"]
+def unprivileged() -> list[str] | None:
+    """The prefix that runs a command without root's right to write anywhere (so a read-only folder is read-only to
+    it, as to any user): nothing for a user, setpriv for root; None where root cannot drop it."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        return None
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", "--"]
+
+
+def start_annotate(manifest: Path, cache: Path) -> tuple[subprocess.Popen, str, str | None]:
+    """The real `mgc annotate` command on a free port: its process, what it printed until it listened or exited, and
+    its address (None when it did not start)."""
+    command = [sys.executable, "-m", "mgc_lightning.cli", "annotate", str(manifest), "--queue", "all", "--port", "0",
+               "--cache-root", str(cache), "--annotator", "tester"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    process = subprocess.Popen((unprivileged() or []) + command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=env)
     output = []
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # importing torch on a busy machine takes minutes
     while time.monotonic() < deadline:
         line = process.stdout.readline()
         if not line and process.poll() is not None:
@@ -76,13 +88,30 @@ def server(dataset):
         output.append(line)
         if "annotate at http://" in line:
             break
-    address = next((word for line in output for word in line.split() if word.startswith("http://")), None)
-    if address is None:
-        process.kill()
-        pytest.fail("mgc annotate did not start:\n" + "".join(output))
-    yield address
+    address = next((line.split()[2] for line in output if line.startswith("annotate at http://")), None)
+    return process, "".join(output), address
+
+
+def stop(process: subprocess.Popen) -> None:
     process.terminate()
     process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def server_process(dataset):
+    """One server for the module, started over a lock file left by a server that died (no process holds it)."""
+    (dataset.parent / "annotated-origin.server.lock").write_text(json.dumps({"pid": 2**22 + 1, "host": "gone"}))
+    process, output, address = start_annotate(dataset, dataset.parent / "cache")
+    if address is None:
+        process.kill()
+        pytest.fail("mgc annotate did not start:\n" + output)
+    yield process, address
+    stop(process)
+
+
+@pytest.fixture(scope="module")
+def server(server_process) -> str:
+    return server_process[1]
 
 
 @pytest.fixture(scope="module")
@@ -97,11 +126,17 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def page(browser, server):
+def open_page(browser, server):
     page = browser.new_page(viewport={"width": 1100, "height": 800})
+    page.set_default_timeout(15_000)
     page.goto(server)
     page.wait_for_function("document.body.dataset.window")
+    return page
+
+
+@pytest.fixture
+def page(browser, server):
+    page = open_page(browser, server)
     yield page
     page.close()
 
@@ -113,6 +148,20 @@ def get_json(url: str) -> dict:
 
 def shown_window(page, server) -> dict:
     return get_json(f"{server}api/windows/{page.evaluate('document.body.dataset.window')}")
+
+
+def shown_index(page) -> int:
+    return int(page.evaluate("document.body.dataset.window"))
+
+
+def shown_mask(page) -> str:
+    """The mask the page holds for the shown window, as the API writes masks (row 0 first, '0' / '1')."""
+    return page.evaluate("Array.from(annotator.state.mask).join('')")
+
+
+def go_to(page, key: str, index: int) -> None:
+    page.keyboard.press(key)
+    page.wait_for_function(f"document.body.dataset.window === '{index}'")
 
 
 def stroke(page, points: list[tuple[int, int]]) -> None:
@@ -232,6 +281,196 @@ def test_time_expanded_playback_moves_a_cursor_over_the_spectrogram(page, server
     page.wait_for_function("document.body.dataset.playing === ''")
 
 
+def test_unsaved_edits_survive_navigation_and_reload_until_accepted_or_discarded(page, server, dataset):
+    start = shown_index(page)
+    original = shown_window(page, server)["mask"]
+    page.keyboard.press("c")
+    stroke(page, [(10, 60), (70, 60)])
+    drawn = shown_mask(page)
+    assert drawn != original
+    go_to(page, "s", start + 1)
+    go_to(page, "ArrowLeft", start)
+    assert shown_mask(page) == drawn and "unsaved edits" in page.inner_text("#info")
+    assert page.inner_text("#unsaved") == "1 window with unsaved edits"
+    go_to(page, "ArrowRight", start + 1)
+    page.click("#skip")
+    page.wait_for_function(f"document.body.dataset.window === '{start + 2}'")
+    go_to(page, "p", start + 1)
+    go_to(page, "p", start)
+    assert shown_mask(page) == drawn
+
+    dialogs = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.type), dialog.accept()))
+    page.reload()  # asks first, then keeps the edits: the page reopens on this window, the first not accepted
+    page.wait_for_function("document.body.dataset.window")
+    assert dialogs == ["beforeunload"]
+    assert shown_index(page) == start and shown_mask(page) == drawn
+
+    page.click("#discard")
+    page.wait_for_function(f"document.body.dataset.window === '{start}'")
+    assert shown_mask(page) == original and page.inner_text("#unsaved") == ""
+    page.keyboard.press("c")
+    accept_and_wait(page, "a")
+    assert page.evaluate("sessionStorage.length") == 0
+    page.reload()
+    page.wait_for_function("document.body.dataset.window")
+    assert dialogs == ["beforeunload"]  # nothing unsaved: no question
+
+
+def test_two_tabs_on_one_window_cannot_overwrite_each_other_silently(browser, server, dataset):
+    first, second = open_page(browser, server), open_page(browser, server)
+    try:
+        start = shown_index(first)
+        assert shown_index(second) == start
+        window = shown_window(first, server)
+        for page, box in ((first, [(5, 5), (30, 40)]), (second, [(60, 70), (100, 90)])):
+            page.keyboard.press("c")
+            page.keyboard.press("r")
+            stroke(page, box)
+        mine, theirs = shown_mask(first), shown_mask(second)
+        accept_and_wait(second, "a")
+        first.keyboard.press("a")
+        first.wait_for_function("document.getElementById('status').textContent.startsWith('not saved') || "
+                                f"document.body.dataset.window !== '{start}'")
+        _, saved_mask = saved(dataset, window)
+        assert "".join("1" if v else "0" for v in saved_mask.ravel()) == theirs  # not overwritten
+        assert shown_index(first) == start and shown_mask(first) == mine  # nor lost
+        assert "saved by tester" in first.inner_text("#conflict") and "version 1" in first.inner_text("#conflict")
+        first.click("#conflict-overwrite")
+        first.wait_for_function(f"document.body.dataset.window === '{start + 1}'")
+        _, saved_mask = saved(dataset, window)
+        assert "".join("1" if v else "0" for v in saved_mask.ravel()) == mine
+        assert get_json(f"{server}api/windows/{start}")["version"] == 2
+
+        second.keyboard.press("c")  # both tabs are on the next window: this time the first tab takes the other's
+        accept_and_wait(second, "a")
+        first.keyboard.press("r")
+        stroke(first, [(5, 5), (30, 40)])
+        first.keyboard.press("a")
+        first.wait_for_selector("#conflict:not([hidden])")
+        first.click("#conflict-reload")
+        first.wait_for_selector("#conflict", state="hidden")
+        assert shown_index(first) == start + 1
+        assert shown_mask(first) == "0" * ORIGIN.height * ORIGIN.width and first.inner_text("#unsaved") == ""
+    finally:
+        first.close()
+        second.close()
+
+
+def test_sensitivity_readout_always_names_the_candidate_the_mask_comes_from(page, server):
+    start = shown_index(page)
+    window = shown_window(page, server)
+    assert page.inner_text("#sensitivity-value") == "0.70" and window["mask_origin"] == "candidate"
+    page.evaluate("""(() => { const s = document.getElementById('sensitivity'); s.value = '0.3';
+                              s.dispatchEvent(new Event('input')); s.dispatchEvent(new Event('change')); })()""")
+    page.wait_for_function("document.getElementById('sensitivity-value').textContent === '0.30'")
+    go_to(page, "s", start + 1)  # the next window's mask is the server's candidate at the default sensitivity
+    assert page.inner_text("#sensitivity-value") == "0.70" and page.input_value("#sensitivity") == "0.7"
+    assert shown_mask(page) == shown_window(page, server)["mask"]
+    go_to(page, "p", start)  # back to the window whose mask is the candidate at 0.30
+    assert page.inner_text("#sensitivity-value") == "0.30" and page.input_value("#sensitivity") == "0.3"
+    page.keyboard.press("z")
+    assert page.inner_text("#sensitivity-value") == "0.70" and shown_mask(page) == window["mask"]
+    page.keyboard.press("c")  # an empty mask is no candidate at any sensitivity
+    assert page.inner_text("#sensitivity-value") == "—"
+
+
+def test_keys_act_on_a_focused_control_and_not_on_the_page(page):
+    start = shown_index(page)
+    page.focus("#sensitivity")
+    page.keyboard.press("ArrowRight")
+    page.wait_for_function("document.getElementById('sensitivity-value').textContent === '0.75'")
+    page.focus("#slowdown")
+    page.keyboard.press("ArrowDown")
+    assert page.input_value("#slowdown") == "20"
+    page.wait_for_timeout(300)
+    assert shown_index(page) == start and page.evaluate("document.activeElement.id") == "slowdown"
+    page.click("#zoom-in")  # a control used with the mouse gives the keys back to the page
+    zoom = page.evaluate("annotator.state.zoom")
+    page.keyboard.press("-")
+    assert page.evaluate("annotator.state.zoom") < zoom
+
+
+def test_cursor_readout_names_time_and_frequency_and_axes_stay_in_view_when_zoomed(page, server):
+    session, window = get_json(f"{server}api/session"), shown_window(page, server)
+    for _ in range(6):
+        page.keyboard.press("+")
+    page.evaluate("""(() => { const s = document.getElementById('stage');
+                              s.scrollLeft = s.scrollWidth / 2; s.scrollTop = s.scrollHeight / 2; })()""")
+    column, row = 70, 66  # (70.5 / 128) * 0.25 s is no tie for rounding to 3 decimals
+    at = page.evaluate(f"annotator.gridToClient({column}, {row})")
+    page.mouse.move(at["x"], at["y"])
+    seconds = (column + 0.5) / session["width"] * window["duration_s"]
+    assert page.inner_text("#readout") == f"{seconds:.3f} s · {session['row_frequencies_khz'][row]:.1f} kHz"
+
+    seen = page.evaluate("""(() => {
+        const stage = document.getElementById('stage'), box = stage.getBoundingClientRect();
+        const at = (x, y) => document.elementFromPoint(x, y).id;
+        return { left: at(box.left + 10, box.top + stage.clientHeight / 2),
+                 bottom: at(box.left + stage.clientWidth / 2, box.top + stage.clientHeight - 10),
+                 scrolled: stage.scrollTop > 0 && stage.scrollLeft > 0 }; })()""")
+    assert seen == {"left": "frequency-axis", "bottom": "time-axis", "scrolled": True}
+    rows_aligned = page.evaluate("""document.getElementById('frequency-axis').getBoundingClientRect().top ===
+                                    document.getElementById('view').getBoundingClientRect().top""")
+    columns_aligned = page.evaluate("""document.getElementById('time-axis').getBoundingClientRect().left ===
+                                       document.getElementById('view').getBoundingClientRect().left""")
+    assert rows_aligned and columns_aligned
+
+
+def test_a_folder_the_server_may_not_write_is_a_message_on_the_page_and_the_edits_stay(page, server, dataset):
+    if unprivileged() is None:
+        pytest.skip("root cannot give up its right to write here (no setpriv)")
+    start = shown_index(page)
+    window = shown_window(page, server)
+    page.keyboard.press("r")
+    stroke(page, [(20, 20), (40, 50)])
+    drawn = shown_mask(page)
+    masks = dataset.parent / "masks" / "origin"
+    masks.mkdir(parents=True, exist_ok=True)
+    masks.chmod(0o555)
+    try:
+        page.keyboard.press("a")
+        page.wait_for_function("document.getElementById('status').textContent.startsWith('not saved')")
+        message = page.inner_text("#status")
+        assert str(masks) in message and "Permission denied" in message, message
+        assert shown_index(page) == start and shown_mask(page) == drawn
+    finally:
+        masks.chmod(0o755)
+    accept_and_wait(page, "a")
+    _, saved_mask = saved(dataset, window)
+    assert "".join("1" if v else "0" for v in saved_mask.ravel()) == drawn
+
+
+def test_a_second_server_on_the_dataset_is_refused_and_names_the_first(server_process, dataset):
+    first, address = server_process
+    second, output, second_address = start_annotate(dataset, dataset.parent / "cache")
+    if second_address is not None:
+        stop(second)
+    assert second_address is None and second.wait(timeout=20) == 2, output
+    assert f"pid {first.pid}" in output and address in output and "Traceback" not in output
+    holder = json.loads((dataset.parent / "annotated-origin.server.lock").read_text())
+    assert holder["pid"] == first.pid and holder["address"] == address  # it took over the dead server's lock
+
+
+def test_a_read_only_dataset_folder_is_refused_with_its_reason(tmp_path):
+    if unprivileged() is None:
+        pytest.skip("root cannot give up its right to write here (no setpriv)")
+    folder = tmp_path / "read-only"
+    for recording in range(6):
+        write_audio(folder / "audio" / f"r{recording}.flac", tone(10_000, 0.25, RATE), RATE)
+    manifest = write_rows(folder / "manifest.csv", [[f"audio/r{i}.flac", 0, 0.25, 1, 0, 0, f"r{i}", "s"]
+                                                    for i in range(6)])
+    folder.chmod(0o555)
+    try:
+        process, output, address = start_annotate(manifest, tmp_path / "cache")
+        if address is not None:
+            stop(process)
+        assert address is None and process.wait(timeout=20) == 2, output
+    finally:
+        folder.chmod(0o755)
+    assert f"cannot write in {folder}" in output and "Permission denied" in output and "Traceback" not in output
+
+
 def non_loopback_address() -> str | None:
     probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
@@ -262,9 +501,9 @@ def test_server_listens_on_loopback_only_and_serves_nothing_outside_its_files(se
         assert refused.value.code == 404, path
 
     before = set((dataset.parent / "masks").rglob("*"))
-    for body in ({"mask": "1" * 7, "labels": [0, 0, 0]},
-                 {"mask": "2" * ORIGIN.height * ORIGIN.width, "labels": [0, 0, 0]},
-                 {"mask": "0" * ORIGIN.height * ORIGIN.width, "labels": [0, 5, 0]}):
+    for body in ({"mask": "1" * 7, "labels": [0, 0, 0], "base_version": 0},
+                 {"mask": "2" * ORIGIN.height * ORIGIN.width, "labels": [0, 0, 0], "base_version": 0},
+                 {"mask": "0" * ORIGIN.height * ORIGIN.width, "labels": [0, 5, 0], "base_version": 0}):
         request = urllib.request.Request(f"{server}api/windows/0/accept", data=json.dumps(body).encode(),
                                          headers={"Content-Type": "application/json"})
         with pytest.raises(urllib.error.HTTPError) as refused:

@@ -1,8 +1,9 @@
 """The annotation session without a browser: where accepted masks go, that training reads them, resume, file names
-that cannot escape the dataset, time-expanded playback and the queues."""
+that cannot escape the dataset, saves by two sessions on one dataset, time-expanded playback and the queues."""
 
 import csv
 import io
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import soundfile as sf
 from PIL import Image
 
 from mgc_lightning.annotate.queues import build_queue, load_segmenter, mean_entropy, sound_probabilities
-from mgc_lightning.annotate.session import AnnotationSession, mask_file_name
+from mgc_lightning.annotate.session import AnnotationSession, VersionConflict, mask_file_name
 from mgc_lightning.cli import main
 from mgc_lightning.data import MANIFEST_MASKS, mask_loader
 from mgc_lightning.manifest import SplitConfig, load_manifest, split_rows
@@ -38,7 +39,7 @@ def test_accepted_mask_is_what_mask_source_manifest_trains_on_and_reopening_resu
     mask[10:20, 30:90] = True
     mask[100, 5] = True
     original = session.row(0).labels
-    session.accept(0, mask, (1 - original[0], *original[1:]))
+    session.accept(0, mask, (1 - original[0], *original[1:]), base_version=0)
 
     record = tmp_path / "annotated-origin.csv"
     rows = load_manifest(record)  # a valid manifest whose audio paths resolve
@@ -57,9 +58,42 @@ def test_accepted_mask_is_what_mask_source_manifest_trains_on_and_reopening_resu
     saved, origin = reopened.starting_mask(0)
     assert origin == "accepted" and np.array_equal(saved, mask)
     assert reopened.labels(0) == rows[0].labels
-    reopened.accept(1, ~mask, reopened.labels(1))
+    reopened.accept(1, ~mask, reopened.labels(1), base_version=0)
     assert [r.key for r in load_manifest(record)] == [session.row(0).key, session.row(1).key]
     assert reopened.resume_index() == 2
+
+
+def test_two_sessions_on_one_dataset_keep_each_others_saves_and_refuse_a_save_over_a_newer_one(tiny_dataset, tmp_path):
+    """What two servers (or two tabs) would do: each session reads the record from disk, never from its memory."""
+    ana = session_for(tiny_dataset, tmp_path / "cache")
+    ben = session_for(tiny_dataset, tmp_path / "cache", annotator="ben")
+    mask = np.zeros((ORIGIN.height, ORIGIN.width), dtype=bool)
+    mask[40:50, 10:20] = True
+    assert ana.accept(0, mask, ana.labels(0), base_version=0).version == 1
+    ben.accept(1, ~mask, ben.labels(1), base_version=0)
+    record = tmp_path / "annotated-origin.csv"
+    assert [r.key for r in load_manifest(record)] == [ana.row(0).key, ana.row(1).key]
+    assert ben.accepted_count() == ana.accepted_count() == 2 and ben.resume_index() == 2
+
+    before = record.read_bytes(), ben.mask_path(ben.row(0)).read_bytes()
+    with pytest.raises(VersionConflict, match=r"window 1 was saved by ana at .* \(version 1\) .* you edited version 0"):
+        ben.accept(0, ~mask, ben.labels(0), base_version=0)
+    assert (record.read_bytes(), ben.mask_path(ben.row(0)).read_bytes()) == before
+    assert ben.accept(0, ~mask, ben.labels(0), base_version=1).version == 2  # overwriting, knowingly
+    saved, origin = ana.starting_mask(0)
+    assert origin == "accepted" and np.array_equal(saved, ~mask) and ana.saved(0).annotator == "ben"
+
+
+def test_concurrent_saves_from_two_sessions_lose_no_record_row(tiny_dataset, tmp_path):
+    sessions = [session_for(tiny_dataset, tmp_path / "cache", annotator=name) for name in ("ana", "ben")]
+    mask = np.eye(ORIGIN.height, ORIGIN.width, dtype=bool)
+    windows = range(12)
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda i: sessions[i % 2].accept(i, mask, sessions[i % 2].labels(i), base_version=0), windows))
+    rows = load_manifest(tmp_path / "annotated-origin.csv")
+    assert sorted(r.key for r in rows) == sorted(sessions[0].row(i).key for i in windows)
+    with open(tmp_path / "annotated-origin.csv", newline="") as handle:
+        assert {(v["annotator"], v["version"]) for v in csv.DictReader(handle)} == {("ana", "1"), ("ben", "1")}
 
 
 @pytest.mark.parametrize("recording", ["../../../escaped", "/etc/passwd", "..", "a/../../b\\c", "x" * 300, "ünï cödé"])
@@ -68,7 +102,7 @@ def test_no_recording_id_writes_outside_the_dataset_folder(tiny_dataset, tmp_pat
     before = files_under(outside) - files_under(tmp_path)
     row = replace(load_manifest(tiny_dataset)[0], recording=recording)
     session = session_for(tiny_dataset, tmp_path / "cache", rows=[row])
-    session.accept(0, np.ones((ORIGIN.height, ORIGIN.width), dtype=bool), row.labels)
+    session.accept(0, np.ones((ORIGIN.height, ORIGIN.width), dtype=bool), row.labels, base_version=0)
     assert files_under(outside) - files_under(tmp_path) == before
     written = session.mask_path(row)
     assert written.parent == (tmp_path / "masks" / "origin").resolve() and written.is_file()

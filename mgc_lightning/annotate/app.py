@@ -3,12 +3,15 @@ loopback interface only.
 
 The API names windows by their position in the queue, never by a path, so no request can point a read or a write at a
 file of its choosing; static files come from the package's own folder; requests must be addressed to 127.0.0.1 or
-localhost.
+localhost. A save names the version it edited (409 when the window was saved since); a file the server may not write
+is a JSON message, never a traceback; one server at a time annotates a dataset with a preset (locks.py).
 """
 
 from __future__ import annotations
 
+import errno
 import io
+import os
 import socket
 from functools import lru_cache
 from pathlib import Path
@@ -22,7 +25,8 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from pydantic import BaseModel
 
 from ..labels import SOUND_TYPES
-from .session import DEFAULT_SENSITIVITY, MAX_SLOWDOWN, AnnotationSession
+from .locks import held_by_this_server
+from .session import DEFAULT_SENSITIVITY, MAX_SLOWDOWN, AnnotationSession, VersionConflict
 
 STATIC = Path(__file__).with_name("static")
 LOOPBACK = "127.0.0.1"
@@ -31,6 +35,7 @@ LOOPBACK = "127.0.0.1"
 class AcceptRequest(BaseModel):
     mask: str  # height * width characters '0' / '1', row 0 first (the highest frequency)
     labels: list[int]
+    base_version: int  # the saved version the edits started from (0: never saved)
 
 
 def mask_to_text(mask: np.ndarray) -> str:
@@ -71,6 +76,19 @@ def create_app(session: AnnotationSession) -> FastAPI:
         """A window whose audio cannot be read: the page shows the one-line reason (file and problem)."""
         return JSONResponse({"detail": str(error)}, status_code=422)
 
+    @app.exception_handler(VersionConflict)
+    def saved_since(request: Request, error: VersionConflict) -> JSONResponse:
+        """The page offers to reload the saved version or to overwrite it (a save based on `version`)."""
+        current = error.current
+        return JSONResponse({"detail": str(error), "version": current.version if current else 0}, status_code=409)
+
+    @app.exception_handler(OSError)
+    def cannot_write(request: Request, error: OSError) -> JSONResponse:
+        """A read-only folder or a full disk: the page shows which file and why, and keeps the edits."""
+        refused = isinstance(error, PermissionError) or error.errno == errno.EROFS
+        return JSONResponse({"detail": f"{error.filename}: {error.strerror}" if error.filename else str(error)},
+                            status_code=403 if refused else 500)
+
     def window(index: int):
         try:
             return session.row(index)
@@ -84,22 +102,23 @@ def create_app(session: AnnotationSession) -> FastAPI:
     @app.get("/api/session")
     def describe() -> dict:
         return {
-            "manifest": session.manifest.name, "preset": config.name, "queue": session.queue_name,
-            "total": len(session.queue), "accepted": session.accepted_count(), "resume": session.resume_index(),
-            "annotator": session.annotator, "height": config.height, "width": config.width,
-            "row_frequencies_khz": (config.row_frequencies_hz() / 1000).round(3).tolist(),
+            "manifest": session.manifest.name, "record": str(session.record), "preset": config.name,
+            "queue": session.queue_name, "total": len(session.queue), "accepted": session.accepted_count(),
+            "resume": session.resume_index(), "annotator": session.annotator, "height": config.height,
+            "width": config.width, "row_frequencies_khz": (config.row_frequencies_hz() / 1000).round(3).tolist(),
             "sound_types": list(SOUND_TYPES), "sensitivity": DEFAULT_SENSITIVITY, "max_slowdown": MAX_SLOWDOWN,
         }
 
     @app.get("/api/windows/{index}")
     def show(index: int) -> dict:
         row = window(index)
+        accepted = session.saved(index)
         mask, origin = session.starting_mask(index)
-        accepted = session.accepted.get(row.key)
         return {
-            "index": index, "recording": row.recording, "file": row.path.name, "start_s": row.start_s,
+            "index": index, "key": row.key, "recording": row.recording, "file": row.path.name, "start_s": row.start_s,
             "duration_s": row.duration_s, "labels": list(session.labels(index)), "mask": mask_to_text(mask),
-            "mask_origin": origin, "accepted_by": accepted.annotator if accepted else None,
+            "mask_origin": origin, "sensitivity": DEFAULT_SENSITIVITY if origin == "candidate" else None,
+            "version": accepted.version if accepted else 0, "accepted_by": accepted.annotator if accepted else None,
             "accepted_at": accepted.annotated_at if accepted else None,
         }
 
@@ -123,18 +142,19 @@ def create_app(session: AnnotationSession) -> FastAPI:
         window(index)
         try:
             mask = text_to_mask(request.mask, config.height, config.width)
-            session.accept(index, mask, request.labels)
+            saved = session.accept(index, mask, request.labels, request.base_version)
         except ValueError as error:
             raise HTTPException(400, str(error)) from None
-        return {"accepted": session.accepted_count(), "total": len(session.queue)}
+        return {"accepted": session.accepted_count(), "total": len(session.queue), "version": saved.version}
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 
 
 def serve(session: AnnotationSession, port: int = 8765, announce: Callable[[str], None] = print) -> None:
-    """Serve the app on 127.0.0.1:`port` (0 picks a free port) until interrupted; `announce` gets the address once
-    the socket listens, so the page can be opened at once."""
+    """Serve the app on 127.0.0.1:`port` (0 picks a free port) until interrupted, holding the dataset's server lock
+    (RuntimeError when another server holds it); `announce` gets the address once the socket listens, so the page
+    can be opened at once."""
     import uvicorn
 
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -146,8 +166,10 @@ def serve(session: AnnotationSession, port: int = 8765, announce: Callable[[str]
         listener.close()
         raise RuntimeError(f"cannot listen on {LOOPBACK}:{port} ({error.strerror}); choose another --port") from None
     address = f"http://{LOOPBACK}:{listener.getsockname()[1]}/"
-    announce(f"{session.queue_name} queue: {session.accepted_count()} / {len(session.queue)} accepted; masks go to "
-             f"{session.mask_folder}, the record to {session.record}")
-    announce(f"annotate at {address}  (Ctrl+C stops)")
-    server = uvicorn.Server(uvicorn.Config(create_app(session), log_level="warning"))
-    server.run(sockets=[listener])
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "address": address, "annotator": session.annotator}
+    with listener, held_by_this_server(session.server_lock, holder):
+        announce(f"{session.queue_name} queue: {session.accepted_count()} / {len(session.queue)} accepted; masks go "
+                 f"to {session.mask_folder}, the record to {session.record}")
+        announce(f"annotate at {address}  (Ctrl+C stops)")
+        server = uvicorn.Server(uvicorn.Config(create_app(session), log_level="warning"))
+        server.run(sockets=[listener])

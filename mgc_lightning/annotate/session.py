@@ -5,8 +5,13 @@ Everything written stays inside the dataset's folder (the manifest's folder):
 - `masks/<preset>/<name>.png`: each accepted mask, a single-channel PNG (0 background, 255 sound), written atomically;
   the name is built from a sanitised recording id and a digest of the window, never from a path;
 - `annotated-<preset>.csv`: a manifest of the accepted windows with their `mask` column filled (and the labels as
-  the annotator corrected them), plus `annotator` and `annotated_at` columns. Training the segmenter on it with
-  `mask_source: manifest` uses the masks as they are; reopening the session reads it back and resumes.
+  the annotator corrected them), plus `annotator`, `annotated_at` and `version` columns. Training the segmenter on it
+  with `mask_source: manifest` uses the masks as they are; reopening the session reads it back and resumes;
+- `annotated-<preset>.csv.lock` and `annotated-<preset>.server.lock`: the locks of locks.py.
+
+The record on disk is the truth: every save reads it again and writes it back under the record lock, and is refused
+when the window was saved since the version its editor started from, so two tabs or two sessions never overwrite each
+other's work unknowingly.
 """
 
 from __future__ import annotations
@@ -16,7 +21,6 @@ import hashlib
 import io
 import os
 import re
-import threading
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,6 +34,7 @@ from ..labels import SOUND_TYPES
 from ..manifest import WindowRow, load_manifest, write_manifest
 from ..masks import candidate_mask, read_mask_png
 from ..spectrogram import SpectrogramConfig
+from .locks import exclusive
 from .queues import sound_probabilities
 
 PLAYBACK_RATE = 48_000  # what browsers play everywhere; time expansion happens before it
@@ -58,10 +63,25 @@ class Accepted:
     row: WindowRow  # labels as corrected, `mask` naming the PNG relative to the audio's folder (data.mask_loader)
     annotator: str
     annotated_at: str
+    version: int  # 1 for a window's first save, one more for each save after it
+
+
+class VersionConflict(Exception):
+    """A save that started from an older version than the one on disk: someone saved the window in between."""
+
+    def __init__(self, index: int, current: Accepted | None, base_version: int):
+        self.current = current
+        if current is None:
+            message = f"window {index + 1} has no saved version any more: you edited version {base_version}"
+        else:
+            message = (f"window {index + 1} was saved by {current.annotator} at {current.annotated_at} "
+                       f"(version {current.version}) since you opened it: you edited version {base_version}")
+        super().__init__(message)
 
 
 class AnnotationSession:
-    """The windows of one queue and what has been accepted so far; safe to call from several server threads."""
+    """The windows of one queue and what has been accepted so far; safe to call from several server threads and
+    beside other sessions on the same dataset."""
 
     def __init__(self, manifest: str | Path, queue: Sequence[WindowRow], config: SpectrogramConfig,
                  cache_root: str | Path, annotator: str, queue_name: str = "all", segmenter=None):
@@ -75,10 +95,11 @@ class AnnotationSession:
         self.annotator, self.queue_name, self.segmenter = annotator.strip(), queue_name, segmenter
         self.mask_folder = self.folder / "masks" / config.name
         self.record = self.folder / f"annotated-{config.name}.csv"
-        inside(self.folder, self.mask_folder)
-        inside(self.folder, self.record)
-        self._lock = threading.Lock()
-        self.accepted: dict[str, Accepted] = self._read_record()
+        self.record_lock = self.record.with_name(f"{self.record.name}.lock")
+        self.server_lock = self.folder / f"annotated-{config.name}.server.lock"
+        for path in (self.mask_folder, self.record, self.record_lock, self.server_lock):
+            inside(self.folder, path)
+        self._seen: tuple[tuple, dict[str, Accepted]] | None = None
 
     def _read_record(self) -> dict[str, Accepted]:
         if not self.record.is_file():
@@ -86,8 +107,24 @@ class AnnotationSession:
         rows = load_manifest(self.record, check_audio=False)
         with open(self.record, newline="") as handle:
             extras = list(csv.DictReader(handle))
-        return {row.key: Accepted(row, values.get("annotator") or "", values.get("annotated_at") or "")
+        return {row.key: Accepted(row, values.get("annotator") or "", values.get("annotated_at") or "",
+                                  int(values.get("version") or 1))  # records written before versions: 1
                 for row, values in zip(rows, extras)}
+
+    def accepted(self) -> dict[str, Accepted]:
+        """The record as it is on disk (parsed again only when the file changed: every save replaces it)."""
+        try:
+            stat = self.record.stat()
+        except FileNotFoundError:
+            return {}
+        identity = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+        seen = self._seen
+        if seen is None or seen[0] != identity:
+            seen = self._seen = (identity, self._read_record())
+        return seen[1]
+
+    def saved(self, index: int) -> Accepted | None:
+        return self.accepted().get(self.row(index).key)
 
     # --- the queue ---------------------------------------------------------------------------------------------
 
@@ -97,11 +134,13 @@ class AnnotationSession:
         return self.queue[index]
 
     def accepted_count(self) -> int:
-        return sum(1 for row in self.queue if row.key in self.accepted)
+        accepted = self.accepted()
+        return sum(1 for row in self.queue if row.key in accepted)
 
     def resume_index(self) -> int:
         """The first window of the queue without an accepted mask (the last one when all are done)."""
-        return next((i for i, row in enumerate(self.queue) if row.key not in self.accepted), len(self.queue) - 1)
+        accepted = self.accepted()
+        return next((i for i, row in enumerate(self.queue) if row.key not in accepted), len(self.queue) - 1)
 
     # --- what the page shows -----------------------------------------------------------------------------------
 
@@ -114,8 +153,7 @@ class AnnotationSession:
         return candidate_mask(self.image(index), sensitivity)
 
     def saved_mask(self, index: int) -> np.ndarray | None:
-        accepted = self.accepted.get(self.row(index).key)
-        return None if accepted is None else read_mask_png(self.mask_path(self.row(index)), self.config)
+        return None if self.saved(index) is None else read_mask_png(self.mask_path(self.row(index)), self.config)
 
     def starting_mask(self, index: int) -> tuple[np.ndarray, str]:
         """The accepted mask if there is one, else the segmenter's prediction if one was given, else the candidate."""
@@ -127,9 +165,8 @@ class AnnotationSession:
         return self.candidate(index), "candidate"
 
     def labels(self, index: int) -> tuple[int, int, int]:
-        row = self.row(index)
-        accepted = self.accepted.get(row.key)
-        return (accepted.row if accepted else row).labels
+        accepted = self.saved(index)
+        return (accepted.row if accepted else self.row(index)).labels
 
     def playback_wav(self, index: int, slowdown: int) -> bytes:
         """The window's audio slowed down `slowdown` times (a 130 kHz click plays at 13 kHz at 10x), as 16-bit WAV
@@ -153,8 +190,10 @@ class AnnotationSession:
     def mask_path(self, row: WindowRow) -> Path:
         return inside(self.folder, self.mask_folder / mask_file_name(row))
 
-    def accept(self, index: int, mask: np.ndarray, labels: Sequence[int]) -> Accepted:
-        """Write the mask PNG and the record, each atomically: a crash leaves the previous state, never half a file."""
+    def accept(self, index: int, mask: np.ndarray, labels: Sequence[int], base_version: int) -> Accepted:
+        """Save the mask PNG and the window's row of the record if the window's saved version is still `base_version`
+        (0: never saved), else VersionConflict. Each file is written atomically: a crash leaves the previous state,
+        never half a file; the record is read and written back under the record lock, keeping every other save."""
         from PIL import Image
 
         row = self.row(index)
@@ -168,12 +207,17 @@ class AnnotationSession:
         path = self.mask_path(row)
         png = io.BytesIO()
         Image.fromarray(mask.astype(bool).astype(np.uint8) * 255, mode="L").save(png, format="PNG")
-        with self._lock:
+        with exclusive(self.record_lock):
+            accepted = self._read_record()
+            current = accepted.get(row.key)
+            if (current.version if current else 0) != base_version:
+                raise VersionConflict(index, current, base_version)
             write_bytes_atomic(path, png.getvalue())
             corrected = replace(row, **dict(zip(SOUND_TYPES, labels)), mask=os.path.relpath(path, row.path.parent))
             now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            self.accepted[row.key] = Accepted(corrected, self.annotator, now)
-            done = list(self.accepted.values())
+            accepted[row.key] = Accepted(corrected, self.annotator, now, base_version + 1)
+            done = list(accepted.values())
             write_manifest([a.row for a in done], self.record, {"annotator": [a.annotator for a in done],
-                                                                "annotated_at": [a.annotated_at for a in done]})
-        return self.accepted[row.key]
+                                                                "annotated_at": [a.annotated_at for a in done],
+                                                                "version": [str(a.version) for a in done]})
+        return accepted[row.key]

@@ -1,0 +1,51 @@
+"""Who may write a dataset's annotations: one server per dataset and preset (a lock file that names it), and one
+read-modify-write of the record at a time, whichever process or thread does it.
+
+Both are `flock` locks, which the system drops when their holder exits or dies: a lock file left by a killed server is
+taken over by the next one, whatever it names."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+@contextmanager
+def exclusive(path: Path) -> Iterator[None]:
+    """Hold `path` (created if missing) for the block, waiting while another holds it."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def describe_holder(text: str) -> str:
+    try:
+        holder = json.loads(text)
+        return f"pid {holder['pid']} on {holder['host']}, {holder['address']}, annotator {holder['annotator']}"
+    except (ValueError, TypeError, KeyError):
+        return "a server that has not yet said who it is"
+
+
+@contextmanager
+def held_by_this_server(path: Path, holder: dict) -> Iterator[None]:
+    """Hold `path` for the block and write `holder` (pid, host, address, annotator) into it; RuntimeError naming the
+    live server that holds it already, or saying why the folder cannot take it."""
+    try:
+        handle = open(path, "a+")
+    except OSError as error:
+        raise RuntimeError(f"cannot write in {path.parent} ({error.strerror}): mgc annotate saves the masks and "
+                           "the record there; ask for write access or annotate a copy") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise RuntimeError(f"another mgc annotate ({describe_holder(handle.read())}) is annotating this dataset "
+                               f"with this preset (it holds {path}): use its page, or stop it first") from None
+        handle.truncate(0)
+        handle.write(json.dumps(holder))
+        handle.flush()
+        yield
