@@ -42,15 +42,16 @@ test: install
 test-fast: install
 	$(PY) -m pytest -m "not slow"
 
-# The main job: the whole protocol on the demo benchmark (about 15 min on 2 CPU cores); reruns skip finished stages.
+# The main job: the whole protocol on the demo benchmark (15-25 min on 2 CPU cores); reruns skip finished stages.
 demo: install
 	$(MGC) pipeline experiments/pipeline_demo.yaml
 
-# Seeds 1 and 2 beside a finished demo's seed 0 (about 2 x 7 more minutes): the report then gives each model's spread.
+# Seeds 1 and 2 beside a finished demo's seed 0 (about 30 more minutes on 2 cores): the report then gives each
+# model's spread.
 demo-seeds: install
 	$(MGC) pipeline experiments/pipeline_demo.yaml --seeds 0 1 2
 
-# The mask-quality curve: MGC on exact masks degraded to IoU 0.5-0.9 beside the baseline (about 12 more minutes).
+# The mask-quality curve: MGC on exact masks degraded to IoU 0.5-0.9 beside the baseline (about 27 more minutes).
 mask-curve: install
 	$(MGC) pipeline experiments/pipeline_demo.yaml --mask-curve
 
