@@ -1,6 +1,8 @@
-"""Exact masks with realistic segmenter errors at a controlled quality: the mask-quality curve (one MGC recipe
-trained and tested on ideal masks degraded to IoU 0.5 ... 0.9, to learn what segmenter quality MGC needs before it
-pays) and, per window, a training-time augmentation (MGC taught on masks with a segmenter's errors).
+"""Exact masks with segmenter-like errors at a controlled quality: the mask-quality curve (one MGC recipe trained and
+tested on ideal masks degraded to IoU 0.5 ... 0.9) and, per window, a training-time augmentation (MGC taught on
+masks with errors). The errors ignore the labels and never mark a call too faint to be labelled, so degraded masks
+keep much of the exact masks' label leak: the curve bounds what masks of an IoU can give, it does not price a
+segmenter's.
 
 One severity in [0, 1] (0 = unchanged) scales every kind of error a segmenter makes: faint calls missed (the faintest
 first), calls drawn too fat or too thin, false blobs on bright noise and vessel tonals (noise-only windows too), and

@@ -372,8 +372,10 @@ class Pipeline:
         trains on them), every confirmation window on every front end; returns each source's achieved IoU on the
         confirmation (else main) windows of the training front end."""
         c = self.config
-        if not self.mask_curve:
-            return {}
+        if not self.mask_curve:  # a run without the curve still reports the curve a run before it made
+            return {degraded_source(iou): done["iou"] for iou in c.mask_curve
+                    if (done := self._done(f"degraded-masks-{iou:.2f}-{c.presets[0]}"
+                                           f"{'-confirmation' if confirmation else ''}")) is not None}
         sets = [(load_manifest(manifest), c.presets[0], "")]
         if confirmation is not None:
             sets += [(load_manifest(confirmation), preset, "-confirmation") for preset in c.presets]
@@ -438,14 +440,13 @@ class Pipeline:
 
         client = MlflowClient(default_tracking_uri())
         presets = self.config.presets if confirmation is not None else self.config.presets[1:]
-        dataset = str(confirmation.resolve()) if confirmation is not None else None
+        dataset = str((confirmation or Path(self.config.data_dir) / "manifest.csv").resolve())
         stage_name = "confirmation-tests" if confirmation is not None else "ood-evaluation"
         with self._timed(stage_name) as stage:
             stage["skipped"] = True
             for key, done in trained.items():
                 evaluated = {name for run in finished_evaluations(client, done["run_id"])
-                             if dataset is None or run.data.tags.get(DATASET_TAG) == dataset
-                             for name in run.data.metrics}
+                             if run.data.tags.get(DATASET_TAG) == dataset for name in run.data.metrics}
                 for preset in presets:
                     if f"test/{preset}/joint_acc" in evaluated:
                         continue
@@ -463,13 +464,15 @@ class Pipeline:
             return {}
         config = get_preset(self.config.presets[0])
         with self._timed("energy-detector") as stage:
-            if (done := self._done("energy-detector")) is None:
+            done = self._done("energy-detector")
+            if done is None or done.get("tested_on") != str(confirmation.resolve()):
                 rows = load_manifest(manifest)
                 train = [rows[i] for i in split_rows(rows, self.config.split)["train"]]
                 detector = fit_detector(window_features(train, config), labels_of(train))
                 tested = load_manifest(confirmation)
                 correct = (detect(window_features(tested, config), detector) == labels_of(tested)).all(axis=1)
-                done = self._record("energy-detector", {"correct": correct.astype(int).tolist(),
+                done = self._record("energy-detector", {"tested_on": str(confirmation.resolve()),
+                                                        "correct": correct.astype(int).tolist(),
                                                         "recordings": [row.recording for row in tested]})
             else:
                 stage["skipped"] = True

@@ -103,10 +103,12 @@ def _summary(run, dataset: str) -> RunSummary:
     fusion = params.get("model/init_args/fusion", "")
     source = params.get("data/init_args/mask_source", "None")
     head = params.get("model/init_args/head", "multiclass")
-    model = f"baseline {backbone}" if mask == "none" else f"MGC {fusion} {mask} ({mask_source_label(source)}, {backbone})"
+    backbone_kwargs = params.get("model/init_args/backbone_kwargs", "None")
+    named = backbone if backbone_kwargs == "None" else f"{backbone} {backbone_kwargs}"  # a narrow net is another model
+    model = f"baseline {named}" if mask == "none" else f"MGC {fusion} {mask} ({mask_source_label(source)}, {named})"
     if head != "multiclass":
         model += f" [{head}]"
-    architecture = f"{backbone} {params.get('model/init_args/backbone_kwargs', 'None')} {head}"
+    architecture = f"{backbone} {backbone_kwargs} {head}"
     return RunSummary(run.info.run_id, model, backbone, head, fusion if mask != "none" else "", mask, source,
                       params.get("seed_everything", "?"), dict(run.data.metrics), name=run.info.run_name or "",
                       end_time=run.info.end_time or 0, dataset=dataset, trained_on=dataset, architecture=architecture)
@@ -177,12 +179,14 @@ def collect_runs(experiment: str, tracking_uri: str | None = None) -> list[RunSu
 def _attach_predictions(client, run: RunSummary) -> None:
     """Read each preset's per-window predictions (predictions/test_<preset>.csv) where the run logged them with
     window keys; runs from before keys were logged keep their means only."""
+    from mlflow.exceptions import MlflowException
+
     with tempfile.TemporaryDirectory() as folder:
         for preset in run.presets:
             try:
                 local = client.download_artifacts(run.sources.get(preset, run.run_id),
                                                   f"predictions/test_{preset}.csv", folder)
-            except Exception:  # runs from before per-window predictions were logged: means only
+            except (OSError, MlflowException):  # runs from before per-window predictions were logged: means only
                 continue
             with open(local, newline="") as handle:
                 rows = list(csv.DictReader(handle))
@@ -247,7 +251,17 @@ def own_baseline(members: list[RunSummary], groups: dict[str, list[RunSummary]])
                  and runs[0].architecture == members[0].architecture and runs[0].dataset == members[0].dataset), None)
 
 
+def _same_seeds(members: list[RunSummary], baseline: list[RunSummary]) -> tuple[list, list]:
+    """Both models' runs of the seeds both have (all of them where they share none): a one-seed model is compared
+    with the baseline of its seed, not with the mean of the baseline's seeds."""
+    shared = {r.seed for r in members} & {r.seed for r in baseline}
+    if not shared:
+        return members, baseline
+    return [r for r in members if r.seed in shared], [r for r in baseline if r.seed in shared]
+
+
 def _paired_difference(members: list[RunSummary], baseline: list[RunSummary], preset: str) -> str:
+    members, baseline = _same_seeds(members, baseline)
     keys = shared_windows([r.windows.get(preset) for r in (*members, *baseline)])
     if keys is None:
         return "—"
@@ -259,6 +273,7 @@ def _paired_difference(members: list[RunSummary], baseline: list[RunSummary], pr
 def _drop_ratio(members: list[RunSummary], baseline: list[RunSummary], presets: list[str]) -> str:
     """The model's mean OOD drop over its baseline's on the same presets (the training one first) and the same
     windows, with a recording-level joint bootstrap interval; a dash where the baseline does not drop."""
+    members, baseline = _same_seeds(members, baseline)
     keys = shared_windows([r.windows.get(p) for r in (*members, *baseline) for p in presets])
     if keys is None:
         return "—"
@@ -294,7 +309,7 @@ def headline_table(runs: list[RunSummary], train_preset: str = "origin", floors:
     header = ["model"] + [f"{p} ({'training front end' if p == train_preset else 'OOD'})" for p in presets]
     if ood:
         header += ["mean OOD drop", "OOD drop / own baseline's (paired)"]
-    header.append(f"minus own baseline on {train_preset} (paired)")
+    header += [f"minus own baseline on {p} (paired)" for p in presets]
     rows = []
     for model, members in groups.items():
         row = [model] + [_accuracy_cell(members, p) for p in presets]
@@ -305,11 +320,12 @@ def headline_table(runs: list[RunSummary], train_preset: str = "origin", floors:
             drops = [np.mean(inside) - np.mean([r.value(p, "joint_acc") for r in members]) for p in tested]
             row.append(f"{np.mean(drops):.3f}" if drops else "—")
             row.append(_drop_ratio(members, baseline[1], [train_preset, *tested]) if baseline and drops else "—")
-        if members[0].is_baseline:
-            row.append("—")
-        else:
-            row.append(_paired_difference(members, baseline[1], train_preset) if baseline else
-                       "no baseline of this backbone and head")
+        for preset in presets:
+            if members[0].is_baseline:
+                row.append("—")
+            else:
+                row.append(_paired_difference(members, baseline[1], preset) if baseline else
+                           "no baseline of this backbone and head")
         rows.append(row)
     chance = [majority_rate(runs, p) for p in presets]
     rows.append(["chance: always the majority class"] + [f"{rate:.3f} ({name})" if rate is not None else "—"
@@ -433,9 +449,11 @@ def build_tables(runs: list[RunSummary], train_preset: str = "origin") -> str:
     fusions = sorted({(r.fusion, r.mask_kind) for r in mgc})
     rows = [[f"{fusion} ({kind})"] + [_cell([r.value(train_preset, "joint_acc") for r in mgc if (r.fusion, r.mask_kind,
              r.mask_source) == (fusion, kind, source)]) for source in sources] for fusion, kind in fusions]
-    sections.append("## Table 2: fusion x mask source (joint accuracy; `ideal` = the perfect segmenter's exact masks, "
-                    "`predicted` = generated by the segmenter)\n\n" + (_table(["fusion (mask)"] + sources, rows) if rows
-                                                                        else "No mask-guided runs."))
+    meaning = {IDEAL_SOURCE: "`ideal` = the perfect segmenter's exact masks", "predicted": "`predicted` = generated "
+               "by the segmenter"}
+    said = "; ".join(meaning[source] for source in sources if source in meaning)
+    sections.append(f"## Table 2: fusion x mask source (joint accuracy{'; ' + said if said else ''})\n\n"
+                    + (_table(["fusion (mask)"] + sources, rows) if rows else "No mask-guided runs."))
 
     rows = [[model, members[0].mask_kind] + [_accuracy_cell(members, p) for p in presets]
             for model, members in groups.items()]
@@ -586,7 +604,8 @@ def write_report(
     figure = ood_figure(runs, train_preset)
     figure.savefig(figures / "ood_joint_accuracy.png", dpi=120)
     plt.close(figure)
-    saved.append(("Figure 5: joint accuracy on the training front end and out of distribution",
+    out_of_distribution = len(_presets(runs, train_preset)) > 1
+    saved.append((f"Figure 5: joint accuracy on the training front end{' and out of distribution' * out_of_distribution}",
                   "ood_joint_accuracy.png"))
     points = mask_curve_rows(runs, mask_quality or {}, train_preset)
     curve = []

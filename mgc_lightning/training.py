@@ -324,9 +324,14 @@ def _option_value(args: list[str], key: str) -> object:
 
 
 def configured_value(args: list[str], key: str, default: object = None) -> object:
-    """The value a Lightning command line gives a dotted key (`data.init_args.preset`): its last option, else the
-    last config file that sets it, else `default`."""
-    value = _option_value(args, key)
+    """The value a Lightning command line gives a dotted key (`data.init_args.preset`): its last option, spelt with
+    or without `init_args` (jsonargparse takes both), else the last config file that sets it, else `default`."""
+    spellings = {key, key.replace(".init_args.", ".")}
+    value = _ABSENT
+    for index, arg in enumerate(args):
+        name, _, given = arg.removeprefix("--").partition("=")
+        if arg.startswith("--") and name in spellings:
+            value = given if given else (args[index + 1] if index + 1 < len(args) else _ABSENT)
     if value is not _ABSENT:
         return value
     found = [v for v in (_value_at(config, key) for config in read_config_files(args).values()) if v is not _ABSENT]

@@ -148,4 +148,8 @@ def test_pipeline_refuses_looks_that_could_reproduce_a_tested_front_end(tmp_path
     with pytest.raises(ValueError, match=r"classifier a: its front-end looks \(intensity curve;.*'pcen'"):
         pipeline.check_looks(args, "classifier a")
     pipeline.check_looks(args[:4], "classifier a")  # the YAMLs' own settings (no looks) pass
+    with pytest.raises(ValueError, match="intensity curve"):  # jsonargparse's spelling without init_args too
+        pipeline.check_looks([*args[:4], "--data.power_probability=0.5"], "classifier a")
+    with pytest.raises(ValueError, match="intensity curve"):  # refused before anything is trained
+        pipeline.classifiers(tmp_path / "never-built.csv")
     pipeline.check_looks(["--config", str(EXPERIMENTS / "seg_unet.yaml")], "the segmenter")  # its looks keep clear

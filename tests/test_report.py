@@ -103,10 +103,13 @@ def test_headline_gives_the_drop_ratio_to_the_baseline_with_an_interval():
     assert "OOD drop / own baseline's (paired)" in table
     cells = cells_of(table, "MGC")
     drop = lambda r: r.value("origin", "joint_acc") - (r.value("mel", "joint_acc") + r.value("pcen", "joint_acc")) / 2  # noqa: E731
-    estimate, low, high = map(float, re.match(r"(\S+) \[(\S+), (\S+)\]", cells[-2]).groups())
+    header = cells_of(table, "model")
+    estimate, low, high = interval(cells[header.index("OOD drop / own baseline's (paired)")])
     assert estimate == pytest.approx(drop(halving) / drop(baseline), abs=1e-3)
     assert low < 0.5 < high and high - low < 0.3
-    assert cells_of(table, "baseline").count("—") == 2
+    assert cells_of(table, "baseline").count("—") == 4  # no ratio to itself, no difference on any of 3 front ends
+    mel = interval(cells[header.index("minus own baseline on mel (paired)")])  # +0.3 on mel, paired there too
+    assert mel[1] > 0.15 and abs(mel[0] - (halving.value("mel", "joint_acc") - baseline.value("mel", "joint_acc"))) < 1e-3
     assert cells_of(table, "chance")[1] == "1.000 (none)"  # every test window of this table is of class 0
 
 
@@ -159,7 +162,8 @@ def test_a_report_of_ones_own_runs_has_no_out_of_distribution_columns():
 def test_mask_curve_orders_sources_by_iou_and_pairs_each_with_its_baseline():
     rng = np.random.default_rng(9)
     baseline = summary("baseline resnet18", {"origin": 0.6}, 400, rng)
-    runs = [baseline]
+    other_seed = summary("baseline resnet18", {"origin": 0.95}, 400, rng, seed="1")  # a seed the curve never ran
+    runs = [baseline, other_seed]
     for source, accuracy in (("degraded-iou0.90", 0.9), ("predicted", 0.5), ("degraded-iou0.50", 0.7)):
         run = summary(f"MGC xattn soft ({source}, resnet18)", {"origin": accuracy}, 400, rng)
         run.mask_source = source
@@ -171,5 +175,16 @@ def test_mask_curve_orders_sources_by_iou_and_pairs_each_with_its_baseline():
     assert all(point[3][0] == "baseline resnet18" for point in points)
     table = mask_curve_table(points, "origin")
     assert "labels read off the masks alone" in table
-    assert interval(cells_of(table, "0.900")[-1])[1] > 0  # +0.3 over its baseline
+    assert interval(cells_of(table, "0.900")[-1])[1] > 0  # +0.3 over its baseline of the same seed (seed 1 left out)
     assert interval(cells_of(table, "0.600")[-1])[2] < 0  # -0.1: masks that cost accuracy
+
+
+def test_a_narrow_and_a_full_network_of_one_backbone_are_two_models(store, tmp_path):
+    """The same backbone with other widths is another model: never averaged with it as a seed, never its baseline."""
+    uri, client, experiment = store
+    full = run(client, experiment, "full", 0, 0.9)
+    narrow = run(client, experiment, "narrow", 0, 0.6)
+    client.log_param(narrow, "model/init_args/backbone_kwargs", "{'channels': [16, 32, 64, 128]}")
+    runs = select_runs("survey", uri).runs
+    assert len(runs) == 2 and len({r.model for r in runs}) == 2 and len({r.architecture for r in runs}) == 2
+    assert not any("again in the later run" in line for line in select_runs("survey", uri).left_out)

@@ -159,18 +159,18 @@ class ClassifierModule(L.LightningModule):
 
     def _log_test_predictions(self, prefix: str, windows: dict[str, torch.Tensor]) -> None:
         """Per-window predictions as a CSV artifact, each window named by its recording, start and duration (so
-        reports pair models window by window and resample whole recordings), and the window-level 95 % bootstrap
-        interval of the joint accuracy as metrics."""
+        reports pair models window by window and resample whole recordings), and the 95 % bootstrap interval of
+        the joint accuracy over recordings as metrics."""
         index, joint, outputs = (windows[name].cpu() for name in ("index", "joint", "outputs"))
         predicted = to_label_vectors(outputs, self.hparams.threshold)
         correct = (predicted == joint_to_vectors(joint)).all(dim=-1)
-        interval = bootstrap_interval(correct.numpy())
+        rows = self.trainer.datamodule.datasets["test"].rows
+        interval = bootstrap_interval(correct.numpy(), groups=[rows[i].recording for i in index.tolist()])
         self.log_dict({f"{prefix}/joint_acc_ci_low": interval.low, f"{prefix}/joint_acc_ci_high": interval.high,
                        f"{prefix}/windows": float(interval.windows)})
         scores = [f"p_{name}" for name in (JOINT_CLASS_NAMES if outputs.shape[-1] == NUM_JOINT_CLASSES
                                            else SOUND_TYPES)]
         probabilities = outputs.softmax(dim=-1) if self.hparams.head == "multiclass" else outputs
-        rows = self.trainer.datamodule.datasets["test"].rows
         text = io.StringIO()
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(["index", "recording", "start_s", "duration_s", "joint", "predicted", "correct", *scores])
