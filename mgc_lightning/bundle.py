@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,30 @@ FORMAT = "mgc-bundle"
 FORMAT_VERSION = 1
 # Constructor settings that point at other files; a bundle never follows them.
 EXTERNAL_FILE_SETTINGS = ("pretrained", "pretrained_path", "init_from")
+# Temperatures and Platt scales outside this range pin every calibrated score near 0, 0.5 or 1 whatever the window:
+# a fit that lands there learnt nothing usable, and a bundle that holds one is refused.
+SCALING_RANGE = (0.05, 20.0)
+PLATT_OFFSET_LIMIT = 20.0  # |offset| beyond it pins a type's scores near 0 or 1
+DEFAULT_THRESHOLD = 0.5  # an uncalibrated type's threshold
+# Per sound type: how its scores and its threshold were set (TypeCalibration.status).
+CALIBRATED, RAW_SCORES, NOT_CALIBRATED = "calibrated", "raw scores kept", "not calibrated"
+
+
+@dataclass(frozen=True)
+class TypeCalibration:
+    """How one sound type's scores and threshold were set, as `mgc calibrate` recorded it in the bundle."""
+
+    status: str  # CALIBRATED | RAW_SCORES | NOT_CALIBRATED
+    reason: str  # why raw scores were kept or why the type is not calibrated ('' when calibrated)
+    threshold: float
+    precision: float | None = None  # on the validation windows, at the threshold (None where it has no positives)
+    recall: float | None = None
+    positives: int | None = None  # validation windows with / without the type
+    negatives: int | None = None
+
+    def describe(self) -> str:
+        why = f" ({self.reason})" if self.reason else ""
+        return f"{self.status}{why}, threshold {self.threshold:.4g}"
 
 
 @dataclass
@@ -44,7 +69,7 @@ class Bundle:
     soft_sigma: float = 3.0
     temperature: float = 1.0  # multiclass head: logits / temperature
     platt: list[list[float]] | None = None  # multilabel head: per type [scale, offset] on the logit
-    thresholds: list[float] = field(default_factory=lambda: [0.5] * len(SOUND_TYPES))
+    thresholds: list[float] = field(default_factory=lambda: [DEFAULT_THRESHOLD] * len(SOUND_TYPES))
     calibration: dict = field(default_factory=dict)  # how calibration was fitted (for the record)
     version: str = __version__
 
@@ -58,6 +83,40 @@ class Bundle:
             "temperature": self.temperature, "platt": self.platt, "thresholds": self.thresholds,
             "calibration": self.calibration,
         }
+
+    def type_calibrations(self) -> dict[str, TypeCalibration]:
+        """Per sound type how its scores and threshold were set; every type 'not calibrated' in a bundle that
+        `mgc calibrate` never saw."""
+        recorded = self.calibration.get("validation", {})
+        if not recorded:
+            return {name: TypeCalibration(NOT_CALIBRATED, "the bundle was never calibrated: see mgc calibrate",
+                                          threshold) for name, threshold in zip(SOUND_TYPES, self.thresholds)}
+        earlier = {"status": "calibrated before per-type status was recorded", "reason": ""}
+        return {name: TypeCalibration(**{**earlier, **recorded[name]}) for name in SOUND_TYPES}
+
+    def problems(self) -> list[str]:
+        """What makes the bundle's window, calibration or thresholds unusable (a bundle edited by hand, or a fit
+        gone wrong): each would write NaN or meaningless probabilities."""
+        low, high = SCALING_RANGE
+        found = []
+        if not (math.isfinite(self.window_s) and self.window_s > 0):
+            found.append(f"window length {self.window_s} s must be a positive number")
+        if not (math.isfinite(self.temperature) and low <= self.temperature <= high):
+            found.append(f"temperature {self.temperature} must be a number in [{low:g}, {high:g}]")
+        for name, pair in zip(SOUND_TYPES, self.platt or []):
+            scale, offset = pair
+            if not (math.isfinite(scale) and low <= scale <= high and math.isfinite(offset)
+                    and abs(offset) <= PLATT_OFFSET_LIMIT):
+                found.append(f"Platt scaling of {name} {pair} needs a scale in [{low:g}, {high:g}] and an offset in "
+                             f"[-{PLATT_OFFSET_LIMIT:g}, {PLATT_OFFSET_LIMIT:g}]")
+        if self.platt is not None and len(self.platt) != len(SOUND_TYPES):
+            found.append(f"Platt scaling needs one [scale, offset] per sound type, got {len(self.platt)}")
+        if len(self.thresholds) != len(SOUND_TYPES):
+            found.append(f"thresholds need one value per sound type, got {len(self.thresholds)}")
+        found += [f"threshold of {name} {value} must be a number in [0, 1]"
+                  for name, value in zip(SOUND_TYPES, self.thresholds)
+                  if not (math.isfinite(value) and 0 <= value <= 1)]
+        return found
 
     def tensors(self) -> dict[str, torch.Tensor]:
         named = {f"classifier.{k}": v for k, v in self.classifier_state.items()}
@@ -75,7 +134,9 @@ def content_hash(config_text: str, tensors: dict[str, torch.Tensor]) -> str:
 
 
 def save_bundle(bundle: Bundle, path: str | Path) -> str:
-    """Write atomically; returns the content hash."""
+    """Write atomically; returns the content hash. A bundle that loading would refuse is not written."""
+    if bundle.problems():
+        raise InputError(f"{path}: not written: " + "; ".join(bundle.problems()))
     text = json.dumps(bundle.settings(), sort_keys=True)
     tensors = bundle.tensors()
     digest = content_hash(text, tensors)
@@ -115,6 +176,8 @@ def load_bundle(path: str | Path) -> tuple[Bundle, str]:
         temperature=float(settings["temperature"]), platt=settings["platt"], thresholds=list(settings["thresholds"]),
         calibration=settings["calibration"], version=settings["package_version"],
     )
+    if bundle.problems():
+        raise InputError(f"{path}: unusable bundle: " + "; ".join(bundle.problems()))
     return bundle, stored["sha256"]
 
 

@@ -290,13 +290,15 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     written = args.out or args.model
     scaling = f"temperature {result.temperature:.3f}" if result.temperature is not None else "per-type Platt scaling"
     if result.identity_kept:
-        scaling = "fitted calibration not applied (it raised the ECE), raw scores kept"
+        scaling = "raw scores kept"
     left_out = f" ({result.without_signal} without usable signal left out)" if result.without_signal else ""
     print(f"{result.windows} validation windows{left_out}: {scaling}; ECE {result.ece_before:.4f} -> "
           f"{result.ece_after:.4f}")
-    for name, (threshold, precision, recall) in result.thresholds.items():
-        missed = "" if precision >= args.target_precision else f" (target {args.target_precision:g} not reached)"
-        print(f"  {name:<15} threshold {threshold:.4f}: precision {precision:.3f}, recall {recall:.3f}{missed}")
+    for name, chosen in result.types.items():
+        scores = "" if chosen.precision is None else f": precision {chosen.precision:.3f}, recall {chosen.recall:.3f}"
+        missed = ("" if chosen.precision is None or chosen.precision >= args.target_precision
+                  else f" (target {args.target_precision:g} not reached)")
+        print(f"  {name:<15} {chosen.describe()}{scores}{missed}")
     if not args.no_mlflow:
         print(f"MLflow run {log_to_mlflow(result, written)} (experiment calibration)")
     print(f"written into {written}")

@@ -14,7 +14,7 @@ import io
 import json
 import time
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -26,7 +26,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, IterableDataset
 
 from .audio import AudioError, check_band, probe, resample, signal_problem, window_starts
-from .bundle import Bundle, load_bundle
+from .bundle import Bundle, TypeCalibration, load_bundle
 from .cache import write_bytes_atomic
 from .errors import InputError
 from .inference import BundlePipeline
@@ -347,15 +347,18 @@ class DetectSummary:
     seconds: float
     out: Path
     unusable_windows: int = 0  # no usable signal: no probabilities, the reason in the signal_problem column
+    calibration: dict[str, TypeCalibration] = field(default_factory=dict)  # per sound type, from the bundle
 
     def line(self) -> str:
+        """The run in one line, then how each sound type's threshold was set."""
         speed = self.audio_hours * 3600 / self.seconds if self.seconds > 0 else 0.0
         failures = f" (reasons in {self.out / 'errors.csv'})" if self.failed else ""
         unusable = (f"; {self.unusable_windows} windows without usable signal (dropouts or cancelling channels: "
                     "see the signal_problem column)" if self.unusable_windows else "")
+        types = "; ".join(f"{name} {chosen.describe()}" for name, chosen in self.calibration.items())
         return (f"{self.files} files: {self.done} analysed, {self.skipped} already done, {self.failed} failed"
                 f"{failures}; {self.audio_hours:.3f} h of audio in {self.seconds:.1f} s ({speed:.1f}x real time)"
-                f"{unusable}; results in {self.out}")
+                f"{unusable}; results in {self.out}" + (f"\nsound types: {types}" if types else ""))
 
 
 def detect(paths: Sequence[str | Path], model: str | Path, out: str | Path, settings: DetectSettings,
@@ -406,4 +409,5 @@ def finish(files: Sequence[Path], pending: Sequence[Path], out: Path, bundle: Bu
     hours = sum(entries[p]["audio_s"] for p in analysed) / 3600
     return DetectSummary(files=len(files), done=len(analysed), skipped=len(done) - len(analysed), failed=len(failed),
                          audio_hours=hours, seconds=seconds, out=out,
-                         unusable_windows=sum(entries[p].get("unusable_windows", 0) for p in analysed))
+                         unusable_windows=sum(entries[p].get("unusable_windows", 0) for p in analysed),
+                         calibration=bundle.type_calibrations())

@@ -73,7 +73,7 @@ def models(tmp_path_factory):
                  str(bundle_path)]) == 0
     # Thresholds that give both long and broken runs of positive windows whatever the tiny model learned.
     bundle, _ = load_bundle(bundle_path)
-    bundle.thresholds = [0.0, 0.5, 1.01]
+    bundle.thresholds = [0.0, 0.5, 1.0]
     save_bundle(bundle, bundle_path)
     return root, classifier, segmenter, bundle_path
 
