@@ -135,9 +135,10 @@ class Journal:
         other = [entry for entry in self.entries() if entry.get("run_key") != self.run_key]
         if not other:
             return
-        earlier = other[0].get("run") or {}
-        differ = [f"{key} {earlier.get(key)!r} there, {value!r} now" for key, value in self.run.items()
-                  if earlier.get(key) != value]
+        earlier = other[0].get("run")
+        differ = ["by an earlier mgc that did not record them"] if earlier is None else [
+            f"{key} {earlier.get(key)!r} there, {value!r} now" for key, value in self.run.items()
+            if earlier.get(key) != value]
         raise InputError(f"{self.out}: holds detections of {len(other)} file(s) made with another model or other "
                          f"settings ({'; '.join(differ)}); one folder's summaries need one model and one set of "
                          "settings: pass another --out, or the same model and options")
