@@ -20,8 +20,8 @@ import torch
 
 from . import __version__
 from .cache import write_bytes_atomic
-from .checkpoints import check_model_class, class_path, load_checkpoint
-from .errors import InputError
+from .checkpoints import check_model_class, class_path, load_checkpoint, unreadable
+from .errors import InputError, missing_file
 from .labels import JOINT_CLASS_NAMES, SOUND_TYPES
 from .spectrogram import SpectrogramConfig
 
@@ -150,12 +150,11 @@ def load_bundle(path: str | Path) -> tuple[Bundle, str]:
     """The bundle and its content hash; InputError for a missing, foreign, damaged or altered file."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: model bundle not found")
+        raise InputError(f"{path}: {missing_file(path, 'model bundle')}")
     try:
         stored = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(f"{path}: not a readable mgc model bundle ({first_line[:200]})") from None
+        raise InputError(f"{path}: not a readable mgc model bundle ({unreadable(error)})") from None
     if not isinstance(stored, dict) or stored.get("format") != FORMAT or not {"config", "tensors", "sha256"} <= set(stored):
         raise InputError(f"{path}: not an mgc model bundle (made by `mgc export`)")
     text, tensors = stored["config"], stored["tensors"]

@@ -73,7 +73,9 @@ def _cmd_spectrograms(args: argparse.Namespace) -> int:
     from .spectrogram import get_preset
 
     config = get_preset(args.preset)
-    rows = load_manifest(args.manifest, drop_duplicates=args.drop_duplicates)
+    # audio is checked window by window as it is read: an unreadable file stops neither the others nor its own
+    # readable windows, and all the unreadable ones are listed at the end
+    rows = load_manifest(args.manifest, check_audio=False, drop_duplicates=args.drop_duplicates)
     done = compute_spectrograms(rows, config, args.cache_root, device=args.device, batch_size=args.batch_size,
                                 num_workers=args.workers, progress=not args.quiet)
     distinct = len({row.key for row in rows})

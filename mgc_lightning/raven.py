@@ -16,7 +16,7 @@ from typing import Sequence
 
 from .audio import probe, window_starts
 from .labels import SOUND_TYPES
-from .manifest import ManifestError, WindowRow, relative_to_folder, write_csv_atomic
+from .manifest import ManifestError, WindowRow, read_table, relative_to_folder, write_csv_atomic
 
 RAVEN_COLUMNS = ("Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)")
 SELECTION, VIEW = "Selection", "View"
@@ -57,30 +57,25 @@ def read_selection_table(
     table = Path(table)
     problems, boxes = [], []
     audio_s = probe(audio).duration_s
-    with open(table, newline="") as handle:
-        reader = csv.DictReader(handle, delimiter="\t")
-        missing = [c for c in (*RAVEN_COLUMNS, label_column) if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ManifestError(table, [f"selection table lacks column(s) {missing}"])
-        for number, values in _one_row_per_selection(enumerate(reader, start=1)):
-            label = (values[label_column] or "").strip()
-            if label not in mapping:
-                problems.append(f"row {number}: label {label!r} is not in the mapping {sorted(mapping)}")
-                continue
-            try:
-                begin, end, low, high = (float(values[c]) for c in RAVEN_COLUMNS)
-            except (TypeError, ValueError):
-                problems.append(f"row {number}: times and frequencies must be numbers")
-                continue
-            if not (0 <= begin < end and 0 <= low < high):
-                problems.append(f"row {number}: need 0 <= begin < end and 0 <= low < high, got {begin, end, low, high}")
-                continue
-            if begin >= audio_s:  # it would label no window: most likely the table of another recording
-                problems.append(f"row {number}: box {begin:g}-{end:g} s starts after the end of {audio} "
-                                f"({audio_s:g} s); is this the table of another recording?")
-                continue
-            if mapping[label] != IGNORE:
-                boxes.append(AnnotationBox(Path(audio), mapping[label], begin, end, low, high))
+    for number, values in _one_row_per_selection(read_table(table, (*RAVEN_COLUMNS, label_column), "\t")):
+        label = (values[label_column] or "").strip()
+        if label not in mapping:
+            problems.append(f"row {number}: label {label!r} is not in the mapping {sorted(mapping)}")
+            continue
+        try:
+            begin, end, low, high = (float(values[c]) for c in RAVEN_COLUMNS)
+        except (TypeError, ValueError):
+            problems.append(f"row {number}: times and frequencies must be numbers")
+            continue
+        if not (0 <= begin < end and 0 <= low < high):
+            problems.append(f"row {number}: need 0 <= begin < end and 0 <= low < high, got {begin, end, low, high}")
+            continue
+        if begin >= audio_s:  # it would label no window: most likely the table of another recording
+            problems.append(f"row {number}: box {begin:g}-{end:g} s starts after the end of {audio} "
+                            f"({audio_s:g} s); is this the table of another recording?")
+            continue
+        if mapping[label] != IGNORE:
+            boxes.append(AnnotationBox(Path(audio), mapping[label], begin, end, low, high))
     if problems:
         raise ManifestError(table, problems)
     return boxes
