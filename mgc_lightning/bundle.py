@@ -204,22 +204,40 @@ def _read_checkpoint(path: str | Path, kind: str) -> dict:
     return checkpoint
 
 
-def _window_length(data: dict, classifier_path: str | Path, window_s: float | None) -> float:
-    """The window the classifier was trained on: given, or the single window length of its training manifest."""
-    if window_s is not None:
-        if window_s <= 0:
-            raise InputError(f"window length must be positive, got {window_s}")
-        return float(window_s)
+def training_windows(checkpoint: dict) -> tuple[list[float], str] | None:
+    """The window lengths (s) a model was trained on and where they were read: the checkpoint's own record, else its
+    training manifest when that is here; None when neither says."""
     from .manifest import load_manifest
+    from .tracking import WINDOWS_KEY
 
-    manifest = data.get("manifest")
+    if checkpoint.get(WINDOWS_KEY):
+        return list(checkpoint[WINDOWS_KEY]), "its checkpoint"
+    manifest = (checkpoint.get("datamodule_hyper_parameters") or {}).get("manifest")
     if not manifest or not Path(manifest).is_file():
-        raise InputError(f"{classifier_path}: its training manifest {manifest!r} is not here to read the window "
-                         "length from; pass --window SECONDS")
-    lengths = {round(row.duration_s, 6) for row in load_manifest(manifest, check_audio=False)}
-    if len(lengths) != 1:
-        raise InputError(f"{manifest}: windows of several lengths {sorted(lengths)}; pass --window SECONDS")
-    return lengths.pop()
+        return None
+    rows = load_manifest(manifest, check_audio=False)
+    return sorted({round(row.duration_s, 6) for row in rows}), f"its training manifest {manifest}"
+
+
+def _window_length(checkpoint: dict, classifier_path: str | Path, window_s: float | None) -> float:
+    """The window the classifier was trained on; a given one must be among its training windows where they are
+    known (another length would feed it images on another time scale)."""
+    known = training_windows(checkpoint)
+    if window_s is not None:
+        if not (math.isfinite(window_s) and window_s > 0):
+            raise InputError(f"window length must be positive, got {window_s}")
+        if known is not None and round(window_s, 6) not in known[0]:
+            raise InputError(f"{classifier_path}: --window {window_s:g} s contradicts the classifier's training "
+                             f"windows of {', '.join(f'{w:g}' for w in known[0])} s (from {known[1]}): it would see "
+                             "images on another time scale; leave --window out or pass a training length")
+        return float(window_s)
+    if known is None:
+        raise InputError(f"{classifier_path}: neither the checkpoint nor its training manifest (not here) says the "
+                         "window length; pass --window SECONDS")
+    if len(known[0]) != 1:
+        raise InputError(f"{classifier_path}: trained on windows of several lengths {known[0]} (from {known[1]}); "
+                         "pass --window SECONDS")
+    return known[0][0]
 
 
 def bundle_from_checkpoints(classifier: str | Path, segmenter: str | Path | None = None,
@@ -234,7 +252,7 @@ def bundle_from_checkpoints(classifier: str | Path, segmenter: str | Path | None
     front_end = SpectrogramConfig.from_dict(checkpoint[FRONT_END_KEY])
     data = dict(checkpoint["datamodule_hyper_parameters"])
     settings = self_contained(checkpoint["hyper_parameters"])
-    bundle = Bundle(front_end=front_end, window_s=_window_length(data, classifier, window_s), classifier=settings,
+    bundle = Bundle(front_end=front_end, window_s=_window_length(checkpoint, classifier, window_s), classifier=settings,
                     classifier_state=checkpoint["state_dict"], mask_kind=data.get("mask_kind", "binary"),
                     soft_sigma=float(data.get("soft_sigma", 3.0)))
     if settings.get("mask_input", "none") != "none" and segmenter is None:
@@ -242,10 +260,16 @@ def bundle_from_checkpoints(classifier: str | Path, segmenter: str | Path | None
                          "the segmenter checkpoint that draws them (--segmenter)")
     if segmenter is not None:
         seg = _read_checkpoint(segmenter, "segmenter")
-        seg_front_end = seg.get(FRONT_END_KEY)
-        if seg_front_end is not None and SpectrogramConfig.from_dict(seg_front_end).hash != front_end.hash:
-            raise InputError(f"{segmenter}: segmenter front end {seg_front_end.get('name')!r} differs from the "
-                             f"classifier's {front_end.name!r}; both must see the same images")
+        seg_config = SpectrogramConfig.from_dict(seg[FRONT_END_KEY]) if seg.get(FRONT_END_KEY) else front_end
+        if seg_config.hash != front_end.hash:
+            raise InputError(f"{segmenter}: segmenter front end {seg_config.name!r} [{seg_config.hash}] differs from "
+                             f"the classifier's {front_end.name!r} [{front_end.hash}]; both must see the same images")
+        seg_windows = training_windows(seg)
+        if seg_windows is not None and round(bundle.window_s, 6) not in seg_windows[0]:
+            raise InputError(f"{segmenter}: the segmenter was trained on windows of "
+                             f"{', '.join(f'{w:g}' for w in seg_windows[0])} s (from {seg_windows[1]}), the bundle "
+                             f"analyses {bundle.window_s:g} s windows: its masks would be drawn on images of another "
+                             "time scale; pass the segmenter trained with this classifier's windows")
         bundle.segmenter = self_contained(seg["hyper_parameters"])
         bundle.segmenter_state = seg["state_dict"]
     return bundle

@@ -22,6 +22,7 @@ from conftest import edited_bundle, tiny_bundle, write_audio, write_rows
 from mgc_lightning.checkpoints import class_path
 from mgc_lightning.models.classifier import ClassifierModule
 from mgc_lightning.models.segmenter import SegmenterModule
+from mgc_lightning.spectrogram import get_preset
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
@@ -88,6 +89,8 @@ def files(tmp_path_factory) -> Path:
     narrower = ClassifierModule(dim=128, backbone_kwargs={"channels": [8, 16, 32, 64], "stem_width": 8})
     _lightning_checkpoint(classifier, root / "wrong_size.ckpt", state=narrower.state_dict())
     _lightning_checkpoint(SegmenterModule(architecture="Unet", encoder_name="resnet18"), root / "segmenter.ckpt")
+    _lightning_checkpoint(classifier, root / "classifier_front_end.ckpt", spectrogram_config=get_preset("origin")
+                          .to_dict(), datamodule_hyper_parameters={"manifest": str(root / "manifest.csv")})
     edited_bundle(tiny_bundle(root / "tiny.mgc", window_s=0.5), root / "cold.mgc", temperature=0.0)
     return root
 
@@ -173,6 +176,10 @@ CASES = [
      ["cold.mgc: unusable bundle: temperature 0.0 must be a number in [0.05, 20]"]),
     ("evaluate-checkpoint-is-a-folder", ["evaluate", "--checkpoint", "audio", "--preset", "mel"],
      ["audio: is a folder, not a classifier checkpoint"]),
+    ("export-window-contradicts-training", ["export", "--classifier", "classifier_front_end.ckpt", "--window", "0.25",
+                                            "--out", "model.mgc"],
+     ["classifier_front_end.ckpt: --window 0.25 s contradicts the classifier's training windows of 0.5 s (from its "
+      "training manifest", "manifest.csv): it would see images on another time scale"]),
     ("calibrate-too-few-windows", ["calibrate", "--model", "tiny.mgc", "--manifest", "manifest.csv",
                                    "--split-fractions", "0", "1", "0", "--no-mlflow"],
      ["manifest.csv: too few validation windows to calibrate on (whistle in 6 and absent from 0 of 6 usable "

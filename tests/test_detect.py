@@ -152,6 +152,12 @@ def test_bundle_round_trip_needs_no_other_file_and_refuses_altered_or_foreign_fi
     # A mask-guided classifier without its segmenter cannot detect anything.
     assert main(["export", "--classifier", str(classifier), "--out", str(tmp_path / "x.mgc")]) == 2
     assert "reads masks" in capsys.readouterr().err
+    # The checkpoint records its training windows: a --window that contradicts them is refused with both.
+    assert checkpoint["training_windows_s"] == [WINDOW]
+    assert main(["export", "--classifier", str(moved), "--segmenter", str(segmenter), "--window", "0.5", "--out",
+                 str(tmp_path / "w.mgc")]) == 2
+    assert ("--window 0.5 s contradicts the classifier's training windows of 0.25 s (from its checkpoint)"
+            in capsys.readouterr().err)
 
     payload = bytearray((tmp_path / "m.mgc").read_bytes())
     position = len(payload) // 2  # inside a tensor's bytes
