@@ -14,6 +14,8 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from .errors import missing_file
+
 
 # Below any real recording's noise (a 24-bit converter's LSB is 2**-23): a window this quiet is a dropout.
 SILENCE_PEAK = 2.0**-20
@@ -49,7 +51,7 @@ class AudioInfo:
 def _open(path: Path) -> sf.SoundFile:
     """An open file handle, or an AudioError for missing, unreadable or empty audio."""
     if not path.is_file():
-        raise AudioError(path, "file not found")
+        raise AudioError(path, missing_file(path))
     try:
         handle = sf.SoundFile(str(path))
     except Exception as error:  # soundfile raises its own LibsndfileError / RuntimeError variants
@@ -70,6 +72,8 @@ def file_fingerprint(path: str | Path) -> str:
     (moved or copied folders keep their caches) while reading at most 1 MiB of a file of any size. Computed once
     per file version (path, size, modification time) in a process."""
     path = Path(path)
+    if not path.is_file():
+        raise AudioError(path, missing_file(path))
     try:
         stat = path.stat()
     except OSError as error:

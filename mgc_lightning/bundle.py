@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,8 +20,8 @@ import torch
 
 from . import __version__
 from .cache import write_bytes_atomic
-from .checkpoints import check_model_class, class_path, load_checkpoint
-from .errors import InputError
+from .checkpoints import check_model_class, class_path, load_checkpoint, unreadable
+from .errors import InputError, missing_file
 from .labels import JOINT_CLASS_NAMES, SOUND_TYPES
 from .spectrogram import SpectrogramConfig
 
@@ -28,6 +29,30 @@ FORMAT = "mgc-bundle"
 FORMAT_VERSION = 1
 # Constructor settings that point at other files; a bundle never follows them.
 EXTERNAL_FILE_SETTINGS = ("pretrained", "pretrained_path", "init_from")
+# Temperatures and Platt scales outside this range pin every calibrated score near 0, 0.5 or 1 whatever the window:
+# a fit that lands there learnt nothing usable, and a bundle that holds one is refused.
+SCALING_RANGE = (0.05, 20.0)
+PLATT_OFFSET_LIMIT = 20.0  # |offset| beyond it pins a type's scores near 0 or 1
+DEFAULT_THRESHOLD = 0.5  # an uncalibrated type's threshold
+# Per sound type: how its scores and its threshold were set (TypeCalibration.status).
+CALIBRATED, RAW_SCORES, NOT_CALIBRATED = "calibrated", "raw scores kept", "not calibrated"
+
+
+@dataclass(frozen=True)
+class TypeCalibration:
+    """How one sound type's scores and threshold were set, as `mgc calibrate` recorded it in the bundle."""
+
+    status: str  # CALIBRATED | RAW_SCORES | NOT_CALIBRATED
+    reason: str  # why raw scores were kept or why the type is not calibrated ('' when calibrated)
+    threshold: float
+    precision: float | None = None  # on the validation windows, at the threshold (None where it has no positives)
+    recall: float | None = None
+    positives: int | None = None  # validation windows with / without the type
+    negatives: int | None = None
+
+    def describe(self) -> str:
+        why = f" ({self.reason})" if self.reason else ""
+        return f"{self.status}{why}, threshold {self.threshold:.4g}"
 
 
 @dataclass
@@ -44,7 +69,7 @@ class Bundle:
     soft_sigma: float = 3.0
     temperature: float = 1.0  # multiclass head: logits / temperature
     platt: list[list[float]] | None = None  # multilabel head: per type [scale, offset] on the logit
-    thresholds: list[float] = field(default_factory=lambda: [0.5] * len(SOUND_TYPES))
+    thresholds: list[float] = field(default_factory=lambda: [DEFAULT_THRESHOLD] * len(SOUND_TYPES))
     calibration: dict = field(default_factory=dict)  # how calibration was fitted (for the record)
     version: str = __version__
 
@@ -58,6 +83,40 @@ class Bundle:
             "temperature": self.temperature, "platt": self.platt, "thresholds": self.thresholds,
             "calibration": self.calibration,
         }
+
+    def type_calibrations(self) -> dict[str, TypeCalibration]:
+        """Per sound type how its scores and threshold were set; every type 'not calibrated' in a bundle that
+        `mgc calibrate` never saw."""
+        recorded = self.calibration.get("validation", {})
+        if not recorded:
+            return {name: TypeCalibration(NOT_CALIBRATED, "the bundle was never calibrated: see mgc calibrate",
+                                          threshold) for name, threshold in zip(SOUND_TYPES, self.thresholds)}
+        earlier = {"status": "calibrated before per-type status was recorded", "reason": ""}
+        return {name: TypeCalibration(**{**earlier, **recorded[name]}) for name in SOUND_TYPES}
+
+    def problems(self) -> list[str]:
+        """What makes the bundle's window, calibration or thresholds unusable (a bundle edited by hand, or a fit
+        gone wrong): each would write NaN or meaningless probabilities."""
+        low, high = SCALING_RANGE
+        found = []
+        if not (math.isfinite(self.window_s) and self.window_s > 0):
+            found.append(f"window length {self.window_s} s must be a positive number")
+        if not (math.isfinite(self.temperature) and low <= self.temperature <= high):
+            found.append(f"temperature {self.temperature} must be a number in [{low:g}, {high:g}]")
+        for name, pair in zip(SOUND_TYPES, self.platt or []):
+            scale, offset = pair
+            if not (math.isfinite(scale) and low <= scale <= high and math.isfinite(offset)
+                    and abs(offset) <= PLATT_OFFSET_LIMIT):
+                found.append(f"Platt scaling of {name} {pair} needs a scale in [{low:g}, {high:g}] and an offset in "
+                             f"[-{PLATT_OFFSET_LIMIT:g}, {PLATT_OFFSET_LIMIT:g}]")
+        if self.platt is not None and len(self.platt) != len(SOUND_TYPES):
+            found.append(f"Platt scaling needs one [scale, offset] per sound type, got {len(self.platt)}")
+        if len(self.thresholds) != len(SOUND_TYPES):
+            found.append(f"thresholds need one value per sound type, got {len(self.thresholds)}")
+        found += [f"threshold of {name} {value} must be a number in [0, 1]"
+                  for name, value in zip(SOUND_TYPES, self.thresholds)
+                  if not (math.isfinite(value) and 0 <= value <= 1)]
+        return found
 
     def tensors(self) -> dict[str, torch.Tensor]:
         named = {f"classifier.{k}": v for k, v in self.classifier_state.items()}
@@ -75,7 +134,9 @@ def content_hash(config_text: str, tensors: dict[str, torch.Tensor]) -> str:
 
 
 def save_bundle(bundle: Bundle, path: str | Path) -> str:
-    """Write atomically; returns the content hash."""
+    """Write atomically; returns the content hash. A bundle that loading would refuse is not written."""
+    if bundle.problems():
+        raise InputError(f"{path}: not written: " + "; ".join(bundle.problems()))
     text = json.dumps(bundle.settings(), sort_keys=True)
     tensors = bundle.tensors()
     digest = content_hash(text, tensors)
@@ -89,12 +150,11 @@ def load_bundle(path: str | Path) -> tuple[Bundle, str]:
     """The bundle and its content hash; InputError for a missing, foreign, damaged or altered file."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"{path}: model bundle not found")
+        raise InputError(f"{path}: {missing_file(path, 'model bundle')}")
     try:
         stored = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise InputError(f"{path}: not a readable mgc model bundle ({first_line[:200]})") from None
+        raise InputError(f"{path}: not a readable mgc model bundle ({unreadable(error)})") from None
     if not isinstance(stored, dict) or stored.get("format") != FORMAT or not {"config", "tensors", "sha256"} <= set(stored):
         raise InputError(f"{path}: not an mgc model bundle (made by `mgc export`)")
     text, tensors = stored["config"], stored["tensors"]
@@ -115,6 +175,8 @@ def load_bundle(path: str | Path) -> tuple[Bundle, str]:
         temperature=float(settings["temperature"]), platt=settings["platt"], thresholds=list(settings["thresholds"]),
         calibration=settings["calibration"], version=settings["package_version"],
     )
+    if bundle.problems():
+        raise InputError(f"{path}: unusable bundle: " + "; ".join(bundle.problems()))
     return bundle, stored["sha256"]
 
 
@@ -142,22 +204,40 @@ def _read_checkpoint(path: str | Path, kind: str) -> dict:
     return checkpoint
 
 
-def _window_length(data: dict, classifier_path: str | Path, window_s: float | None) -> float:
-    """The window the classifier was trained on: given, or the single window length of its training manifest."""
-    if window_s is not None:
-        if window_s <= 0:
-            raise InputError(f"window length must be positive, got {window_s}")
-        return float(window_s)
+def training_windows(checkpoint: dict) -> tuple[list[float], str] | None:
+    """The window lengths (s) a model was trained on and where they were read: the checkpoint's own record, else its
+    training manifest when that is here; None when neither says."""
     from .manifest import load_manifest
+    from .tracking import WINDOWS_KEY
 
-    manifest = data.get("manifest")
+    if checkpoint.get(WINDOWS_KEY):
+        return list(checkpoint[WINDOWS_KEY]), "its checkpoint"
+    manifest = (checkpoint.get("datamodule_hyper_parameters") or {}).get("manifest")
     if not manifest or not Path(manifest).is_file():
-        raise InputError(f"{classifier_path}: its training manifest {manifest!r} is not here to read the window "
-                         "length from; pass --window SECONDS")
-    lengths = {round(row.duration_s, 6) for row in load_manifest(manifest, check_audio=False)}
-    if len(lengths) != 1:
-        raise InputError(f"{manifest}: windows of several lengths {sorted(lengths)}; pass --window SECONDS")
-    return lengths.pop()
+        return None
+    rows = load_manifest(manifest, check_audio=False)
+    return sorted({round(row.duration_s, 6) for row in rows}), f"its training manifest {manifest}"
+
+
+def _window_length(checkpoint: dict, classifier_path: str | Path, window_s: float | None) -> float:
+    """The window the classifier was trained on; a given one must be among its training windows where they are
+    known (another length would feed it images on another time scale)."""
+    known = training_windows(checkpoint)
+    if window_s is not None:
+        if not (math.isfinite(window_s) and window_s > 0):
+            raise InputError(f"window length must be positive, got {window_s}")
+        if known is not None and round(window_s, 6) not in known[0]:
+            raise InputError(f"{classifier_path}: --window {window_s:g} s contradicts the classifier's training "
+                             f"windows of {', '.join(f'{w:g}' for w in known[0])} s (from {known[1]}): it would see "
+                             "images on another time scale; leave --window out or pass a training length")
+        return float(window_s)
+    if known is None:
+        raise InputError(f"{classifier_path}: neither the checkpoint nor its training manifest (not here) says the "
+                         "window length; pass --window SECONDS")
+    if len(known[0]) != 1:
+        raise InputError(f"{classifier_path}: trained on windows of several lengths {known[0]} (from {known[1]}); "
+                         "pass --window SECONDS")
+    return known[0][0]
 
 
 def bundle_from_checkpoints(classifier: str | Path, segmenter: str | Path | None = None,
@@ -172,7 +252,7 @@ def bundle_from_checkpoints(classifier: str | Path, segmenter: str | Path | None
     front_end = SpectrogramConfig.from_dict(checkpoint[FRONT_END_KEY])
     data = dict(checkpoint["datamodule_hyper_parameters"])
     settings = self_contained(checkpoint["hyper_parameters"])
-    bundle = Bundle(front_end=front_end, window_s=_window_length(data, classifier, window_s), classifier=settings,
+    bundle = Bundle(front_end=front_end, window_s=_window_length(checkpoint, classifier, window_s), classifier=settings,
                     classifier_state=checkpoint["state_dict"], mask_kind=data.get("mask_kind", "binary"),
                     soft_sigma=float(data.get("soft_sigma", 3.0)))
     if settings.get("mask_input", "none") != "none" and segmenter is None:
@@ -180,10 +260,16 @@ def bundle_from_checkpoints(classifier: str | Path, segmenter: str | Path | None
                          "the segmenter checkpoint that draws them (--segmenter)")
     if segmenter is not None:
         seg = _read_checkpoint(segmenter, "segmenter")
-        seg_front_end = seg.get(FRONT_END_KEY)
-        if seg_front_end is not None and SpectrogramConfig.from_dict(seg_front_end).hash != front_end.hash:
-            raise InputError(f"{segmenter}: segmenter front end {seg_front_end.get('name')!r} differs from the "
-                             f"classifier's {front_end.name!r}; both must see the same images")
+        seg_config = SpectrogramConfig.from_dict(seg[FRONT_END_KEY]) if seg.get(FRONT_END_KEY) else front_end
+        if seg_config.hash != front_end.hash:
+            raise InputError(f"{segmenter}: segmenter front end {seg_config.name!r} [{seg_config.hash}] differs from "
+                             f"the classifier's {front_end.name!r} [{front_end.hash}]; both must see the same images")
+        seg_windows = training_windows(seg)
+        if seg_windows is not None and round(bundle.window_s, 6) not in seg_windows[0]:
+            raise InputError(f"{segmenter}: the segmenter was trained on windows of "
+                             f"{', '.join(f'{w:g}' for w in seg_windows[0])} s (from {seg_windows[1]}), the bundle "
+                             f"analyses {bundle.window_s:g} s windows: its masks would be drawn on images of another "
+                             "time scale; pass the segmenter trained with this classifier's windows")
         bundle.segmenter = self_contained(seg["hyper_parameters"])
         bundle.segmenter_state = seg["state_dict"]
     return bundle

@@ -164,11 +164,22 @@ def compute_spectrograms(
     recorded in the preset's silent_windows.json. A window that cannot be read does not stop the others: all the
     readable ones are computed, then WindowReadError lists the unreadable ones with their manifest rows."""
     store = spectrogram_store(config, root)
-    pending = list({row.key: row for row in rows if not store.has(row.key)}.values())
+    keyed, failures = {}, []
+    for row in rows:
+        try:
+            key = row.key  # the audio file's fingerprint: a missing file fails here, and only its own windows
+        except AudioError as error:
+            failures.append((row, error.problem))
+            continue
+        if not store.has(key):
+            keyed.setdefault(key, row)
+    pending, unidentified = list(keyed.values()), len(failures)
+    if not pending and failures:
+        raise WindowReadError(failures, 0)
     if not pending:
         return 0
     silent_record = preset_dir(config, root) / SILENT_WINDOWS
-    silent, failures = silent_windows(config, root), []
+    silent = silent_windows(config, root)
     transform = SpectrogramTransform(config).to(device)
     loader = DataLoader(
         _WindowAudio(pending, config),
@@ -192,6 +203,7 @@ def compute_spectrograms(
                 for index, image in zip(indices, images):
                     store.save(pending[index].key, image)
             bar.update(len(indices) + len(failed))
+    computed = len(pending) - (len(failures) - unidentified)
     if failures:
-        raise WindowReadError(failures, len(pending) - len(failures))
-    return len(pending)
+        raise WindowReadError(failures, computed)
+    return computed

@@ -4,11 +4,16 @@ Fitted on the validation split of a labelled manifest (the split the classifier 
 temperature scaling of the joint-class logits for a multi-class head, per-type Platt scaling for a multi-label head.
 Thresholds: per sound type, the lowest score at which the validation precision reaches the target (more recall for
 the same precision). ECE is measured on the joint class's top probability, before and after.
+
+It refuses to mislead: too few validation windows with or without a sound type is an error that states the counts;
+a fit outside the range a bundle accepts, or one that raises the ECE, keeps the raw scores; a type present in no
+validation window keeps the default threshold. Each type's status and its reason are recorded in the bundle.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -17,13 +22,15 @@ import torch
 import torch.nn.functional as F
 
 from .audio import read_window_and_check
-from .bundle import Bundle, load_bundle, save_bundle
+from .bundle import (CALIBRATED, DEFAULT_THRESHOLD, NOT_CALIBRATED, PLATT_OFFSET_LIMIT, RAW_SCORES, SCALING_RANGE,
+                     Bundle, TypeCalibration, load_bundle, save_bundle)
 from .errors import InputError
 from .inference import BundlePipeline
 from .labels import SOUND_TYPES
 from .manifest import SplitConfig, WindowRow, load_manifest, split_rows
 
 ECE_BINS = 15
+MIN_WINDOWS_PER_SIDE = 5  # validation windows with, and without, each sound type that calibration needs
 
 
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
@@ -110,15 +117,54 @@ class CalibrationResult:
     ece_before: float
     ece_after: float
     temperature: float | None
-    thresholds: dict[str, tuple[float, float, float]]  # type -> (threshold, precision, recall) on validation
+    types: dict[str, TypeCalibration]  # per sound type: status, threshold and its validation precision and recall
     target_precision: float
     confidence_before: np.ndarray
     confidence_after: np.ndarray
     correct: np.ndarray
     scores: np.ndarray  # (N, 3) calibrated per-type probabilities
     present: np.ndarray  # (N, 3) labels
-    identity_kept: bool  # the fitted calibration raised the validation ECE, so the raw scores are kept
+    identity_kept: bool  # no fitted scaling applied to any type: the raw scores are kept
     without_signal: int = 0  # validation windows left out: no usable signal (detect scores none of them either)
+
+
+def check_counts(manifest: str | Path, present: np.ndarray) -> None:
+    """Refuse validation windows too few to calibrate on: a fit on a handful of windows lands on an extreme
+    temperature and a threshold on a handful of positives means nothing. A type present in no window is allowed
+    (it is left uncalibrated and says so)."""
+    positives = present.sum(axis=0).astype(int)
+    if not positives.any():
+        raise InputError(f"{manifest}: none of the {len(present)} usable validation windows holds a sound type: "
+                         "nothing to calibrate on")
+    short = [f"{name} in {p} and absent from {len(present) - p}" for name, p in zip(SOUND_TYPES, positives)
+             if 0 < p < MIN_WINDOWS_PER_SIDE or len(present) - p < MIN_WINDOWS_PER_SIDE]
+    if short:
+        raise InputError(f"{manifest}: too few validation windows to calibrate on ({'; '.join(short)} of "
+                         f"{len(present)} usable windows): each sound type needs at least {MIN_WINDOWS_PER_SIDE} "
+                         f"windows with it and {MIN_WINDOWS_PER_SIDE} without (a type present in none is left "
+                         "uncalibrated); label more windows or give validation a larger share (--split-fractions)")
+
+
+def fitted_scaling(bundle: Bundle, multiclass: bool, logits: torch.Tensor, joint: torch.Tensor,
+                   present: torch.Tensor) -> tuple[Bundle, dict[str, str]]:
+    """The bundle with the fitted scaling, and per sound type why its raw scores are kept instead (a fit outside
+    the range a bundle accepts, bundle.SCALING_RANGE). A type present in no window keeps the identity."""
+    low, high = SCALING_RANGE
+    if multiclass:
+        temperature = fit_temperature(logits, joint)
+        if math.isfinite(temperature) and low <= temperature <= high:
+            return replace_calibration(bundle, temperature=temperature), {}
+        reason = f"the fitted temperature {temperature:.3g} is outside [{low:g}, {high:g}]"
+        return replace_calibration(bundle), {name: reason for name in SOUND_TYPES}
+    platt, kept = fit_platt(logits, present), {}
+    for t, name in enumerate(SOUND_TYPES):
+        scale, offset = platt[t]
+        if not present[:, t].any():
+            platt[t] = [1.0, 0.0]
+        elif not (math.isfinite(scale) and low <= scale <= high and abs(offset) <= PLATT_OFFSET_LIMIT):
+            platt[t] = [1.0, 0.0]
+            kept[name] = f"the fitted Platt scale {scale:.3g} and offset {offset:.3g} are out of range"
+    return replace_calibration(bundle, platt=platt), kept
 
 
 def calibrate(model: str | Path, manifest: str | Path, split: SplitConfig, target_precision: float = 0.9,
@@ -140,31 +186,31 @@ def calibrate(model: str | Path, manifest: str | Path, split: SplitConfig, targe
     without_signal, rows = len(rows) - len(usable), usable
     joint = torch.tensor([r.joint_class for r in rows])
     present = torch.tensor([r.labels for r in rows], dtype=torch.float32)
+    check_counts(manifest, present.numpy())
 
     def confidence_and_correct(current: BundlePipeline):
         types, joint_p = current.calibrated(logits)
         return joint_p.max(dim=-1).values.numpy(), (joint_p.argmax(dim=-1) == joint).numpy().astype(float), types
 
     before, correct, _ = confidence_and_correct(pipeline)
-    if pipeline.multiclass:
-        calibrated = replace_calibration(bundle, temperature=fit_temperature(logits, joint))
-    else:
-        calibrated = replace_calibration(bundle, platt=fit_platt(logits, present))
+    calibrated, raw_kept = fitted_scaling(bundle, pipeline.multiclass, logits, joint, present)
     after, _, types = confidence_and_correct(BundlePipeline(calibrated))
-    identity_kept = expected_calibration_error(after, correct) > expected_calibration_error(before, correct)
-    if identity_kept:  # the fit (which minimises log-loss, not ECE) made calibration worse: keep the raw scores
-        calibrated = replace_calibration(bundle)
+    ece_before, ece_after = expected_calibration_error(before, correct), expected_calibration_error(after, correct)
+    if ece_after > ece_before:  # the fit (which minimises log-loss, not ECE) made calibration worse: keep raw scores
+        reason = f"the fitted scaling raised the validation ECE from {ece_before:.4f} to {ece_after:.4f}"
+        calibrated, raw_kept = replace_calibration(bundle), {name: reason for name in SOUND_TYPES}
         after, _, types = confidence_and_correct(pipeline)
-    scores = types.numpy()
-    chosen = {name: threshold_for_precision(scores[:, t], present[:, t].numpy(), target_precision)
+        ece_after = ece_before
+    scores, labels = types.numpy(), present.numpy()
+    chosen = {name: type_calibration(scores[:, t], labels[:, t], target_precision, raw_kept.get(name))
               for t, name in enumerate(SOUND_TYPES)}
-    calibrated.thresholds = [chosen[name][0] for name in SOUND_TYPES]
+    calibrated.thresholds = [chosen[name].threshold for name in SOUND_TYPES]
+    identity_kept = calibrated.temperature == 1.0 and all(pair == [1.0, 0.0] for pair in calibrated.platt or [])
     result = CalibrationResult(
-        windows=len(rows), ece_before=expected_calibration_error(before, correct),
-        ece_after=expected_calibration_error(after, correct),
-        temperature=calibrated.temperature if pipeline.multiclass else None, thresholds=chosen,
+        windows=len(rows), ece_before=ece_before, ece_after=ece_after,
+        temperature=calibrated.temperature if pipeline.multiclass else None, types=chosen,
         target_precision=target_precision, confidence_before=before, confidence_after=after, correct=correct,
-        scores=scores, present=present.numpy(), identity_kept=identity_kept, without_signal=without_signal)
+        scores=scores, present=labels, identity_kept=identity_kept, without_signal=without_signal)
     calibrated.calibration = {
         "manifest": str(Path(manifest).resolve()), "split": {"group_by": split.group_by,
                                                              "fractions": list(split.fractions), "seed": split.seed},
@@ -172,17 +218,27 @@ def calibrate(model: str | Path, manifest: str | Path, split: SplitConfig, targe
         "ece_after": result.ece_after,
         "identity_kept": result.identity_kept,
         "target_precision": target_precision,
-        "validation": {name: {"threshold": v[0], "precision": v[1], "recall": v[2]} for name, v in chosen.items()},
+        "validation": {name: asdict(value) for name, value in chosen.items()},
     }
     save_bundle(calibrated, out or model)
     return result
 
 
-def replace_calibration(bundle: Bundle, temperature: float = 1.0, platt: list[list[float]] | None = None) -> Bundle:
-    """The bundle with the given calibration (identity by default), thresholds at 0.5."""
-    from dataclasses import replace
+def type_calibration(scores: np.ndarray, present: np.ndarray, target: float, raw_kept: str | None) -> TypeCalibration:
+    """One sound type's status and threshold. A type present in no validation window keeps the default threshold
+    and is reported as not calibrated: no threshold can be chosen for it, and 1.0 would silently switch it off."""
+    positives, negatives = int(present.sum()), int(len(present) - present.sum())
+    if not positives:
+        return TypeCalibration(NOT_CALIBRATED, "no window with it in the validation split", DEFAULT_THRESHOLD,
+                               positives=positives, negatives=negatives)
+    threshold, precision, recall = threshold_for_precision(scores, present, target)
+    status, reason = (RAW_SCORES, raw_kept) if raw_kept else (CALIBRATED, "")
+    return TypeCalibration(status, reason, threshold, precision, recall, positives, negatives)
 
-    return replace(bundle, temperature=temperature, platt=platt, thresholds=[0.5] * len(SOUND_TYPES))
+
+def replace_calibration(bundle: Bundle, temperature: float = 1.0, platt: list[list[float]] | None = None) -> Bundle:
+    """The bundle with the given calibration (identity by default), thresholds at the default."""
+    return replace(bundle, temperature=temperature, platt=platt, thresholds=[DEFAULT_THRESHOLD] * len(SOUND_TYPES))
 
 
 def reliability_figure(result: CalibrationResult, bins: int = ECE_BINS):
@@ -234,12 +290,16 @@ def log_to_mlflow(result: CalibrationResult, model: str | Path, experiment: str 
     metrics = {"ece_before": result.ece_before, "ece_after": result.ece_after, "windows": float(result.windows)}
     if result.temperature is not None:
         metrics["temperature"] = result.temperature
-    for name, (threshold, precision, recall) in result.thresholds.items():
-        metrics.update({f"threshold/{name}": threshold, f"precision/{name}": precision, f"recall/{name}": recall})
+    for name, chosen in result.types.items():
+        metrics[f"threshold/{name}"] = chosen.threshold
+        if chosen.precision is not None:
+            metrics.update({f"precision/{name}": chosen.precision, f"recall/{name}": chosen.recall})
     for key, value in metrics.items():
         client.log_metric(run_id, key, value)
     client.log_param(run_id, "model", str(Path(model).resolve()))
     client.log_param(run_id, "target_precision", result.target_precision)
+    for name, chosen in result.types.items():
+        client.log_param(run_id, f"status/{name}", chosen.describe()[:500])
     figure = reliability_figure(result)
     client.log_figure(run_id, figure, "figures/reliability.png")
     plt.close(figure)

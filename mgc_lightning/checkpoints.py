@@ -11,7 +11,7 @@ from typing import TypeVar
 import torch
 from lightning.pytorch import LightningModule
 
-from .errors import InputError
+from .errors import InputError, missing_file
 
 Module = TypeVar("Module", bound=LightningModule)
 
@@ -21,19 +21,22 @@ def _first_line(error: BaseException) -> str:
     return text[0] if text else type(error).__name__
 
 
-def _unreadable(error: Exception) -> str:
-    """Why torch.load(weights_only=True) refused a file, in a few words."""
+def unreadable(error: Exception) -> str:
+    """Why torch.load(weights_only=True) refused a file, in a few words; never torch's advice to load it with
+    weights_only=False (which would run whatever code the file holds)."""
     import pickle
     import re
 
     text = str(error)
+    code = re.search(r"GLOBAL (\S+)", text, flags=re.IGNORECASE)
+    if code:
+        return f"it holds {code.group(1)}, code or objects beyond weights, which are never loaded"
     if isinstance(error, pickle.UnpicklingError):
-        code = re.search(r"unsupported GLOBAL (\S+)", text)
-        if code:
-            return f"it holds {code.group(1)}, code or objects beyond weights, which are never loaded"
         return "not a PyTorch checkpoint, or a damaged one"
     if isinstance(error, EOFError) or "zip archive" in text:
         return "empty, truncated or damaged"
+    if "weights_only" in text:
+        return "it holds objects beyond weights, which are never loaded"
     return f"{type(error).__name__}: {_first_line(error)}"
 
 
@@ -45,7 +48,7 @@ def checked_path(path: str | Path, what: str) -> Path:
     except OSError as error:
         raise InputError(f"{path}: {what} cannot be opened ({error.strerror})") from error
     if not found:
-        raise InputError(f"{path}: {what} not found")
+        raise InputError(f"{path}: {missing_file(path, what)}")
     return path
 
 
@@ -55,7 +58,7 @@ def load_checkpoint(path: str | Path, what: str = "checkpoint") -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # any failure to read means: not a checkpoint we can trust
-        raise InputError(f"{path}: not a {what} this project can read ({_unreadable(error)}); pass a .ckpt "
+        raise InputError(f"{path}: not a {what} this project can read ({unreadable(error)}); pass a .ckpt "
                          "written by `mgc fit`") from error
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise InputError(f"{path}: not a {what} of this project (no state_dict); pass a .ckpt written by `mgc fit`")

@@ -78,7 +78,9 @@ def _cmd_spectrograms(args: argparse.Namespace) -> int:
     from .spectrogram import get_preset
 
     config = get_preset(args.preset)
-    rows = load_manifest(args.manifest, drop_duplicates=args.drop_duplicates)
+    # audio is checked window by window as it is read: an unreadable file stops neither the others nor its own
+    # readable windows, and all the unreadable ones are listed at the end
+    rows = load_manifest(args.manifest, check_audio=False, drop_duplicates=args.drop_duplicates)
     done = compute_spectrograms(rows, config, args.cache_root, device=args.device, batch_size=args.batch_size,
                                 num_workers=args.workers, progress=not args.quiet)
     distinct = len({row.key for row in rows})
@@ -295,13 +297,15 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     written = args.out or args.model
     scaling = f"temperature {result.temperature:.3f}" if result.temperature is not None else "per-type Platt scaling"
     if result.identity_kept:
-        scaling = "fitted calibration not applied (it raised the ECE), raw scores kept"
+        scaling = "raw scores kept"
     left_out = f" ({result.without_signal} without usable signal left out)" if result.without_signal else ""
     print(f"{result.windows} validation windows{left_out}: {scaling}; ECE {result.ece_before:.4f} -> "
           f"{result.ece_after:.4f}")
-    for name, (threshold, precision, recall) in result.thresholds.items():
-        missed = "" if precision >= args.target_precision else f" (target {args.target_precision:g} not reached)"
-        print(f"  {name:<15} threshold {threshold:.4f}: precision {precision:.3f}, recall {recall:.3f}{missed}")
+    for name, chosen in result.types.items():
+        scores = "" if chosen.precision is None else f": precision {chosen.precision:.3f}, recall {chosen.recall:.3f}"
+        missed = ("" if chosen.precision is None or chosen.precision >= args.target_precision
+                  else f" (target {args.target_precision:g} not reached)")
+        print(f"  {name:<15} {chosen.describe()}{scores}{missed}")
     if not args.no_mlflow:
         print(f"MLflow run {log_to_mlflow(result, written)} (experiment calibration)")
     print(f"written into {written}")

@@ -4,6 +4,8 @@ Audio is read in blocks of `batch_size` windows (never a whole file), so memory 
 processes by rank (each file exactly once), and every file's results are written by the process that read it, each
 output atomically, then a journal entry. A rerun skips files whose journal entry matches the fingerprint of the
 model, the parameters and the file (size, modification time), so a killed run resumes and ends with the same bytes.
+The summaries (errors.csv, presence tables and plot) are rebuilt from the journal of every file in the output folder,
+so runs into one folder (day 1, then day 2) add up to what one run over all their files gives.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import io
 import json
 import time
 import warnings
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -26,7 +29,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, IterableDataset
 
 from .audio import AudioError, check_band, probe, resample, signal_problem, window_starts
-from .bundle import Bundle, load_bundle
+from .bundle import Bundle, TypeCalibration, load_bundle
 from .cache import write_bytes_atomic
 from .errors import InputError
 from .inference import BundlePipeline
@@ -94,13 +97,16 @@ def output_name(path: Path) -> str:
 
 
 class Journal:
-    """One small JSON entry per file under <out>/.journal, written last, after the file's outputs."""
+    """One small JSON entry per file under <out>/.journal, written last, after the file's outputs. An entry keeps the
+    file's earlier outcomes (`history`), so a file that failed and then succeeded shows both. Every entry of a folder
+    belongs to one model and one set of settings (the run key): the folder's summaries are rebuilt from all of them."""
 
     def __init__(self, out: Path, model_hash: str, settings: DetectSettings):
-        self.folder = out / ".journal"
-        # the outputs' layout is part of the key: a folder begun with other columns is redone, not mixed
-        identity = [model_hash, asdict(settings), WINDOW_HEADER]
-        self.run_key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+        self.out, self.folder = out, out / ".journal"
+        # the outputs' layout is part of the key: a folder begun with other columns is not mixed with this run
+        self.run = json.loads(json.dumps({"model_sha256": model_hash, **asdict(settings),
+                                          "columns": list(WINDOW_HEADER)}))
+        self.run_key = hashlib.sha256(json.dumps(self.run, sort_keys=True).encode()).hexdigest()
 
     def fingerprint(self, path: Path) -> str:
         try:
@@ -113,13 +119,35 @@ class Journal:
     def _entry_path(self, path: Path) -> Path:
         return self.folder / f"{hashlib.sha1(str(path).encode()).hexdigest()[:20]}.json"
 
-    def entry(self, path: Path) -> dict | None:
-        """The file's entry if it belongs to this model, these settings and the file as it is now."""
+    def _read(self, entry_path: Path) -> dict | None:
         try:
-            entry = json.loads(self._entry_path(path).read_text())
+            return json.loads(entry_path.read_text())
         except (OSError, ValueError):
             return None
-        return entry if entry.get("fingerprint") == self.fingerprint(path) else None
+
+    def entries(self) -> list[dict]:
+        """Every file's latest entry in the folder, whichever run wrote it."""
+        found = (self._read(p) for p in sorted(self.folder.glob("*.json"))) if self.folder.is_dir() else ()
+        return [entry for entry in found if entry is not None]
+
+    def check_one_run(self) -> None:
+        """Refuse a folder whose detections were made with another model or other settings: its summaries would mix
+        scores and thresholds that mean different things."""
+        other = [entry for entry in self.entries() if entry.get("run_key") != self.run_key]
+        if not other:
+            return
+        earlier = other[0].get("run")
+        differ = ["by an earlier mgc that did not record them"] if earlier is None else [
+            f"{key} {earlier.get(key)!r} there, {value!r} now" for key, value in self.run.items()
+            if earlier.get(key) != value]
+        raise InputError(f"{self.out}: holds detections of {len(other)} file(s) made with another model or other "
+                         f"settings ({'; '.join(differ)}); one folder's summaries need one model and one set of "
+                         "settings: pass another --out, or the same model and options")
+
+    def entry(self, path: Path) -> dict | None:
+        """The file's entry if it belongs to this model, these settings and the file as it is now."""
+        entry = self._read(self._entry_path(path))
+        return entry if entry is not None and entry.get("fingerprint") == self.fingerprint(path) else None
 
     def is_done(self, path: Path) -> bool:
         entry = self.entry(path)
@@ -127,8 +155,13 @@ class Journal:
 
     def record(self, path: Path, status: str, reason: str = "", seconds: float = 0.0, process: int = 0,
                unusable: int = 0) -> None:
+        earlier = self._read(self._entry_path(path))
+        history = [] if earlier is None else [*earlier.get("history", []), {
+            key: earlier.get(key) for key in ("status", "reason", "recorded_at", "fingerprint")}]
         entry = {"path": str(path), "fingerprint": self.fingerprint(path), "status": status, "reason": reason,
-                 "audio_s": seconds, "process": process, "unusable_windows": unusable}
+                 "audio_s": seconds, "process": process, "unusable_windows": unusable, "run_key": self.run_key,
+                 "run": self.run, "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                 "history": history}
         write_bytes_atomic(self._entry_path(path), json.dumps(entry, sort_keys=True).encode())
 
 
@@ -348,15 +381,22 @@ class DetectSummary:
     seconds: float
     out: Path
     unusable_windows: int = 0  # no usable signal: no probabilities, the reason in the signal_problem column
+    folder_files: int = 0  # files of every run into the folder, which its summaries cover
+    folder_failed: int = 0
+    calibration: dict[str, TypeCalibration] = field(default_factory=dict)  # per sound type, from the bundle
 
     def line(self) -> str:
+        """The run in one line, then how each sound type's threshold was set."""
         speed = self.audio_hours * 3600 / self.seconds if self.seconds > 0 else 0.0
         failures = f" (reasons in {self.out / 'errors.csv'})" if self.failed else ""
         unusable = (f"; {self.unusable_windows} windows without usable signal (dropouts or cancelling channels: "
                     "see the signal_problem column)" if self.unusable_windows else "")
+        earlier = (f"; the folder's summaries cover {self.folder_files} files of every run into it "
+                   f"({self.folder_failed} failed)" if self.folder_files > self.files else "")
+        types = "; ".join(f"{name} {chosen.describe()}" for name, chosen in self.calibration.items())
         return (f"{self.files} files: {self.done} analysed, {self.skipped} already done, {self.failed} failed"
                 f"{failures}; {self.audio_hours:.3f} h of audio in {self.seconds:.1f} s ({speed:.1f}x real time)"
-                f"{unusable}; results in {self.out}")
+                f"{unusable}; results in {self.out}{earlier}" + (f"\nsound types: {types}" if types else ""))
 
 
 def detect(paths: Sequence[str | Path], model: str | Path, out: str | Path, settings: DetectSettings,
@@ -368,6 +408,7 @@ def detect(paths: Sequence[str | Path], model: str | Path, out: str | Path, sett
     settings = replace(settings, hop_s=settings.hop_s or bundle.window_s)
     out = Path(out)
     journal = Journal(out, model_hash, settings)
+    journal.check_one_run()
     pending = [path for path in files
                if not journal.is_done(path) or not (out / "windows" / f"{output_name(path)}.csv").is_file()]
     began = time.perf_counter()
@@ -389,14 +430,28 @@ def detect(paths: Sequence[str | Path], model: str | Path, out: str | Path, sett
     return finish(files, pending, out, bundle, journal, settings, time.perf_counter() - began)
 
 
+def outcomes(files: Sequence[Path], out: Path, journal: Journal) -> dict[Path, dict]:
+    """Every file of every run into the folder with its latest outcome: this run's files as the journal holds them
+    now (no entry: the run stopped before the file), earlier runs' files as they were recorded, a finished file
+    whose per-window table is gone as failed."""
+    recorded = {Path(entry["path"]): entry for entry in journal.entries()}
+    stopped = {"status": "failed", "reason": "not analysed (the run stopped before this file)"}
+    found = {**recorded, **{path: journal.entry(path) or stopped for path in files}}
+    for path, entry in found.items():
+        if entry["status"] == "done" and not (out / "windows" / f"{output_name(path)}.csv").is_file():
+            found[path] = {**entry, "status": "failed", "reason": "its per-window table is missing from the folder; "
+                                                                  "analyse it again"}
+    return dict(sorted(found.items()))
+
+
 def finish(files: Sequence[Path], pending: Sequence[Path], out: Path, bundle: Bundle, journal: Journal,
            settings: DetectSettings, seconds: float) -> DetectSummary:
-    """errors.csv and the presence summary over all the run's files, from the journal and the per-window CSVs."""
-    entries = {path: journal.entry(path) for path in files}
-    failed = [[str(p), e["reason"] if e else "not analysed (the run stopped before this file)"]
-              for p, e in entries.items() if not e or e["status"] != "done"]
+    """errors.csv and the presence summary over every file of every run into the folder, from the journal and the
+    per-window CSVs: a second run into a folder adds to them."""
+    entries = outcomes(files, out, journal)
+    failed = [[str(p), e["reason"]] for p, e in entries.items() if e["status"] != "done"]
     write_bytes_atomic(out / "errors.csv", csv_bytes(("file", "reason"), failed))
-    done = [p for p, e in entries.items() if e and e["status"] == "done"]
+    done = [p for p, e in entries.items() if e["status"] == "done"]
     if "presence" in settings.formats:
         hourly, daily = presence_tables([out / "windows" / f"{output_name(p)}.csv" for p in done], bundle.thresholds)
         counts = ("windows", *SOUND_TYPES)
@@ -404,8 +459,11 @@ def finish(files: Sequence[Path], pending: Sequence[Path], out: Path, bundle: Bu
         write_bytes_atomic(out / "presence_daily.csv", csv_bytes(("date", *counts), daily))
         if hourly:
             write_bytes_atomic(out / "presence.png", presence_figure(hourly))
-    analysed = [p for p in pending if entries[p] and entries[p]["status"] == "done"]
+    analysed = [p for p in pending if entries[p]["status"] == "done"]
     hours = sum(entries[p]["audio_s"] for p in analysed) / 3600
-    return DetectSummary(files=len(files), done=len(analysed), skipped=len(done) - len(analysed), failed=len(failed),
-                         audio_hours=hours, seconds=seconds, out=out,
-                         unusable_windows=sum(entries[p].get("unusable_windows", 0) for p in analysed))
+    run_done = sum(1 for p in files if entries[p]["status"] == "done")
+    return DetectSummary(files=len(files), done=len(analysed), skipped=run_done - len(analysed),
+                         failed=len(files) - run_done, audio_hours=hours, seconds=seconds, out=out,
+                         unusable_windows=sum(entries[p].get("unusable_windows", 0) for p in analysed),
+                         folder_files=len(entries), folder_failed=len(failed),
+                         calibration=bundle.type_calibrations())

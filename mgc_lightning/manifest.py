@@ -12,10 +12,11 @@ import math
 import random
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from .atomic import write_bytes_atomic
 from .audio import AudioError, check_complete, file_fingerprint, probe
+from .errors import missing_file
 from .labels import SOUND_TYPES, joint_index
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("path", "start_s", "duration_s", *SOUND_TYPES, "recording")
@@ -169,37 +170,71 @@ def _repeated_windows(rows: Sequence[WindowRow], drop_duplicates: bool) -> tuple
     return sorted(kept, key=lambda r: r.manifest_row), problems
 
 
+DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab"}
+
+
+def header_problems(columns: Sequence[str], required: Sequence[str], delimiter: str = ",") -> list[str]:
+    """What is wrong with a table's header, naming the columns: one name twice, or two names that differ only in
+    case or surrounding spaces (a reader keyed by name would let the later column silently override the earlier),
+    and required columns missing, with the near match or the delimiter the file seems to use."""
+    by_name: dict[str, list[int]] = {}
+    for number, name in enumerate(columns, start=1):
+        by_name.setdefault(name.strip().casefold(), []).append(number)
+    problems = []
+    for numbers in (n for n in by_name.values() if len(n) > 1):
+        names = [columns[n - 1] for n in numbers]
+        listed = ", ".join(f"{name!r} (column {n})" for name, n in zip(names, numbers))
+        kind = ("the same column more than once" if len(set(names)) == 1
+                else "columns that differ only in case or spaces")
+        problems.append(f"header has {kind}: {listed}; the later would silently override the earlier: keep one")
+    missing = [c for c in required if c not in columns]
+    if missing:
+        hints = [f"{columns[n - 1]!r} is there: names are case- and space-sensitive"
+                 for name in missing for n in by_name.get(name.casefold(), []) if len(by_name[name.casefold()]) == 1]
+        header = "".join(columns)
+        hints += [f"the file looks {word}-separated: save it {DELIMITERS[delimiter]}-separated"
+                  for other, word in DELIMITERS.items() if other != delimiter and other in header]
+        problems.append(f"header lacks required column(s) {missing}; expected {list(required)}"
+                        + "".join(f"; {hint}" for hint in hints))
+    return problems
+
+
+def read_table(path: Path, required: Sequence[str], delimiter: str = ",") -> Iterator[tuple[int, dict[str, str]]]:
+    """(row number, values) of each data row of a delimited text file read as UTF-8 (with or without the byte-order
+    mark Excel's "CSV UTF-8" writes), once its header passed header_problems; ManifestError naming the file for a
+    bad header or for bytes that are not UTF-8."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle, delimiter=delimiter)
+            problems = header_problems(reader.fieldnames or [], required, delimiter)
+            if problems:
+                raise ManifestError(path, problems)
+            yield from enumerate(reader, start=1)
+    except UnicodeDecodeError as error:
+        raise ManifestError(path, [f"not UTF-8 text (byte {error.start}); save it as UTF-8 (Excel: \"CSV UTF-8\")"]) \
+            from None
+
+
 def load_manifest(csv_path: str | Path, check_audio: bool = True, drop_duplicates: bool = False) -> list[WindowRow]:
     """Read and validate a manifest; raises ManifestError listing every bad row (row 1 = first data row) and every
-    window listed twice (exact copies are dropped instead with `drop_duplicates`).
-
-    Read as UTF-8 with or without a byte-order mark (Excel's "CSV UTF-8" writes one)."""
+    window listed twice (exact copies are dropped instead with `drop_duplicates`)."""
     csv_path = Path(csv_path)
     if not csv_path.is_file():
-        raise ManifestError(csv_path, ["file not found"])
+        raise ManifestError(csv_path, [missing_file(csv_path)])
     base = csv_path.resolve().parent
     rows: list[WindowRow] = []
     problems: list[str] = []
     durations: dict[Path, float | str] = {}
-    try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            missing = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise ManifestError(csv_path, [f"header lacks required column(s) {missing}; "
-                                               f"expected {list(REQUIRED_COLUMNS)}"])
-            for number, values in enumerate(reader, start=1):
-                if None in values:
-                    problems.append(f"row {number} (line {number + 1}): more fields than the header has columns")
-                    continue
-                row, row_problems = _parse_row(values, base, number)
-                if row is not None and check_audio:
-                    row_problems = _check_audio(row, durations)
-                problems.extend(f"row {number} (line {number + 1}): {p}" for p in row_problems)
-                if row is not None and not row_problems:
-                    rows.append(row)
-    except UnicodeDecodeError as error:
-        raise ManifestError(csv_path, [f"not UTF-8 text (byte {error.start}); save it as \"CSV UTF-8\""]) from None
+    for number, values in read_table(csv_path, REQUIRED_COLUMNS):
+        if None in values:
+            problems.append(f"row {number} (line {number + 1}): more fields than the header has columns")
+            continue
+        row, row_problems = _parse_row(values, base, number)
+        if row is not None and check_audio:
+            row_problems = _check_audio(row, durations)
+        problems.extend(f"row {number} (line {number + 1}): {p}" for p in row_problems)
+        if row is not None and not row_problems:
+            rows.append(row)
     rows, repeated = _repeated_windows(rows, drop_duplicates)
     problems.extend(repeated)
     if problems:

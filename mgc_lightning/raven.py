@@ -31,7 +31,7 @@ from typing import Sequence
 
 from .audio import probe, window_starts
 from .labels import SOUND_TYPES
-from .manifest import ManifestError, WindowRow, relative_to_folder, write_csv_atomic
+from .manifest import ManifestError, WindowRow, header_problems, relative_to_folder, write_csv_atomic
 
 RAVEN_COLUMNS = ("Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)")
 SELECTION, VIEW, CHANNEL = "Selection", "View", "Channel"
@@ -144,9 +144,9 @@ def _table_text(table: Path) -> str:
 
 
 def _check_columns(table: Path, columns: Sequence[str], label_column: str) -> None:
-    missing = [c for c in RAVEN_COLUMNS if c not in columns]
-    if missing:
-        raise ManifestError(table, [f"selection table lacks column(s) {missing}"])
+    problems = header_problems(columns, RAVEN_COLUMNS, "\t")  # a column twice; a comma-separated file
+    if problems:
+        raise ManifestError(table, problems)
     if label_column not in columns:  # Raven's measurements carry units, "(s)", "(Hz)"; annotation columns do not
         candidates = [repr(c) for c in columns if c and not c.endswith(")") and c not in _NOT_LABELS]
         raise ManifestError(table, [f"no label column {label_column!r}; columns that could hold labels: "

@@ -25,6 +25,7 @@ TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 RUN_ID_KEY = "mlflow_run_id"
 FRONT_END_KEY = "spectrogram_config"
 LABEL_MAP_KEY = "label_map"
+WINDOWS_KEY = "training_windows_s"  # the window lengths (s) of the training split: export checks a bundle's against it
 EVALUATES_TAG = "mgc.evaluates"  # on an evaluation run: the id of the training run whose checkpoint it tests
 DATASET_TAG = "mgc.dataset"  # the manifest (resolved path) a run trained or tested on
 PRESET_TAG = "mgc.preset"  # the front-end preset an evaluation run rendered its windows with
@@ -203,8 +204,8 @@ def log_text(trainer: Trainer, text: str, artifact_file: str) -> None:
 
 
 class CheckpointMetadata(Callback):
-    """Puts into every checkpoint what inference and resume need: the MLflow run id, the front-end config and the
-    label map; tags the run with the checkpoint paths when training ends."""
+    """Puts into every checkpoint what inference and resume need: the MLflow run id, the front-end config, the
+    training windows' lengths and the label map; tags the run with the checkpoint paths when training ends."""
 
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict) -> None:
         loggers = mlflow_loggers(trainer)
@@ -213,6 +214,9 @@ class CheckpointMetadata(Callback):
         config = getattr(trainer.datamodule, "config", None)
         if config is not None:
             checkpoint[FRONT_END_KEY] = config.to_dict()
+        train = getattr(trainer.datamodule, "datasets", {}).get("train")
+        if train is not None:
+            checkpoint[WINDOWS_KEY] = sorted({round(row.duration_s, 6) for row in train.rows})
         checkpoint[LABEL_MAP_KEY] = label_map()
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -72,3 +72,39 @@ def small_benchmark(root: Path, windows: int, per_recording: int, deployments: i
     rows = load_manifest(build_benchmark(root / "bench", config, seed=seed, workers=workers, progress=False))
     write_ideal_masks(rows, get_preset("origin"), root / "cache", progress=False)
     return rows
+
+
+def tiny_bundle(path: Path, window_s: float = 0.25, head_bias: list[float] | None = None, **classifier):
+    """An untrained narrow baseline classifier saved as a bundle (no training: seconds). `head_bias` replaces the
+    head's last layer by that constant output, so every window gets the same logits."""
+    import torch
+
+    from mgc_lightning.bundle import Bundle, save_bundle, self_contained
+    from mgc_lightning.models.classifier import ClassifierModule
+    from mgc_lightning.spectrogram import get_preset
+
+    torch.manual_seed(0)
+    module = ClassifierModule(backbone_kwargs={"channels": [8, 16, 32, 64], "stem_width": 8}, dim=32, **classifier)
+    state = module.state_dict()
+    if head_bias is not None:
+        state["head.2.weight"] = torch.zeros_like(state["head.2.weight"])
+        state["head.2.bias"] = torch.tensor(head_bias)
+    bundle = Bundle(front_end=get_preset("origin"), window_s=window_s, classifier=self_contained(module.hparams),
+                    classifier_state=state)
+    save_bundle(bundle, path)
+    return path
+
+
+def edited_bundle(source: Path, target: Path, **settings) -> Path:
+    """A copy of a bundle with some JSON settings changed by hand and its content hash made to match: a bundle
+    edited on purpose, which only the settings' own checks can refuse."""
+    import json
+
+    import torch
+
+    from mgc_lightning.bundle import content_hash
+
+    stored = torch.load(source, map_location="cpu", weights_only=True)
+    text = json.dumps({**json.loads(stored["config"]), **settings}, sort_keys=True)
+    torch.save({**stored, "config": text, "sha256": content_hash(text, stored["tensors"])}, target)
+    return target

@@ -18,10 +18,11 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import write_audio, write_rows
+from conftest import edited_bundle, tiny_bundle, write_audio, write_rows
 from mgc_lightning.checkpoints import class_path
 from mgc_lightning.models.classifier import ClassifierModule
 from mgc_lightning.models.segmenter import SegmenterModule
+from mgc_lightning.spectrogram import get_preset
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
@@ -88,6 +89,9 @@ def files(tmp_path_factory) -> Path:
     narrower = ClassifierModule(dim=128, backbone_kwargs={"channels": [8, 16, 32, 64], "stem_width": 8})
     _lightning_checkpoint(classifier, root / "wrong_size.ckpt", state=narrower.state_dict())
     _lightning_checkpoint(SegmenterModule(architecture="Unet", encoder_name="resnet18"), root / "segmenter.ckpt")
+    _lightning_checkpoint(classifier, root / "classifier_front_end.ckpt", spectrogram_config=get_preset("origin")
+                          .to_dict(), datamodule_hyper_parameters={"manifest": str(root / "manifest.csv")})
+    edited_bundle(tiny_bundle(root / "tiny.mgc", window_s=0.5), root / "cold.mgc", temperature=0.0)
     return root
 
 
@@ -163,6 +167,23 @@ CASES = [
      ["garbage.ckpt: not a segmenter checkpoint this project can read"]),
     ("detect-not-audio", ["detect", "binary.yaml", "--model", "model.mgc", "--out", "detections"],
      ["binary.yaml: neither WAV/FLAC audio nor a text list of audio files"]),
+    ("detect-crafted-bundle", ["detect", "audio", "--model", "crafted.ckpt", "--out", "detections"],
+     ["crafted.ckpt: not a readable mgc model bundle (it holds posix.system, code or objects beyond weights, which "
+      "are never loaded)"]),
+    ("detect-bundle-is-a-folder", ["detect", "audio", "--model", "audio", "--out", "detections"],
+     ["audio: is a folder, not a model bundle"]),
+    ("detect-temperature-0", ["detect", "audio", "--model", "cold.mgc", "--out", "detections"],
+     ["cold.mgc: unusable bundle: temperature 0.0 must be a number in [0.05, 20]"]),
+    ("evaluate-checkpoint-is-a-folder", ["evaluate", "--checkpoint", "audio", "--preset", "mel"],
+     ["audio: is a folder, not a classifier checkpoint"]),
+    ("export-window-contradicts-training", ["export", "--classifier", "classifier_front_end.ckpt", "--window", "0.25",
+                                            "--out", "model.mgc"],
+     ["classifier_front_end.ckpt: --window 0.25 s contradicts the classifier's training windows of 0.5 s (from its "
+      "training manifest", "manifest.csv): it would see images on another time scale"]),
+    ("calibrate-too-few-windows", ["calibrate", "--model", "tiny.mgc", "--manifest", "manifest.csv",
+                                   "--split-fractions", "0", "1", "0", "--no-mlflow"],
+     ["manifest.csv: too few validation windows to calibrate on (whistle in 6 and absent from 0 of 6 usable "
+      "windows): each sound type needs at least 5"]),
     ("detect-no-nodes", ["detect", "binary.yaml", "--model", "model.mgc", "--out", "detections", "--num-nodes", "0"],
      ["--num-nodes must be at least 1, got 0"]),
     # pipeline configs
@@ -245,6 +266,7 @@ def test_a_user_mistake_gets_one_line_and_status_2(files, outcomes, name, expect
     line = _one_error_line(outcome["stderr"], outcome["code"])
     for piece in expected:
         assert piece in line, line
+    assert "weights_only=False" not in line and "set to `False`" not in line, line  # never advise loading code
     assert not outcome["marker"], "a crafted checkpoint ran its code"
     assert not (files / "mlartifacts").exists(), "an MLflow run was started"
 

@@ -98,6 +98,19 @@ def raven_sequence(folder: Path, body: str, files: tuple[str, ...] = ("a.wav", "
     return args[:at] + given + args[at + 1:]
 
 
+def raven_latin1(folder: Path) -> list[str]:
+    """A table saved in Windows-1252 / Latin-1 (an accented label): read as such, so the refusal names the table and
+    the label it does not map (before, a decode error named no file)."""
+    args = raven(folder, BOX)
+    (folder / "t.txt").write_bytes((RAVEN_HEADER + BOX.replace("BW", "BW é")).encode("latin-1"))
+    return args
+
+
+def audio_folder(folder: Path) -> list[str]:
+    (folder / "audio").mkdir()
+    return ["validate", manifest(folder, rows_of("audio", 1))]
+
+
 def swap(args: list[str], old: str, new: str) -> list[str]:
     return [new if a == old else a for a in args]
 
@@ -158,8 +171,8 @@ def silence_flagged(folder: Path, result) -> None:
     assert list(flags.values()) == [f"{folder / 'dropout.wav'} 0.5-1 s: digital silence (no sample above -120 dBFS)"]
 
 
-def good_windows_cached(folder: Path, result) -> None:
-    assert len(spectrogram_store(get_preset("origin"), folder / "cache")) == 3  # all but the window with the NaN
+def good_windows_cached(folder: Path, result, count: int = 3) -> None:
+    assert len(spectrogram_store(get_preset("origin"), folder / "cache")) == count  # all but the unreadable window
 
 
 @dataclass(frozen=True)
@@ -216,6 +229,10 @@ CASES: dict[str, Case] = {
         lambda f: spectrograms(f, rows_of(audio(f, "low.wav", 1.0, 48_000).name)), 2,
         ("2 window(s) could not be read (0 others computed and cached)",
          "low.wav: sample rate 48000 Hz is too low for a band up to 160000 Hz", "(manifest rows 1, 2)")),
+    "missing audio among good files": Case(
+        lambda f: spectrograms(f, rows_of(audio(f, "good.wav", 1.0, WIDE).name) + rows_of("gone.wav", 1)), 2,
+        ("1 window(s) could not be read (2 others computed and cached)", "gone.wav: file not found (manifest row 3)"),
+        check=lambda f, result: good_windows_cached(f, result, 2)),
     "NaN samples among good files": Case(
         nan_among_good, 2, ("1 window(s) could not be read (3 others computed and cached)",
                             "nan.wav: NaN or infinite sample at 0.500260 s (manifest row 4)"),
@@ -238,7 +255,22 @@ CASES: dict[str, Case] = {
                                             0, stdout=("3 windows, 3 recordings",)),
     "manifest not UTF-8": Case(validate_file(lambda p: p.write_bytes(CSV_TEXT.replace(",s\n", ",Baie-Comeau é\n", 1)
                                                                      .encode("latin-1"))), 2,
-                               ("m.csv: not UTF-8 text (byte", 'save it as "CSV UTF-8"')),
+                               ("m.csv: not UTF-8 text (byte", 'save it as UTF-8 (Excel: "CSV UTF-8")')),
+    "manifest is a folder": Case(lambda f: ["validate", str(f)], 2, (": is a folder, not a file",)),
+    "manifest with a column twice": Case(validate([r + [1] for r in GOOD], MANIFEST_HEADER + ["whistle"]), 2, (
+        "m.csv: header has the same column more than once: 'whistle' (column 4), 'whistle' (column 9); the later "
+        "would silently override the earlier: keep one",)),
+    "manifest with columns differing in case or spaces": Case(
+        validate([r + [1] for r in GOOD], MANIFEST_HEADER + ["Whistle "]), 2,
+        ("m.csv: header has columns that differ only in case or spaces: 'whistle' (column 4), 'Whistle ' (column 9)",)),
+    "manifest header with trailing spaces": Case(
+        validate(GOOD, [name + " " if name == "recording" else name for name in MANIFEST_HEADER]), 2,
+        ("m.csv: header lacks required column(s) ['recording']", "'recording ' is there: names are case- and "
+         "space-sensitive")),
+    "manifest semicolon-separated": Case(validate_file(lambda p: p.write_text(CSV_TEXT.replace(",", ";"))), 2,
+                                         ("m.csv: header lacks required column(s) ['path',",
+                                          "the file looks semicolon-separated: save it comma-separated")),
+    "audio path is a folder": Case(audio_folder, 2, (ROW1, "audio: is a folder, not a file")),
     "label not 0 or 1": Case(validate([["a.wav", 0, 0.5, 0, 0, 2, "r", "s"]]), 2,
                              (ROW1 + "porpoise_click must be 0 or 1, got '2'",)),
     "label empty": Case(validate([["a.wav", 0, 0.5, "", 0, 0, "r", "s"]]), 2,
@@ -286,7 +318,11 @@ CASES: dict[str, Case] = {
                                             ("t.txt: row 1: need 0 <= begin < end and 0 <= low < high",)),
     "Raven table without a column": Case(
         lambda f: raven(f, "1\t0.2\t0.6\t12000\tBW\n", RAVEN_HEADER.replace("Low Freq (Hz)\t", "")), 2,
-        ("t.txt: selection table lacks column(s) ['Low Freq (Hz)']",)),
+        ("t.txt: header lacks required column(s) ['Low Freq (Hz)']",)),
+    "Raven table in Windows-1252 (an accented label)": Case(raven_latin1, 2, ("t.txt", "'BW é'")),
+    "Raven table comma-separated": Case(lambda f: raven(f, BOX.replace("\t", ","), RAVEN_HEADER.replace("\t", ",")), 2,
+                                        ("t.txt: header lacks required column(s)",
+                                         "the file looks comma-separated: save it tab-separated")),
     "Raven audio missing": Case(lambda f: swap(raven(f, BOX), str(f / "a.wav"), str(f / "gone.wav")), 2,
                                 ("gone.wav: file not found",)),
     "Raven label mapped to an unknown type": Case(lambda f: swap(raven(f, BOX), MAPPING, "BW=whistles"), 2,
@@ -332,8 +368,8 @@ CASES: dict[str, Case] = {
 }
 
 
-COMPUTING = {"sample rate below the band", "NaN samples among good files", "digital silence",
-             "channels cancel in the mono mix", "duplicates counted once in the cache",
+COMPUTING = {"sample rate below the band", "missing audio among good files", "NaN samples among good files",
+             "digital silence", "channels cancel in the mono mix", "duplicates counted once in the cache",
              "recording id climbing out of the export", "recording id with a slash"}
 
 

@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 from mlflow.tracking import MlflowClient
 
-from conftest import small_benchmark, write_audio
+from conftest import small_benchmark, tiny_bundle, write_audio
 from mgc_lightning.audio import read_window
 from mgc_lightning.bundle import Bundle, load_bundle, save_bundle
 from mgc_lightning.detect import RAVEN_HEADER, DetectSettings, RecordingWindows, csv_bytes, detect, output_name
@@ -74,7 +74,7 @@ def models(tmp_path_factory):
                  str(bundle_path)]) == 0
     # Thresholds that give both long and broken runs of positive windows whatever the tiny model learned.
     bundle, _ = load_bundle(bundle_path)
-    bundle.thresholds = [0.0, 0.5, 1.01]
+    bundle.thresholds = [0.0, 0.5, 1.0]
     save_bundle(bundle, bundle_path)
     return root, classifier, segmenter, bundle_path
 
@@ -153,6 +153,12 @@ def test_bundle_round_trip_needs_no_other_file_and_refuses_altered_or_foreign_fi
     # A mask-guided classifier without its segmenter cannot detect anything.
     assert main(["export", "--classifier", str(classifier), "--out", str(tmp_path / "x.mgc")]) == 2
     assert "reads masks" in capsys.readouterr().err
+    # The checkpoint records its training windows: a --window that contradicts them is refused with both.
+    assert checkpoint["training_windows_s"] == [WINDOW]
+    assert main(["export", "--classifier", str(moved), "--segmenter", str(segmenter), "--window", "0.5", "--out",
+                 str(tmp_path / "w.mgc")]) == 2
+    assert ("--window 0.5 s contradicts the classifier's training windows of 0.25 s (from its checkpoint)"
+            in capsys.readouterr().err)
 
     payload = bytearray((tmp_path / "m.mgc").read_bytes())
     position = len(payload) // 2  # inside a tensor's bytes
@@ -335,6 +341,42 @@ def test_raven_output_imports_back_as_the_same_boxes(models, tmp_path):
                    for t, threshold in zip(SOUND_TYPES, thresholds))
              for w in _rows(_table(tmp_path / "out", "windows", "clip"))]
     assert [row.labels for row in load_manifest(manifest)] == found
+
+
+def test_runs_into_one_folder_add_up_to_one_run_over_all_their_files(tmp_path):
+    """Day 1, then day 2, into one folder give the summaries (presence tables and plot, errors.csv) and per-file
+    outputs of one run over both days: before, the second run rewrote the summaries from its own files, and day 1's
+    failure vanished from errors.csv. A file that failed and then succeeded shows as succeeded, its failure kept in
+    its journal history; a run with other settings into that folder is refused, naming the difference."""
+    model, noise = tiny_bundle(tmp_path / "model.mgc"), np.random.default_rng(0)
+    day1, day2 = tmp_path / "day1", tmp_path / "day2"
+    write_audio(day1 / "site_20240131_235959.wav", noise.normal(0, 0.05, RATE).astype(np.float32), RATE)
+    (day1 / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEfmt garbage")
+    write_audio(day2 / "site_20240201_120000.wav", noise.normal(0, 0.05, RATE).astype(np.float32), RATE)
+    write_audio(day2 / "undated.wav", noise.normal(0, 0.05, RATE // 2).astype(np.float32), RATE)
+
+    def run(folders, out, **settings):
+        return detect(folders, model, tmp_path / out, DetectSettings(**settings), progress=False)
+
+    run([day1, day2], "together")
+    run([day1], "day_by_day")
+    second = run([day2], "day_by_day")
+    assert _snapshot(tmp_path / "day_by_day") == _snapshot(tmp_path / "together")
+    assert [Path(r["file"]).name for r in _rows(tmp_path / "day_by_day" / "errors.csv")] == ["broken.wav"]
+    assert "2 files: 2 analysed, 0 already done, 0 failed" in second.line()
+    assert "the folder's summaries cover 4 files of every run into it (1 failed)" in second.line()
+
+    write_audio(day1 / "broken.wav", noise.normal(0, 0.05, RATE).astype(np.float32), RATE)  # copied again, whole
+    run([day1], "day_by_day")
+    assert _rows(tmp_path / "day_by_day" / "errors.csv") == []
+    assert [r["windows"] for r in _rows(tmp_path / "day_by_day" / "presence_daily.csv")] == ["4", "4", "6"]
+    entries = [json.loads(p.read_text()) for p in (tmp_path / "day_by_day" / ".journal").glob("*.json")]
+    repaired = next(e for e in entries if e["path"].endswith("broken.wav"))
+    assert repaired["status"] == "done" and [h["status"] for h in repaired["history"]] == ["failed"]
+    assert "unreadable or corrupt audio" in repaired["history"][0]["reason"]
+    with pytest.raises(InputError, match=r"day_by_day: holds detections of 4 file\(s\) made with another model or "
+                                         r"other settings \(hop_s 0.25 there, 0.125 now\)"):
+        run([day2], "day_by_day", hop_s=0.125)
 
 
 def test_block_reads_cut_the_same_windows_as_read_window(tmp_path):

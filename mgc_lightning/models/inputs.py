@@ -36,7 +36,13 @@ def load_local_weights(module: nn.Module, path: str | Path) -> None:
             "machine with internet access (e.g. the timm or torchvision checkpoint of this encoder) and pass the "
             "file's path, or leave pretrained_path empty to train from scratch"
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # weights only, on purpose: a crafted file's code never runs
+        from ..checkpoints import unreadable
+
+        raise ValueError(f"{path}: not a pretrained weights file this project can read ({unreadable(error)})") \
+            from None
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     own = module.state_dict()
