@@ -29,6 +29,7 @@ from .tracking import DATASET_TAG, EVALUATES_TAG, dataset_name, default_tracking
 
 REPORT_TAG = "mgc.report"
 IDEAL_SOURCE = "ideal"
+BACKBONE_SETTINGS = "model/init_args/backbone_kwargs"
 # A report downloads one small CSV per run and preset: MLflow's progress bar for each would bury the headline table.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
@@ -103,8 +104,11 @@ def _summary(run, dataset: str) -> RunSummary:
     fusion = params.get("model/init_args/fusion", "")
     source = params.get("data/init_args/mask_source", "None")
     head = params.get("model/init_args/head", "multiclass")
-    backbone_kwargs = params.get("model/init_args/backbone_kwargs", "None")
-    named = backbone if backbone_kwargs == "None" else f"{backbone} {backbone_kwargs}"  # a narrow net is another model
+    # MLflow holds the backbone's settings flattened (model/init_args/backbone_kwargs/channels, ...)
+    settings = sorted((key.removeprefix(BACKBONE_SETTINGS).strip("/") or "settings", value)
+                      for key, value in params.items() if key.startswith(BACKBONE_SETTINGS) and value != "None")
+    backbone_kwargs = ", ".join(f"{key}={value}" for key, value in settings) or "None"
+    named = backbone if not settings else f"{backbone} ({backbone_kwargs})"  # a narrower net is another model
     model = f"baseline {named}" if mask == "none" else f"MGC {fusion} {mask} ({mask_source_label(source)}, {named})"
     if head != "multiclass":
         model += f" [{head}]"

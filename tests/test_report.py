@@ -184,7 +184,9 @@ def test_a_narrow_and_a_full_network_of_one_backbone_are_two_models(store, tmp_p
     uri, client, experiment = store
     full = run(client, experiment, "full", 0, 0.9)
     narrow = run(client, experiment, "narrow", 0, 0.6)
-    client.log_param(narrow, "model/init_args/backbone_kwargs", "{'channels': [16, 32, 64, 128]}")
+    client.log_param(narrow, "model/init_args/backbone_kwargs/channels", "[16, 32, 64, 128]")  # as MLflow flattens it
+    client.log_param(full, "model/init_args/backbone_kwargs", "None")
     runs = select_runs("survey", uri).runs
     assert len(runs) == 2 and len({r.model for r in runs}) == 2 and len({r.architecture for r in runs}) == 2
     assert not any("again in the later run" in line for line in select_runs("survey", uri).left_out)
+    assert sorted(r.model for r in runs) == ["baseline resnet18", "baseline resnet18 (channels=[16, 32, 64, 128])"]
