@@ -92,7 +92,11 @@ class Bundle:
             return {name: TypeCalibration(NOT_CALIBRATED, "the bundle was never calibrated: see mgc calibrate",
                                           threshold) for name, threshold in zip(SOUND_TYPES, self.thresholds)}
         earlier = {"status": "calibrated before per-type status was recorded", "reason": ""}
-        return {name: TypeCalibration(**{**earlier, **recorded[name]}) for name in SOUND_TYPES}
+        switched_off = {"status": NOT_CALIBRATED, "reason": "switched off by an earlier mgc (threshold 1, no "
+                        "positives in validation): rerun mgc calibrate"}
+        return {name: TypeCalibration(**{**earlier, **recorded[name],
+                                         **(switched_off if "status" not in recorded[name] and threshold >= 1 else {})})
+                for name, threshold in zip(SOUND_TYPES, self.thresholds)}
 
     def problems(self) -> list[str]:
         """What makes the bundle's window, calibration or thresholds unusable (a bundle edited by hand, or a fit

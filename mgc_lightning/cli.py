@@ -645,7 +645,8 @@ def main(argv: list[str] | None = None) -> int:
             # Lightning stops a loop that got SIGTERM, or the error of a worker that the signal ended too
             signum = interrupts.received()
             if signum is not None:
-                resume = "; `--ckpt_path last` continues from the last finished epoch" if command == "fit" else ""
+                resume = ("; if an epoch finished, this run's last.ckpt continues it (--ckpt_path PATH)"
+                          if command == "fit" else "")
                 print(f"mgc {command}: interrupted by {signum.name}{resume}", file=sys.stderr)
                 return interrupts.exit_status(signum)
             if isinstance(error, USER_ERRORS):

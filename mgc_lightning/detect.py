@@ -10,10 +10,12 @@ so runs into one folder (day 1, then day 2) add up to what one run over all thei
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
+import logging
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
@@ -42,6 +44,21 @@ AUDIO_SUFFIXES = (".wav", ".flac")
 FORMATS = ("csv", "raven", "presence")
 RAVEN_HEADER = ("Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)",
                 "Annotation", "Probability")
+
+
+@contextlib.contextmanager
+def lightning_quiet() -> Iterator[None]:
+    """Lightning's start-up lines (which accelerators exist, a tip) tell a user of `mgc detect` nothing about the
+    recordings: they stay off the terminal; its warnings still show."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 @dataclass(frozen=True)
@@ -104,8 +121,8 @@ class Journal:
     def __init__(self, out: Path, model_hash: str, settings: DetectSettings):
         self.out, self.folder = out, out / ".journal"
         # the outputs' layout is part of the key: a folder begun with other columns is not mixed with this run
-        self.run = json.loads(json.dumps({"model_sha256": model_hash, **asdict(settings),
-                                          "columns": list(WINDOW_HEADER)}))
+        results = {k: v for k, v in asdict(settings).items() if k != "batch_size"}  # a batch size changes no result
+        self.run = json.loads(json.dumps({"model_sha256": model_hash, **results, "columns": list(WINDOW_HEADER)}))
         self.run_key = hashlib.sha256(json.dumps(self.run, sort_keys=True).encode()).hexdigest()
 
     def fingerprint(self, path: Path) -> str:
@@ -416,11 +433,12 @@ def detect(paths: Sequence[str | Path], model: str | Path, out: str | Path, sett
         writer = DetectionWriter(pending, out, bundle, settings, journal, progress)
         # on a GPU the classifier runs as `mgc test` runs it there (bf16 autocast), so their probabilities agree
         precision = "32-true" if accelerator == "cpu" else device_defaults().get("precision", "32-true")
-        trainer = L.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes, precision=precision,
-                            strategy="ddp" if devices * num_nodes > 1 else "auto",
-                            logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                            enable_model_summary=False, use_distributed_sampler=False,
-                            callbacks=[writer, StopAtBatchEnd()])  # after the writer: a batch is written before a stop
+        with lightning_quiet():
+            trainer = L.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes, precision=precision,
+                                strategy="ddp" if devices * num_nodes > 1 else "auto",
+                                logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                                enable_model_summary=False, use_distributed_sampler=False,
+                                callbacks=[writer, StopAtBatchEnd()])  # after the writer: a written batch, then a stop
         loader = DataLoader(RecordingWindows(pending, bundle, settings), batch_size=None)
         with warnings.catch_warnings():  # items are whole batches of one file: there are no sampler indices to track
             warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")

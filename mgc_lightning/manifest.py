@@ -179,7 +179,8 @@ def header_problems(columns: Sequence[str], required: Sequence[str], delimiter: 
     and required columns missing, with the near match or the delimiter the file seems to use."""
     by_name: dict[str, list[int]] = {}
     for number, name in enumerate(columns, start=1):
-        by_name.setdefault(name.strip().casefold(), []).append(number)
+        if name.strip():  # empty trailing cells (Excel writes them) name no column
+            by_name.setdefault(name.strip().casefold(), []).append(number)
     problems = []
     for numbers in (n for n in by_name.values() if len(n) > 1):
         names = [columns[n - 1] for n in numbers]

@@ -182,6 +182,7 @@ def test_detect_writes_tables_raven_presence_and_lists_failed_files(models, reco
     result, out = reference
     assert result.returncode == 1, result.stderr[-3000:]  # some files failed
     assert "5 files: 3 analysed, 0 already done, 2 failed" in result.stdout
+    assert "available:" not in result.stderr and "Tip" not in result.stderr  # no Lightning start-up lines
     errors = {Path(r["file"]).name: r["reason"] for r in _rows(out / "errors.csv")}
     assert set(errors) == {"corrupt.wav", "low_rate.wav"}
     assert "corrupt" in errors["corrupt.wav"]

@@ -85,3 +85,10 @@ def test_split_refuses_too_few_groups(tiny_dataset):
         split_rows(rows, SplitConfig(group_by="site"))
     with pytest.raises(ValueError, match="group_by must be one of"):
         SplitConfig(group_by="path")
+
+
+def test_empty_trailing_header_cells_name_no_column(tiny_dataset):
+    """Excel writes a header ending in empty cells (`...,site,,`): they are no duplicate columns."""
+    lines = tiny_dataset.read_text().splitlines()
+    tiny_dataset.write_text("\n".join([lines[0] + ",,"] + [line + ",," for line in lines[1:]]) + "\n")
+    assert len(load_manifest(tiny_dataset)) == len(lines) - 1
