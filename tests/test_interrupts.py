@@ -91,7 +91,7 @@ def test_an_interrupted_fit_exits_with_the_signal_is_killed_in_mlflow_and_resume
     status, stderr = interrupt(root, ["fit", *fit_args(root, name, 100)],
                                lambda: any((root / name).glob("*/*/checkpoints/last.ckpt")), signum)
     assert status == {signal.SIGTERM: 143, signal.SIGINT: 130}[signum], stderr[-3000:]
-    assert f"mgc fit: interrupted by {signum.name}; `--ckpt_path last` continues" in stderr
+    assert f"mgc fit: interrupted by {signum.name}; if an epoch finished, this run's last.ckpt continues it" in stderr
     assert "Traceback" not in stderr
     [run] = runs_named(root, "classification", name)
     assert run.info.status == "KILLED" and run.data.tags[INTERRUPTED_TAG] == signum.name
