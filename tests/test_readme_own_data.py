@@ -119,7 +119,7 @@ def test_trained_resumed_tested_and_compared(survey):
     # with no OOD front end tested the report speaks of none
     own, new_site = report.split("# Tables on")[0].split("## Tested on new_site")
     assert "## Headline: manifest" in own or "## Headline: my_survey" in own
-    assert "| baseline resnet18 |" in own and "| baseline resnet18 |" in new_site
+    assert "| baseline resnet18" in own and "| baseline resnet18" in new_site  # named with its backbone settings
     assert "OOD" not in own + new_site and "perfect segmenter" not in own + new_site
     assert f"MLflow run {baseline.info.run_id}" in printed and "checkpoints: " in printed and "browse: " in printed
     assert (root / "my_survey" / "segmenter.ckpt").is_file()
