@@ -347,8 +347,9 @@ class Pipeline:
 
         windows = {preset: [(rows, "")] for preset, rows in self._windows_per_preset(load_manifest(manifest)).items()}
         if confirmation is not None:
+            confirmation_rows = load_manifest(confirmation)  # read once, for every front end
             for preset in self.config.presets:
-                windows.setdefault(preset, []).append((load_manifest(confirmation), "-confirmation"))
+                windows.setdefault(preset, []).append((confirmation_rows, "-confirmation"))
         for preset, sets in windows.items():
             for rows, suffix in sets:
                 with self._timed(f"predicted-masks-{preset}{suffix}") as stage:
