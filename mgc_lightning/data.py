@@ -13,12 +13,13 @@ import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from .augment import FrontEndAugment
 from .cache import DEFAULT_CACHE_ROOT, ArrayStore, compute_spectrograms, mask_store, silent_windows, spectrogram_store
 from .manifest import SplitConfig, WindowRow, load_manifest, split_rows
 from .errors import InputError
+from .labels import NUM_JOINT_CLASSES
 from .masks import check_mask_png, read_mask_png, soft_mask
 from .spectrogram import SpectrogramConfig, get_preset
 
@@ -68,6 +69,24 @@ def mask_loader(config: SpectrogramConfig, source: str, cache_root: str | Path) 
             )
         return store.load(row.key).astype(bool)
     return from_store
+
+
+def labelled_subset(rows: Sequence[WindowRow], count: int, seed: int) -> list[WindowRow]:
+    """`count` windows of `rows` as a user with that many labels would hold them: drawn at random, stratified over
+    the joint classes in proportion to their shares (every class present keeps at least one window), the same for
+    every model and every seed of a run so that their curves are paired."""
+    generator = np.random.default_rng(seed)
+    by_class: dict[int, list[WindowRow]] = {}
+    for row in rows:
+        by_class.setdefault(row.joint_class, []).append(row)
+    quotas = {c: max(1, int(len(members) * count / len(rows))) for c, members in by_class.items()}
+    for c in sorted(by_class, key=lambda c: -len(by_class[c])):  # rounding: the largest classes give or take
+        if sum(quotas.values()) == count:
+            break
+        quotas[c] = max(1, min(len(by_class[c]), quotas[c] + count - sum(quotas.values())))
+    chosen = [members[i] for c, members in sorted(by_class.items())
+              for i in sorted(generator.choice(len(members), quotas[c], replace=False))]
+    return chosen
 
 
 def shift_and_mask_time(image: torch.Tensor, mask: torch.Tensor | None, max_shift: float, masks: int,
@@ -213,11 +232,11 @@ class _WindowDataModule(L.LightningDataModule):
             return None
         return FrontEndAugment(self.config, window_s=float(np.median([row.duration_s for row in train])), **self.looks)
 
-    def _loader(self, name: str, shuffle: bool) -> DataLoader:
+    def _loader(self, name: str, shuffle: bool, sampler: RandomSampler | None = None) -> DataLoader:
         # pinned batches copy to a GPU asynchronously, overlapping the step before
         return DataLoader(
-            self.datasets[name], batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
+            self.datasets[name], batch_size=self.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+            num_workers=self.num_workers, persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -238,8 +257,10 @@ class ClassificationDataModule(_WindowDataModule):
     def __init__(self, manifest: str, *, mask_source: str | None = None, mask_kind: str = "binary",
                  soft_sigma: float = 3.0, hflip: bool = False, time_shift: float = 0.0, time_masks: int = 0,
                  gain_control_probability: float = 0.0, power_probability: float = 0.0, warp_probability: float = 0.0,
-                 **window_settings):
-        """hflip, time_shift (largest circular shift, as a fraction of the width), time_masks (SpecAugment
+                 train_windows: int | None = None, **window_settings):
+        """train_windows keeps only that many labelled training windows (a learning curve's point; see
+        labelled_subset), with epochs as long as the whole train split's, so that every size gets the same number
+        of steps and validations. hflip, time_shift (largest circular shift, as a fraction of the width), time_masks (SpecAugment
         stripes per window) and the segmenter's front-end looks (shares of items shown through a random automatic
         gain control, else a power-like curve, and re-rendered on a random log-like frequency axis; FrontEndAugment)
         apply to the training split only. Intensity looks change the image only; an axis moves image and mask."""
@@ -250,6 +271,10 @@ class ClassificationDataModule(_WindowDataModule):
         self.mask_source, self.mask_kind, self.soft_sigma, self.hflip = mask_source, mask_kind, soft_sigma, hflip
         self.check_inputs({"manifest": manifest, "preset": self.config.name, "mask_source": mask_source})
         self.time_shift, self.time_masks = time_shift, time_masks
+        if train_windows is not None and train_windows < NUM_JOINT_CLASSES:
+            raise ValueError(f"train_windows must be at least {NUM_JOINT_CLASSES} (one per joint class), "
+                             f"got {train_windows}")
+        self.train_windows, self.epoch_windows = train_windows, None
         self._keep_looks(warp_probability=warp_probability, power_probability=power_probability,
                          gain_control_probability=gain_control_probability)
 
@@ -257,6 +282,12 @@ class ClassificationDataModule(_WindowDataModule):
         images = spectrogram_store(self.config, self.cache_root)
         masks = mask_loader(self.config, self.mask_source, self.cache_root) if self.mask_source else None
         splits = self.split_rows()
+        if self.train_windows is not None:
+            if self.train_windows > len(splits["train"]):
+                raise ValueError(f"{self.manifest}: train_windows={self.train_windows} but the train split holds "
+                                 f"{len(splits['train'])} windows")
+            self.epoch_windows = len(splits["train"])
+            splits["train"] = labelled_subset(splits["train"], self.train_windows, self.split.seed)
         augment = self._training_looks(splits["train"])
         for name, rows in splits.items():
             train = name == "train"
@@ -265,6 +296,13 @@ class ClassificationDataModule(_WindowDataModule):
                 time_shift=self.time_shift if train else 0.0, time_masks=self.time_masks if train else 0,
                 augment=augment if train else None,
             )
+
+    def train_dataloader(self) -> DataLoader:
+        if self.epoch_windows is None:
+            return super().train_dataloader()
+        # a subset's epoch draws as many items as the whole split's, in fresh permutations of the subset
+        return self._loader("train", shuffle=True,
+                            sampler=RandomSampler(self.datasets["train"], num_samples=self.epoch_windows))
 
 
 class SegmentationDataModule(_WindowDataModule):
