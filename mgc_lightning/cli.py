@@ -233,7 +233,7 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     from .report import collect_runs, summary_text
 
     config = PipelineConfig.from_yaml(args.config, seeds=args.seeds)
-    pipeline = Pipeline(config, mask_curve=args.mask_curve)
+    pipeline = Pipeline(config, mask_curve=args.mask_curve, learning_curve=args.learning_curve)
     report = pipeline.run()
     print(summary_text(collect_runs(config.experiment, pipeline.tracking_uri), config.presets[0],
                        pipeline.reported_headline))
@@ -582,7 +582,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--seeds", type=int, nargs="+", help="training seeds instead of the YAML's (finished seeds are "
                                                           "kept: `--seeds 0 1 2` after a one-seed run adds two)")
     sub.add_argument("--mask-curve", action="store_true", help="also train the YAML's mask_curve_model on exact masks "
-                                                               "degraded to each IoU of its mask_curve")
+                                                               "degraded to each IoU of its mask_curve, and on the "
+                                                               "exact masks themselves (a perfect segmenter)")
+    sub.add_argument("--learning-curve", action="store_true", help="also train the YAML's learning_curve_models on "
+                                                                   "each learning_curve number of labelled windows")
     sub.set_defaults(run=_cmd_pipeline)
 
     for name in LIGHTNING_COMMANDS:

@@ -94,6 +94,9 @@ class PipelineConfig:
     confirmation: ConfirmationConfig | None = None
     mask_curve: tuple[float, ...] = ()  # IoUs of the degraded exact masks (run with `mgc pipeline --mask-curve`)
     mask_curve_model: str | None = None  # the classifier whose recipe the curve trains on them
+    # `mgc pipeline --learning-curve`: the named classifiers again on this many labelled training windows each
+    learning_curve: tuple[int, ...] = ()
+    learning_curve_models: tuple[str, ...] = ()
 
     @classmethod
     def from_yaml(cls, path: str | Path, seeds: Sequence[int] | None = None) -> "PipelineConfig":
@@ -112,7 +115,8 @@ class PipelineConfig:
             raise ValueError(f"{path}: each classifier needs a name and a list of configs ({error})") from error
         if seeds:
             raw["seeds"] = list(seeds)
-        for key in ("presets", "segmenter_args", "classifier_args", "seeds", "mask_curve"):
+        for key in ("presets", "segmenter_args", "classifier_args", "seeds", "mask_curve", "learning_curve",
+                    "learning_curve_models"):
             if key in raw:
                 if not isinstance(raw[key], list):
                     raise ValueError(f"{path}: {key} must be a list, got {raw[key]!r}")
@@ -141,6 +145,13 @@ class PipelineConfig:
         if config.mask_curve and config.mask_curve_model not in {spec.name for spec in specs}:
             raise ValueError(f"{path}: mask_curve_model must name one of the classifiers, got "
                              f"{config.mask_curve_model!r}")
+        unknown_models = set(config.learning_curve_models) - {spec.name for spec in specs}
+        if unknown_models or bool(config.learning_curve) != bool(config.learning_curve_models):
+            raise ValueError(f"{path}: learning_curve (sizes) and learning_curve_models (names of its classifiers) go "
+                             f"together; unknown classifier(s): {sorted(unknown_models) or 'none'}")
+        if not all(isinstance(size, int) and size > 0 for size in config.learning_curve):
+            raise ValueError(f"{path}: every learning_curve size must be a positive number of windows, got "
+                             f"{list(config.learning_curve)}")
         if not all(0 < iou < 1 for iou in config.mask_curve):
             raise ValueError(f"{path}: every mask_curve IoU must lie between 0 and 1, got {list(config.mask_curve)}")
         if config.confirmation is not None and Path(config.confirmation.data_dir) == Path(config.data_dir):
@@ -170,6 +181,7 @@ class Pipeline:
     config: PipelineConfig
     say: Callable[[str], None] = print
     mask_curve: bool = False  # also train the mask-quality curve's models
+    learning_curve: bool = False  # also train the learning curve's models
     reported_headline: Headline | None = field(init=False, default=None)  # what run() measured the headline on
     state_dir: Path = field(init=False)
     output_dir: Path | None = field(init=False)
@@ -358,14 +370,22 @@ class Pipeline:
                                                          self.config.cache_root, device=self.device, replace=True)
 
     def specs(self) -> list[ClassifierSpec]:
-        """The YAML's classifiers, and with the mask curve, its model once per degraded IoU."""
+        """The YAML's classifiers; with the mask curve, its model once per degraded IoU and once on the exact masks
+        (a perfect segmenter, the curve's end); with the learning curve, its models once per training-set size."""
         c = self.config
         specs = list(c.classifiers)
+        named = {spec.name: spec for spec in c.classifiers}
         if self.mask_curve:
-            model = next(spec for spec in c.classifiers if spec.name == c.mask_curve_model)
+            model = named[c.mask_curve_model]
             specs += [replace(model, name=f"{model.name}-iou{iou:.2f}",
                               args=(*model.args, "--data.init_args.mask_source", degraded_source(iou)))
                       for iou in c.mask_curve]
+            specs.append(replace(model, name=f"{model.name}-perfect-segmenter",
+                                 args=(*model.args, "--data.init_args.mask_source", IDEAL)))
+        if self.learning_curve:
+            specs += [replace(named[name], name=f"{name}-n{size}",
+                              args=(*named[name].args, "--data.init_args.train_windows", str(size)))
+                      for size in c.learning_curve for name in c.learning_curve_models]
         return specs
 
     def degraded_masks(self, manifest: Path, confirmation: Path | None) -> dict[str, float]:

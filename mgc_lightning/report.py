@@ -66,7 +66,9 @@ class RunSummary:
     end_time: int = 0
     dataset: str = ""  # the manifest (resolved) the run was tested on
     trained_on: str = ""  # the manifest (resolved) the model was trained on
-    architecture: str = ""  # backbone, its settings and head: a mask-guided model's baseline has the same
+    architecture: str = ""  # backbone, its settings, head and labelled windows: a mask-guided model's baseline has the same
+    recipe: str = ""  # the model without its number of labelled windows: one recipe's learning curve
+    train_windows: int | None = None  # labelled training windows when fewer than the train split's (a curve's point)
 
     def value(self, preset: str, name: str) -> float | None:
         return self.metrics.get(f"test/{preset}/{name}")
@@ -112,10 +114,16 @@ def _summary(run, dataset: str) -> RunSummary:
     model = f"baseline {named}" if mask == "none" else f"MGC {fusion} {mask} ({mask_source_label(source)}, {named})"
     if head != "multiclass":
         model += f" [{head}]"
-    architecture = f"{backbone} {backbone_kwargs} {head}"
+    size = params.get("data/init_args/train_windows", "None")
+    train_windows = None if size == "None" else int(size)
+    recipe = model
+    if train_windows is not None:
+        model += f" [{train_windows} labelled windows]"
+    architecture = f"{backbone} {backbone_kwargs} {head} {train_windows or 'all'}"
     return RunSummary(run.info.run_id, model, backbone, head, fusion if mask != "none" else "", mask, source,
                       params.get("seed_everything", "?"), dict(run.data.metrics), name=run.info.run_name or "",
-                      end_time=run.info.end_time or 0, dataset=dataset, trained_on=dataset, architecture=architecture)
+                      end_time=run.info.end_time or 0, dataset=dataset, trained_on=dataset, architecture=architecture,
+                      recipe=recipe, train_windows=train_windows)
 
 
 def _dataset(run) -> str:
@@ -437,6 +445,64 @@ def mask_curve_figure(points: list[tuple], train_preset: str):
     return figure
 
 
+def learning_curves(runs: list[RunSummary]) -> dict[str, list[tuple]]:
+    """Per mask-guided recipe trained at more than one number of labelled windows: (windows or None for all of
+    them, members, baseline members) per size, smallest first, each paired with the baseline of its own size."""
+    groups = _by_model(runs)
+    curves: dict[str, list[tuple]] = defaultdict(list)
+    for model, members in groups.items():
+        baseline = None if members[0].is_baseline else own_baseline(members, groups)
+        if baseline is not None:
+            curves[members[0].recipe].append((members[0].train_windows, members, baseline[1]))
+    return {recipe: sorted(points, key=lambda point: point[0] or float("inf"))
+            for recipe, points in curves.items() if len(points) > 1}
+
+
+def _size_label(train_windows: int | None) -> str:
+    return "all" if train_windows is None else str(train_windows)
+
+
+def learning_curve_table(points: list[tuple], train_preset: str) -> str:
+    """Per size and front end: the baseline, the mask-guided model and their paired difference; the drop ratio on
+    each size's first row."""
+    presets = _presets([run for _, members, baseline in points for run in (*members, *baseline)], train_preset)
+    rows = []
+    for size, members, baseline in points:
+        for k, preset in enumerate(presets):
+            ratio = _drop_ratio(members, baseline, presets) if k == 0 and len(presets) > 1 else ""
+            rows.append([_size_label(size) if k == 0 else "", preset, _accuracy_cell(baseline, preset),
+                         _accuracy_cell(members, preset), _paired_difference(members, baseline, preset), ratio])
+    return _table(["labelled training windows", "front end", "baseline", "mask-guided", "minus baseline (paired)",
+                   "OOD drop / baseline's (paired)"], rows)
+
+
+def learning_curve_figure(recipe: str, points: list[tuple], train_preset: str):
+    """Joint accuracy against the number of labelled training windows, baseline and mask-guided model, one panel per
+    front end, with recording-level intervals."""
+    from .figures import plt
+
+    presets = _presets([run for _, members, baseline in points for run in (*members, *baseline)], train_preset)
+    figure, axes = plt.subplots(1, len(presets), figsize=(3.6 * len(presets), 3.6), sharey=True, squeeze=False)
+    positions = np.arange(len(points))
+    for axis, preset in zip(axes[0], presets):
+        for which, colour, label, shift in ((2, "black", "baseline", -0.05), (1, "tab:blue", "mask-guided", 0.05)):
+            intervals = [joint_accuracy_interval(point[which], preset) for point in points]
+            shown = [(x + shift, i) for x, i in zip(positions, intervals) if i is not None]
+            if not shown:
+                continue
+            xs, found = zip(*shown)
+            axis.errorbar(xs, [i.estimate for i in found], fmt="-o", color=colour, capsize=3, label=label,
+                          yerr=[[i.estimate - i.low for i in found], [i.high - i.estimate for i in found]])
+        axis.set_xticks(positions, [_size_label(size) for size, _, _ in points])
+        axis.set_xlabel("labelled training windows")
+        axis.set_title(preset + (" (training front end)" if preset == train_preset else " (OOD)"), fontsize=9)
+    axes[0][0].set_ylabel("joint accuracy (95 % interval over recordings)")
+    axes[0][0].legend(fontsize=7)
+    figure.suptitle(recipe, fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
 def build_tables(runs: list[RunSummary], train_preset: str = "origin") -> str:
     """The paper's tables 1-4 on one dataset's runs."""
     groups = _by_model(runs)
@@ -625,6 +691,16 @@ def write_report(
                  "the labels by construction; a segmenter's masks carry what it saw in the image. Read the curve "
                  "against the second measure before concluding that an IoU is enough.\n",
                  mask_curve_table(points, train_preset), ""]
+    for k, (recipe, points) in enumerate(learning_curves(runs).items()):
+        figure = learning_curve_figure(recipe, points, train_preset)
+        name = f"learning_curve_{k}.png"
+        figure.savefig(figures / name, dpi=120)
+        plt.close(figure)
+        saved.append((f"Learning curve: {recipe}", name))
+        curve += [f"## Learning curve: {recipe}\n", "The baseline and the mask-guided model trained on fewer labelled "
+                  "windows (drawn at random, stratified over the joint classes, the same windows for both; the "
+                  "segmenter's masks unchanged), each paired with the baseline of its own size on the same "
+                  "windows.\n", learning_curve_table(points, train_preset), ""]
     for model, members in _by_model(runs).items():
         artifact = f"figures/confusion_test_{train_preset}.png"
         try:

@@ -4,7 +4,7 @@ import torch
 from torch.utils.data import DistributedSampler
 
 from mgc_lightning.cache import mask_store
-from mgc_lightning.data import ClassificationDataModule, SegmentationDataModule
+from mgc_lightning.data import ClassificationDataModule, SegmentationDataModule, labelled_subset
 from mgc_lightning.manifest import load_manifest
 from mgc_lightning.spectrogram import get_preset
 
@@ -26,6 +26,33 @@ def test_classification_batches_carry_images_and_both_label_forms(tiny_dataset, 
     assert "mask" not in batch
     sizes = {name: len(ds) for name, ds in module.datasets.items()}
     assert sum(sizes.values()) == 24 and all(sizes.values())
+
+
+def test_fewer_labelled_windows_keep_every_class_and_full_length_epochs(tiny_dataset, tmp_path):
+    full = _module(ClassificationDataModule, tiny_dataset, tmp_path)
+    few = _module(ClassificationDataModule, tiny_dataset, tmp_path, train_windows=8)
+    train = full.datasets["train"].rows
+    kept = few.datasets["train"].rows
+    assert len(kept) == 8 and set(kept) <= set(train)
+    assert {row.joint_class for row in kept} == {row.joint_class for row in train}  # stratified: no class lost
+    assert few.datasets["val"].rows == full.datasets["val"].rows  # validation and test untouched
+    indices = [i for batch in few.train_dataloader() for i in batch["index"].tolist()]
+    assert len(indices) == len(train) and set(indices) == set(range(8))  # an epoch as long as the full split's
+    again = _module(ClassificationDataModule, tiny_dataset, tmp_path, train_windows=8)
+    assert again.datasets["train"].rows == kept  # the same windows for every model and seed
+    with pytest.raises(ValueError, match="at least 8"):
+        ClassificationDataModule(str(tiny_dataset), train_windows=3)
+    with pytest.raises(ValueError, match="train_windows=999 but the train split holds"):
+        _module(ClassificationDataModule, tiny_dataset, tmp_path, train_windows=999)
+
+
+def test_a_labelled_subset_keeps_the_classes_shares():
+    rows = [type("Row", (), {"joint_class": c, "key": f"{c}-{i}"})() for c, n in ((0, 600), (1, 300), (2, 100))
+            for i in range(n)]
+    chosen = labelled_subset(rows, 100, seed=0)
+    counts = np.bincount([row.joint_class for row in chosen])
+    assert len(chosen) == 100 and len({row.key for row in chosen}) == 100
+    assert list(counts) == [60, 30, 10]
 
 
 def test_mask_channel_from_a_named_source_binary_and_soft(tiny_dataset, tmp_path):

@@ -153,3 +153,27 @@ def test_pipeline_refuses_looks_that_could_reproduce_a_tested_front_end(tmp_path
     with pytest.raises(ValueError, match="intensity curve"):  # refused before anything is trained
         pipeline.classifiers(tmp_path / "never-built.csv")
     pipeline.check_looks(["--config", str(EXPERIMENTS / "seg_unet.yaml")], "the segmenter")  # its looks keep clear
+
+
+def test_the_curves_add_their_models_to_the_demo_and_the_perfect_segmenter_ends_the_mask_curve():
+    config = PipelineConfig.from_yaml(EXPERIMENTS / "pipeline_demo.yaml")
+    assert [spec.name for spec in Pipeline(config).specs()] == ["baseline-resnet18", "mgc-xattn-soft"]
+    specs = {spec.name: spec for spec in Pipeline(config, mask_curve=True, learning_curve=True).specs()}
+    perfect = specs["mgc-xattn-soft-perfect-segmenter"]
+    assert perfect.args[-2:] == ("--data.init_args.mask_source", "ideal")
+    assert {f"mgc-xattn-soft-iou{iou:.2f}" for iou in config.mask_curve} <= set(specs)
+    for size in (100, 300):
+        for name in ("baseline-resnet18", "mgc-xattn-soft"):
+            assert specs[f"{name}-n{size}"].args[-2:] == ("--data.init_args.train_windows", str(size))
+            assert specs[f"{name}-n{size}"].configs == specs[name].configs
+
+
+def test_learning_curve_settings_are_validated(tmp_path):
+    path = tmp_path / "curve.yaml"
+    base = {"name": "x", "data_dir": "d", "classifiers": [{"name": "a", "configs": []}]}
+    for extra, message in (({"learning_curve": [100]}, "go together"),
+                           ({"learning_curve": [100], "learning_curve_models": ["b"]}, r"unknown classifier\(s\): \['b'\]"),
+                           ({"learning_curve": [0], "learning_curve_models": ["a"]}, "positive number of windows")):
+        path.write_text(yaml.safe_dump({**base, **extra}))
+        with pytest.raises(ValueError, match=message):
+            PipelineConfig.from_yaml(path)

@@ -9,8 +9,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from mgc_lightning.report import (
-    MaskQuality, RunSummary, WindowResults, headline_table, mask_curve_rows, mask_curve_table, seeds_table, select_runs,
-    write_report,
+    MaskQuality, RunSummary, WindowResults, headline_table, learning_curve_figure, learning_curve_table, learning_curves, mask_curve_rows,
+    mask_curve_table, seeds_table, select_runs, write_report,
 )
 from mgc_lightning.tracking import DATASET_TAG, EVALUATES_TAG
 
@@ -190,3 +190,41 @@ def test_a_narrow_and_a_full_network_of_one_backbone_are_two_models(store, tmp_p
     assert len(runs) == 2 and len({r.model for r in runs}) == 2 and len({r.architecture for r in runs}) == 2
     assert not any("again in the later run" in line for line in select_runs("survey", uri).left_out)
     assert sorted(r.model for r in runs) == ["baseline resnet18", "baseline resnet18 (channels=[16, 32, 64, 128])"]
+
+
+def test_a_model_trained_on_fewer_labelled_windows_is_another_model_with_its_own_baseline(store, tmp_path):
+    uri, client, experiment = store
+    full = run(client, experiment, "full", 0, 0.9)
+    few = run(client, experiment, "few", 0, 0.6)
+    client.log_param(few, "data/init_args/train_windows", "100")
+    client.log_param(full, "data/init_args/train_windows", "None")
+    runs = {r.run_id: r for r in select_runs("survey", uri).runs}
+    assert runs[few].model == "baseline resnet18 [100 labelled windows]" and runs[full].model == "baseline resnet18"
+    assert runs[few].recipe == runs[full].recipe == "baseline resnet18"
+    assert (runs[few].train_windows, runs[full].train_windows) == (100, None)
+    assert runs[few].architecture != runs[full].architecture  # a mask-guided model at 100 pairs with this one only
+
+
+def test_learning_curve_pairs_each_size_with_the_baseline_of_that_size():
+    rng = np.random.default_rng(10)
+    runs = []
+    for size, base, guided in ((100, 0.4, 0.7), (None, 0.9, 0.9)):
+        for model, accuracy in (("baseline resnet18", base), ("MGC xattn soft (predicted, resnet18)", guided)):
+            run_ = summary(model, {"origin": accuracy, "pcen": accuracy - 0.2}, 400, rng)
+            run_.recipe, run_.train_windows = model, size
+            run_.architecture += f" {size or 'all'}"
+            run_.model += f" [{size} labelled windows]" if size else ""
+            runs.append(run_)
+    curves = learning_curves(runs)
+    assert list(curves) == ["MGC xattn soft (predicted, resnet18)"]  # baselines are no curve of their own
+    points = curves["MGC xattn soft (predicted, resnet18)"]
+    assert [size for size, _, _ in points] == [100, None]
+    assert all(b[0].train_windows == size for size, _, b in points)
+    table = learning_curve_table(points, "origin")
+    assert interval(cells_of(table, "100")[4])[1] > 0.2  # +0.3 over the baseline of 100 windows, not -0.2 vs 0.9
+    assert abs(interval(cells_of(table, "all")[4])[0]) < 0.1
+    assert cells_of(table, "100")[1] == "origin" and "pcen" in table
+    figure = learning_curve_figure("MGC xattn soft (predicted, resnet18)", points, "origin")
+    assert [axis.get_title() for axis in figure.axes] == ["origin (training front end)", "pcen (OOD)"]
+    guided = next(c for c in figure.axes[0].containers if c.get_label() == "mask-guided").lines[0]
+    assert list(guided.get_ydata()) == pytest.approx([p[1][0].value("origin", "joint_acc") for p in points], abs=1e-9)
