@@ -109,6 +109,33 @@ def test_mask_dropout_hides_the_mask_from_a_share_of_training_windows_only():
         ClassifierModule(mask_input="binary", mask_dropout=1.0)
 
 
+def test_image_dropout_leaves_a_share_of_training_windows_to_their_mask_alone():
+    """image_dropout: in training, the dropped windows' logits do not depend on their image (but still on their
+    mask), the others' do; never are both image and mask dropped; in evaluation every window uses its image."""
+    torch.manual_seed(0)
+    model = ClassifierModule(mask_input="binary", fusion="xattn", image_dropout=0.4, mask_dropout=0.4, dropout=0.0,
+                             backbone_kwargs=TINY_RESNET, dim=32)
+    images = [torch.rand(64, 1, 128, 128) for _ in range(2)]
+    masks = [blob_masks([row] * 64, [60] * 64) for row in (40, 72)]
+    with torch.no_grad():
+        model.train()
+
+        def logits(image, mask):
+            torch.manual_seed(1)  # the same windows dropped in every pass
+            return model(image, mask)
+
+        image_blind = (logits(images[0], masks[0]) - logits(images[1], masks[0])).abs().amax(dim=1) < 1e-6
+        mask_blind = (logits(images[0], masks[0]) - logits(images[0], masks[1])).abs().amax(dim=1) < 1e-6
+        assert 0.2 < image_blind.float().mean() < 0.6 and 0.2 < mask_blind.float().mean() < 0.6
+        assert not (image_blind & mask_blind).any()  # every window keeps one of the two
+        model.eval()
+        assert ((model(images[0], masks[0]) - model(images[1], masks[0])).abs().amax(dim=1) > 1e-6).all()
+    with pytest.raises(ValueError, match="sum below 1"):
+        ClassifierModule(mask_input="binary", mask_dropout=0.5, image_dropout=0.5)
+    with pytest.raises(ValueError, match="a baseline would see nothing"):
+        ClassifierModule(mask_input="none", image_dropout=0.3)
+
+
 def test_folding_batch_norms_into_convolutions_keeps_the_logits():
     """Detection folds the classifier's batch norms into their convolutions: none is left, and with trained-looking
     running statistics the logits stay the unfolded model's."""

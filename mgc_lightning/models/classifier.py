@@ -45,6 +45,7 @@ class ClassifierModule(L.LightningModule):
         heads: int = 4,
         dropout: float = 0.1,
         mask_dropout: float = 0.0,
+        image_dropout: float = 0.0,
         image_size: int = 128,
         threshold: float = 0.5,
         lr: float = 3e-4,
@@ -54,7 +55,8 @@ class ClassifierModule(L.LightningModule):
         init_from: str | None = None,
         compile: bool | str = False,
     ):
-        """compile: torch.compile the encoders and the fusion (minutes of compiling first; pays on long GPU runs);
+        """mask_dropout and image_dropout: shares of training windows on which the head sees the spectrogram path
+        alone, or the mask alone (see `_modality_dropout`). compile: torch.compile the encoders and the fusion (minutes of compiling first; pays on long GPU runs);
         true uses torch's default backend (inductor), a string names another. Checkpoints are saved with compile
         false, so evaluating one does not compile again."""
         super().__init__()
@@ -64,8 +66,11 @@ class ClassifierModule(L.LightningModule):
             raise ValueError(f"fusion must be one of {sorted(FUSIONS)}, got {fusion!r}")
         if head not in HEADS:
             raise ValueError(f"head must be one of {sorted(HEADS)}, got {head!r}")
-        if not 0 <= mask_dropout < 1:
-            raise ValueError(f"mask_dropout must be in [0, 1), got {mask_dropout}")
+        if not (0 <= mask_dropout < 1 and 0 <= image_dropout < 1 and mask_dropout + image_dropout < 1):
+            raise ValueError(f"mask_dropout and image_dropout must be >= 0 with a sum below 1, got {mask_dropout} and "
+                             f"{image_dropout}")
+        if image_dropout and mask_input == "none":
+            raise ValueError("image_dropout needs a mask (mask_input binary or soft): a baseline would see nothing")
         if mask_input != "none" and dim % 4:
             raise ValueError(f"dim must be a multiple of 4 (the 2-D positional encoding), got {dim}")
         self.save_hyperparameters()
@@ -108,15 +113,26 @@ class ClassifierModule(L.LightningModule):
             if mask is None:
                 raise ValueError(f"this model was built with mask_input={self.hparams.mask_input!r} and needs a mask; "
                                  "set the data module's mask_source")
+            keep_image, keep_mask = self._modality_dropout(len(tokens), tokens.device, tokens.dtype)
             mask_tokens, mask_grid = self.mask_encoder(mask)
-            guidance = self.fusion(with_positions(tokens, grid), with_positions(mask_tokens, mask_grid))
-            if self.training and self.hparams.mask_dropout:
-                # modality dropout: for this share of training windows the head sees the spectrogram path alone, so
-                # it never depends on masks entirely and a wrong generated mask costs less
-                keep = torch.rand(len(guidance), 1, device=guidance.device) >= self.hparams.mask_dropout
-                guidance = guidance * keep.to(guidance.dtype)
-            features = features + guidance
+            guidance = self.fusion(with_positions(tokens * keep_image[:, :, None], grid),
+                                   with_positions(mask_tokens, mask_grid))
+            features = features * keep_image + guidance * keep_mask
         return self.head(features)
+
+    def _modality_dropout(self, size: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(size, 1) 0/1 weights of the image and the mask per training window (ones otherwise). Dropping the mask
+        (mask_dropout) keeps the head from depending on masks entirely, so a wrong mask costs less; dropping the
+        image (image_dropout: its pooled features, and its tokens down to their positions, so the fusion's queries
+        still say where to look) makes the mask branch learn to classify on its own, which a network that can fit
+        the training windows from the image alone never has to (the greedy learning of multi-modal networks)."""
+        ones = torch.ones(size, 1, device=device, dtype=dtype)
+        if not self.training or not (self.hparams.mask_dropout or self.hparams.image_dropout):
+            return ones, ones
+        draw = torch.rand(size, 1, device=device)  # one draw per window: never both dropped
+        mask_dropped = draw < self.hparams.mask_dropout
+        image_dropped = (draw >= self.hparams.mask_dropout) & (draw < self.hparams.mask_dropout + self.hparams.image_dropout)
+        return (~image_dropped).to(dtype), (~mask_dropped).to(dtype)
 
     def setup(self, stage: str) -> None:
         data = getattr(self.trainer, "datamodule", None)
