@@ -43,7 +43,8 @@ def noise_standardized(image: torch.Tensor) -> torch.Tensor:
 
 
 class SegmenterModule(L.LightningModule):
-    """Pixel-wise 2-class cross-entropy (paper, appendix A.3); AdamW with warm-up and cosine decay; the few-shot set is
+    """Pixel-wise 2-class cross-entropy (paper, appendix A.3), plus `dice_weight` times a soft Dice loss of the sound
+    pixels; AdamW with warm-up and cosine decay; the few-shot set is
     doubled by horizontal flips in the data module.
 
     normalize_input: feed the network noise-standardised images (`noise_standardized`), so masks drawn on another
@@ -59,6 +60,7 @@ class SegmenterModule(L.LightningModule):
         weight_decay: float = 1e-4,
         pretrained_path: str | None = None,
         sound_weight: float = 1.0,
+        dice_weight: float = 0.0,
         figure_every_n_epochs: int = 5,
         figure_windows: int = 4,
         soft_sigma: float = 3.0,
@@ -75,6 +77,11 @@ class SegmenterModule(L.LightningModule):
             load_local_weights(self.net.encoder, pretrained_path)
         # Class weights of the cross-entropy: sound pixels are a few percent of an image; > 1 counters that.
         self.register_buffer("class_weights", torch.tensor([1.0, sound_weight]), persistent=False)
+        if dice_weight < 0:
+            raise ValueError(f"dice_weight must be >= 0, got {dice_weight}")
+        # A soft Dice loss of the sound pixels over the batch: it scores overlap, as IoU does, so a thin click line
+        # missed by one pixel costs as much as a thick whistle missed by one, where cross-entropy counts pixels.
+        self.dice = smp.losses.DiceLoss("multiclass", classes=[1], from_logits=True) if dice_weight else None
         self.val_metrics = mask_metrics(prefix="val/")
         self._figure_batch: dict | None = None
 
@@ -111,15 +118,19 @@ class SegmenterModule(L.LightningModule):
         self._drawing_networks.clear()
         return super().load_state_dict(*args, **kwargs)
 
+    def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = F.cross_entropy(logits, target, weight=self.class_weights)
+        return loss if self.dice is None else loss + self.hparams.dice_weight * self.dice(logits, target)
+
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
-        loss = F.cross_entropy(self(batch["image"]), batch["mask"][:, 0].long(), weight=self.class_weights)
+        loss = self._loss(self(batch["image"]), batch["mask"][:, 0].long())
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["image"]))
         return loss
 
     def validation_step(self, batch: dict, batch_index: int) -> None:
         logits = self(batch["image"])
         target = batch["mask"][:, 0].long()
-        self.log("val/loss", F.cross_entropy(logits, target, weight=self.class_weights), prog_bar=True,
+        self.log("val/loss", self._loss(logits, target), prog_bar=True,
                  batch_size=len(target), sync_dist=True)
         prediction = logits.argmax(dim=1)
         self.val_metrics.update(prediction, target)
