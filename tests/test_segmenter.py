@@ -304,3 +304,23 @@ def test_drawn_masks_follow_the_weights_and_match_float32():
         float32 = second(image).argmax(dim=1).bool()
     assert not torch.equal(float32, before)  # the new weights draw other masks...
     assert (second.draw_masks(image) == float32).float().mean() > 0.99  # ... and draw_masks draws them
+
+
+def test_the_dice_term_scores_overlap_so_a_missed_thin_line_costs_like_a_missed_thick_band():
+    """dice_weight adds a soft Dice loss of the sound pixels: missing a 1-pixel click line costs as much as missing a
+    16-pixel band (each is the whole overlap), where the cross-entropy charges per pixel, 16 times less for the line."""
+    def loss_of_missing(rows: int, dice_weight: float) -> float:
+        module = SegmenterModule(architecture="Unet", dice_weight=dice_weight)
+        target = torch.zeros(1, 32, 32, dtype=torch.long)
+        target[0, 8 : 8 + rows] = 1
+        logits = torch.zeros(1, 2, 32, 32)
+        logits[:, 0] = 8.0  # confident background everywhere: every sound pixel missed
+        return float(module._loss(logits, target))
+
+    cross_entropy = [loss_of_missing(rows, 0.0) for rows in (1, 16)]
+    with_dice = [loss_of_missing(rows, 1.0) for rows in (1, 16)]
+    dice = [w - c for w, c in zip(with_dice, cross_entropy)]
+    assert cross_entropy[1] > 10 * cross_entropy[0]
+    assert dice[0] == pytest.approx(dice[1], abs=0.02) and dice[0] > 0.9  # nearly no overlap either way
+    with pytest.raises(ValueError, match="dice_weight"):
+        SegmenterModule(dice_weight=-1.0)
