@@ -282,7 +282,7 @@ class ClassificationDataModule(_WindowDataModule):
         images = spectrogram_store(self.config, self.cache_root)
         masks = mask_loader(self.config, self.mask_source, self.cache_root) if self.mask_source else None
         splits = self.split_rows()
-        if self.train_windows is not None:
+        if self.train_windows is not None and stage in (None, "fit"):  # a test of the model rebuilds no train split
             if self.train_windows > len(splits["train"]):
                 raise ValueError(f"{self.manifest}: train_windows={self.train_windows} but the train split holds "
                                  f"{len(splits['train'])} windows")

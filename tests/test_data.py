@@ -44,6 +44,11 @@ def test_fewer_labelled_windows_keep_every_class_and_full_length_epochs(tiny_dat
         ClassificationDataModule(str(tiny_dataset), train_windows=3)
     with pytest.raises(ValueError, match="train_windows=999 but the train split holds"):
         _module(ClassificationDataModule, tiny_dataset, tmp_path, train_windows=999)
+    # a model of few labels tested on a whole other manifest (as `mgc evaluate --manifest` rebuilds its data)
+    tested = ClassificationDataModule(str(tiny_dataset), preset="origin", cache_root=str(tmp_path), train_windows=8,
+                                      split_fractions=(0.0, 0.0, 1.0))
+    tested.setup("test")
+    assert len(tested.datasets["test"]) == 24
 
 
 def test_a_labelled_subset_keeps_the_classes_shares():
