@@ -3,7 +3,6 @@ windows every recipe trial is judged on; the confirmation benchmark is never use
 
     python benchmarks/mask_value.py segmenter CHECKPOINT [--flips]   # IoU per split side and front end
     python benchmarks/mask_value.py readout                           # labels read off the masks at 100, 300, all
-    python benchmarks/mask_value.py val-manifest OUT.csv              # the validation windows, for `mgc evaluate`
 
 `segmenter` draws masks for the segmenter's own training windows (hq.csv), the other training windows and the
 validation windows, on `origin` and (validation only) on `mel` and `pcen`, and gives the pooled IoU against the exact
@@ -11,8 +10,8 @@ masks of each front end (made here for the validation windows where missing): a 
 validation one means the classifier trains on better masks than it will be given. `--flips` also averages the
 probabilities with those of the time-reversed image (test-time augmentation). `readout` fits the label read-out
 (`mask_sources.label_readout`) on 100, 300 and all labelled training windows (`data.labelled_subset`) and scores it
-on the validation windows, for the segmenter's masks and the exact ones. Classifier trials: `mgc fit` with the demo's
-arguments (see BENCHMARKS.md), then `mgc evaluate --manifest OUT.csv --preset P --segmenter S` on each front end.
+on the validation windows, for the segmenter's masks and the exact ones. Classifier trials: BENCHMARKS.md, "Masks
+that pay?" (`mgc fit`, then `mgc evaluate --manifest data/demo/val_split.csv` on each front end).
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ import torch
 from mgc_lightning.cache import compute_spectrograms, mask_store, spectrogram_store
 from mgc_lightning.checkpoints import load_module
 from mgc_lightning.data import labelled_subset
-from mgc_lightning.manifest import SplitConfig, load_manifest, split_rows, write_manifest
+from mgc_lightning.manifest import load_manifest, split_rows
 from mgc_lightning.mask_sources import IDEAL, label_readout
 from mgc_lightning.models.segmenter import PREDICTED, SegmenterModule
 from mgc_lightning.pipeline import PipelineConfig
@@ -74,15 +73,10 @@ def main() -> None:
     segmenter.add_argument("checkpoint")
     segmenter.add_argument("--flips", action="store_true")
     commands.add_parser("readout")
-    manifest = commands.add_parser("val-manifest")
-    manifest.add_argument("out")
     args = parser.parse_args()
     config = PipelineConfig.from_yaml(args.pipeline)
     windows = demo_windows(config)
-    if args.command == "val-manifest":
-        write_manifest(windows["validation"], args.out)
-        print(f"{len(windows['validation'])} validation windows -> {args.out}")
-    elif args.command == "segmenter":
+    if args.command == "segmenter":
         model = load_module(SegmenterModule, args.checkpoint, "segmenter checkpoint", map_location="cpu").eval()
         result = {f"{side} ({preset})": round(pooled_iou(model, windows[side], preset, config.cache_root, args.flips), 4)
                   for side, presets in (("segmenter training", ["origin"]), ("other training", ["origin"]),
