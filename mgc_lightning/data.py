@@ -65,7 +65,7 @@ def mask_loader(config: SpectrogramConfig, source: str, cache_root: str | Path) 
         if not store.has(row.key):
             raise FileNotFoundError(
                 f"no {source!r} mask for window {row.key} in {store.folder}; create the {source} masks for preset "
-                f"{config.name!r} first (see README, 'Masks')"
+                f"{config.name!r} first (see docs/configuration.md, 'Masks')"
             )
         return store.load(row.key).astype(bool)
     return from_store

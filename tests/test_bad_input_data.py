@@ -1,7 +1,8 @@
 """Bad input on the data side, tried as a user would: real files on disk, the real `mgc` command in a subprocess.
 
 Each case states its exact outcome: exit status 2 with one line naming the file (and manifest or table row) and the
-problem, or a stated warning with exit status 0; never a traceback. README.md, "Bad input", lists the same table.
+problem, or a stated warning with exit status 0; never a traceback. docs/bad_input.md, "Data: audio, manifests, Raven
+tables, masks", lists the same table.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""The README's own-data section runs verbatim: its bash blocks, in order, on a small survey written here (audio and
-Raven tables as Raven writes them, both views), in a folder laid out like the repository. Only the experiment YAMLs
-are shrunk (2 epochs of 2 batches, a tiny backbone) so the recipes train in seconds; the commands are the README's."""
+"""The own-data walkthrough (docs/own_data.md, linked from the README's "Using your own recordings") runs verbatim:
+its bash blocks, in order, on a small survey written here (audio and Raven tables as Raven writes them, both views), in
+a folder laid out like the repository. Only the experiment YAMLs are shrunk (2 epochs of 2 batches, a tiny backbone)
+so the recipes train in seconds; the commands are the page's."""
 
 import os
 import re
@@ -34,9 +35,23 @@ SELECTIONS = [  # (begin s, end s, low Hz, high Hz, label)
 ]
 
 
-def own_data_blocks(readme: str) -> list[str]:
-    section = readme.split("<!-- own-data:begin")[1].split("<!-- own-data:end -->")[0]
-    return re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
+WALKTHROUGH = ROOT / "docs" / "own_data.md"  # the page that holds the walkthrough, between the own-data markers
+
+
+def walkthrough_text() -> str:
+    assert WALKTHROUGH.is_file(), (f"{WALKTHROUGH.relative_to(ROOT)} is missing: it holds the own-data walkthrough "
+                                   "this test runs verbatim; point WALKTHROUGH at the page that holds it now")
+    return WALKTHROUGH.read_text()
+
+
+def own_data_blocks(page: str) -> list[str]:
+    assert "<!-- own-data:begin" in page and "<!-- own-data:end -->" in page, (
+        f"{WALKTHROUGH.relative_to(ROOT)} lacks the <!-- own-data:begin --> / <!-- own-data:end --> markers around the "
+        "walkthrough")
+    section = page.split("<!-- own-data:begin")[1].split("<!-- own-data:end -->")[0]
+    blocks = re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
+    assert blocks, f"no bash block between the own-data markers of {WALKTHROUGH.relative_to(ROOT)}"
+    return blocks
 
 
 def raven_table(offset: int) -> str:
@@ -50,7 +65,7 @@ def raven_table(offset: int) -> str:
 
 @pytest.fixture(scope="module")
 def survey(tmp_path_factory):
-    """A folder laid out like the repository with the README's input files, and the output of its blocks."""
+    """A folder laid out like the repository with the walkthrough's input files, and the output of its blocks."""
     root = tmp_path_factory.mktemp("readme")
     (root / "experiments").mkdir()
     for source in (ROOT / "experiments").glob("*.yaml"):
@@ -75,15 +90,19 @@ def survey(tmp_path_factory):
         (root / "raven" / f"{name}.Table.1.selections.txt").write_text(raven_table(index))
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    script = "\n".join(own_data_blocks((ROOT / "README.md").read_text()))
+    script = "\n".join(own_data_blocks(walkthrough_text()))
     result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=root, env=env, capture_output=True,
                             text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return root, result.stdout
 
 
+def test_the_readme_points_at_the_walkthrough():
+    assert "(docs/own_data.md)" in (ROOT / "README.md").read_text()
+
+
 def test_the_section_has_the_whole_path():
-    commands = " ".join(own_data_blocks((ROOT / "README.md").read_text()))
+    commands = " ".join(own_data_blocks(walkthrough_text()))
     for step in ("import-raven", "validate", "spectrograms", "masks boxes", "$mgc fit", "--ckpt_path last", "$mgc test",
                  "report"):
         assert step in commands, step
