@@ -115,7 +115,7 @@ train-baseline: $(BENCH)/manifest.csv
 	$(MGC) fit --config experiments/classifier_base.yaml --config experiments/baseline_$(MODEL).yaml \
 		--data.init_args.manifest $(BENCH)/manifest.csv $(RESUME_ARG) $(ARGS)
 
-# Mask-guided: make train-mgc FUSION=concat|gated|xattn MASK=binary|soft [MASK_SOURCE=ideal|candidate|predicted]
+# Mask-guided: make train-mgc FUSION=concat|gated|xattn MASK=binary|soft|probability [MASK_SOURCE=ideal|candidate|predicted]
 train-mgc: $(BENCH)/manifest.csv $(if $(filter predicted,$(MASK_SOURCE)),$(PREDICTED))
 	$(MGC) fit --config experiments/classifier_base.yaml --config experiments/mgc_$(FUSION)_$(MASK).yaml \
 		--data.init_args.manifest $(BENCH)/manifest.csv --data.init_args.mask_source $(MASK_SOURCE) \

@@ -79,10 +79,10 @@ def stage_times(bundle: Bundle, audio: Path, settings: DetectSettings, device: t
             images = pipeline.images(batch["waves"].to(device))
             totals["front end"] += finished() - began
             began = time.perf_counter()
-            binary = pipeline.masks(images)
+            probability = pipeline.masks(images)
             totals["segmenter"] += finished() - began
             began = time.perf_counter()
-            pipeline.calibrated(pipeline.classifier(images, pipeline.classifier_mask(binary)))
+            pipeline.calibrated(pipeline.classifier(images, pipeline.classifier_mask(probability)))
             totals["classifier"] += finished() - began
     return totals
 

@@ -59,8 +59,9 @@ def columns_stretch(width: int, factor: float, start: float) -> torch.Tensor:
 
 def resample(image: torch.Tensor, mask: torch.Tensor | None, rows: torch.Tensor | None = None,
              columns: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Apply resampling weights to the rows and/or columns of a (..., H, W) image and its mask, in one go: a mask
-    pixel stays sound where at least half of what it covers was sound."""
+    """Apply resampling weights to the rows and/or columns of a (..., H, W) image and its mask, in one go: a boolean
+    mask's pixel stays sound where at least half of what it covers was sound; a float mask (a segmenter's probability
+    map) is averaged as the image is."""
     def apply(values: torch.Tensor) -> torch.Tensor:
         if rows is not None:
             values = torch.einsum("ts,...sw->...tw", rows, values)
@@ -68,7 +69,10 @@ def resample(image: torch.Tensor, mask: torch.Tensor | None, rows: torch.Tensor 
             values = torch.einsum("ts,...hs->...ht", columns, values)
         return values
 
-    return apply(image), None if mask is None else (apply(mask.float()) >= 0.5).to(mask.dtype)
+    if mask is None:
+        return apply(image), None
+    moved = apply(mask.float())
+    return apply(image), moved >= 0.5 if mask.dtype == torch.bool else moved.to(mask.dtype)
 
 
 def power_look(image: torch.Tensor, exponent: float, range_db: float) -> torch.Tensor:
@@ -111,7 +115,8 @@ def _uniform(low: float, high: float) -> float:
 
 @dataclass(frozen=True)
 class FrontEndAugment:
-    """Random front-end looks for (1, H, W) training images of `config` and their masks, from torch's generator.
+    """Random front-end looks for (1, H, W) training images of `config` and their masks (boolean, or float
+    probability maps: `resample`), from torch's generator.
 
     warp_probability: chance of a random frequency axis, spaced evenly in log(1 + f / corner) with the corner drawn
     log-uniformly in corner_range_hz (log-like at the bottom of the band to nearly linear), fmin and fmax multiplied

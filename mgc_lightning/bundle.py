@@ -23,6 +23,7 @@ from .cache import write_bytes_atomic
 from .checkpoints import check_model_class, class_path, load_checkpoint, unreadable
 from .errors import InputError, missing_file
 from .labels import JOINT_CLASS_NAMES, SOUND_TYPES
+from .masks import BINARY, MASK_KINDS
 from .spectrogram import SpectrogramConfig
 
 FORMAT = "mgc-bundle"
@@ -65,7 +66,7 @@ class Bundle:
     classifier_state: dict[str, torch.Tensor]
     segmenter: dict | None = None  # SegmenterModule keyword arguments
     segmenter_state: dict[str, torch.Tensor] | None = None
-    mask_kind: str = "binary"
+    mask_kind: str = BINARY  # how the classifier reads the segmenter's output (masks.mask_of_kind)
     soft_sigma: float = 3.0
     temperature: float = 1.0  # multiclass head: logits / temperature
     platt: list[list[float]] | None = None  # multilabel head: per type [scale, offset] on the logit
@@ -103,6 +104,8 @@ class Bundle:
         gone wrong): each would write NaN or meaningless probabilities."""
         low, high = SCALING_RANGE
         found = []
+        if self.mask_kind not in MASK_KINDS:
+            found.append(f"mask kind {self.mask_kind!r} must be one of {MASK_KINDS}")
         if not (math.isfinite(self.window_s) and self.window_s > 0):
             found.append(f"window length {self.window_s} s must be a positive number")
         if not (math.isfinite(self.temperature) and low <= self.temperature <= high):
@@ -257,7 +260,7 @@ def bundle_from_checkpoints(classifier: str | Path, segmenter: str | Path | None
     data = dict(checkpoint["datamodule_hyper_parameters"])
     settings = self_contained(checkpoint["hyper_parameters"])
     bundle = Bundle(front_end=front_end, window_s=_window_length(checkpoint, classifier, window_s), classifier=settings,
-                    classifier_state=checkpoint["state_dict"], mask_kind=data.get("mask_kind", "binary"),
+                    classifier_state=checkpoint["state_dict"], mask_kind=data.get("mask_kind", BINARY),
                     soft_sigma=float(data.get("soft_sigma", 3.0)))
     if settings.get("mask_input", "none") != "none" and segmenter is None:
         raise InputError(f"{classifier}: this classifier reads masks (mask_input={settings['mask_input']!r}): pass "

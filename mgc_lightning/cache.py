@@ -98,7 +98,8 @@ def spectrogram_store(config: SpectrogramConfig, root: str | Path = DEFAULT_CACH
 
 
 def mask_store(config: SpectrogramConfig, source: str, root: str | Path = DEFAULT_CACHE_ROOT) -> ArrayStore:
-    """Binary masks of one source (ideal, candidate, predicted, boxes, ...) for this preset."""
+    """Masks of one source (ideal, candidate, predicted, boxes, ...) for this preset: boolean arrays, or float16
+    probability maps for `predicted-probability`."""
     return ArrayStore(preset_dir(config, root) / "masks" / source)
 
 

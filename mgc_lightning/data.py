@@ -20,10 +20,10 @@ from .cache import DEFAULT_CACHE_ROOT, ArrayStore, compute_spectrograms, mask_st
 from .manifest import SplitConfig, WindowRow, load_manifest, split_rows
 from .errors import InputError
 from .labels import NUM_JOINT_CLASSES
-from .masks import check_mask_png, read_mask_png, soft_mask
+from .mask_sources import PREDICTED, PREDICTED_PROBABILITY
+from .masks import BINARY, PROBABILITY, check_mask_kind, check_mask_png, mask_of_kind, read_mask_png
 from .spectrogram import SpectrogramConfig, get_preset
 
-MASK_KINDS = ("binary", "soft")
 # A mask source is a folder of the preset's cache (ideal, candidate, predicted, boxes, ...) or `manifest`:
 # the PNG named in each row's `mask` column.
 MANIFEST_MASKS = "manifest"
@@ -51,23 +51,29 @@ def check_manifest_masks(manifest: str | Path, config: SpectrogramConfig, every_
         raise InputError(f"{manifest}: {problems[0]}{more}; fix the mask PNGs or the manifest's `mask` column")
 
 
-def mask_loader(config: SpectrogramConfig, source: str, cache_root: str | Path) -> Callable[[WindowRow], np.ndarray]:
-    """A function row -> boolean (height, width) mask from the named source, with an error that says what to run."""
+def mask_loader(config: SpectrogramConfig, source: str, cache_root: str | Path,
+                kind: str = BINARY) -> Callable[[WindowRow], np.ndarray]:
+    """A function row -> (height, width) mask from the named source, with an error that says what to run: boolean,
+    or float32 for a source of probability maps. Kind `probability` reads the `predicted` source's probability maps
+    (`predicted-probability`); every other source's masks stay boolean (masks.mask_of_kind reads them as 0/1)."""
     if source == MANIFEST_MASKS:
         def from_png(row: WindowRow) -> np.ndarray:
             if not row.mask:
                 raise ValueError(f"window {row.key} has no `mask` PNG in the manifest")
             return read_mask_png(manifest_mask_path(row), config)
         return from_png
-    store = mask_store(config, source, cache_root)
+    folder = PREDICTED_PROBABILITY if kind == PROBABILITY and source == PREDICTED else source
+    store = mask_store(config, folder, cache_root)
+    older = " (`mgc masks predict` adds them beside masks predicted before they were kept)" if folder != source else ""
 
     def from_store(row: WindowRow) -> np.ndarray:
         if not store.has(row.key):
             raise FileNotFoundError(
-                f"no {source!r} mask for window {row.key} in {store.folder}; create the {source} masks for preset "
-                f"{config.name!r} first (see docs/configuration.md, 'Masks')"
+                f"no {folder!r} mask for window {row.key} in {store.folder}; create the {source} masks for preset "
+                f"{config.name!r} first{older} (see docs/configuration.md, 'Masks')"
             )
-        return store.load(row.key).astype(bool)
+        mask = store.load(row.key)
+        return mask.astype(np.float32) if np.issubdtype(mask.dtype, np.floating) else mask.astype(bool)
     return from_store
 
 
@@ -113,22 +119,22 @@ def shift_and_mask_time(image: torch.Tensor, mask: torch.Tensor | None, max_shif
 
 class WindowDataset(Dataset):
     """Items: image (1, H, W) float32 in [0, 1]; joint (8-class index); labels (3,) float; index (position in the
-    dataset); optional mask (1, H, W). `augment` shows each item through a random front-end look (augment.py)."""
+    dataset); optional mask (1, H, W) float32 of `mask_kind` (masks.mask_of_kind). `augment` shows each item through
+    a random front-end look (augment.py)."""
 
     def __init__(
         self,
         rows: Sequence[WindowRow],
         images: ArrayStore,
         masks: Callable[[WindowRow], np.ndarray] | None = None,
-        mask_kind: str = "binary",
+        mask_kind: str = BINARY,
         soft_sigma: float = 3.0,
         hflip: bool = False,
         time_shift: float = 0.0,
         time_masks: int = 0,
         augment: FrontEndAugment | None = None,
     ):
-        if mask_kind not in MASK_KINDS:
-            raise ValueError(f"mask_kind must be one of {MASK_KINDS}, got {mask_kind!r}")
+        check_mask_kind(mask_kind)
         self.rows, self.images, self.masks = list(rows), images, masks
         self.mask_kind, self.soft_sigma, self.hflip = mask_kind, soft_sigma, hflip
         self.time_shift, self.time_masks = time_shift, time_masks
@@ -145,12 +151,11 @@ class WindowDataset(Dataset):
             "index": torch.tensor(index, dtype=torch.long),  # position in the split: pairs predictions across runs
             "labels": torch.tensor(row.labels, dtype=torch.float32),
         }
-        binary = None if self.masks is None else torch.from_numpy(self.masks(row).astype(np.float32))[None]
-        if self.augment is not None:  # a look that moves the calls (a warped axis) moves the binary mask with them
-            item["image"], binary = self.augment(item["image"], binary)
-        if binary is not None:
-            soft = self.mask_kind == "soft"
-            item["mask"] = torch.from_numpy(soft_mask(binary[0].numpy(), self.soft_sigma))[None] if soft else binary
+        mask = None if self.masks is None else torch.from_numpy(self.masks(row))[None]
+        if self.augment is not None:  # a look that moves the calls (a warped axis) moves the mask with them
+            item["image"], mask = self.augment(item["image"], mask)
+        if mask is not None:  # soft masks are relaxed from the moved binary mask
+            item["mask"] = mask_of_kind(mask, self.mask_kind, self.soft_sigma)
         if self.hflip and torch.rand(()) < 0.5:
             item["image"] = item["image"].flip(-1)
             if "mask" in item:
@@ -250,7 +255,8 @@ class _WindowDataModule(L.LightningDataModule):
 
 
 class ClassificationDataModule(_WindowDataModule):
-    """Spectrogram images with labels, plus an optional mask channel from a named source (binary or soft).
+    """Spectrogram images with labels, plus an optional mask channel from a named source, read as a mask kind
+    (binary, soft or probability; masks.mask_of_kind).
 
     Takes the shared window settings (preset, cache_root, batch_size, split_..., see _WindowDataModule) as keywords."""
 
@@ -269,7 +275,8 @@ class ClassificationDataModule(_WindowDataModule):
         if not 0 <= time_shift <= 0.5 or time_masks < 0:
             raise ValueError(f"need 0 <= time_shift <= 0.5 and time_masks >= 0, got {time_shift} and {time_masks}")
         self.mask_source, self.mask_kind, self.soft_sigma, self.hflip = mask_source, mask_kind, soft_sigma, hflip
-        self.check_inputs({"manifest": manifest, "preset": self.config.name, "mask_source": mask_source})
+        self.check_inputs({"manifest": manifest, "preset": self.config.name, "mask_source": mask_source,
+                           "mask_kind": mask_kind})
         self.time_shift, self.time_masks = time_shift, time_masks
         if train_windows is not None and train_windows < NUM_JOINT_CLASSES:
             raise ValueError(f"train_windows must be at least {NUM_JOINT_CLASSES} (one per joint class), "
@@ -278,9 +285,16 @@ class ClassificationDataModule(_WindowDataModule):
         self._keep_looks(warp_probability=warp_probability, power_probability=power_probability,
                          gain_control_probability=gain_control_probability)
 
+    @classmethod
+    def check_inputs(cls, settings: dict) -> None:
+        """The mask kind first (a typo names the kinds there are), then the shared checks."""
+        check_mask_kind(settings.get("mask_kind", BINARY))
+        super().check_inputs(settings)
+
     def setup(self, stage: str | None = None) -> None:
         images = spectrogram_store(self.config, self.cache_root)
-        masks = mask_loader(self.config, self.mask_source, self.cache_root) if self.mask_source else None
+        masks = (mask_loader(self.config, self.mask_source, self.cache_root, self.mask_kind) if self.mask_source
+                 else None)
         splits = self.split_rows()
         if self.train_windows is not None and stage in (None, "fit"):  # a test of the model rebuilds no train split
             if self.train_windows > len(splits["train"]):

@@ -268,10 +268,10 @@ class DetectionModule(L.LightningModule):
     def predict_step(self, batch: dict, batch_index: int = 0) -> dict:
         if "error" in batch:
             return batch
-        logits, binary = self.pipeline.logits(batch["waves"])
+        logits, probability = self.pipeline.logits(batch["waves"])
         types, joint = self.pipeline.calibrated(logits.float())
         return {**{k: v for k, v in batch.items() if k != "waves"}, "types": types.cpu(), "joint": joint.cpu(),
-                "bands": self.pipeline.mask_bands(binary, len(types))}
+                "bands": self.pipeline.mask_bands(probability, len(types))}
 
 
 def window_rows(path: Path, window_s: float, parts: list[dict]) -> list[list]:

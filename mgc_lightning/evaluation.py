@@ -18,7 +18,8 @@ import torch
 from .checkpoints import load_checkpoint, load_module
 from .data import ClassificationDataModule
 from .models.classifier import ClassifierModule
-from .models.segmenter import PREDICTED, predict_masks
+from .mask_sources import PREDICTED
+from .models.segmenter import predict_masks
 from .spectrogram import get_preset
 from .tracking import RUN_ID_KEY, MLflowLogger, evaluation_run_settings
 

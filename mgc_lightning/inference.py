@@ -1,7 +1,8 @@
 """A bundle as one torch module: waveforms of windows -> calibrated probabilities and the band the masks cover.
 
 It computes exactly what training saw: the same front end, images rounded to float16 as the spectrogram cache stores
-them, masks drawn by the segmenter and relaxed the same way as the classifier's mask source.
+them, the segmenter's probability maps rounded as the mask cache stores them, and the classifier's mask made of them
+as its mask kind says (masks.mask_of_kind, the data modules' rule).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .bundle import Bundle
 from .labels import NUM_JOINT_CLASSES, NUM_SOUND_TYPES, joint_to_vectors
-from .masks import soft_mask
+from .masks import binary_mask, mask_of_kind
 from .spectrogram import SpectrogramTransform
 
 
@@ -90,25 +91,23 @@ class BundlePipeline(nn.Module):
             return self.front_end(waves.float()).half().float()[:, None]
 
     def masks(self, images: torch.Tensor) -> torch.Tensor | None:
-        """(B, 1, H, W) binary masks the segmenter draws, or None without a segmenter."""
+        """(B, 1, H, W) probability maps the segmenter draws, or None without a segmenter."""
         if self.segmenter is None:
             return None
-        return self.segmenter.draw_masks(images)[:, None].float()
+        return self.segmenter.sound_probability(images)[:, None]
 
-    def classifier_mask(self, binary: torch.Tensor | None) -> torch.Tensor | None:
-        if binary is None or not self.classifier.uses_mask:
+    def classifier_mask(self, probability: torch.Tensor | None) -> torch.Tensor | None:
+        """The classifier's mask of the bundle's kind, made of the segmenter's probability maps."""
+        if probability is None or not self.classifier.uses_mask:
             return None
-        if self.bundle.mask_kind == "soft":
-            relaxed = [soft_mask(m[0].cpu().numpy().astype(bool), self.bundle.soft_sigma) for m in binary]
-            return torch.from_numpy(np.stack(relaxed))[:, None].to(binary.device)
-        return binary
+        return mask_of_kind(probability, self.bundle.mask_kind, self.bundle.soft_sigma)
 
     @torch.no_grad()
     def logits(self, waves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Raw classifier outputs and the binary masks, for (B, samples) windows."""
+        """Raw classifier outputs and the segmenter's probability maps, for (B, samples) windows."""
         images = self.images(waves)
-        binary = self.masks(images)
-        return self.classifier(images, self.classifier_mask(binary)), binary
+        probability = self.masks(images)
+        return self.classifier(images, self.classifier_mask(probability)), probability
 
     def calibrated(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(per-type probabilities (B, 3), joint-class probabilities (B, 8)) with the bundle's calibration."""
@@ -120,12 +119,12 @@ class BundlePipeline(nn.Module):
         types = torch.sigmoid(logits * scale + offset)
         return types, joint_probabilities(types)
 
-    def mask_bands(self, binary: torch.Tensor | None, count: int) -> list[tuple[float, float] | None]:
-        """(low Hz, high Hz) of the rows each of `count` windows' masks cover; None where a mask is empty or there
-        is no segmenter."""
-        if binary is None:
+    def mask_bands(self, probability: torch.Tensor | None, count: int) -> list[tuple[float, float] | None]:
+        """(low Hz, high Hz) of the rows each of `count` windows' binary masks cover; None where a mask is empty or
+        there is no segmenter."""
+        if probability is None:
             return [None] * count
-        rows = binary[:, 0].amax(dim=-1).cpu().numpy() > 0  # (B, H), top row first
+        rows = binary_mask(probability[:, 0]).any(dim=-1).cpu().numpy()  # (B, H), top row first
         bands = []
         for active in rows:
             indices = np.flatnonzero(active)

@@ -24,6 +24,9 @@ from .spectrogram import SpectrogramConfig
 CANDIDATE = "candidate"
 IDEAL = "ideal"
 BOXES = "boxes"
+# A segmenter's masks (`models.segmenter.predict_masks`): binary, and beside them its probability maps (float16).
+PREDICTED = "predicted"
+PREDICTED_PROBABILITY = "predicted-probability"
 
 
 def propose_masks(

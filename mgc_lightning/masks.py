@@ -1,5 +1,6 @@
 """Masks on the spectrogram image grid: box masks from annotations, candidate masks (the classical first labelling
-step), soft masks, mask files, and the agreement metrics used everywhere masks are compared.
+step), soft masks, the mask kinds a classifier reads, mask files, and the agreement metrics used everywhere masks are
+compared.
 
 Box masks are rasterised through the config's own row frequencies and column times, so a mask always lines up with
 the image it belongs to.
@@ -11,9 +12,16 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from .raven import AnnotationBox
 from .spectrogram import SpectrogramConfig
+
+# What a mask-guided classifier reads (its mask_input, the data module's and the bundle's mask_kind).
+BINARY, SOFT, PROBABILITY = "binary", "soft", "probability"
+MASK_KINDS = (BINARY, SOFT, PROBABILITY)
+# A segmenter's pixel is sound where its probability of sound is above this: where its sound logit is the larger.
+SOUND_THRESHOLD = 0.5
 
 
 def column_edges_s(config: SpectrogramConfig, duration_s: float) -> np.ndarray:
@@ -85,6 +93,38 @@ def soft_mask(mask: np.ndarray, sigma: float) -> np.ndarray:
         return np.zeros(mask.shape, dtype=np.float32)
     distance = distance_transform_edt(~mask)
     return np.exp(-(distance**2) / (2 * sigma**2)).astype(np.float32)
+
+
+def check_mask_kind(kind: str) -> None:
+    """Refuses an unknown mask kind with the accepted ones, where settings enter (data module, model, bundle)."""
+    if kind not in MASK_KINDS:
+        raise ValueError(f"mask_kind must be one of {MASK_KINDS}, got {kind!r}")
+
+
+def binary_mask(probability: torch.Tensor) -> torch.Tensor:
+    """A segmenter's probability map -> its binary mask (the `predicted` source's, the bands `mgc detect` reports)."""
+    return probability > SOUND_THRESHOLD
+
+
+def mask_of_kind(mask: torch.Tensor, kind: str, soft_sigma: float) -> torch.Tensor:
+    """(..., H, W) mask of a source -> the float mask of `kind` the classifier reads; the one place that decides it,
+    for training, tests on other front ends and detection alike.
+
+    A source's mask is boolean (exact, hand-made, candidate or degraded masks, a segmenter's binary masks) or a float
+    probability map (the segmenter's own confidence). `binary` is 0/1 and `soft` its Gaussian relaxation
+    (`soft_mask`); a probability map is thresholded at SOUND_THRESHOLD for them, where the segmenter's binary masks
+    come from. `probability` passes a probability map as it is and reads a boolean mask as 0/1: an exact mask is
+    certain, so the MGC recipe still runs on ideal, degraded or hand-made masks (the perfect-segmenter rows, the
+    mask-quality curve) with that kind."""
+    check_mask_kind(kind)
+    if kind == PROBABILITY:
+        return mask.float()
+    binary = mask if mask.dtype == torch.bool else binary_mask(mask)
+    if kind == BINARY:
+        return binary.float()
+    planes = binary.reshape(-1, *binary.shape[-2:]).cpu().numpy()
+    relaxed = np.stack([soft_mask(plane, soft_sigma) for plane in planes])
+    return torch.from_numpy(relaxed).reshape(binary.shape).to(mask.device)
 
 
 def check_mask_png(path: str | Path, config: SpectrogramConfig) -> None:

@@ -35,7 +35,7 @@ from .augment import FrontEndAugment
 from .cache import compute_spectrograms, mask_store, spectrogram_store, write_bytes_atomic
 from .manifest import SPLITS, SplitConfig, WindowRow, load_manifest, split_rows, write_manifest
 from .mask_degrade import degraded_source, write_degraded_masks
-from .mask_sources import IDEAL, evaluate_masks, label_readout, select_high_quality
+from .mask_sources import IDEAL, PREDICTED, evaluate_masks, label_readout, select_high_quality
 from .masks import soft_mask
 from .report import Headline, MaskQuality, write_report
 from .spectrogram import get_preset
@@ -46,7 +46,6 @@ from .tracking import TRACKING_URI_ENV, default_tracking_uri
 _SPLIT_OVERRIDE = re.compile(r"--data\.(init_args\.)?split_(by|fractions|seed)\b")
 # The data modules' front-end looks (shares of training items, see augment.FrontEndAugment).
 LOOKS = ("warp_probability", "stretch_probability", "power_probability", "gain_control_probability")
-PREDICTED = "predicted"
 
 
 @dataclass(frozen=True)
@@ -533,7 +532,7 @@ class Pipeline:
         chosen = [r for r in test if r.porpoise_click or r.beluga_click][:3]
         images = spectrogram_store(config, self.config.cache_root)
         ideal = mask_store(config, "ideal", self.config.cache_root)
-        predicted = mask_store(config, "predicted", self.config.cache_root)
+        predicted = mask_store(config, PREDICTED, self.config.cache_root)
         columns = {"spectrogram": [images.load(r.key).astype(np.float32) for r in chosen],
                    "high-quality mask": [ideal.load(r.key) for r in chosen],
                    "generated mask": [predicted.load(r.key) for r in chosen],

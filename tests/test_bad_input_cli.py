@@ -189,6 +189,9 @@ CASES = [
     # pipeline configs
     ("pipeline-yaml-syntax", ["pipeline", "bad.yaml"], ["bad.yaml: config file is not valid YAML at line 2"]),
     ("pipeline-not-a-list", ["pipeline", "seeds.yaml"], ["seeds.yaml: seeds must be a list, got 3"]),
+    ("fit-unknown-mask-kind", _fit_args("--config", str(EXPERIMENTS / "mgc_xattn_soft.yaml"),
+                                        "--data.init_args.mask_kind", "gauss"),
+     ["mask_kind must be one of ('binary', 'soft', 'probability'), got 'gauss'"]),
     # mask PNGs named by the manifest: found before a model is built
     ("fit-mask-wrong-size", _seg_args("--data.init_args.manifest", "small_mask.csv"),
      ["small_mask.csv: row 5 (line 6):", "small.png: mask is 64x100, preset 'origin' images are 128x128"]),

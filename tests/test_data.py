@@ -3,9 +3,10 @@ import pytest
 import torch
 from torch.utils.data import DistributedSampler
 
-from mgc_lightning.cache import mask_store
+from mgc_lightning.cache import mask_store, spectrogram_store
 from mgc_lightning.data import ClassificationDataModule, SegmentationDataModule, labelled_subset
 from mgc_lightning.manifest import load_manifest
+from mgc_lightning.mask_sources import PREDICTED_PROBABILITY
 from mgc_lightning.spectrogram import get_preset
 
 
@@ -60,7 +61,7 @@ def test_a_labelled_subset_keeps_the_classes_shares():
     assert list(counts) == [60, 30, 10]
 
 
-def test_mask_channel_from_a_named_source_binary_and_soft(tiny_dataset, tmp_path):
+def test_mask_channel_from_a_named_source_binary_soft_and_probability(tiny_dataset, tmp_path):
     config = get_preset("origin")
     rows = load_manifest(tiny_dataset)
     store = mask_store(config, "ideal", tmp_path)
@@ -75,11 +76,47 @@ def test_mask_channel_from_a_named_source_binary_and_soft(tiny_dataset, tmp_path
     assert set(b_item["mask"].unique().tolist()) == {0.0, 1.0}
     assert torch.equal(s_item["mask"] == 1, b_item["mask"] == 1)
     assert ((s_item["mask"] > 0) & (s_item["mask"] < 1)).any()
+    # an exact mask is certain: read as a probability it is its binary mask, 0 and 1 only
+    probability = _module(ClassificationDataModule, tiny_dataset, tmp_path, mask_source="ideal",
+                          mask_kind="probability")
+    p_item = probability.datasets["val"][0]
+    assert p_item["mask"].dtype == torch.float32 and torch.equal(p_item["mask"], b_item["mask"])
+    with pytest.raises(ValueError, match=r"mask_kind must be one of \('binary', 'soft', 'probability'\), got 'gauss'"):
+        ClassificationDataModule(str(tiny_dataset), mask_source="ideal", mask_kind="gauss")
+
+
+def test_probability_maps_move_with_the_image_through_every_training_change(tiny_dataset, tmp_path):
+    """A segmenter's probability maps reach the classifier as stored, and the training changes (a warped axis, flips,
+    time shifts) move them exactly as the image without binarising them: here each window's image is its map."""
+    config = get_preset("origin")
+    rows = load_manifest(tiny_dataset)
+    module = _module(ClassificationDataModule, tiny_dataset, tmp_path, mask_source="predicted",
+                     mask_kind="probability", hflip=True, time_shift=0.25, warp_probability=1)
+    images, maps = spectrogram_store(config, tmp_path), mask_store(config, PREDICTED_PROBABILITY, tmp_path)
+    for row in rows:
+        probability = np.zeros((128, 128), np.float16)
+        probability[100:116, 10 + row.joint_class * 10 : 40 + row.joint_class * 10] = np.linspace(0.1, 0.9, 16)[:, None]
+        maps.save(row.key, probability)
+        images.save(row.key, probability)
+    val = module.datasets["val"]
+    assert torch.equal(val[0]["mask"][0], torch.from_numpy(maps.load(val.rows[0].key).astype(np.float32)))
+    torch.manual_seed(0)
+    train = module.datasets["train"]
+    for index in range(len(train)):
+        item = train[index]
+        assert item["mask"].dtype == torch.float32 and torch.equal(item["mask"], item["image"])
+        assert not torch.equal(item["mask"][0], torch.from_numpy(maps.load(train.rows[index].key).astype(np.float32)))
+        assert ((item["mask"] > 0.05) & (item["mask"] < 0.95)).any() and float(item["mask"].max()) <= 1
 
 
 def test_missing_masks_say_what_to_run(tiny_dataset, tmp_path):
     module = _module(ClassificationDataModule, tiny_dataset, tmp_path, mask_source="predicted")
     with pytest.raises(FileNotFoundError, match="no 'predicted' mask for window .* create the predicted masks"):
+        module.datasets["train"][0]
+    module = _module(ClassificationDataModule, tiny_dataset, tmp_path, mask_source="predicted",
+                     mask_kind="probability")
+    with pytest.raises(FileNotFoundError, match="no 'predicted-probability' mask for window .* create the predicted "
+                       r"masks for preset 'origin' first \(`mgc masks predict` adds them beside masks predicted before"):
         module.datasets["train"][0]
 
 

@@ -16,20 +16,22 @@ import soundfile as sf
 import torch
 from mlflow.tracking import MlflowClient
 
-from conftest import small_benchmark, tiny_bundle, write_audio
+from conftest import edited_bundle, small_benchmark, tiny_bundle, write_audio
 from mgc_lightning.audio import read_window
 from mgc_lightning.bundle import Bundle, load_bundle, save_bundle
 from mgc_lightning.detect import RAVEN_HEADER, DetectSettings, RecordingWindows, csv_bytes, detect, output_name
 from mgc_lightning.event_scores import event_scores
 from mgc_lightning.calibration import (expected_calibration_error, fit_platt, fit_temperature,
                                        threshold_for_precision)
-from mgc_lightning.cache import compute_spectrograms, spectrogram_store
+from mgc_lightning.cache import compute_spectrograms, mask_store, spectrogram_store
 from mgc_lightning.cli import main
 from mgc_lightning.data import WindowDataset, mask_loader
 from mgc_lightning.errors import InputError
+from mgc_lightning.evaluation import evaluate_checkpoint
 from mgc_lightning.inference import type_probabilities
 from mgc_lightning.labels import SOUND_TYPES
 from mgc_lightning.manifest import WindowRow, load_manifest
+from mgc_lightning.mask_sources import PREDICTED_PROBABILITY
 from mgc_lightning.models.classifier import ClassifierModule
 from mgc_lightning.models.segmenter import PREDICTED, predict_masks
 from mgc_lightning.raven import boxes_csv, read_boxes
@@ -256,6 +258,57 @@ def test_detect_probabilities_equal_the_data_module_path(models, recordings, ref
     written = np.array([[float(r[f"p_{t}"]) for t in SOUND_TYPES]
                         for r in _rows(_table(out, "windows", "site_20240131_235950"))])
     np.testing.assert_allclose(written, expected, atol=2e-5)
+
+
+@pytest.mark.slow
+def test_a_probability_mask_classifier_is_bundled_detected_and_evaluated_on_another_front_end(models, recordings,
+                                                                                             tmp_path):
+    """A classifier that reads the segmenter's probability maps, end to end: trained by `mgc fit` on the maps `mgc
+    masks predict` stored, exported with its mask kind, run by detect (which draws the maps itself: the same
+    probabilities as the training path gives) and tested on another front end (whose maps the same segmenter
+    predicts)."""
+    root, _, segmenter, _ = models
+    manifest = root / "bench" / "manifest.csv"
+    predict_masks(segmenter, load_manifest(manifest), get_preset("origin"), root / "cache", progress=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.chdir(root)
+        patch.setattr(sys, "argv", ["mgc"])
+        assert _fit(root, manifest, "--config", str(EXPERIMENTS / "classifier_base.yaml"),
+                    "--config", str(EXPERIMENTS / "mgc_xattn_probability.yaml"),
+                    "--data.init_args.batch_size", "8", "--model.init_args.dim", "32",
+                    "--model.init_args.backbone_kwargs", '{"channels": [8, 16, 32, 64], "stem_width": 8}',
+                    "--trainer.default_root_dir", str(tmp_path / "cls")) == 0
+        classifier = next((tmp_path / "cls").glob("*/*/checkpoints/last.ckpt"))
+        bundle_path = tmp_path / "probability.mgc"
+        assert main(["export", "--classifier", str(classifier), "--segmenter", str(segmenter), "--out",
+                     str(bundle_path)]) == 0
+        assert load_bundle(bundle_path)[0].mask_kind == "probability"
+        detect([recordings / "deep"], bundle_path, tmp_path / "detected", DetectSettings(), progress=False)
+        evaluation = evaluate_checkpoint(classifier, "mel", segmenter=segmenter, accelerator="cpu")
+    assert 0 <= evaluation.metrics["test/mel/joint_acc"] <= 1
+    assert len(mask_store(get_preset("mel"), PREDICTED_PROBABILITY, root / "cache"))  # mel's maps, predicted for it
+
+    short = recordings / "deep" / "short.wav"
+    rows = [WindowRow(short, i * WINDOW, WINDOW, 0, 0, 0, recording="short") for i in range(4)]
+    config, cache = get_preset("origin"), tmp_path / "cache-check"
+    compute_spectrograms(rows, config, cache, progress=False)
+    predict_masks(segmenter, rows, config, cache, progress=False)
+    data = WindowDataset(rows, spectrogram_store(config, cache), mask_loader(config, PREDICTED, cache, "probability"),
+                         "probability")
+    batch = [data[i] for i in range(len(data))]
+    assert all(((b["mask"] > 0) & (b["mask"] < 1)).any() for b in batch)  # the maps themselves, not binary masks
+    model = ClassifierModule.load_from_checkpoint(classifier, map_location="cpu").eval()
+    with torch.no_grad():
+        logits = model(torch.stack([b["image"] for b in batch]), torch.stack([b["mask"] for b in batch]))
+    expected = type_probabilities(torch.softmax(logits, dim=-1)).numpy()
+    written = np.array([[float(r[f"p_{t}"]) for t in SOUND_TYPES]
+                        for r in _rows(_table(tmp_path / "detected", "windows", "short"))])
+    np.testing.assert_allclose(written, expected, atol=2e-5)
+    # a bundle whose mask kind was edited to one no model reads is refused with the kinds there are
+    with pytest.raises(InputError, match=r"mask kind 'gauss' must be one of \('binary', 'soft', 'probability'\)"):
+        load_bundle(edited_bundle(bundle_path, tmp_path / "gauss.mgc", mask_kind="gauss"))
 
 
 @pytest.mark.slow

@@ -15,6 +15,8 @@ from mgc_lightning.cache import mask_store, spectrogram_store
 from mgc_lightning.cli import main
 from mgc_lightning.data import ClassificationDataModule, SegmentationDataModule
 from mgc_lightning.manifest import SplitConfig, write_manifest
+from mgc_lightning.mask_sources import PREDICTED_PROBABILITY
+from mgc_lightning.masks import SOUND_THRESHOLD, binary_mask
 from mgc_lightning.mask_sources import select_high_quality
 from mgc_lightning.models.segmenter import SegmenterModule, predict_masks
 from mgc_lightning.spectrogram import PRESETS, get_preset
@@ -101,8 +103,21 @@ def test_prediction_is_resumable_and_tied_to_one_checkpoint(trained, workspace):
     stamps = {p: p.stat().st_mtime_ns for p in mask_store(config, "predicted", cache).folder.glob("*.npy")}
     assert predict_masks(last, rows, config, cache, batch_size=8, progress=False) == len(rows) - 20
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # finished windows were not redone
-    mask = mask_store(config, "predicted", cache).load(rows[0].key)
+    masks, maps = mask_store(config, "predicted", cache), mask_store(config, PREDICTED_PROBABILITY, cache)
+    mask = masks.load(rows[0].key)
     assert mask.shape == (128, 128) and mask.dtype == bool
+    # the segmenter's own confidence, kept in the same pass: float16 in [0, 1], whose threshold is the binary mask
+    probabilities = np.stack([maps.load(row.key) for row in rows])
+    assert probabilities.dtype == np.float16 and probabilities.shape == (len(rows), 128, 128)
+    assert probabilities.min() >= 0 and probabilities.max() <= 1
+    assert ((probabilities > 0.05) & (probabilities < 0.95)).any()  # a confidence, not a binary mask
+    for row, probability in zip(rows, probabilities):
+        assert np.array_equal(probability > SOUND_THRESHOLD, masks.load(row.key))
+    # masks predicted before the maps were kept get theirs, and only they are predicted again
+    maps.path_for(rows[1].key).unlink()
+    stamps = {p: p.stat().st_mtime_ns for p in maps.folder.glob("*.npy")}
+    assert predict_masks(last, rows, config, cache, batch_size=8, progress=False) == 1
+    assert maps.has(rows[1].key) and all(p.stat().st_mtime_ns == t for p, t in stamps.items())
     model = SegmenterModule.load_from_checkpoint(last).eval()
     image = torch.from_numpy(np.load(next(iter(
         (cache / config.cache_key / "spectrograms").glob("*.npy")))).astype(np.float32))[None, None]
@@ -113,6 +128,9 @@ def test_prediction_is_resumable_and_tied_to_one_checkpoint(trained, workspace):
     with pytest.raises(ValueError, match="holds masks predicted by another checkpoint"):
         predict_masks(other, rows, config, cache, progress=False)
     assert predict_masks(other, rows[:4], config, cache, replace=True, progress=False) == 4
+    assert len(masks) == len(maps) == 4  # both sources started over, and both name the new checkpoint
+    assert (masks.folder / "source.json").read_text() == (maps.folder / "source.json").read_text()
+    assert str(other.resolve()) in (maps.folder / "source.json").read_text()
 
     module = ClassificationDataModule(str(root / "bench" / "manifest.csv"), cache_root=str(cache),
                                       mask_source="predicted", mask_kind="soft")
@@ -121,6 +139,13 @@ def test_prediction_is_resumable_and_tied_to_one_checkpoint(trained, workspace):
     soft = dataset[dataset.rows.index(rows[0])]["mask"][0].numpy()
     predicted = mask_store(config, "predicted", cache).load(rows[0].key)
     assert np.array_equal(soft == 1, predicted)  # the soft mask is 1 exactly on the predicted mask
+    module = ClassificationDataModule(str(root / "bench" / "manifest.csv"), cache_root=str(cache),
+                                      mask_source="predicted", mask_kind="probability")
+    module.setup("fit")
+    dataset = next(d for d in module.datasets.values() if rows[0] in d.rows)
+    probability = dataset[dataset.rows.index(rows[0])]["mask"][0].numpy()
+    assert probability.dtype == np.float32 and ((probability > 0) & (probability < 1)).any()  # not just 0 and 1
+    assert np.array_equal(probability, maps.load(rows[0].key).astype(np.float32))  # the stored map, as it is
 
 
 def test_missing_pretrained_weights_say_what_to_do(tmp_path):
@@ -130,10 +155,10 @@ def test_missing_pretrained_weights_say_what_to_do(tmp_path):
 
 def test_a_mel_axis_warp_moves_image_and_mask_to_where_the_frequency_lies_on_mel_rows():
     origin, mel = get_preset("origin"), get_preset("mel")
-    mask = torch.zeros(1, 128, 128)
-    mask[0, torch.from_numpy(origin.rows_in_band(9_900, 10_100)), 20:60] = 1  # a 10 kHz tonal
-    image, warped = resample(mask.clone(), mask, rows=rows_resampling(origin.row_edges_hz(), mel.row_edges_hz()))
-    assert torch.equal(warped, (image >= 0.5).float())  # one resampling for both
+    mask = torch.zeros(1, 128, 128, dtype=torch.bool)
+    mask[0, torch.from_numpy(origin.rows_in_band(9_900, 10_100)), 20:60] = True  # a 10 kHz tonal
+    image, warped = resample(mask.float(), mask, rows=rows_resampling(origin.row_edges_hz(), mel.row_edges_hz()))
+    assert torch.equal(warped, image >= 0.5)  # one resampling for both
     rows = warped[0].any(dim=-1).numpy()
     assert rows[mel.rows_in_band(9_990, 10_010)].all()  # where 10 kHz lies on the mel grid...
     assert np.flatnonzero(rows).mean() < np.flatnonzero(origin.rows_in_band(9_900, 10_100)).mean() - 30  # ...far up
@@ -144,18 +169,34 @@ def test_front_end_augment_keeps_image_and_mask_aligned():
     torch.manual_seed(0)
     origin = get_preset("origin")
     geometry = FrontEndAugment(origin, warp_probability=1, stretch_probability=1, power_probability=0)
-    mask = torch.zeros(1, 128, 128)
-    mask[0, 115:117, 10:100] = 1  # a whistle
-    mask[0, 5:80, 64:66] = 1  # a click
+    mask = torch.zeros(1, 128, 128, dtype=torch.bool)
+    mask[0, 115:117, 10:100] = True  # a whistle
+    mask[0, 5:80, 64:66] = True  # a click
     for _ in range(20):
-        image, augmented = geometry(mask.clone(), mask)  # the image is the mask: both must move the same way
-        assert torch.equal(augmented, (image >= 0.5).float())
+        image, augmented = geometry(mask.float(), mask)  # the image is the mask: both must move the same way
+        assert torch.equal(augmented, image >= 0.5)
         assert not torch.equal(augmented, mask)
     intensity = FrontEndAugment(origin, warp_probability=0, stretch_probability=0, power_probability=1)
     image = torch.rand(1, 128, 128)
     looked, same = intensity(image, mask)
     assert same is mask and not torch.equal(looked, image)
     assert torch.equal(looked.flatten().argsort(), image.flatten().argsort())  # a monotone curve: same pixel order
+
+
+def test_a_warped_axis_moves_a_probability_map_as_the_image_without_binarising_it():
+    """A segmenter's probability map is a float mask: every geometric look averages it exactly as it averages the
+    image (a pixel's chance of sound over what it covers), where a boolean mask would be thresholded."""
+    torch.manual_seed(0)
+    geometry = FrontEndAugment(get_preset("origin"), warp_probability=1, stretch_probability=1)
+    probability = torch.zeros(1, 128, 128)
+    probability[0, 110:118, 10:100] = torch.linspace(0.2, 0.95, 8)[:, None]  # a whistle, surer at its top
+    probability[0, 5:80, 64:66] = 0.7  # a click
+    for _ in range(20):
+        image, moved = geometry(probability.clone(), probability)
+        assert moved.dtype == torch.float32 and torch.equal(moved, image)
+        assert not torch.equal(moved, probability)
+        assert ((moved > 0.05) & (moved < 0.95)).float().mean() > 0.01  # values between 0 and 1 survive
+        assert float(moved.min()) >= 0 and float(moved.max()) <= 1
 
 
 def test_gain_control_look_fades_a_steady_tone_and_keeps_an_onset():
@@ -282,19 +323,20 @@ def test_input_normalisation_gives_an_affinely_rescaled_image_the_same_network_i
 
 
 def test_drawn_masks_follow_the_weights_and_match_float32():
-    """draw_masks keeps a bfloat16 copy of the network where the hardware has bf16: loading other weights or training
+    """sound_probability keeps a bfloat16 copy of the network where the hardware has bf16: loading other weights or training
     drops it (a stale copy would draw the old model's masks), and its masks are the float32 network's but for ties."""
     torch.manual_seed(0)
     settings = {"architecture": "Unet", "network_kwargs": {"decoder_channels": [32, 16, 8, 8, 8]}}
     first, second = SegmenterModule(**settings).eval(), SegmenterModule(**settings).eval()
     image = torch.rand(4, 1, 64, 64)
-    assert not torch.equal(first.draw_masks(image), second.draw_masks(image))
+    draw = lambda model: binary_mask(model.sound_probability(image))  # noqa: E731
+    assert not torch.equal(draw(first), draw(second))
     first.load_state_dict(second.state_dict())
-    assert torch.equal(first.draw_masks(image), second.draw_masks(image))
+    assert torch.equal(draw(first), draw(second))
     with torch.no_grad():
         float32 = second(image).argmax(dim=1).bool()
-    assert (second.draw_masks(image) == float32).float().mean() > 0.99
-    before = second.draw_masks(image)
+    assert (draw(second) == float32).float().mean() > 0.99
+    before = draw(second)
     second.train()
     with torch.no_grad():
         for parameter in second.parameters():
@@ -303,7 +345,7 @@ def test_drawn_masks_follow_the_weights_and_match_float32():
     with torch.no_grad():
         float32 = second(image).argmax(dim=1).bool()
     assert not torch.equal(float32, before)  # the new weights draw other masks...
-    assert (second.draw_masks(image) == float32).float().mean() > 0.99  # ... and draw_masks draws them
+    assert (draw(second) == float32).float().mean() > 0.99  # ... and sound_probability draws them
 
 
 def test_the_dice_term_scores_overlap_so_a_missed_thin_line_costs_like_a_missed_thick_band():

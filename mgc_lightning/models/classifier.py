@@ -1,8 +1,8 @@
 """ClassifierModule: one LightningModule for image-only baselines and mask-guided classification (MGC).
 
-mask_input "none" is the baseline (spectrogram encoder -> head). "binary" or "soft" adds the mask branch and a fusion,
-which gets both token sets with their time-frequency positions encoded; the head always sees pooled spectrogram
-features plus the fused vector (residual path), as in the paper.
+mask_input "none" is the baseline (spectrogram encoder -> head). A mask kind ("binary", "soft" or "probability", see
+masks.mask_of_kind) adds the mask branch and a fusion, which gets both token sets with their time-frequency positions
+encoded; the head always sees pooled spectrogram features plus the fused vector (residual path), as in the paper.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from ..errors import InputError
 from ..figures import confusion_figure
 from ..intervals import bootstrap_interval
 from ..labels import JOINT_CLASS_NAMES, NUM_JOINT_CLASSES, NUM_SOUND_TYPES, SOUND_TYPES, joint_to_vectors
+from ..masks import MASK_KINDS
 from ..metrics import (
     EvaluatedWindows, JointAccuracy, joint_confusion, sound_type_scores, to_joint, to_label_vectors,
 )
@@ -29,7 +30,7 @@ from .fusion import FUSIONS
 from .inputs import without_weight_sources
 from .optim import adamw_warmup_cosine
 
-MASK_INPUTS = ("none", "binary", "soft")
+MASK_INPUTS = ("none", *MASK_KINDS)
 HEADS = {"multiclass": NUM_JOINT_CLASSES, "multilabel": NUM_SOUND_TYPES}
 
 

@@ -1,5 +1,6 @@
 """SegmenterModule: a segmenter (DeepLabV3 as in the paper, or U-Net) trained few-shot on high-quality masks to draw
-pseudo-attention masks, and the dataset-wide prediction that fills the `predicted` mask source."""
+pseudo-attention masks, and the dataset-wide prediction that fills the `predicted` mask source and its probability
+maps (`predicted-probability`)."""
 
 from __future__ import annotations
 
@@ -14,18 +15,17 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..cache import compute_spectrograms, mask_store, spectrogram_store
+from ..cache import ArrayStore, compute_spectrograms, mask_store, spectrogram_store
 from ..checkpoints import load_module
 from ..figures import mask_panel
 from ..manifest import WindowRow
-from ..masks import mask_metrics, soft_mask
+from ..mask_sources import PREDICTED, PREDICTED_PROBABILITY
+from ..masks import binary_mask, mask_metrics, soft_mask
 from ..precision import inference_copy
 from ..spectrogram import SpectrogramConfig
 from ..tracking import log_figure
 from .inputs import imagenet_input, load_local_weights, without_weight_sources
 from .optim import adamw_warmup_cosine
-
-PREDICTED = "predicted"
 
 
 def noise_standardized(image: torch.Tensor) -> torch.Tensor:
@@ -96,10 +96,12 @@ class SegmenterModule(L.LightningModule):
         return self.net(self.network_input(image))
 
     @torch.no_grad()
-    def draw_masks(self, image: torch.Tensor) -> torch.Tensor:
-        """(B, 1, H, W) images in [0, 1] -> (B, H, W) boolean masks (sound where its logit is the larger), as `mgc
-        masks predict` and `mgc detect` both draw them: in bfloat16 where the hardware has it
-        (`precision.inference_copy`, made once and dropped when the weights may change)."""
+    def sound_probability(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) images in [0, 1] -> (B, H, W) each pixel's probability of sound (the softmax of its two
+        logits) in float32, rounded to float16 values as the `predicted-probability` source stores them, so that
+        detection reads what training read; its binary mask is `masks.binary_mask`. `mgc masks predict` and `mgc
+        detect` both draw them so: in bfloat16 where the hardware has it (`precision.inference_copy`, made once and
+        dropped when the weights may change)."""
         key = str(image.device)
         if key not in self._drawing_networks:
             self._drawing_networks[key] = inference_copy(self.net, image.device)
@@ -108,7 +110,7 @@ class SegmenterModule(L.LightningModule):
             logits = self.net(inputs)
         else:
             logits = network(inputs.to(torch.bfloat16).contiguous(memory_format=torch.channels_last))
-        return logits[:, 1] > logits[:, 0]
+        return logits.float().softmax(dim=1)[:, 1].half().float()
 
     def train(self, mode: bool = True):
         self._drawing_networks.clear()  # training changes the weights the copies were made from
@@ -169,6 +171,24 @@ def _checkpoint_identity(checkpoint: Path) -> dict:
     return {"checkpoint": str(checkpoint.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
+def _claim(stores: Sequence[ArrayStore], identity: dict, replace: bool) -> None:
+    """Ties the sources' folders to one checkpoint: if any holds masks of another, all are refused, or emptied with
+    `replace` (a source's binary masks and probability maps always come from one segmenter)."""
+    records = [store.folder / "source.json" for store in stores]
+    foreign = [(store, json.loads(record.read_text())) for store, record in zip(stores, records)
+               if record.is_file() and json.loads(record.read_text()) != identity]
+    if foreign and not replace:
+        store, stored = foreign[0]
+        raise ValueError(f"{store.folder} holds masks predicted by another checkpoint ({stored['checkpoint']}); "
+                         "pass --replace to start over")
+    for store, record in zip(stores, records):
+        if foreign:
+            for old in store.folder.glob("*.npy"):
+                old.unlink()
+        store.folder.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(identity))
+
+
 def predict_masks(
     checkpoint: str | Path,
     rows: Sequence[WindowRow],
@@ -179,32 +199,26 @@ def predict_masks(
     replace: bool = False,
     progress: bool = True,
 ) -> int:
-    """Predict binary masks for every window of this preset that has none yet; returns how many were predicted.
+    """Predict every window of this preset that has no mask yet, in one pass: its binary mask into the `predicted`
+    source and its probability map (float16: 32 KB for a 128 x 128 window, twice the binary mask) into
+    `predicted-probability`; returns how many windows were predicted.
 
-    Resumable: finished windows are skipped. One `predicted` source holds one segmenter's masks: masks from another
-    checkpoint are refused unless `replace` clears them.
+    Resumable: windows with both are skipped (masks predicted before the maps were kept get them). The two sources
+    hold one segmenter's masks: masks from another checkpoint are refused unless `replace` clears both.
     """
     checkpoint = Path(checkpoint)
     model = load_module(SegmenterModule, checkpoint, "segmenter checkpoint", map_location=device).eval()
-    store = mask_store(config, PREDICTED, cache_root)
-    record = store.folder / "source.json"
-    identity = _checkpoint_identity(checkpoint)
-    if record.is_file() and json.loads(record.read_text()) != identity:
-        if not replace:
-            raise ValueError(f"{store.folder} holds masks predicted by another checkpoint "
-                             f"({json.loads(record.read_text())['checkpoint']}); pass --replace to start over")
-        for old in store.folder.glob("*.npy"):
-            old.unlink()
-    store.folder.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps(identity))
+    binary, probability = (mask_store(config, source, cache_root) for source in (PREDICTED, PREDICTED_PROBABILITY))
+    _claim((binary, probability), _checkpoint_identity(checkpoint), replace)
     compute_spectrograms(rows, config, cache_root, device=device, progress=progress)
     images = spectrogram_store(config, cache_root)
-    pending = [row for row in dict.fromkeys(rows) if not store.has(row.key)]
+    pending = [row for row in dict.fromkeys(rows) if not (binary.has(row.key) and probability.has(row.key))]
     for first in tqdm(range(0, len(pending), batch_size), desc=f"predict masks {config.cache_key}",
                       disable=not progress or not pending):
         batch = pending[first : first + batch_size]
         image = torch.from_numpy(np.stack([images.load(r.key) for r in batch]).astype(np.float32))[:, None]
-        prediction = model.draw_masks(image.to(device)).cpu().numpy()
-        for row, mask in zip(batch, prediction):
-            store.save(row.key, mask)
+        drawn = model.sound_probability(image.to(device)).cpu()
+        for row, sound in zip(batch, drawn):
+            probability.save(row.key, sound.numpy().astype(np.float16))  # exact: the values are float16 ones
+            binary.save(row.key, binary_mask(sound).numpy())
     return len(pending)
