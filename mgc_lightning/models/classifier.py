@@ -71,7 +71,7 @@ class ClassifierModule(L.LightningModule):
             raise ValueError(f"mask_dropout and image_dropout must be >= 0 with a sum below 1, got {mask_dropout} and "
                              f"{image_dropout}")
         if image_dropout and mask_input == "none":
-            raise ValueError("image_dropout needs a mask (mask_input binary or soft): a baseline would see nothing")
+            raise ValueError("image_dropout needs a mask input (binary, soft or probability): a baseline would see nothing")
         if mask_input != "none" and dim % 4:
             raise ValueError(f"dim must be a multiple of 4 (the 2-D positional encoding), got {dim}")
         self.save_hyperparameters()
