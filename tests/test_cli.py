@@ -1,7 +1,14 @@
 import subprocess
 import sys
 
+import pytest
+
 from mgc_lightning.cli import main
+
+# What only training, evaluation and detection need: a command that merely reads the command line, the presets or a
+# manifest loads none of it, so it answers at once (benchmarks/cli_startup.py times it)
+HEAVY_PACKAGES = {"torch", "torchvision", "torchmetrics", "lightning", "lightning_fabric", "mlflow", "timm",
+                  "segmentation_models_pytorch", "scipy", "librosa", "sklearn", "skimage", "matplotlib"}
 
 
 def test_help_lists_the_commands():
@@ -9,6 +16,19 @@ def test_help_lists_the_commands():
     assert result.returncode == 0
     for command in ("presets", "validate", "import-raven", "spectrograms"):
         assert command in result.stdout
+
+
+@pytest.mark.parametrize("command", [["--help"], ["presets"], ["validate", "MANIFEST"], ["synth", "--help"]])
+def test_quick_commands_load_no_torch(command, tiny_dataset):
+    """The `mgc` entry point run as a shell runs it; -X importtime lists every module the process imported."""
+    command = [str(tiny_dataset) if part == "MANIFEST" else part for part in command]
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "mgc_lightning.cli", *command],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in result.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "mgc_lightning" in imported  # the list is read right
+    assert imported & HEAVY_PACKAGES == set()
 
 
 def test_validate_shows_class_counts_and_split(tiny_dataset, capsys):
