@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import warnings
@@ -370,6 +371,33 @@ def _one_line_warnings() -> None:
     warnings.formatwarning = format_warning
 
 
+# Libraries whose own deprecation notices (raised in their code, e.g. Lightning calling a torch API that torch
+# deprecates) no user of `mgc` can act on; a deprecation met in this package's code still shows.
+LIBRARY_MODULES = (r"(lightning|lightning_fabric|lightning_utilities|torch|torchvision|torchmetrics|timm|"
+                   r"segmentation_models_pytorch|mlflow|jsonargparse)(\.|$)")
+
+
+class _WithoutAdvertisements(logging.Filter):
+    """Drops Lightning's advertisements for its cloud services ("💡 Tip: ... litlogger", "... litmodels"), which
+    every Trainer prints."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def _without_library_notices() -> None:
+    """Lightning's advertisements and the libraries' own deprecation notices stay off the terminal; every other line
+    (which accelerators Lightning uses, ...) and warning (about the data, Lightning's included) still shows. The
+    filters go on by name before Lightning is imported: a logger's filter sees only the records logged on that logger,
+    and these are the ones Lightning's rank-zero messages are logged on."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _WithoutAdvertisements) for f in logger.filters):
+            logger.addFilter(_WithoutAdvertisements())
+    for category in (DeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category, module=LIBRARY_MODULES)
+
+
 def _cache_options(sub: argparse.ArgumentParser, quiet: bool = True) -> None:
     sub.add_argument("--cache-root", default="data/cache", help="where spectrograms and masks are cached")
     if quiet:
@@ -634,6 +662,7 @@ def main(argv: list[str] | None = None) -> int:
     from_shell = argv is None
     argv = sys.argv[1:] if from_shell else argv
     command = " ".join(argv[:2]) if argv[:1] == ["masks"] else (argv[0] if argv else "")
+    _without_library_notices()
     with interrupts.handled():
         try:
             if argv and argv[0] in LIGHTNING_COMMANDS:
