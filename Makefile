@@ -1,7 +1,8 @@
 # Two commands set everything up: `make install`, then `make test`.
 VENV ?= .venv
-# the MLflow SQLite store `make mlflow-ui` serves
+# the MLflow SQLite store `make mlflow-ui` serves, and its port on 127.0.0.1
 STORE ?= mlflow.db
+PORT ?= 5000
 PY := $(VENV)/bin/python
 MGC := $(VENV)/bin/mgc
 export HF_HUB_OFFLINE := 1
@@ -121,10 +122,12 @@ train-mgc: $(BENCH)/manifest.csv $(if $(filter predicted,$(MASK_SOURCE)),$(PREDI
 		--data.init_args.manifest $(BENCH)/manifest.csv --data.init_args.mask_source $(MASK_SOURCE) \
 		$(RESUME_ARG) $(ARGS)
 
+# Prints the address of the runs of EXPERIMENT (default demo), then serves the UI until Ctrl-C.
 mlflow-ui: install
+	@$(PY) scripts/mlflow_runs_url.py $(STORE) $(or $(EXPERIMENT),demo) $(PORT)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow server \
 		--backend-store-uri sqlite:///$(STORE) --default-artifact-root ./mlartifacts \
-		--host 127.0.0.1 --port 5000 --workers 1
+		--host 127.0.0.1 --port $(PORT) --workers 1
 
 clean:
 	rm -rf data/cache .pytest_cache build *.egg-info

@@ -19,7 +19,8 @@ from mgc_lightning.energy_detector import FEATURE_NAMES, detect, fit_detector, l
 from mgc_lightning.labels import SOUND_TYPES
 from mgc_lightning.manifest import SplitConfig, load_manifest, split_rows
 from mgc_lightning.spectrogram import get_preset
-from mgc_lightning.synth.build import BENCHMARK_PRESETS, build_benchmark, sized
+from mgc_lightning.synth.build import build_benchmark
+from mgc_lightning.synth.config import BENCHMARK_PRESETS, sized
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from mgc_lightning.mask_sources import evaluate_masks
 from mgc_lightning.models.segmenter import PREDICTED, predict_masks
 from mgc_lightning.spectrogram import get_preset
 from mgc_lightning.synth.build import ideal_source, write_ideal_masks
-from mgc_lightning.synth.scene import DETECTABLE_SNR_DB
+from mgc_lightning.synth.config import DETECTABLE_SNR_DB
 
 
 def main() -> None:

@@ -28,7 +28,8 @@ from mgc_lightning.manifest import SplitConfig, load_manifest, split_rows, write
 from mgc_lightning.mask_sources import evaluate_masks, propose_masks, select_high_quality
 from mgc_lightning.models.segmenter import SegmenterModule, predict_masks
 from mgc_lightning.spectrogram import get_preset
-from mgc_lightning.synth.build import BENCHMARK_PRESETS, build_benchmark, ideal_source, sized, write_ideal_masks
+from mgc_lightning.synth.build import build_benchmark, ideal_source, write_ideal_masks
+from mgc_lightning.synth.config import BENCHMARK_PRESETS, sized
 
 PRESETS = ("origin", "mel", "pcen")
 

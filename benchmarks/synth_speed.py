@@ -16,7 +16,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from mgc_lightning.synth.build import BENCHMARK_PRESETS, build_benchmark
+from mgc_lightning.synth.build import build_benchmark
+from mgc_lightning.synth.config import BENCHMARK_PRESETS
 
 
 def timed_build(config, workers: int) -> float:

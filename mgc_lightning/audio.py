@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from .errors import missing_file
 
@@ -194,7 +193,10 @@ def signal_problem(channels: np.ndarray, mixed: np.ndarray) -> str | None:
 
 
 def resample(samples: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
-    """Polyphase resampling with an anti-aliasing filter (exact rational ratio)."""
+    """Polyphase resampling with an anti-aliasing filter (exact rational ratio). scipy.signal is loaded here, at
+    first use: it takes most of a second, which commands that only probe files (`mgc validate`) need not pay."""
+    from scipy.signal import resample_poly
+
     divisor = math.gcd(int(rate_in), int(rate_out))
     return resample_poly(samples, rate_out // divisor, rate_in // divisor).astype(np.float32)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import warnings
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
 
 def _cmd_presets(args: argparse.Namespace) -> int:
-    from .spectrogram import PRESETS
+    from .spectrogram_config import PRESETS
 
     for name, config in PRESETS.items():
         values = {k: v for k, v in config.to_dict().items() if k != "name"}
@@ -75,7 +76,7 @@ def _cmd_import_raven(args: argparse.Namespace) -> int:
 def _cmd_spectrograms(args: argparse.Namespace) -> int:
     from .cache import compute_spectrograms, preset_dir
     from .manifest import load_manifest
-    from .spectrogram import get_preset
+    from .spectrogram_config import get_preset
 
     config = get_preset(args.preset)
     # audio is checked window by window as it is read: an unreadable file stops neither the others nor its own
@@ -90,8 +91,9 @@ def _cmd_spectrograms(args: argparse.Namespace) -> int:
 
 def _cmd_synth(args: argparse.Namespace) -> int:
     from .manifest import load_manifest
-    from .spectrogram import get_preset
-    from .synth.build import BENCHMARK_PRESETS, build_benchmark, sized, write_ideal_masks
+    from .spectrogram_config import get_preset
+    from .synth.build import build_benchmark, write_ideal_masks
+    from .synth.config import BENCHMARK_PRESETS, sized
 
     config = sized(BENCHMARK_PRESETS[args.preset], args.n)
     manifest = build_benchmark(args.out_dir, config, seed=args.seed, workers=args.workers, progress=not args.quiet)
@@ -105,7 +107,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 def _cmd_masks_ideal(args: argparse.Namespace) -> int:
     from .manifest import load_manifest
-    from .spectrogram import get_preset
+    from .spectrogram_config import get_preset
     from .synth.build import write_ideal_masks
 
     rows = load_manifest(args.manifest)
@@ -119,7 +121,7 @@ def _cmd_masks_ideal(args: argparse.Namespace) -> int:
 def _cmd_masks_propose(args: argparse.Namespace) -> int:
     from .manifest import load_manifest
     from .mask_sources import export_for_refinement, propose_masks
-    from .spectrogram import get_preset
+    from .spectrogram_config import get_preset
 
     rows, config = load_manifest(args.manifest), get_preset(args.preset)
     propose_masks(rows, config, args.cache_root, args.sensitivity, progress=not args.quiet)
@@ -134,7 +136,7 @@ def _cmd_masks_boxes(args: argparse.Namespace) -> int:
     from .manifest import load_manifest
     from .mask_sources import BOXES, draw_box_masks
     from .raven import boxes_csv, read_boxes
-    from .spectrogram import get_preset
+    from .spectrogram_config import get_preset
 
     rows = load_manifest(args.manifest)
     boxes = read_boxes(args.boxes or boxes_csv(args.manifest))
@@ -147,7 +149,7 @@ def _cmd_masks_select(args: argparse.Namespace) -> int:
     from .cache import mask_store
     from .manifest import load_manifest, write_manifest
     from .mask_sources import select_high_quality
-    from .spectrogram import get_preset
+    from .spectrogram_config import get_preset
 
     rows = load_manifest(args.manifest)
     available = None
@@ -167,7 +169,7 @@ def _cmd_masks_select(args: argparse.Namespace) -> int:
 def _cmd_masks_predict(args: argparse.Namespace) -> int:
     from .manifest import load_manifest
     from .models.segmenter import predict_masks
-    from .spectrogram import get_preset
+    from .spectrogram_config import get_preset
 
     rows = load_manifest(args.manifest)
     done = predict_masks(args.checkpoint, rows, get_preset(args.preset), args.cache_root, args.batch_size,
@@ -179,7 +181,7 @@ def _cmd_masks_predict(args: argparse.Namespace) -> int:
 def _cmd_masks_evaluate(args: argparse.Namespace) -> int:
     from .manifest import load_manifest
     from .mask_sources import evaluate_masks
-    from .spectrogram import get_preset
+    from .spectrogram_config import get_preset
     from .synth.build import ideal_source
 
     rows = _rows_of_split(load_manifest(args.manifest, check_audio=False), args)
@@ -194,7 +196,7 @@ def _cmd_masks_evaluate(args: argparse.Namespace) -> int:
 def _cmd_masks_degrade(args: argparse.Namespace) -> int:
     from .manifest import load_manifest
     from .mask_degrade import degraded_source, write_degraded_masks
-    from .spectrogram import get_preset
+    from .spectrogram_config import get_preset
 
     rows = _rows_of_split(load_manifest(args.manifest), args)
     achieved = write_degraded_masks(rows, get_preset(args.preset), args.cache_root, args.iou, args.seed,
@@ -252,7 +254,7 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
     from .annotate.queues import build_queue, load_segmenter
     from .annotate.session import AnnotationSession
     from .manifest import load_manifest
-    from .spectrogram import get_preset
+    from .spectrogram_config import get_preset
 
     rows, config = load_manifest(args.manifest), get_preset(args.preset)
     segmenter = load_segmenter(args.segmenter) if args.segmenter else None
@@ -345,7 +347,7 @@ def _ideal_sources(criteria_db: list[float]) -> str:
 
 
 def _criterion_option(sub: argparse.ArgumentParser) -> None:
-    from .synth.scene import DETECTABLE_SNR_DB
+    from .synth.config import DETECTABLE_SNR_DB
 
     sub.add_argument("--criterion-db", type=float, nargs="+", default=[DETECTABLE_SNR_DB], metavar="DB",
                      help=f"local SNRs a pixel needs to count as sound, one mask source each (default "
@@ -367,6 +369,33 @@ def _one_line_warnings() -> None:
             return f"mgc: warning: {message}\n"
         return default(message, category, filename, lineno, line)
     warnings.formatwarning = format_warning
+
+
+# Libraries whose own deprecation notices (raised in their code, e.g. Lightning calling a torch API that torch
+# deprecates) no user of `mgc` can act on; a deprecation met in this package's code still shows.
+LIBRARY_MODULES = (r"(lightning|lightning_fabric|lightning_utilities|torch|torchvision|torchmetrics|timm|"
+                   r"segmentation_models_pytorch|mlflow|jsonargparse)(\.|$)")
+
+
+class _WithoutAdvertisements(logging.Filter):
+    """Drops Lightning's advertisements for its cloud services ("💡 Tip: ... litlogger", "... litmodels"), which
+    every Trainer prints."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def _without_library_notices() -> None:
+    """Lightning's advertisements and the libraries' own deprecation notices stay off the terminal; every other line
+    (which accelerators Lightning uses, ...) and warning (about the data, Lightning's included) still shows. The
+    filters go on by name before Lightning is imported: a logger's filter sees only the records logged on that logger,
+    and these are the ones Lightning's rank-zero messages are logged on."""
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _WithoutAdvertisements) for f in logger.filters):
+            logger.addFilter(_WithoutAdvertisements())
+    for category in (DeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category, module=LIBRARY_MODULES)
 
 
 def _cache_options(sub: argparse.ArgumentParser, quiet: bool = True) -> None:
@@ -424,8 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     _cache_options(sub)
     sub.set_defaults(run=_cmd_spectrograms)
 
-    from .spectrogram import PRESETS
-    from .synth.build import BENCHMARK_PRESETS
+    from .spectrogram_config import PRESETS
+    from .synth.config import BENCHMARK_PRESETS
 
     sub = commands.add_parser("synth", help="build the synthetic benchmark: audio, manifest, events, ideal masks")
     sub.add_argument("out_dir")
@@ -636,6 +665,7 @@ def main(argv: list[str] | None = None) -> int:
     from_shell = argv is None
     argv = sys.argv[1:] if from_shell else argv
     command = " ".join(argv[:2]) if argv[:1] == ["masks"] else (argv[0] if argv else "")
+    _without_library_notices()
     with interrupts.handled():
         try:
             if argv and argv[0] in LIGHTNING_COMMANDS:

@@ -15,8 +15,9 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .bundle import Bundle
-from .labels import NUM_JOINT_CLASSES, NUM_SOUND_TYPES, joint_to_vectors
+from .labels import NUM_JOINT_CLASSES, NUM_SOUND_TYPES
 from .masks import binary_mask, mask_of_kind
+from .metrics import joint_to_vectors
 from .spectrogram import SpectrogramTransform
 
 

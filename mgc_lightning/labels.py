@@ -1,11 +1,11 @@
 """The three sound types and the 8 joint classes built from them.
 
 Joint class index = whistle*1 + beluga_click*2 + porpoise_click*4, so 0 means "none of the three".
+Torch-free, so commands that only read manifests (`mgc validate`) start without loading torch; the same conversions
+on tensors are in `metrics`.
 """
 
 from __future__ import annotations
-
-import torch
 
 SOUND_TYPES: tuple[str, ...] = ("whistle", "beluga_click", "porpoise_click")
 NUM_SOUND_TYPES = len(SOUND_TYPES)
@@ -35,20 +35,6 @@ def joint_class_name(index: int) -> str:
 
 
 JOINT_CLASS_NAMES: tuple[str, ...] = tuple(joint_class_name(i) for i in range(NUM_JOINT_CLASSES))
-
-
-def vectors_to_joint(labels: torch.Tensor) -> torch.Tensor:
-    """(..., 3) tensor of 0/1 (any dtype) -> (...) long tensor of joint class indices."""
-    if labels.shape[-1] != NUM_SOUND_TYPES:
-        raise ValueError(f"last dimension must be {NUM_SOUND_TYPES}, got shape {tuple(labels.shape)}")
-    weights = torch.tensor(_BIT_WEIGHTS, device=labels.device, dtype=torch.long)
-    return (labels.round().long() * weights).sum(dim=-1)
-
-
-def joint_to_vectors(index: torch.Tensor) -> torch.Tensor:
-    """(...) integer tensor of joint class indices -> (..., 3) long tensor of 0/1."""
-    shifts = torch.arange(NUM_SOUND_TYPES, device=index.device)
-    return (index.long().unsqueeze(-1) >> shifts) & 1
 
 
 def label_map() -> dict:

@@ -17,7 +17,13 @@ from torchmetrics.functional.classification import (
 )
 from torchmetrics.utilities import dim_zero_cat
 
-from .labels import NUM_JOINT_CLASSES, NUM_SOUND_TYPES, SOUND_TYPES, joint_to_vectors
+from .labels import NUM_JOINT_CLASSES, NUM_SOUND_TYPES, SOUND_TYPES
+
+
+def joint_to_vectors(index: torch.Tensor) -> torch.Tensor:
+    """(...) integer tensor of joint class indices -> (..., 3) long tensor of 0/1."""
+    shifts = torch.arange(NUM_SOUND_TYPES, device=index.device)
+    return (index.long().unsqueeze(-1) >> shifts) & 1
 
 
 def to_label_vectors(values: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
@@ -35,6 +41,7 @@ def to_label_vectors(values: torch.Tensor, threshold: float = 0.5) -> torch.Tens
 
 
 def to_joint(vectors: torch.Tensor) -> torch.Tensor:
+    """(..., 3) 0/1 vectors -> (...) joint class indices: the inverse of joint_to_vectors."""
     return (vectors * torch.tensor([1, 2, 4], device=vectors.device)).sum(dim=-1)
 
 

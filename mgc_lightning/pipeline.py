@@ -39,7 +39,8 @@ from .mask_sources import IDEAL, PREDICTED, evaluate_masks, label_readout, selec
 from .masks import soft_mask
 from .report import Headline, MaskQuality, write_report
 from .spectrogram import get_preset
-from .synth.build import BENCHMARK_PRESETS, build_benchmark, sized, write_ideal_masks
+from .synth.build import build_benchmark, write_ideal_masks
+from .synth.config import BENCHMARK_PRESETS, sized
 from .tracking import TRACKING_URI_ENV, default_tracking_uri
 
 # A classifier argument that would give one model its own split instead of the pipeline's.

@@ -65,7 +65,8 @@ def small_benchmark(root: Path, windows: int, per_recording: int, deployments: i
     """A small synthetic benchmark under root/bench with ideal `origin` masks in root/cache; returns its rows."""
     from mgc_lightning.manifest import load_manifest
     from mgc_lightning.spectrogram import get_preset
-    from mgc_lightning.synth.build import BenchmarkConfig, build_benchmark, write_ideal_masks
+    from mgc_lightning.synth.build import build_benchmark, write_ideal_masks
+    from mgc_lightning.synth.config import BenchmarkConfig
 
     config = BenchmarkConfig(name="small", n_windows=windows, windows_per_recording=per_recording, window_s=0.25,
                              n_deployments=deployments)

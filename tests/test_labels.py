@@ -1,9 +1,6 @@
 import pytest
-import torch
 
-from mgc_lightning.labels import (
-    JOINT_CLASS_NAMES, NUM_JOINT_CLASSES, joint_index, joint_to_vectors, label_map, label_vector, vectors_to_joint,
-)
+from mgc_lightning.labels import JOINT_CLASS_NAMES, NUM_JOINT_CLASSES, joint_index, label_map, label_vector
 
 
 def test_index_follows_bit_weights():
@@ -20,14 +17,6 @@ def test_roundtrip_all_classes_and_names():
     assert JOINT_CLASS_NAMES[5] == "whistle+porpoise_click"
     assert len(set(JOINT_CLASS_NAMES)) == 8
     assert label_map()["sound_types"] == ["whistle", "beluga_click", "porpoise_click"]
-
-
-def test_tensor_conversions_both_ways():
-    index = torch.arange(8).repeat(3).reshape(3, 8)
-    vectors = joint_to_vectors(index)
-    assert vectors.shape == (3, 8, 3)
-    assert torch.equal(vectors_to_joint(vectors), index)
-    assert torch.equal(vectors_to_joint(torch.tensor([[0.9, 0.0, 1.0]])), torch.tensor([5]))
 
 
 @pytest.mark.parametrize("bad", [(0, 1), (0, 2, 1), (1, 1, 1, 0)])

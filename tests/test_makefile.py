@@ -1,8 +1,10 @@
 """Make targets build what they need: on a fresh clone `make train-mgc` runs the missing stages in order (benchmark ->
-high-quality set -> segmenter -> predicted masks -> classifier), and only the missing ones later (`make -n`)."""
+high-quality set -> segmenter -> predicted masks -> classifier), and only the missing ones later (`make -n`);
+`make mlflow-ui` serves on the port asked for and prints where the experiment's runs are."""
 
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -41,3 +43,32 @@ def test_finished_stages_are_not_run_again(tmp_path):
     (bench / "predicted-masks-deeplabv3.done").unlink()
     assert len(planned(tmp_path, "train-mgc", "MASK_SOURCE=ideal")) == 1  # ideal masks need no segmenter
     assert len(planned(tmp_path, "train-mgc")) == 2  # predicted ones are made again first
+
+
+def test_mlflow_ui_serves_the_port_asked_for_and_names_the_experiment(tmp_path):
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    (tmp_path / "venv").mkdir()
+    (tmp_path / "venv" / ".installed").touch()
+    result = subprocess.run(["make", "-n", "mlflow-ui", f"VENV={tmp_path / 'venv'}", "PORT=5123", "STORE=runs/x.db",
+                             "EXPERIMENT=my_survey"], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert "scripts/mlflow_runs_url.py runs/x.db my_survey 5123" in result.stdout
+    assert "--backend-store-uri sqlite:///runs/x.db" in result.stdout and "--port 5123" in result.stdout
+
+
+def test_the_printed_address_opens_the_experiments_runs(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    store = tmp_path / "mlflow.db"
+
+    def address(experiment):
+        result = subprocess.run([sys.executable, str(ROOT / "scripts" / "mlflow_runs_url.py"), str(store), experiment,
+                                 "5123"], capture_output=True, text=True, check=True)
+        return result.stdout.strip()
+
+    assert address("demo") == f"MLflow UI: open http://127.0.0.1:5123  (no store {store} yet)"
+    client = MlflowClient(f"sqlite:///{store}")
+    client.create_experiment("classification")
+    demo = client.create_experiment("demo")
+    assert address("demo") == f"MLflow UI: open http://127.0.0.1:5123/#/experiments/{demo}/runs"
+    assert address("paper") == f"MLflow UI: open http://127.0.0.1:5123  (no experiment 'paper' in {store} yet)"

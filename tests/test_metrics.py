@@ -4,10 +4,18 @@ from torchmetrics.classification import (
     MulticlassAccuracy, MultilabelExactMatch, MultilabelF1Score, MultilabelHammingDistance,
 )
 
-from mgc_lightning.labels import joint_to_vectors
+from mgc_lightning.labels import label_vector
 from mgc_lightning.metrics import (
-    EvaluatedWindows, JointAccuracy, joint_confusion, sound_type_scores, to_label_vectors,
+    EvaluatedWindows, JointAccuracy, joint_confusion, joint_to_vectors, sound_type_scores, to_joint, to_label_vectors,
 )
+
+
+def test_tensor_conversions_both_ways_agree_with_the_labels():
+    index = torch.arange(8).repeat(3).reshape(3, 8)
+    vectors = joint_to_vectors(index)
+    assert vectors.shape == (3, 8, 3)
+    assert [tuple(v) for v in vectors[0].tolist()] == [label_vector(i) for i in range(8)]
+    assert torch.equal(to_joint(vectors), index)
 
 
 def test_joint_accuracy_equals_multilabel_exact_match():

@@ -12,14 +12,10 @@ from mgc_lightning.cli import main
 from mgc_lightning.labels import SOUND_TYPES
 from mgc_lightning.manifest import load_manifest
 from mgc_lightning.spectrogram import get_preset
-from mgc_lightning.synth.build import (
-    BENCHMARK_PRESETS, BenchmarkConfig, build_benchmark, read_events, target_stem_path, write_ideal_masks,
-)
+from mgc_lightning.synth.build import build_benchmark, read_events, target_stem_path, write_ideal_masks
 from mgc_lightning.spectrogram import SpectrogramTransform
-from mgc_lightning.synth.scene import (
-    DETECTABLE_PIXELS, DETECTABLE_SNR_DB, SNR_RANGES_DB, WINDOW_MARGIN_S, RecordingPlan, make_deployments,
-    render_recording,
-)
+from mgc_lightning.synth.config import BENCHMARK_PRESETS, DETECTABLE_PIXELS, DETECTABLE_SNR_DB, BenchmarkConfig
+from mgc_lightning.synth.scene import SNR_RANGES_DB, WINDOW_MARGIN_S, RecordingPlan, make_deployments, render_recording
 
 TINY = BenchmarkConfig(name="tiny", n_windows=32, windows_per_recording=8, window_s=0.25, n_deployments=4)
 

@@ -19,10 +19,10 @@ from ..checkpoints import load_checkpoint
 from ..errors import InputError
 from ..figures import confusion_figure
 from ..intervals import bootstrap_interval
-from ..labels import JOINT_CLASS_NAMES, NUM_JOINT_CLASSES, NUM_SOUND_TYPES, SOUND_TYPES, joint_to_vectors
+from ..labels import JOINT_CLASS_NAMES, NUM_JOINT_CLASSES, NUM_SOUND_TYPES, SOUND_TYPES
 from ..masks import MASK_KINDS
 from ..metrics import (
-    EvaluatedWindows, JointAccuracy, joint_confusion, sound_type_scores, to_joint, to_label_vectors,
+    EvaluatedWindows, JointAccuracy, joint_confusion, joint_to_vectors, sound_type_scores, to_joint, to_label_vectors,
 )
 from ..tracking import log_figure, log_text
 from .encoders import MaskEncoder, SpectrogramEncoder, with_positions

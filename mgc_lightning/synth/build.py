@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import json
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -21,47 +20,15 @@ from tqdm import tqdm
 
 from ..audio import read_window
 from ..cache import mask_store, write_bytes_atomic
-from ..labels import NUM_JOINT_CLASSES, SOUND_TYPES
+from ..labels import SOUND_TYPES
 from ..manifest import WindowRow, write_csv_atomic, write_manifest
 from ..spectrogram import SpectrogramConfig, SpectrogramTransform
-from .scene import DETECTABLE_SNR_DB, RecordingPlan, make_deployments, render_recording
+from .config import DETECTABLE_SNR_DB, BenchmarkConfig
+from .scene import RecordingPlan, make_deployments, render_recording
 
 AUDIO_DIR, STEMS_DIR, PARTS_DIR = "audio", "stems", "parts"
 EVENT_COLUMNS = ("recording", "window", "sound_type", "start_s", "end_s", "low_hz", "high_hz", "snr_db",
                  "effective_snr_db", "visible_pixels", "labelled", "params")
-
-
-@dataclass(frozen=True)
-class BenchmarkConfig:
-    """Size and shape of a synthetic benchmark."""
-
-    name: str
-    n_windows: int
-    windows_per_recording: int
-    window_s: float
-    sample_rate: int = 384_000
-    n_deployments: int = 6
-    # the joint class of the calls drawn in each window, balanced by default; labels keep only detectable calls
-    class_weights: tuple[float, ...] = (1.0,) * NUM_JOINT_CLASSES
-    # prefixes deployment and site names ("C": deployments C01.., sites C-tadoussac..); empty: D01.., tadoussac..
-    name_prefix: str = ""
-
-    def __post_init__(self) -> None:
-        if self.n_windows <= 0 or self.windows_per_recording <= 0 or self.window_s <= 0:
-            raise ValueError("n_windows, windows_per_recording and window_s must be positive")
-        if self.sample_rate < 320_000:
-            raise ValueError(f"sample_rate must be >= 320000 Hz to carry porpoise clicks, got {self.sample_rate}")
-        if len(self.class_weights) != NUM_JOINT_CLASSES or min(self.class_weights) < 0 or sum(self.class_weights) <= 0:
-            raise ValueError(f"class_weights must be {NUM_JOINT_CLASSES} non-negative numbers, not all zero")
-
-
-BENCHMARK_PRESETS = {
-    # a few hundred short windows: builds in well under 2 minutes on 2 cores
-    "demo": BenchmarkConfig(name="demo", n_windows=384, windows_per_recording=24, window_s=0.25, n_deployments=6),
-    # the paper's scale: ~10,000 windows
-    "paper": BenchmarkConfig(name="paper", n_windows=10_000, windows_per_recording=50, window_s=0.5,
-                             n_deployments=12),
-}
 
 
 def plan_recordings(config: BenchmarkConfig, seed: int) -> list[RecordingPlan]:
@@ -243,11 +210,3 @@ def write_ideal_masks(
 def read_events(out_dir: str | Path) -> list[dict]:
     with open(Path(out_dir) / "events.csv", newline="") as handle:
         return [{**row, "params": json.loads(row["params"])} for row in csv.DictReader(handle)]
-
-
-def sized(config: BenchmarkConfig, n_windows: int | None,
-          windows_per_recording: int | None = None) -> BenchmarkConfig:
-    """The preset with another number of windows and of windows per recording (None keeps the preset's)."""
-    changes = {"n_windows": n_windows, "windows_per_recording": windows_per_recording}
-    return replace(config, **{k: v for k, v in changes.items() if v is not None})
-

@@ -20,20 +20,16 @@ import torch
 from ..labels import NUM_JOINT_CLASSES, SOUND_TYPES, label_vector
 from ..spectrogram import SpectrogramTransform, get_preset
 from .calls import Event, beluga_whistle, click_train
+from .config import DETECTABLE_PIXELS, DETECTABLE_SNR_DB, DETECTION_PRESET
 from .noise import ambient_noise, echosounder, sensor_filter, shaped_noise, snapping_shrimp, vessel_passage
 
 # Band SNR of each call (dB, call power over its own duration vs. the ambient noise power in its band over the
 # window). A click lasts ~100 us but a spectrogram frame ~3 ms, so a click's pixel SNR is ~15 dB below its own SNR:
 # click ranges sit higher to span the same barely-visible-to-obvious range on the image. A passing vessel lowers the
 # effective SNR further (events.csv records both). The lower ends leave about one call in six too faint to label
-# (the detectability rule below), as in real recordings.
+# (the detectability rule in `config`), as in real recordings.
 SNR_RANGES_DB = {"whistle": (0.0, 20.0), "beluga_click": (12.0, 40.0), "porpoise_click": (16.0, 42.0)}
 WINDOW_MARGIN_S = 0.005  # calls stay this far inside their window, so window labels are unambiguous
-# Detectability: a call is labelled where it stands >= 6 dB above the noise on at least 8 pixels of the origin grid
-# (a short stroke, about 0.05 % of a 128 x 128 image): what a person scanning the image or listening would notice.
-DETECTION_PRESET = "origin"
-DETECTABLE_SNR_DB = 6.0
-DETECTABLE_PIXELS = 8
 DIGITAL_NOISE_RMS = 0.003  # ambient noise level in the written files (-50 dBFS) before the sensor's gain: vessels fit below full scale
 
 

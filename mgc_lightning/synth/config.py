@@ -1,0 +1,57 @@
+"""The synthetic benchmark's sizes (`BenchmarkConfig` and its named presets) and the rule that labels a call.
+
+Plain values without torch, so the `mgc` parser reads them without loading the renderer (`scene`, `build`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..labels import NUM_JOINT_CLASSES
+
+# Detectability: a call is labelled where it stands >= 6 dB above the noise on at least 8 pixels of the origin grid
+# (a short stroke, about 0.05 % of a 128 x 128 image): what a person scanning the image or listening would notice.
+DETECTION_PRESET = "origin"
+DETECTABLE_SNR_DB = 6.0
+DETECTABLE_PIXELS = 8
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """Size and shape of a synthetic benchmark."""
+
+    name: str
+    n_windows: int
+    windows_per_recording: int
+    window_s: float
+    sample_rate: int = 384_000
+    n_deployments: int = 6
+    # the joint class of the calls drawn in each window, balanced by default; labels keep only detectable calls
+    class_weights: tuple[float, ...] = (1.0,) * NUM_JOINT_CLASSES
+    # prefixes deployment and site names ("C": deployments C01.., sites C-tadoussac..); empty: D01.., tadoussac..
+    name_prefix: str = ""
+
+    def __post_init__(self) -> None:
+        if self.n_windows <= 0 or self.windows_per_recording <= 0 or self.window_s <= 0:
+            raise ValueError("n_windows, windows_per_recording and window_s must be positive")
+        if self.sample_rate < 320_000:
+            raise ValueError(f"sample_rate must be >= 320000 Hz to carry porpoise clicks, got {self.sample_rate}")
+        if len(self.class_weights) != NUM_JOINT_CLASSES or min(self.class_weights) < 0 or sum(self.class_weights) <= 0:
+            raise ValueError(f"class_weights must be {NUM_JOINT_CLASSES} non-negative numbers, not all zero")
+
+
+BENCHMARK_PRESETS = {
+    # a few hundred short windows: builds in well under 2 minutes on 2 cores
+    "demo": BenchmarkConfig(name="demo", n_windows=384, windows_per_recording=24, window_s=0.25, n_deployments=6),
+    # the paper's scale: ~10,000 windows
+    "paper": BenchmarkConfig(name="paper", n_windows=10_000, windows_per_recording=50, window_s=0.5,
+                             n_deployments=12),
+}
+
+
+def sized(config: BenchmarkConfig, n_windows: int | None,
+          windows_per_recording: int | None = None) -> BenchmarkConfig:
+    """The preset with another number of windows and of windows per recording (None keeps the preset's)."""
+    changes = {"n_windows": n_windows, "windows_per_recording": windows_per_recording}
+    return replace(config, **{k: v for k, v in changes.items() if v is not None})
+
