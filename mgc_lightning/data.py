@@ -13,7 +13,7 @@ import lightning as L
 from lightning.pytorch.trainer.states import TrainerFn
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset
 
 from .augment import FrontEndAugment
 from .cache import DEFAULT_CACHE_ROOT, ArrayStore, compute_spectrograms, mask_store, silent_windows, spectrogram_store
@@ -115,6 +115,20 @@ def shift_and_mask_time(image: torch.Tensor, mask: torch.Tensor | None, max_shif
             mask = mask.clone()
             mask[..., start : start + stripe] = 0
     return image, mask
+
+
+class RepeatedDataset(Dataset):
+    """`dataset` drawn out to `length` items (item i is item i modulo its size): a small labelled subset gets epochs
+    as long as the whole split's, which any sampler, Lightning's DistributedSampler too, then shuffles and shards."""
+
+    def __init__(self, dataset: Dataset, length: int):
+        self.dataset, self.length = dataset, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.dataset[index % len(self.dataset)]
 
 
 class WindowDataset(Dataset):
@@ -237,21 +251,21 @@ class _WindowDataModule(L.LightningDataModule):
             return None
         return FrontEndAugment(self.config, window_s=float(np.median([row.duration_s for row in train])), **self.looks)
 
-    def _loader(self, name: str, shuffle: bool, sampler: RandomSampler | None = None) -> DataLoader:
+    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         # pinned batches copy to a GPU asynchronously, overlapping the step before
         return DataLoader(
-            self.datasets[name], batch_size=self.batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+            dataset, batch_size=self.batch_size, shuffle=shuffle,
             num_workers=self.num_workers, persistent_workers=self.num_workers > 0, pin_memory=torch.cuda.is_available(),
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self._loader(self.datasets["train"], shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._loader(self.datasets["val"], shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._loader(self.datasets["test"], shuffle=False)
 
 
 class ClassificationDataModule(_WindowDataModule):
@@ -314,9 +328,7 @@ class ClassificationDataModule(_WindowDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.epoch_windows is None:
             return super().train_dataloader()
-        # a subset's epoch draws as many items as the whole split's, in fresh permutations of the subset
-        return self._loader("train", shuffle=True,
-                            sampler=RandomSampler(self.datasets["train"], num_samples=self.epoch_windows))
+        return self._loader(RepeatedDataset(self.datasets["train"], self.epoch_windows), shuffle=True)
 
 
 class SegmentationDataModule(_WindowDataModule):

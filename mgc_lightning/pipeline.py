@@ -33,6 +33,7 @@ import torch
 
 from .augment import FrontEndAugment
 from .cache import compute_spectrograms, mask_store, spectrogram_store, write_bytes_atomic
+from .labels import NUM_JOINT_CLASSES
 from .manifest import SPLITS, SplitConfig, WindowRow, load_manifest, split_rows, write_manifest
 from .mask_degrade import degraded_source, write_degraded_masks
 from .mask_sources import IDEAL, PREDICTED, evaluate_masks, label_readout, select_high_quality
@@ -149,9 +150,10 @@ class PipelineConfig:
         if unknown_models or bool(config.learning_curve) != bool(config.learning_curve_models):
             raise ValueError(f"{path}: learning_curve (sizes) and learning_curve_models (names of its classifiers) go "
                              f"together; unknown classifier(s): {sorted(unknown_models) or 'none'}")
-        if not all(isinstance(size, int) and size > 0 for size in config.learning_curve):
-            raise ValueError(f"{path}: every learning_curve size must be a positive number of windows, got "
-                             f"{list(config.learning_curve)}")
+        if (not all(isinstance(size, int) and size >= NUM_JOINT_CLASSES for size in config.learning_curve)
+                or len(set(config.learning_curve)) < len(config.learning_curve)):
+            raise ValueError(f"{path}: learning_curve sizes must be distinct numbers of windows of at least "
+                             f"{NUM_JOINT_CLASSES} (one per joint class), got {list(config.learning_curve)}")
         if not all(0 < iou < 1 for iou in config.mask_curve):
             raise ValueError(f"{path}: every mask_curve IoU must lie between 0 and 1, got {list(config.mask_curve)}")
         if config.confirmation is not None and Path(config.confirmation.data_dir) == Path(config.data_dir):

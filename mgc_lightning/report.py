@@ -398,13 +398,15 @@ class MaskQuality:
 
 
 def mask_curve_rows(runs: list[RunSummary], mask_quality: dict[str, MaskQuality], train_preset: str) -> list[tuple]:
-    """(quality, model, members, baseline) for the mask-guided models whose mask source was measured, sorted by
-    IoU: the same recipe at several mask qualities."""
+    """(quality, model, members, baseline) for the mask-guided models whose mask source was measured, trained on the
+    whole train split (a learning curve's smaller sizes are another curve), sorted by IoU: the same recipe at
+    several mask qualities."""
     groups = _by_model(runs)
     points = []
     for model, members in groups.items():
         source = members[0].mask_source
-        if members[0].is_baseline or source not in mask_quality or train_preset not in members[0].windows:
+        if (members[0].is_baseline or members[0].train_windows is not None or source not in mask_quality
+                or train_preset not in members[0].windows):
             continue
         points.append((mask_quality[source], model, members, own_baseline(members, groups)))
     return sorted(points, key=lambda point: point[0].iou)
@@ -514,7 +516,7 @@ def build_tables(runs: list[RunSummary], train_preset: str = "origin") -> str:
     sections.append(f"## Table 1: image-only baselines vs mask-guided classification ({train_preset})\n\n"
                     + _table(["model", "joint accuracy", "macro-F1 (8 joint classes)", "macro-F1 (3 types)"], rows))
 
-    mgc = [r for r in runs if not r.is_baseline]
+    mgc = [r for r in runs if not r.is_baseline and r.train_windows is None]  # the learning curve's sizes apart
     sources = sorted({r.mask_source for r in mgc})
     fusions = sorted({(r.fusion, r.mask_kind) for r in mgc})
     rows = [[f"{fusion} ({kind})"] + [_cell([r.value(train_preset, "joint_acc") for r in mgc if (r.fusion, r.mask_kind,
@@ -701,14 +703,14 @@ def write_report(
                   "windows (drawn at random, stratified over the joint classes, the same windows for both; the "
                   "segmenter's masks unchanged), each paired with the baseline of its own size on the same "
                   "windows.\n", learning_curve_table(points, train_preset), ""]
-    for model, members in _by_model(runs).items():
+    for number, (model, members) in enumerate(_by_model(runs).items()):
         artifact = f"figures/confusion_test_{train_preset}.png"
         try:
             local = client.download_artifacts(members[0].sources.get(train_preset, members[0].run_id), artifact,
                                               str(out_dir / ".downloads"))
         except Exception:  # a run without that figure (e.g. interrupted) is simply left out
             continue
-        name = "confusion_" + "".join(c if c.isalnum() else "_" for c in model)[:80] + ".png"
+        name = f"confusion_{number:02d}_" + "".join(c if c.isalnum() else "_" for c in model)[:80] + ".png"
         shutil.copy(local, figures / name)
         saved.append((f"Figure 8: confusion matrix, {model} (seed {members[0].seed})", name))
     if panel is not None:

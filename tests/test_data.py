@@ -39,6 +39,10 @@ def test_fewer_labelled_windows_keep_every_class_and_full_length_epochs(tiny_dat
     assert few.datasets["val"].rows == full.datasets["val"].rows  # validation and test untouched
     indices = [i for batch in few.train_dataloader() for i in batch["index"].tolist()]
     assert len(indices) == len(train) and set(indices) == set(range(8))  # an epoch as long as the full split's
+    # under DDP Lightning puts a DistributedSampler on the loader's dataset: each rank still gets half a full epoch
+    ranks = [list(DistributedSampler(few.train_dataloader().dataset, num_replicas=2, rank=r)) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == -(-len(train) // 2)
+    assert set(ranks[0]) | set(ranks[1]) == set(range(len(train)))  # together: a whole full-length epoch
     again = _module(ClassificationDataModule, tiny_dataset, tmp_path, train_windows=8)
     assert again.datasets["train"].rows == kept  # the same windows for every model and seed
     with pytest.raises(ValueError, match="at least 8"):
@@ -53,12 +57,13 @@ def test_fewer_labelled_windows_keep_every_class_and_full_length_epochs(tiny_dat
 
 
 def test_a_labelled_subset_keeps_the_classes_shares():
-    rows = [type("Row", (), {"joint_class": c, "key": f"{c}-{i}"})() for c, n in ((0, 600), (1, 300), (2, 100))
+    rows = [type("Row", (), {"joint_class": c, "key": f"{c}-{i}"})() for c, n in ((0, 601), (1, 299), (2, 97), (3, 3))
             for i in range(n)]
     chosen = labelled_subset(rows, 100, seed=0)
     counts = np.bincount([row.joint_class for row in chosen])
     assert len(chosen) == 100 and len({row.key for row in chosen}) == 100
-    assert list(counts) == [60, 30, 10]
+    assert list(counts) == [61, 29, 9, 1]  # shares rounded down (a rare class keeps one), the rest to the largest
+    assert labelled_subset(rows, 100, seed=0) == chosen and labelled_subset(rows, 100, seed=1) != chosen
 
 
 def test_mask_channel_from_a_named_source_binary_soft_and_probability(tiny_dataset, tmp_path):

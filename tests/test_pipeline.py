@@ -173,7 +173,8 @@ def test_learning_curve_settings_are_validated(tmp_path):
     base = {"name": "x", "data_dir": "d", "classifiers": [{"name": "a", "configs": []}]}
     for extra, message in (({"learning_curve": [100]}, "go together"),
                            ({"learning_curve": [100], "learning_curve_models": ["b"]}, r"unknown classifier\(s\): \['b'\]"),
-                           ({"learning_curve": [0], "learning_curve_models": ["a"]}, "positive number of windows")):
+                           ({"learning_curve": [7], "learning_curve_models": ["a"]}, "at least 8"),
+                           ({"learning_curve": [100, 100], "learning_curve_models": ["a"]}, "must be distinct")):
         path.write_text(yaml.safe_dump({**base, **extra}))
         with pytest.raises(ValueError, match=message):
             PipelineConfig.from_yaml(path)

@@ -224,6 +224,8 @@ def test_learning_curve_pairs_each_size_with_the_baseline_of_that_size():
     assert interval(cells_of(table, "100")[4])[1] > 0.2  # +0.3 over the baseline of 100 windows, not -0.2 vs 0.9
     assert abs(interval(cells_of(table, "all")[4])[0]) < 0.1
     assert cells_of(table, "100")[1] == "origin" and "pcen" in table
+    on_curve = mask_curve_rows(runs, {"predicted": MaskQuality(0.6, 0.7)}, "origin")
+    assert [members[0].train_windows for _, _, members, _ in on_curve] == [None]  # fewer labels: not a mask quality
     figure = learning_curve_figure("MGC xattn soft (predicted, resnet18)", points, "origin")
     assert [axis.get_title() for axis in figure.axes] == ["origin (training front end)", "pcen (OOD)"]
     guided = next(c for c in figure.axes[0].containers if c.get_label() == "mask-guided").lines[0]
