@@ -110,7 +110,8 @@ def test_prediction_is_resumable_and_tied_to_one_checkpoint(trained, workspace):
     probabilities = np.stack([maps.load(row.key) for row in rows])
     assert probabilities.dtype == np.float16 and probabilities.shape == (len(rows), 128, 128)
     assert probabilities.min() >= 0 and probabilities.max() <= 1
-    assert ((probabilities > 0.05) & (probabilities < 0.95)).any()  # a confidence, not a binary mask
+    # a confidence, not a binary mask (however sure a briefly trained segmenter is, its maps are not only 0 and 1)
+    assert len(np.unique(probabilities)) > 2 and ((probabilities > 0) & (probabilities < 1)).any()
     for row, probability in zip(rows, probabilities):
         assert np.array_equal(probability > SOUND_THRESHOLD, masks.load(row.key))
     # masks predicted before the maps were kept get theirs, and only they are predicted again
