@@ -43,7 +43,7 @@ test: install
 test-fast: install
 	$(PY) -m pytest -m "not slow"
 
-# The main job: the whole protocol on the demo benchmark (about 20 min on 2 CPU cores); reruns skip finished stages.
+# The main job: the whole protocol on the demo benchmark (12-21 min on 2 CPU cores, by CPU); reruns skip finished stages.
 demo: install
 	$(MGC) pipeline experiments/pipeline_demo.yaml
 
