@@ -243,9 +243,11 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     if pipeline.output_dir:
         print(f"Report: {report}\nEverything but the data is in {pipeline.output_dir}; browse the runs with "
               f"MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false mlflow server --backend-store-uri {pipeline.tracking_uri} "
-              "--workers 1  (then open http://127.0.0.1:5000)")
+              "--workers 1  (then open http://127.0.0.1:5000 and the experiment "
+              f"{config.experiment!r})")
     else:
-        print(f"Report: {report}\nBrowse the runs: make mlflow-ui  (then open http://127.0.0.1:5000)")
+        print(f"Report: {report}\nBrowse the runs: make mlflow-ui EXPERIMENT={config.experiment}  (it prints the "
+              "address of the experiment's runs)")
     return 0
 
 

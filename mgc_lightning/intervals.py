@@ -3,7 +3,8 @@ trusted, and whether two models tested on the same windows really differ (paired
 
 Windows of one recording share its noise, vessels and call bouts, so they are not independent draws. Given each
 window's group (its recording), the bootstrap resamples whole recordings and keeps their windows (a cluster
-bootstrap): the interval then covers the sampling of recordings, which is what a new deployment varies. Without
+bootstrap): the interval then covers the sampling of recordings, not of deployments or sites (recordings of one
+deployment share its hydrophone and place; with few deployments that spread is not covered). Without
 groups every window is its own group (the window-level interval, narrower wherever windows of a recording agree).
 
 Correctness comes as a (windows,) or (seeds, windows) 0/1 array. With several seeds each window's correctness is

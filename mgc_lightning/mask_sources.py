@@ -91,8 +91,8 @@ def select_high_quality(
     available: Callable[[WindowRow], bool] | None = None,
 ) -> list[WindowRow]:
     """About `count` windows stratified over the 8 joint classes, drawn only from the train side of the classifier's
-    split: the segmenter near-memorises the masks it trained on, so such a window in validation or test would show
-    checkpoint selection and the test better masks than unseen windows get."""
+    split: the segmenter draws better masks on the windows it trained on, so such a window in validation or test
+    would show checkpoint selection and the test better masks than unseen windows get."""
     if count <= 0:
         raise ValueError(f"count must be positive, got {count}")
     pool = [rows[i] for i in split_rows(rows, split)["train"]]

@@ -304,7 +304,7 @@ class Pipeline:
 
     def high_quality_set(self, rows: Sequence[WindowRow]) -> dict[str, int]:
         """Select hq.csv, the segmenter's training set, from the train side of the one split (once), and record how
-        many of its windows each classifier split holds: the segmenter near-memorises their masks, so one in val or
+        many of its windows each classifier split holds: the segmenter draws better masks there, so one in val or
         test would show checkpoint selection or the test better masks than unseen windows get. Refuses stage records
         or an hq.csv made under another split."""
         c = self.config

@@ -177,8 +177,10 @@ def where_to_find(run_id: str, checkpoints: str | Path | None = None, tracking_u
     lines = [f"MLflow run {run_id} ({run.info.run_name}) in experiment {experiment!r}"]
     if checkpoints is not None:
         lines.append(f"checkpoints: {checkpoints}")
+    # MLflow 3's UI opens on its GenAI home page: the address goes straight to this run
     lines.append(f"browse: MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false {mlflow} server --backend-store-uri {uri} "
-                 "--host 127.0.0.1 --port 5000 --workers 1   (then open http://127.0.0.1:5000)")
+                 f"--host 127.0.0.1 --port 5000 --workers 1   (then open "
+                 f"http://127.0.0.1:5000/#/experiments/{run.info.experiment_id}/runs/{run_id})")
     return "\n".join(lines)
 
 

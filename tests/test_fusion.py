@@ -136,6 +136,33 @@ def test_image_dropout_leaves_a_share_of_training_windows_to_their_mask_alone():
         ClassifierModule(mask_input="none", image_dropout=0.3)
 
 
+@pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+def test_image_head_weight_adds_the_image_paths_own_loss_and_leaves_predictions_to_the_fused_head():
+    """image_head_weight: training's loss is the fused head's plus the weighted loss of a head on the spectrogram
+    path alone, whose gradient reaches the spectrogram encoder; the model's outputs stay the fused head's."""
+    torch.manual_seed(0)
+    kwargs = {"mask_input": "binary", "fusion": "xattn", "dropout": 0.0, "backbone_kwargs": TINY_RESNET, "dim": 32}
+    model = ClassifierModule(**kwargs, image_head_weight=0.5)
+    batch = {"image": torch.rand(8, 1, 128, 128), "mask": blob_masks([40] * 8, [60] * 8),
+             "joint": torch.arange(8)}
+    model.eval()  # batch norms use their running statistics: every pass below computes the same numbers
+    with torch.no_grad():
+        fused = F.cross_entropy(model(batch["image"], batch["mask"]), batch["joint"])
+        image_features, _ = model._features(batch["image"], batch["mask"])
+        image_only = F.cross_entropy(model.image_head(image_features), batch["joint"])
+    loss = model.training_step(batch, 0)
+    assert torch.isclose(loss, fused + 0.5 * image_only, atol=1e-5)
+    loss.backward()
+    assert model.image_head[-1].weight.grad.abs().sum() > 0
+    plain = ClassifierModule(**kwargs)
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("image_head")})
+    plain.eval()
+    with torch.no_grad():
+        assert torch.allclose(plain(batch["image"], batch["mask"]), model(batch["image"], batch["mask"]))
+    with pytest.raises(ValueError, match="already sees the image alone"):
+        ClassifierModule(mask_input="none", image_head_weight=0.5)
+
+
 def test_folding_batch_norms_into_convolutions_keeps_the_logits():
     """Detection folds the classifier's batch norms into their convolutions: none is left, and with trained-looking
     running statistics the logits stay the unfolded model's."""

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from mgc_lightning.labels import JOINT_CLASS_NAMES
 from mgc_lightning.report import (
-    MaskQuality, RunSummary, WindowResults, headline_table, learning_curve_figure, learning_curve_table, learning_curves, mask_curve_rows,
-    mask_curve_table, seeds_table, select_runs, write_report,
+    MaskQuality, RunSummary, WindowResults, headline_table, learning_curve_figure, learning_curve_table, learning_curves,
+    majority_rate, mask_curve_rows, mask_curve_table, seeds_table, select_runs, write_report,
 )
 from mgc_lightning.tracking import DATASET_TAG, EVALUATES_TAG
 
@@ -93,6 +94,19 @@ def cells_of(table: str, start: str) -> list[str]:
 
 def interval(cell: str) -> tuple[float, float, float]:
     return tuple(map(float, re.match(r"([-+]?[\d.]+) \[([-+]?[\d.]+), ([-+]?[\d.]+)\]", cell).groups()))
+
+
+def test_chance_is_the_rate_of_the_test_windows_most_frequent_joint_class():
+    """Labels by detectability leave the classes unbalanced: chance is what always answering the commonest class
+    scores on the windows tested, not 1/8."""
+    rng = np.random.default_rng(1)
+    baseline = summary("baseline resnet18", {"origin": 0.9}, 200, rng)
+    truth = np.array([3] * 70 + [0] * 50 + [5] * 40 + [7] * 40)  # 35 % "class 3", the rest spread
+    tested = baseline.windows["origin"]
+    baseline.windows["origin"] = WindowResults(tested.keys, tested.correct, rng.permutation(truth))
+    assert majority_rate([baseline], "origin") == (pytest.approx(0.35), JOINT_CLASS_NAMES[3])
+    assert cells_of(headline_table([baseline]), "chance")[1] == f"0.350 ({JOINT_CLASS_NAMES[3]})"
+    assert majority_rate([baseline], "mel") is None  # no window tested there
 
 
 def test_headline_gives_the_drop_ratio_to_the_baseline_with_an_interval():

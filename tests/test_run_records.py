@@ -78,6 +78,8 @@ def test_testing_on_another_manifest_makes_its_own_linked_run(workspace, capsys)
     assert (root / "baseline.ckpt").resolve() == Path(before[trained][3]["checkpoint/best"])  # fit --link-best
     printed = capsys.readouterr().out
     assert f"MLflow run {new}" in printed and "experiment 'records'" in printed and "browse: " in printed
+    experiment_id = MlflowClient(f"sqlite:///{root / 'mlflow.db'}").get_experiment_by_name("records").experiment_id
+    assert f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{new})" in printed  # the run's own page
 
 
 def test_evaluate_on_another_preset_makes_its_own_linked_run(workspace):

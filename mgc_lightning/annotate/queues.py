@@ -1,6 +1,6 @@
 """Which windows the annotator sees, in which order. Every queue holds train-side windows only: the segmenter
-near-memorises the masks it trains on, so a drawn mask on a validation or test window would flatter the classifier's
-checkpoint selection and test (the rule `mgc masks select` follows)."""
+draws better masks on the windows it trains on, so a drawn mask on a validation or test window would flatter the
+classifier's checkpoint selection and test (the rule `mgc masks select` follows)."""
 
 from __future__ import annotations
 

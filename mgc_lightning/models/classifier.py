@@ -47,6 +47,7 @@ class ClassifierModule(L.LightningModule):
         dropout: float = 0.1,
         mask_dropout: float = 0.0,
         image_dropout: float = 0.0,
+        image_head_weight: float = 0.0,
         image_size: int = 128,
         threshold: float = 0.5,
         lr: float = 3e-4,
@@ -57,9 +58,12 @@ class ClassifierModule(L.LightningModule):
         compile: bool | str = False,
     ):
         """mask_dropout and image_dropout: shares of training windows on which the head sees the spectrogram path
-        alone, or the mask alone (see `_modality_dropout`). compile: torch.compile the encoders and the fusion (minutes of compiling first; pays on long GPU runs);
-        true uses torch's default backend (inductor), a string names another. Checkpoints are saved with compile
-        false, so evaluating one does not compile again."""
+        alone, or the mask alone (see `_modality_dropout`). image_head_weight: weight of a second loss in training,
+        from a head that reads the spectrogram path alone: the fused head's mask route cannot starve the image
+        encoder (the greedy learning of multi-modal networks; gradient blending, Wang et al. 2020); predictions
+        come from the fused head only. compile: torch.compile the encoders and the fusion (minutes of compiling
+        first; pays on long GPU runs); true uses torch's default backend (inductor), a string names another.
+        Checkpoints are saved with compile false, so evaluating one does not compile again."""
         super().__init__()
         if mask_input not in MASK_INPUTS:
             raise ValueError(f"mask_input must be one of {MASK_INPUTS}, got {mask_input!r}")
@@ -70,6 +74,11 @@ class ClassifierModule(L.LightningModule):
         if not (0 <= mask_dropout < 1 and 0 <= image_dropout < 1 and mask_dropout + image_dropout < 1):
             raise ValueError(f"mask_dropout and image_dropout must be >= 0 with a sum below 1, got {mask_dropout} and "
                              f"{image_dropout}")
+        if image_head_weight < 0:
+            raise ValueError(f"image_head_weight must be >= 0, got {image_head_weight}")
+        if image_head_weight and mask_input == "none":
+            raise ValueError("image_head_weight needs a mask input (binary, soft or probability): a baseline's head "
+                             "already sees the image alone")
         if image_dropout and mask_input == "none":
             raise ValueError("image_dropout needs a mask input (binary, soft or probability): a baseline would see nothing")
         if mask_input != "none" and dim % 4:
@@ -82,6 +91,8 @@ class ClassifierModule(L.LightningModule):
             self.mask_encoder = MaskEncoder(dim)
             self.fusion = FUSIONS[fusion](dim, heads, dropout)
         self.head = nn.Sequential(nn.LayerNorm(dim), nn.Dropout(dropout), nn.Linear(dim, HEADS[head]))
+        if image_head_weight:
+            self.image_head = nn.Sequential(nn.LayerNorm(dim), nn.Dropout(dropout), nn.Linear(dim, HEADS[head]))
         # Training tracks joint accuracy only (cheap, no host syncs per step); validation and test keep every window
         # (each counted once under DDP, see metrics.py). Keys get a suffix because nn.Module has a `train` attribute.
         self.metrics = nn.ModuleDict({"train_metrics": JointAccuracy(threshold),
@@ -108,6 +119,10 @@ class ClassifierModule(L.LightningModule):
         self.load_state_dict(usable, strict=False)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self._features(image, mask)[1])
+
+    def _features(self, image: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pooled spectrogram features and what the head reads: those plus the fused mask guidance."""
         tokens, grid = self.spectrogram_encoder(image)
         features = tokens.mean(dim=1)
         if self.uses_mask:
@@ -118,8 +133,8 @@ class ClassifierModule(L.LightningModule):
             mask_tokens, mask_grid = self.mask_encoder(mask)
             guidance = self.fusion(with_positions(tokens * keep_image[:, :, None], grid),
                                    with_positions(mask_tokens, mask_grid))
-            features = features * keep_image + guidance * keep_mask
-        return self.head(features)
+            return features, features * keep_image + guidance * keep_mask
+        return features, features
 
     def _modality_dropout(self, size: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """(size, 1) 0/1 weights of the image and the mask per training window (ones otherwise). Dropping the mask
@@ -156,8 +171,13 @@ class ClassifierModule(L.LightningModule):
         return logits if self.hparams.head == "multiclass" else torch.sigmoid(logits)
 
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
-        logits = self(batch["image"], batch.get("mask"))
+        image_features, features = self._features(batch["image"], batch.get("mask"))
+        logits = self.head(features)
         loss = self._window_losses(logits, batch["joint"]).mean()
+        if self.hparams.image_head_weight:
+            image_loss = self._window_losses(self.image_head(image_features), batch["joint"]).mean()
+            self.log("train/image_head_loss", image_loss, on_step=False, on_epoch=True, batch_size=len(logits))
+            loss = loss + self.hparams.image_head_weight * image_loss
         self.metrics["train_metrics"].update(self._outputs(logits), batch["joint"])
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(logits))
         return loss
