@@ -4,16 +4,14 @@ Audio is read in blocks of `batch_size` windows (never a whole file), so memory 
 processes by rank (each file exactly once), and every file's results are written by the process that read it, each
 output atomically, then a journal entry. A rerun skips files whose journal entry matches the fingerprint of the
 model, the parameters and the file (size, modification time), so a killed run resumes and ends with the same bytes.
-The summaries (errors.csv, presence tables and plot) are rebuilt from the journal of every file in the output folder,
-so runs into one folder (day 1, then day 2) add up to what one run over all their files gives.
+The summaries (errors.csv, the season summary of `season_summary`) are rebuilt from the journal of every file in the
+output folder, so runs into one folder (day 1, then day 2) add up to what one run over all their files gives.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
-import io
 import json
 import logging
 import time
@@ -33,11 +31,14 @@ from torch.utils.data import DataLoader, IterableDataset
 from .audio import AudioError, check_band, probe, resample, signal_problem, window_starts
 from .bundle import Bundle, TypeCalibration, load_bundle
 from .cache import write_bytes_atomic
+from .detection_folder import JOURNAL, csv_bytes, folder_outcomes, journal_entries, output_name
 from .errors import InputError
 from .inference import BundlePipeline
 from .labels import JOINT_CLASS_NAMES, SOUND_TYPES
 from .precision import device_defaults
-from .presence import presence_figure, presence_tables
+from .recording_times import TimeSettings
+from .season_summary import SETTINGS as SUMMARY_SETTINGS
+from .season_summary import SeasonSummary, SummarySettings, write_season_summary
 from .stopping import StopAtBatchEnd
 
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -108,18 +109,13 @@ def collect_audio(paths: Sequence[str | Path]) -> list[Path]:
     return unique
 
 
-def output_name(path: Path) -> str:
-    """File stem plus a short digest of the full path: recordings with one name in two folders stay apart."""
-    return f"{path.stem}.{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
-
-
 class Journal:
     """One small JSON entry per file under <out>/.journal, written last, after the file's outputs. An entry keeps the
     file's earlier outcomes (`history`), so a file that failed and then succeeded shows both. Every entry of a folder
     belongs to one model and one set of settings (the run key): the folder's summaries are rebuilt from all of them."""
 
     def __init__(self, out: Path, model_hash: str, settings: DetectSettings):
-        self.out, self.folder = out, out / ".journal"
+        self.out, self.folder = out, out / JOURNAL
         # the outputs' layout is part of the key: a folder begun with other columns is not mixed with this run
         results = {k: v for k, v in asdict(settings).items() if k != "batch_size"}  # a batch size changes no result
         self.run = json.loads(json.dumps({"model_sha256": model_hash, **results, "columns": list(WINDOW_HEADER)}))
@@ -144,8 +140,7 @@ class Journal:
 
     def entries(self) -> list[dict]:
         """Every file's latest entry in the folder, whichever run wrote it."""
-        found = (self._read(p) for p in sorted(self.folder.glob("*.json"))) if self.folder.is_dir() else ()
-        return [entry for entry in found if entry is not None]
+        return journal_entries(self.out)
 
     def check_one_run(self) -> None:
         """Refuse a folder whose detections were made with another model or other settings: its summaries would mix
@@ -296,14 +291,6 @@ WINDOW_HEADER = ("file", "start_s", "end_s", *(f"p_{t}" for t in SOUND_TYPES), "
 _LOW, _HIGH, _PROBLEM = (WINDOW_HEADER.index(c) for c in ("mask_low_hz", "mask_high_hz", "signal_problem"))
 
 
-def csv_bytes(header: Sequence[str], rows: Sequence[Sequence], delimiter: str = ",") -> bytes:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue().encode()
-
-
 def selections(rows: Sequence[Sequence], thresholds: Sequence[float], band: tuple[float, float]) -> list[list]:
     """Raven selections: per sound type, runs of overlapping or touching positive windows merged into one box whose
     frequencies span the rows the masks of its windows cover (the whole band where no mask says otherwise)."""
@@ -401,9 +388,10 @@ class DetectSummary:
     folder_files: int = 0  # files of every run into the folder, which its summaries cover
     folder_failed: int = 0
     calibration: dict[str, TypeCalibration] = field(default_factory=dict)  # per sound type, from the bundle
+    season: SeasonSummary | None = None  # None when --format leaves out presence
 
     def line(self) -> str:
-        """The run in one line, then how each sound type's threshold was set."""
+        """The run in one line, then how each sound type's threshold was set and where the season summary is."""
         speed = self.audio_hours * 3600 / self.seconds if self.seconds > 0 else 0.0
         failures = f" (reasons in {self.out / 'errors.csv'})" if self.failed else ""
         unusable = (f"; {self.unusable_windows} windows without usable signal (dropouts or cancelling channels: "
@@ -413,12 +401,13 @@ class DetectSummary:
         types = "; ".join(f"{name} {chosen.describe()}" for name, chosen in self.calibration.items())
         return (f"{self.files} files: {self.done} analysed, {self.skipped} already done, {self.failed} failed"
                 f"{failures}; {self.audio_hours:.3f} h of audio in {self.seconds:.1f} s ({speed:.1f}x real time)"
-                f"{unusable}; results in {self.out}{earlier}" + (f"\nsound types: {types}" if types else ""))
+                f"{unusable}; results in {self.out}{earlier}" + (f"\nsound types: {types}" if types else "")
+                + (f"\n{self.season.line()}" if self.season else ""))
 
 
 def detect(paths: Sequence[str | Path], model: str | Path, out: str | Path, settings: DetectSettings,
-           devices: int = 1, accelerator: str = "cpu", num_nodes: int = 1,
-           progress: bool = True) -> DetectSummary | None:
+           devices: int = 1, accelerator: str = "cpu", num_nodes: int = 1, progress: bool = True,
+           times: TimeSettings = TimeSettings()) -> DetectSummary | None:
     """Run the bundle over every file; returns the summary on the main process (None on the others)."""
     files = collect_audio(paths)  # a wrong path fails at once, before the model is read
     bundle, model_hash = load_bundle(model)
@@ -445,38 +434,25 @@ def detect(paths: Sequence[str | Path], model: str | Path, out: str | Path, sett
             trainer.predict(DetectionModule(bundle), dataloaders=loader, return_predictions=False)
         if not trainer.is_global_zero:
             return None
-    return finish(files, pending, out, bundle, journal, settings, time.perf_counter() - began)
-
-
-def outcomes(files: Sequence[Path], out: Path, journal: Journal) -> dict[Path, dict]:
-    """Every file of every run into the folder with its latest outcome: this run's files as the journal holds them
-    now (no entry: the run stopped before the file), earlier runs' files as they were recorded, a finished file
-    whose per-window table is gone as failed."""
-    recorded = {Path(entry["path"]): entry for entry in journal.entries()}
-    stopped = {"status": "failed", "reason": "not analysed (the run stopped before this file)"}
-    found = {**recorded, **{path: journal.entry(path) or stopped for path in files}}
-    for path, entry in found.items():
-        if entry["status"] == "done" and not (out / "windows" / f"{output_name(path)}.csv").is_file():
-            found[path] = {**entry, "status": "failed", "reason": "its per-window table is missing from the folder; "
-                                                                  "analyse it again"}
-    return dict(sorted(found.items()))
+    return finish(files, pending, out, bundle, journal, settings, time.perf_counter() - began, times)
 
 
 def finish(files: Sequence[Path], pending: Sequence[Path], out: Path, bundle: Bundle, journal: Journal,
-           settings: DetectSettings, seconds: float) -> DetectSummary:
-    """errors.csv and the presence summary over every file of every run into the folder, from the journal and the
-    per-window CSVs: a second run into a folder adds to them."""
-    entries = outcomes(files, out, journal)
+           settings: DetectSettings, seconds: float, times: TimeSettings) -> DetectSummary:
+    """errors.csv and the season summary over every file of every run into the folder, from the journal and the
+    per-window CSVs: a second run into a folder adds to them. This run's files count as the journal holds them now
+    (no entry: the run stopped before the file), earlier runs' files as they were recorded."""
+    stopped = {"status": "failed", "reason": "not analysed (the run stopped before this file)"}
+    entries = folder_outcomes(out, journal.entries(), {path: journal.entry(path) or stopped for path in files})
     failed = [[str(p), e["reason"]] for p, e in entries.items() if e["status"] != "done"]
     write_bytes_atomic(out / "errors.csv", csv_bytes(("file", "reason"), failed))
-    done = [p for p, e in entries.items() if e["status"] == "done"]
+    # recorded whatever the formats: `mgc summarize` counts detections with these thresholds, without the model
+    summary_settings = SummarySettings(journal.run["model_sha256"], tuple(bundle.thresholds), times)
+    write_bytes_atomic(out / SUMMARY_SETTINGS, summary_settings.to_json())
+    season = None
     if "presence" in settings.formats:
-        hourly, daily = presence_tables([out / "windows" / f"{output_name(p)}.csv" for p in done], bundle.thresholds)
-        counts = ("windows", *SOUND_TYPES)
-        write_bytes_atomic(out / "presence_hourly.csv", csv_bytes(("date", "hour", *counts), hourly))
-        write_bytes_atomic(out / "presence_daily.csv", csv_bytes(("date", *counts), daily))
-        if hourly:
-            write_bytes_atomic(out / "presence.png", presence_figure(hourly))
+        season = write_season_summary(out, [e for e in entries.values() if e["status"] == "done"], len(failed),
+                                      summary_settings)
     analysed = [p for p in pending if entries[p]["status"] == "done"]
     hours = sum(entries[p]["audio_s"] for p in analysed) / 3600
     run_done = sum(1 for p in files if entries[p]["status"] == "done")
@@ -484,4 +460,4 @@ def finish(files: Sequence[Path], pending: Sequence[Path], out: Path, bundle: Bu
                          failed=len(files) - run_done, audio_hours=hours, seconds=seconds, out=out,
                          unusable_windows=sum(entries[p].get("unusable_windows", 0) for p in analysed),
                          folder_files=len(entries), folder_failed=len(failed),
-                         calibration=bundle.type_calibrations())
+                         calibration=bundle.type_calibrations(), season=season)

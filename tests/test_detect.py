@@ -41,7 +41,7 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 REPOSITORY = Path(__file__).resolve().parents[1]
 RATE = 384_000
 WINDOW = 0.25
-OUTPUTS = ("windows", "raven", "errors.csv", "presence_hourly.csv", "presence_daily.csv", "presence.png")
+OUTPUTS = ("windows", "raven", "errors.csv", "summary", "summary.html", "summary_settings.json")
 
 
 def _fit(root, manifest, *args):
@@ -226,15 +226,17 @@ def test_detect_writes_tables_raven_presence_and_lists_failed_files(models, reco
     imported = _rows(tmp_path / "imported.csv")
     assert all(r["whistle"] == "1" and r["porpoise_click"] == "0" for r in imported)
 
-    # Presence: the long file starts 10 s before midnight, so its windows fall on two days; undated files count by
-    # hours from their start.
-    hourly = _rows(out / "presence_hourly.csv")
-    assert [(r["date"], r["hour"], r["windows"]) for r in hourly] == [
-        ("2024-01-31", "23", "40"), ("2024-02-01", "0", "40"), ("undated", "0", "8")]
+    # The season summary: the long file (in folder `recordings`, its deployment) starts 10 s before midnight, so its
+    # windows fall on two days; the files without a timestamp in their name are listed apart, in no hour.
+    season = out / "summary" / "recordings"
+    hourly = _rows(season / "presence_hourly.csv")
+    assert [(r["date"], r["hour"], r["windows"]) for r in hourly] == [("2024-01-31", "23", "40"),
+                                                                      ("2024-02-01", "0", "40")]
     assert hourly[0]["whistle"] == "40" and hourly[0]["porpoise_click"] == "0"
-    daily = _rows(out / "presence_daily.csv")
-    assert [r["date"] for r in daily] == ["2024-01-31", "2024-02-01", "undated"]
-    assert (out / "presence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [r["date"] for r in _rows(season / "daily_detections.csv")] == ["2024-01-31", "2024-02-01"]
+    assert (season / "diel.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    undated = _rows(out / "summary" / "undated.csv")
+    assert sorted(Path(r["file"]).name for r in undated) == ["other_rate.wav", "short.wav"]
 
 
 @pytest.mark.slow
@@ -369,7 +371,8 @@ def test_windows_without_signal_get_a_reason_instead_of_probabilities(models, tm
     whistles = [s for s in _rows(_table(tmp_path / "out", "raven", "dropout"), "\t")
                 if s["Annotation"] == "whistle"]
     assert [(float(s["Begin Time (s)"]), float(s["End Time (s)"])) for s in whistles] == [(0.0, 0.5), (1.0, 2.0)]
-    assert [(r["windows"], r["whistle"]) for r in _rows(tmp_path / "out" / "presence_hourly.csv")] == [("6", "6")]
+    # an undated recording: listed apart with its totals
+    assert [(r["windows"], r["whistle"]) for r in _rows(tmp_path / "out" / "summary" / "undated.csv")] == [("6", "6")]
 
 
 @pytest.mark.slow
@@ -398,7 +401,7 @@ def test_raven_output_imports_back_as_the_same_boxes(models, tmp_path):
 
 
 def test_runs_into_one_folder_add_up_to_one_run_over_all_their_files(tmp_path):
-    """Day 1, then day 2, into one folder give the summaries (presence tables and plot, errors.csv) and per-file
+    """Day 1, then day 2, into one folder give the summaries (the season summary, errors.csv) and per-file
     outputs of one run over both days: before, the second run rewrote the summaries from its own files, and day 1's
     failure vanished from errors.csv. A file that failed and then succeeded shows as succeeded, its failure kept in
     its journal history; a run with other settings into that folder is refused, naming the difference."""
@@ -423,7 +426,11 @@ def test_runs_into_one_folder_add_up_to_one_run_over_all_their_files(tmp_path):
     write_audio(day1 / "broken.wav", noise.normal(0, 0.05, RATE).astype(np.float32), RATE)  # copied again, whole
     run([day1], "day_by_day")
     assert _rows(tmp_path / "day_by_day" / "errors.csv") == []
-    assert [r["windows"] for r in _rows(tmp_path / "day_by_day" / "presence_daily.csv")] == ["4", "4", "6"]
+    season = tmp_path / "day_by_day" / "summary"
+    assert {day: [(r["date"], r["windows"]) for r in _rows(season / day / "daily_detections.csv")]
+            for day in ("day1", "day2")} == {"day1": [("2024-01-31", "4")], "day2": [("2024-02-01", "4")]}
+    assert sorted((Path(r["file"]).name, r["windows"]) for r in _rows(season / "undated.csv")) == [
+        ("broken.wav", "4"), ("undated.wav", "2")]
     entries = [json.loads(p.read_text()) for p in (tmp_path / "day_by_day" / ".journal").glob("*.json")]
     repaired = next(e for e in entries if e["path"].endswith("broken.wav"))
     assert repaired["status"] == "done" and [h["status"] for h in repaired["history"]] == ["failed"]
