@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -109,3 +111,20 @@ def edited_bundle(source: Path, target: Path, **settings) -> Path:
     text = json.dumps({**json.loads(stored["config"]), **settings}, sort_keys=True)
     torch.save({**stored, "config": text, "sha256": content_hash(text, stored["tensors"])}, target)
     return target
+
+
+def chromium_or_skip() -> str:
+    """Debian's chromium; without it (or Playwright) the tests skip locally with the reason, and fail in CI."""
+    reason = None
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        reason = "Playwright is not installed: pip install -e '.[test]'"
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if reason is None and executable is None:
+        reason = "no Chromium on this machine: install Debian's package (apt-get install chromium)"
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"browser tests cannot run in CI: {reason}")
+        pytest.skip(reason)
+    return executable

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tone, write_audio, write_rows
+from conftest import chromium_or_skip, tone, write_audio, write_rows
 from PIL import Image
 
 from mgc_lightning.cache import spectrogram_store
@@ -28,23 +28,6 @@ from mgc_lightning.spectrogram import get_preset
 pytestmark = pytest.mark.slow
 ORIGIN = get_preset("origin")
 RATE = 384_000
-
-
-def chromium_or_skip() -> str:
-    """Debian's chromium; without it (or Playwright) the tests skip locally with the reason, and fail in CI."""
-    reason = None
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        reason = "Playwright is not installed: pip install -e '.[test]'"
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if reason is None and executable is None:
-        reason = "no Chromium on this machine: install Debian's package (apt-get install chromium)"
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"browser tests cannot run in CI: {reason}")
-        pytest.skip(reason)
-    return executable
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import edited_bundle, tiny_bundle, tone, write_audio
+from conftest import chromium_or_skip, edited_bundle, tiny_bundle, tone, write_audio
 from mgc_lightning.cli import main
 from mgc_lightning.errors import InputError
 from mgc_lightning.labels import SOUND_TYPES
@@ -124,6 +124,44 @@ def test_each_deployment_gets_its_own_summary_and_the_page_links_every_table(sea
     assert len(windows) == len(DATED) + len(UNDATED) and windows | raven <= set(targets)
     for deployment in ("north", "south"):
         assert f'src="summary/{deployment}/diel.png"' in page and f'src="summary/{deployment}/daily.png"' in page
+
+
+@pytest.mark.slow
+def test_the_page_shows_every_figure_and_opens_every_table_in_a_real_browser(season):
+    """summary.html as an analyst opens it (a file, no server): each deployment's figures decode in Chromium, and
+    every link leads to a page that loads."""
+    executable = chromium_or_skip()
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
+
+    _, out = season
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable)
+        try:
+            context = browser.new_context()
+            page = context.new_page()
+            page.goto((out / "summary.html").as_uri())
+            images = page.eval_on_selector_all("img", "images => images.map(i => [i.getAttribute('src'), "
+                                                      "i.complete && i.naturalWidth > 0])")
+            assert len(images) == 4 and all(shown for _, shown in images), images  # diel and daily per deployment
+            text = page.inner_text("body")
+            assert "north" in text and "south" in text and "month must be in 1..12" in text
+            links = page.eval_on_selector_all("a[href]", "links => links.map(a => a.getAttribute('href'))")
+            assert links
+            for href in dict.fromkeys(links):  # a table opens as a page or arrives as a download of its bytes
+                if href.startswith("#"):
+                    assert page.locator(href).count() == 1, href  # a deployment's section on this page
+                    continue
+                try:
+                    assert context.new_page().goto((out / href).as_uri()).ok, href
+                except PlaywrightError as error:
+                    assert "Download is starting" in str(error), (href, error)
+                    with page.expect_download() as download:
+                        # the tables sit in folded <details>: a script's click, as a reader's after unfolding
+                        page.eval_on_selector(f'a[href="{href}"]', "link => link.click()")
+                    assert Path(download.value.path()).read_bytes() == (out / href).read_bytes(), href
+        finally:
+            browser.close()
 
 
 def test_undated_recordings_are_listed_with_the_reason_and_counted_in_no_hour(season):
