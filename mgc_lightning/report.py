@@ -99,6 +99,11 @@ def mask_source_label(source: str) -> str:
     return source
 
 
+TRAINING_KNOBS = (("mask_dropout", "mask dropout"), ("image_dropout", "image dropout"),
+                  ("image_head_weight", "image head"))
+"""Classifier settings that change how a mask-guided model learns, named in the report's model name when set."""
+
+
 def _summary(run, dataset: str) -> RunSummary:
     params = run.data.params
     backbone = params.get("model/init_args/backbone", "?")
@@ -114,6 +119,10 @@ def _summary(run, dataset: str) -> RunSummary:
     model = f"baseline {named}" if mask == "none" else f"MGC {fusion} {mask} ({mask_source_label(source)}, {named})"
     if head != "multiclass":
         model += f" [{head}]"
+    knobs = [f"{label} {value}" for key, label in TRAINING_KNOBS
+             if (value := params.get(f"model/init_args/{key}", "0.0")) not in ("0", "0.0", "None")]
+    if knobs:  # the same network trained another way is another model: never averaged with it as a seed
+        model += f" [{', '.join(knobs)}]"
     size = params.get("data/init_args/train_windows", "None")
     train_windows = None if size == "None" else int(size)
     recipe = model

@@ -219,6 +219,20 @@ def test_a_model_trained_on_fewer_labelled_windows_is_another_model_with_its_own
     assert runs[few].architecture != runs[full].architecture  # a mask-guided model at 100 pairs with this one only
 
 
+def test_a_model_trained_with_modality_dropout_or_an_image_head_is_named_apart(store, tmp_path):
+    uri, client, experiment = store
+    plain, headed, dropped = (run(client, experiment, name, 0, 0.8) for name in ("plain", "headed", "dropped"))
+    for run_id in (plain, headed, dropped):
+        client.log_param(run_id, "model/init_args/mask_input", "soft")
+        client.log_param(run_id, "model/init_args/fusion", "xattn")
+        client.log_param(run_id, "model/init_args/mask_dropout", "0.5" if run_id == dropped else "0.0")
+    client.log_param(headed, "model/init_args/image_head_weight", "1.0")
+    runs = {r.run_id: r.model for r in select_runs("survey", uri).runs}
+    assert runs[plain] == "MGC xattn soft (None, resnet18)"
+    assert runs[headed] == "MGC xattn soft (None, resnet18) [image head 1.0]"
+    assert runs[dropped] == "MGC xattn soft (None, resnet18) [mask dropout 0.5]"
+
+
 def test_learning_curve_pairs_each_size_with_the_baseline_of_that_size():
     rng = np.random.default_rng(10)
     runs = []
