@@ -157,15 +157,19 @@ def test_pipeline_refuses_looks_that_could_reproduce_a_tested_front_end(tmp_path
 
 def test_the_curves_add_their_models_to_the_demo_and_the_perfect_segmenter_ends_the_mask_curve():
     config = PipelineConfig.from_yaml(EXPERIMENTS / "pipeline_demo.yaml")
-    assert [spec.name for spec in Pipeline(config).specs()] == ["baseline-resnet18", "mgc-xattn-soft"]
+    mgc = "mgc-xattn-soft-image-head"
+    assert [spec.name for spec in Pipeline(config).specs()] == ["baseline-resnet18", mgc]
     specs = {spec.name: spec for spec in Pipeline(config, mask_curve=True, learning_curve=True).specs()}
-    perfect = specs["mgc-xattn-soft-perfect-segmenter"]
+    perfect = specs[f"{mgc}-perfect-segmenter"]
     assert perfect.args[-2:] == ("--data.init_args.mask_source", "ideal")
-    assert {f"mgc-xattn-soft-iou{iou:.2f}" for iou in config.mask_curve} <= set(specs)
+    assert {f"{mgc}-iou{iou:.2f}" for iou in config.mask_curve} <= set(specs)
     for size in (100, 300):
-        for name in ("baseline-resnet18", "mgc-xattn-soft"):
+        for name in ("baseline-resnet18", mgc):
             assert specs[f"{name}-n{size}"].args[-2:] == ("--data.init_args.train_windows", str(size))
             assert specs[f"{name}-n{size}"].configs == specs[name].configs
+    # every curve model of MGC keeps the demo's recipe: its image head
+    for name in (f"{mgc}-perfect-segmenter", f"{mgc}-iou0.50", f"{mgc}-n100"):
+        assert specs[name].args[:2] == ("--model.init_args.image_head_weight", "1.0")
 
 
 def test_learning_curve_settings_are_validated(tmp_path):
