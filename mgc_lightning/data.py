@@ -19,10 +19,10 @@ from .augment import FrontEndAugment
 from .cache import DEFAULT_CACHE_ROOT, ArrayStore, compute_spectrograms, mask_store, silent_windows, spectrogram_store
 from .manifest import SplitConfig, WindowRow, load_manifest, split_rows
 from .errors import InputError
-from .sharding import Shard
 from .labels import NUM_JOINT_CLASSES
 from .mask_sources import PREDICTED, PREDICTED_PROBABILITY
 from .masks import BINARY, PROBABILITY, check_mask_kind, check_mask_png, mask_of_kind, read_mask_png
+from .sharding import Shard
 from .spectrogram import SpectrogramConfig, get_preset
 
 # A mask source is a folder of the preset's cache (ideal, candidate, predicted, boxes, ...) or `manifest`:
