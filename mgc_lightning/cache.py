@@ -3,7 +3,8 @@
 Layout: `<root>/<preset>-<hash>/config.json`, `.../spectrograms/<key>.npy`, `.../masks/<source>/<key>.npy`, and
 `.../silent_windows.json` (windows without usable signal, which the data modules leave out).
 Every file is written to a temporary name and renamed into place, so a killed run leaves only complete files
-(plus stray temporaries that readers never look at), and rerunning recomputes only what is missing.
+(plus stray temporaries that readers never look at), and rerunning recomputes only what is missing. The processes of
+a DDP run share the windows (sharding.Shard) and leave the same files as one process.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from tqdm import tqdm
 from .atomic import write_bytes_atomic
 from .audio import AudioError, SignalWarning, read_window_and_check
 from .manifest import WindowRow
+from .sharding import Shard
 from .spectrogram import SpectrogramConfig, SpectrogramTransform
 
 DEFAULT_CACHE_ROOT = Path("data/cache")
@@ -105,8 +107,31 @@ def mask_store(config: SpectrogramConfig, source: str, root: str | Path = DEFAUL
 
 def silent_windows(config: SpectrogramConfig, root: str | Path = DEFAULT_CACHE_ROOT) -> dict[str, str]:
     """Window key -> why it holds no usable signal, for the windows flagged when their images were computed."""
-    record = preset_dir(config, root) / SILENT_WINDOWS
-    return json.loads(record.read_text()) if record.is_file() else {}
+    return _flags(preset_dir(config, root))
+
+
+# Each process's flags go to a record of its own, merged into silent_windows.json when its run ends: the processes of a
+# DDP run never write one file together, and a killed run's flags are still read.
+SILENT_WINDOWS_OF_RANK = "silent_windows.rank{}.json"
+
+
+def _flags(folder: Path) -> dict[str, str]:
+    records = [folder / SILENT_WINDOWS, *sorted(folder.glob(SILENT_WINDOWS_OF_RANK.format("*")))]
+    return {key: reason for record in records if record.is_file()
+            for key, reason in json.loads(record.read_text()).items()}
+
+
+def _write_flags(record: Path, flags: dict[str, str]) -> None:
+    write_bytes_atomic(record, json.dumps(flags, indent=1, sort_keys=True).encode())
+
+
+def _merge_flags(folder: Path) -> None:
+    """Every process's record into silent_windows.json, which is then what one process writes."""
+    parts = list(folder.glob(SILENT_WINDOWS_OF_RANK.format("*")))
+    if parts:
+        _write_flags(folder / SILENT_WINDOWS, _flags(folder))
+        for part in parts:
+            part.unlink()
 
 
 class _WindowAudio(Dataset):
@@ -154,16 +179,20 @@ def compute_spectrograms(
     rows: Sequence[WindowRow],
     config: SpectrogramConfig,
     root: str | Path = DEFAULT_CACHE_ROOT,
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
     batch_size: int = 16,
     num_workers: int = 0,
     progress: bool = True,
+    shard: Shard = Shard(),
 ) -> int:
     """Fill the cache with every window's image that is not there yet; returns how many were computed.
 
     A window without usable signal (audio.signal_problem) is computed, warned about (SignalWarning, with its row) and
     recorded in the preset's silent_windows.json. A window that cannot be read does not stop the others: all the
-    readable ones are computed, then WindowReadError lists the unreadable ones with their manifest rows."""
+    readable ones are computed, then WindowReadError lists the unreadable ones with their manifest rows.
+
+    In a DDP run every process calls this with the same rows and computes its `shard` of the missing windows; all
+    return (or raise the same error) once every window is cached, with the run's totals."""
     store = spectrogram_store(config, root)
     keyed, failures = {}, []
     for row in rows:
@@ -174,37 +203,55 @@ def compute_spectrograms(
             continue
         if not store.has(key):
             keyed.setdefault(key, row)
-    pending, unidentified = list(keyed.values()), len(failures)
-    if not pending and failures:
-        raise WindowReadError(failures, 0)
-    if not pending:
-        return 0
-    silent_record = preset_dir(config, root) / SILENT_WINDOWS
-    silent = silent_windows(config, root)
-    transform = SpectrogramTransform(config).to(device)
-    loader = DataLoader(
-        _WindowAudio(pending, config),
-        batch_sampler=_batches_of_equal_length(pending, batch_size),
-        num_workers=num_workers,
-        collate_fn=_stack,
-    )
-    with tqdm(total=len(pending), desc=f"spectrograms {config.cache_key}", unit="win", disable=not progress) as bar:
-        for indices, waves, problems, failed in loader:
-            failures.extend((pending[index], error) for index, error in failed)
-            if indices:
-                with torch.no_grad():
-                    images = transform(waves.to(device)).cpu().numpy().astype(np.float16)
-                flagged = [(pending[index], problem) for index, problem in zip(indices, problems) if problem]
-                for row, problem in flagged:
-                    silent[row.key] = f"{row.path} {row.start_s:g}-{row.start_s + row.duration_s:g} s: {problem}"
-                    warnings.warn(SignalWarning(f"{row.where}: {problem}; flagged in {silent_record} and left out of "
-                                                "training (drop_silent: false keeps it)"), stacklevel=2)
-                if flagged:  # before the images, so a kill in between cannot leave an image without its flag
-                    write_bytes_atomic(silent_record, json.dumps(silent, indent=1, sort_keys=True).encode())
-                for index, image in zip(indices, images):
-                    store.save(pending[index].key, image)
-            bar.update(len(indices) + len(failed))
-    computed = len(pending) - (len(failures) - unidentified)
+    pending = list(keyed.values())
+    mine = shard.agreed_share(pending) if pending else []  # every process finds the same windows missing, or none
+    unread = _compute_images(mine, config, root, store, device, batch_size, num_workers, progress and shard.is_main,
+                             shard)
+    if pending:
+        unread = sorted(failure for share in shard.gathered(unread) for failure in share)
+        if shard.is_main:
+            _merge_flags(preset_dir(config, root))
+        shard.barrier()  # the merged record before any process reads it
+    failures += [(pending[index], problem) for index, problem in unread]
+    computed = len(pending) - len(unread)
     if failures:
         raise WindowReadError(failures, computed)
     return computed
+
+
+def _compute_images(mine: Sequence[WindowRow], config: SpectrogramConfig, root: str | Path, store: ArrayStore,
+                    device: str | torch.device, batch_size: int, num_workers: int, progress: bool,
+                    shard: Shard) -> list[tuple[int, str]]:
+    """This process's windows into the cache, with the flags of those without usable signal written before their
+    images (so a kill in between cannot leave an image without its flag); returns (position in the run's missing
+    windows, problem) of the windows that could not be read."""
+    if not mine:
+        return []
+    folder = preset_dir(config, root)
+    record = folder / SILENT_WINDOWS_OF_RANK.format(shard.rank)
+    flags = json.loads(record.read_text()) if record.is_file() else {}  # a killed run's, kept
+    transform = SpectrogramTransform(config).to(device)
+    loader = DataLoader(
+        _WindowAudio(mine, config),
+        batch_sampler=_batches_of_equal_length(mine, batch_size),
+        num_workers=num_workers,
+        collate_fn=_stack,
+    )
+    unread = []
+    with tqdm(total=len(mine), desc=f"spectrograms {config.cache_key}", unit="win", disable=not progress) as bar:
+        for indices, waves, problems, failed in loader:
+            unread += [(shard.rank + index * shard.world, error) for index, error in failed]
+            if indices:
+                with torch.no_grad():
+                    images = transform(waves.to(device)).cpu().numpy().astype(np.float16)
+                flagged = [(mine[index], problem) for index, problem in zip(indices, problems) if problem]
+                for row, problem in flagged:
+                    flags[row.key] = f"{row.path} {row.start_s:g}-{row.start_s + row.duration_s:g} s: {problem}"
+                    warnings.warn(SignalWarning(f"{row.where}: {problem}; flagged in {folder / SILENT_WINDOWS} and "
+                                                "left out of training (drop_silent: false keeps it)"), stacklevel=3)
+                if flagged:
+                    _write_flags(record, flags)
+                for index, image in zip(indices, images):
+                    store.save(mine[index].key, image)
+            bar.update(len(indices) + len(failed))
+    return unread

@@ -77,16 +77,20 @@ def _cmd_import_raven(args: argparse.Namespace) -> int:
 def _cmd_spectrograms(args: argparse.Namespace) -> int:
     from .cache import compute_spectrograms, preset_dir
     from .manifest import load_manifest
+    from .sharding import start_processes
     from .spectrogram_config import get_preset
 
+    _check_processes(args)
     config = get_preset(args.preset)
     # audio is checked window by window as it is read: an unreadable file stops neither the others nor its own
     # readable windows, and all the unreadable ones are listed at the end
     rows = load_manifest(args.manifest, check_audio=False, drop_duplicates=args.drop_duplicates)
-    done = compute_spectrograms(rows, config, args.cache_root, device=args.device, batch_size=args.batch_size,
-                                num_workers=args.workers, progress=not args.quiet)
-    distinct = len({row.key for row in rows})
-    print(f"{done} computed, {distinct - done} already cached, in {preset_dir(config, args.cache_root)}")
+    shard, device = start_processes(args.device, args.devices, args.num_nodes)
+    done = compute_spectrograms(rows, config, args.cache_root, device=device, batch_size=args.batch_size,
+                                num_workers=args.workers, progress=not args.quiet, shard=shard)
+    if shard.is_main:
+        distinct = len({row.key for row in rows})
+        print(f"{done} computed, {distinct - done} already cached, in {preset_dir(config, args.cache_root)}")
     return 0
 
 
@@ -170,12 +174,16 @@ def _cmd_masks_select(args: argparse.Namespace) -> int:
 def _cmd_masks_predict(args: argparse.Namespace) -> int:
     from .manifest import load_manifest
     from .models.segmenter import predict_masks
+    from .sharding import start_processes
     from .spectrogram_config import get_preset
 
+    _check_processes(args)
     rows = load_manifest(args.manifest)
+    shard, device = start_processes(args.device, args.devices, args.num_nodes)
     done = predict_masks(args.checkpoint, rows, get_preset(args.preset), args.cache_root, args.batch_size,
-                         args.device, replace=args.replace, progress=not args.quiet)
-    print(f"{done} masks predicted, {len(set(rows)) - done} already there (preset {args.preset})")
+                         device, replace=args.replace, progress=not args.quiet, shard=shard)
+    if shard.is_main:
+        print(f"{done} masks predicted, {len(set(rows)) - done} already there (preset {args.preset})")
     return 0
 
 
@@ -280,11 +288,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_detect(args: argparse.Namespace) -> int:
     from .detect import DetectSettings, detect
-    from .errors import InputError
 
-    for option, value in (("--devices", args.devices), ("--num-nodes", args.num_nodes)):
-        if value < 1:
-            raise InputError(f"{option} must be at least 1, got {value}")
+    _check_processes(args)
     settings = DetectSettings(hop_s=args.hop, channel=args.channel, batch_size=args.batch_size,
                               formats=tuple(f.strip() for f in args.format.split(",") if f.strip()))
     summary = detect(args.paths, args.model, args.out, settings, devices=args.devices, accelerator=args.accelerator,
@@ -423,6 +428,22 @@ def _without_library_notices() -> None:
         warnings.filterwarnings("ignore", category=category, module=LIBRARY_MODULES)
 
 
+def _processes_options(sub: argparse.ArgumentParser, shared: str) -> None:
+    """--devices and --num-nodes of a command whose processes share the `shared` (each done by one of them), started
+    as Lightning starts a Trainer's (docs/paper_scale.md, "Several GPUs and nodes")."""
+    sub.add_argument("--devices", type=int, default=1, help=f"processes (DDP) per machine that share the {shared}")
+    sub.add_argument("--num-nodes", type=int, default=1,
+                     help="machines of a multi-node DDP run (started by torchrun or SLURM, as Lightning expects)")
+
+
+def _check_processes(args: argparse.Namespace) -> None:
+    from .errors import InputError
+
+    for option, value in (("--devices", args.devices), ("--num-nodes", args.num_nodes)):
+        if value < 1:
+            raise InputError(f"{option} must be at least 1, got {value}")
+
+
 def _cache_options(sub: argparse.ArgumentParser, quiet: bool = True) -> None:
     sub.add_argument("--cache-root", default="data/cache", help="where spectrograms and masks are cached")
     if quiet:
@@ -474,6 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--device", default="cpu", help="cpu or cuda")
     sub.add_argument("--batch-size", type=int, default=16)
     sub.add_argument("--workers", type=int, default=0, help="DataLoader workers reading audio")
+    _processes_options(sub, "windows")
     _duplicates_option(sub)
     _cache_options(sub)
     sub.set_defaults(run=_cmd_spectrograms)
@@ -535,7 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--checkpoint", required=True)
     sub.add_argument("--preset", default="origin")
     sub.add_argument("--batch-size", type=int, default=32)
-    sub.add_argument("--device", default="cpu")
+    sub.add_argument("--device", default="cpu", help="cpu or cuda")
+    _processes_options(sub, "windows")
     sub.add_argument("--replace", action="store_true", help="drop masks predicted by another checkpoint")
     _cache_options(sub)
     sub.set_defaults(run=_cmd_masks_predict)
@@ -618,9 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--format", default="csv,raven,presence",
                      help="outputs: csv (per window, always written), raven, presence (the season summary)")
     sub.add_argument("--batch-size", type=int, default=16, help="windows per block read and per forward pass")
-    sub.add_argument("--devices", type=int, default=1, help="processes (DDP) per machine that share the files")
-    sub.add_argument("--num-nodes", type=int, default=1,
-                     help="machines of a multi-node DDP run (started by torchrun or SLURM, as Lightning expects)")
+    _processes_options(sub, "files")
     sub.add_argument("--accelerator", default="cpu", help="cpu, gpu or auto")
     sub.add_argument("--quiet", action="store_true", help="no progress bar")
     _time_options(sub)

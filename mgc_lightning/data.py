@@ -1,7 +1,8 @@
 """Datasets and LightningDataModules over the cached spectrogram images.
 
-`prepare_data` (rank 0 only under DDP) fills the spectrogram cache; `setup` (every rank) splits the manifest the
-same deterministic way on every rank, so Lightning's DistributedSampler shards one identical list.
+`setup` (every process under DDP) first fills the spectrogram cache, each process its share of the missing windows
+(sharding.Shard), then splits the manifest the same deterministic way on every process, so Lightning's
+DistributedSampler shards one identical list.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import lightning as L
-from lightning.pytorch.trainer.states import TrainerFn
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -22,6 +22,7 @@ from .errors import InputError
 from .labels import NUM_JOINT_CLASSES
 from .mask_sources import PREDICTED, PREDICTED_PROBABILITY
 from .masks import BINARY, PROBABILITY, check_mask_kind, check_mask_png, mask_of_kind, read_mask_png
+from .sharding import Shard
 from .spectrogram import SpectrogramConfig, get_preset
 
 # A mask source is a folder of the preset's cache (ideal, candidate, predicted, boxes, ...) or `manifest`:
@@ -223,14 +224,18 @@ class _WindowDataModule(L.LightningDataModule):
             check_manifest_masks(settings["manifest"], get_preset(settings.get("preset") or "origin"),
                                  cls.every_row_masked)
 
-    def prepare_data(self) -> None:
+    def cache_spectrograms(self, stage: str | None) -> None:
         """Cache the windows this run reads: every split for fit, only the test (or validation) split when a trained
-        model is tested on another front end, so an out-of-distribution test renders a sixth of the windows."""
+        model is tested on another front end, so an out-of-distribution test renders a sixth of the windows. Under
+        DDP every process computes its share, on its own device (a `cuda` cache_device is each process's GPU)."""
         rows = load_manifest(self.manifest, drop_duplicates=self.drop_duplicates)
-        stage = self.trainer.state.fn if self.trainer is not None else None
-        if stage in (TrainerFn.TESTING, TrainerFn.VALIDATING):
-            rows = [rows[i] for i in split_rows(rows, self.split)["test" if stage == TrainerFn.TESTING else "val"]]
-        compute_spectrograms(rows, self.config, self.cache_root, device=self.cache_device, num_workers=self.num_workers)
+        if stage in ("test", "validate"):
+            rows = [rows[i] for i in split_rows(rows, self.split)["test" if stage == "test" else "val"]]
+        device = torch.device(self.cache_device)
+        if self.trainer is not None and self.trainer.strategy.root_device.type == device.type:
+            device = self.trainer.strategy.root_device
+        compute_spectrograms(rows, self.config, self.cache_root, device=device, num_workers=self.num_workers,
+                             shard=Shard.of_this_process())
 
     def split_rows(self) -> dict[str, list[WindowRow]]:
         rows = load_manifest(self.manifest, check_audio=False, drop_duplicates=self.drop_duplicates)
@@ -306,6 +311,7 @@ class ClassificationDataModule(_WindowDataModule):
         super().check_inputs(settings)
 
     def setup(self, stage: str | None = None) -> None:
+        self.cache_spectrograms(stage)
         images = spectrogram_store(self.config, self.cache_root)
         masks = (mask_loader(self.config, self.mask_source, self.cache_root, self.mask_kind) if self.mask_source
                  else None)
@@ -353,6 +359,7 @@ class SegmentationDataModule(_WindowDataModule):
                          power_probability=power_probability, gain_control_probability=gain_control_probability)
 
     def setup(self, stage: str | None = None) -> None:
+        self.cache_spectrograms(stage)
         images = spectrogram_store(self.config, self.cache_root)
         masks = mask_loader(self.config, self.mask_source, self.cache_root)
         from_png = self.mask_source == MANIFEST_MASKS

@@ -39,6 +39,7 @@ from .precision import device_defaults
 from .recording_times import TimeSettings
 from .season_summary import SETTINGS as SUMMARY_SETTINGS
 from .season_summary import SeasonSummary, SummarySettings, write_season_summary
+from .sharding import Shard
 from .stopping import StopAtBatchEnd
 
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -189,10 +190,7 @@ class RecordingWindows(IterableDataset):
         self.files, self.bundle, self.settings = list(files), bundle, settings
 
     def shard(self) -> list[int]:
-        rank, world = 0, 1
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        return list(range(rank, len(self.files), world))
+        return Shard.of_this_process().take(range(len(self.files)))
 
     def __iter__(self) -> Iterator[dict]:
         for index in self.shard():

@@ -7,9 +7,11 @@ never turns a finished run into a failed one."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.cli import SaveConfigCallback
@@ -52,6 +54,21 @@ def artifact_root(tracking_uri: str) -> str | None:
     return (database.resolve().parent / "mlartifacts").as_uri()
 
 
+@contextlib.contextmanager
+def _store_opened_in_turn(tracking_uri: str) -> Iterator[None]:
+    """Every process of a DDP run opens the store, and those that start together (torchrun, SLURM, a cluster's
+    nodes) would all create a new SQLite store's tables at once, all but one failing ("duplicate column name"): they
+    take turns, each holding a lock on a file beside the database while it opens it."""
+    if not tracking_uri.startswith("sqlite:///"):
+        yield
+        return
+    database = Path(tracking_uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(f".{database.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
 class MLflowLogger(MLFlowLogger):
     """Lightning's MLFlowLogger with the project's defaults: SQLite store, artifacts in mlartifacts beside it."""
 
@@ -67,8 +84,9 @@ class MLflowLogger(MLFlowLogger):
         uri = tracking_uri or default_tracking_uri()
         if artifact_location is None:
             artifact_location = artifact_root(uri)
-        super().__init__(experiment_name=experiment_name, run_name=run_name, tracking_uri=uri, tags=tags,
-                         save_dir=None, artifact_location=artifact_location, run_id=run_id)
+        with _store_opened_in_turn(uri):  # its client creates a new store's tables
+            super().__init__(experiment_name=experiment_name, run_name=run_name, tracking_uri=uri, tags=tags,
+                             save_dir=None, artifact_location=artifact_location, run_id=run_id)
 
     @rank_zero_only
     def log_hyperparams(self, params) -> None:

@@ -128,3 +128,22 @@ def chromium_or_skip() -> str:
             pytest.fail(f"browser tests cannot run in CI: {reason}")
         pytest.skip(reason)
     return executable
+
+
+# Runs `mgc` with a record of which process wrote each cached array (tests/ddp/recorded_writes.py; see `writers`).
+RECORDED_WRITES = Path(__file__).parent / "ddp" / "recorded_writes.py"
+
+
+def writers(writes: Path) -> dict[str, list[int]]:
+    """Each file that RECORDED_WRITES's processes wrote -> the rank of every process that wrote it, once per write."""
+    found: dict[str, list[int]] = {}
+    for record in writes.glob("*.txt"):
+        for line in record.read_text().splitlines():
+            rank, path = line.split(" ", 1)
+            found.setdefault(path, []).append(int(rank))
+    return found
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` (relative name -> bytes), to compare two runs' outputs byte for byte."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}

@@ -413,7 +413,7 @@ def test_data_module_leaves_silent_windows_out_unless_asked(tmp_path):
     settings = dict(cache_root=str(tmp_path / "cache"), split_fractions=(0.34, 0.33, 0.33))
     module = ClassificationDataModule(str(path), **settings)
     with pytest.warns(UserWarning, match=r"row 3 \(line 4\) .*r1.wav 0-0.5 s: digital silence"):
-        module.prepare_data()
+        module.setup("fit")
     kept = [row for side in module.split_rows().values() for row in side]
     assert sorted((r.recording, r.start_s) for r in kept) == [("r0", 0.0), ("r0", 0.5), ("r1", 0.5), ("r2", 0.0),
                                                               ("r2", 0.5)]

@@ -12,7 +12,6 @@ from mgc_lightning.spectrogram import get_preset
 
 def _module(cls, manifest, root, **kwargs):
     module = cls(str(manifest), preset="origin", cache_root=str(root), batch_size=4, split_seed=1, **kwargs)
-    module.prepare_data()
     module.setup("fit")
     return module
 

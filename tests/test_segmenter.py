@@ -266,7 +266,6 @@ def test_classifier_training_items_get_looks_and_keep_their_masks_on_the_calls(w
     root, _ = workspace
     settings = dict(cache_root=str(root / "cache"), mask_source="ideal", split_fractions=(0.5, 0.25, 0.25))
     module = ClassificationDataModule(str(root / "hq.csv"), gain_control_probability=1, **settings)
-    module.prepare_data()
     module.setup("fit")
     images, masks = spectrogram_store(module.config, root / "cache"), mask_store(module.config, "ideal", root / "cache")
     for name, dataset in module.datasets.items():
@@ -292,7 +291,6 @@ def test_front_end_augment_runs_on_the_training_split_only(workspace):
     module = SegmentationDataModule(str(root / "hq.csv"), cache_root=str(root / "cache"), mask_source="ideal",
                                     hflip=False, warp_probability=1, stretch_probability=1, power_probability=1,
                                     gain_control_probability=0.5, split_fractions=(0.5, 0.25, 0.25))
-    module.prepare_data()
     module.setup("fit")
     images, masks = spectrogram_store(module.config, root / "cache"), mask_store(module.config, "ideal", root / "cache")
     for name in ("val", "test"):

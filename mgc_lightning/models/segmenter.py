@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..atomic import write_bytes_atomic
 from ..cache import ArrayStore, compute_spectrograms, mask_store, spectrogram_store
 from ..checkpoints import load_module
 from ..figures import mask_panel
@@ -22,6 +23,7 @@ from ..manifest import WindowRow
 from ..mask_sources import PREDICTED, PREDICTED_PROBABILITY
 from ..masks import binary_mask, mask_metrics, soft_mask
 from ..precision import inference_copy
+from ..sharding import Shard
 from ..spectrogram import SpectrogramConfig
 from ..tracking import log_figure
 from .inputs import imagenet_input, load_local_weights, without_weight_sources
@@ -171,9 +173,10 @@ def _checkpoint_identity(checkpoint: Path) -> dict:
     return {"checkpoint": str(checkpoint.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def _claim(stores: Sequence[ArrayStore], identity: dict, replace: bool) -> None:
+def _claim(stores: Sequence[ArrayStore], identity: dict, replace: bool, shard: Shard) -> None:
     """Ties the sources' folders to one checkpoint: if any holds masks of another, all are refused, or emptied with
-    `replace` (a source's binary masks and probability maps always come from one segmenter)."""
+    `replace` (a source's binary masks and probability maps always come from one segmenter). In a DDP run the main
+    process empties and records them while the others wait."""
     records = [store.folder / "source.json" for store in stores]
     foreign = [(store, json.loads(record.read_text())) for store, record in zip(stores, records)
                if record.is_file() and json.loads(record.read_text()) != identity]
@@ -181,12 +184,14 @@ def _claim(stores: Sequence[ArrayStore], identity: dict, replace: bool) -> None:
         store, stored = foreign[0]
         raise ValueError(f"{store.folder} holds masks predicted by another checkpoint ({stored['checkpoint']}); "
                          "pass --replace to start over")
-    for store, record in zip(stores, records):
-        if foreign:
-            for old in store.folder.glob("*.npy"):
-                old.unlink()
-        store.folder.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps(identity))
+    if shard.is_main:
+        for store, record in zip(stores, records):
+            if foreign:
+                for old in store.folder.glob("*.npy"):
+                    old.unlink()
+            store.folder.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(record, json.dumps(identity).encode())  # read meanwhile by the other processes
+    shard.barrier()
 
 
 def predict_masks(
@@ -195,30 +200,36 @@ def predict_masks(
     config: SpectrogramConfig,
     cache_root: str | Path,
     batch_size: int = 32,
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
     replace: bool = False,
     progress: bool = True,
+    shard: Shard = Shard(),
 ) -> int:
     """Predict every window of this preset that has no mask yet, in one pass: its binary mask into the `predicted`
     source and its probability map (float16: 32 KB for a 128 x 128 window, twice the binary mask) into
     `predicted-probability`; returns how many windows were predicted.
 
     Resumable: windows with both are skipped (masks predicted before the maps were kept get them). The two sources
-    hold one segmenter's masks: masks from another checkpoint are refused unless `replace` clears both.
+    hold one segmenter's masks: masks from another checkpoint are refused unless `replace` clears both. In a DDP run
+    every process calls this with the same rows and predicts its `shard` of the windows (and of their missing
+    spectrograms); all return the run's total once every mask is written.
     """
     checkpoint = Path(checkpoint)
     model = load_module(SegmenterModule, checkpoint, "segmenter checkpoint", map_location=device).eval()
     binary, probability = (mask_store(config, source, cache_root) for source in (PREDICTED, PREDICTED_PROBABILITY))
-    _claim((binary, probability), _checkpoint_identity(checkpoint), replace)
-    compute_spectrograms(rows, config, cache_root, device=device, progress=progress)
+    _claim((binary, probability), _checkpoint_identity(checkpoint), replace, shard)
+    compute_spectrograms(rows, config, cache_root, device=device, progress=progress, shard=shard)
     images = spectrogram_store(config, cache_root)
     pending = [row for row in dict.fromkeys(rows) if not (binary.has(row.key) and probability.has(row.key))]
-    for first in tqdm(range(0, len(pending), batch_size), desc=f"predict masks {config.cache_key}",
-                      disable=not progress or not pending):
-        batch = pending[first : first + batch_size]
+    mine = shard.agreed_share(pending) if pending else []  # every process finds the same windows missing, or none
+    for first in tqdm(range(0, len(mine), batch_size), desc=f"predict masks {config.cache_key}",
+                      disable=not progress or not mine or not shard.is_main):
+        batch = mine[first : first + batch_size]
         image = torch.from_numpy(np.stack([images.load(r.key) for r in batch]).astype(np.float32))[:, None]
         drawn = model.sound_probability(image.to(device)).cpu()
         for row, sound in zip(batch, drawn):
             probability.save(row.key, sound.numpy().astype(np.float16))  # exact: the values are float16 ones
             binary.save(row.key, binary_mask(sound).numpy())
+    if pending:
+        shard.barrier()  # every mask written before any process reads them
     return len(pending)
