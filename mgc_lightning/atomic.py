@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import Iterable
 
 
 def _umask() -> int:
@@ -18,12 +19,18 @@ def write_bytes_atomic(path: str | Path, payload: bytes, durable: bool = True) -
     """durable=False skips the fsync: a killed process still leaves the whole file or none (the rename is atomic);
     only an operating-system crash could leave it truncated. For files that can be made again, where an fsync per
     small file costs more than making it."""
+    write_chunks_atomic(path, [payload], durable)
+
+
+def write_chunks_atomic(path: str | Path, chunks: Iterable[bytes], durable: bool = True) -> None:
+    """write_bytes_atomic for content produced piece by piece: a table of any length is never held whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
     try:
         with handle:
-            handle.write(payload)
+            for chunk in chunks:
+                handle.write(chunk)
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())

@@ -1,25 +1,32 @@
 """`mgc detect`: a bundle run over recordings of any length, through Lightning's `Trainer.predict`.
 
-Audio is read in blocks of `batch_size` windows (never a whole file), so memory stays flat. Files are sharded over
-processes by rank (each file exactly once), and every file's results are written by the process that read it, each
-output atomically, then a journal entry. A rerun skips files whose journal entry matches the fingerprint of the
-model, the parameters and the file (size, modification time), so a killed run resumes and ends with the same bytes.
-The summaries (errors.csv, the season summary of `season_summary`) are rebuilt from the journal of every file in the
-output folder, so runs into one folder (day 1, then day 2) add up to what one run over all their files gives.
+Audio is read in blocks of `batch_size` windows (never a whole file), and each block's rows are appended to the
+file's partial table as they are predicted (partial_tables.py), so memory stays flat whatever the recording's length.
+Files are sharded over processes by rank (each file exactly once), and every file's results are written by the
+process that read it: at its last batch its table and Raven selections are moved into place whole, then a journal
+entry is written. A rerun skips files whose journal entry matches the fingerprint of the model, the parameters and
+the file (size, modification time), and goes on with a half-done file from its last finished batch, so a killed run
+resumes and ends with the same bytes.
+The summaries (errors.csv, the season summary of `season_summary`) are rebuilt from the journal of every file in
+the output folder, so runs into one folder (day 1, then day 2) add up to what one run over all their files gives.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
+import heapq
 import json
 import logging
+import math
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
+from itertools import chain
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import lightning as L
 import numpy as np
@@ -28,13 +35,16 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, IterableDataset
 
+from .atomic import write_chunks_atomic
 from .audio import AudioError, check_band, probe, resample, signal_problem, window_starts
+from .audio_progress import AudioHoursBar
 from .bundle import Bundle, TypeCalibration, load_bundle
 from .cache import write_bytes_atomic
-from .detection_folder import JOURNAL, csv_bytes, folder_outcomes, journal_entries, output_name
+from .detection_folder import JOURNAL, csv_bytes, csv_lines, folder_outcomes, journal_entries, output_name
 from .errors import InputError
 from .inference import BundlePipeline
 from .labels import JOINT_CLASS_NAMES, SOUND_TYPES
+from .partial_tables import PartialTables
 from .precision import device_defaults
 from .recording_times import TimeSettings
 from .season_summary import SETTINGS as SUMMARY_SETTINGS
@@ -167,14 +177,15 @@ class Journal:
         return entry is not None and entry["status"] == "done"
 
     def record(self, path: Path, status: str, reason: str = "", seconds: float = 0.0, process: int = 0,
-               unusable: int = 0) -> None:
+               unusable: int = 0, resumed_s: float = 0.0) -> None:
+        """`resumed_s`: where in the file this run began (0 unless an earlier run had analysed its start)."""
         earlier = self._read(self._entry_path(path))
         history = [] if earlier is None else [*earlier.get("history", []), {
             key: earlier.get(key) for key in ("status", "reason", "recorded_at", "fingerprint")}]
         entry = {"path": str(path), "fingerprint": self.fingerprint(path), "status": status, "reason": reason,
-                 "audio_s": seconds, "process": process, "unusable_windows": unusable, "run_key": self.run_key,
-                 "run": self.run, "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                 "history": history}
+                 "audio_s": seconds, "process": process, "unusable_windows": unusable, "resumed_from_s": resumed_s,
+                 "run_key": self.run_key, "run": self.run,
+                 "recorded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "history": history}
         write_bytes_atomic(self._entry_path(path), json.dumps(entry, sort_keys=True).encode())
 
 
@@ -183,11 +194,13 @@ class RecordingWindows(IterableDataset):
 
     Items: {"file": index, "start_s": (B,), "waves": (B, samples), "last": bool} or {"file": index, "error": reason}.
     Each window is cut exactly as `audio.read_window` cuts it (same rounding, mono mix or channel, resampling per
-    window), so the images equal those of the spectrogram cache.
+    window), so the images equal those of the spectrogram cache. `resume(path, windows)` says how many of a file's
+    windows an earlier run finished (a whole number of batches): its batches begin after them.
     """
 
-    def __init__(self, files: Sequence[Path], bundle: Bundle, settings: DetectSettings):
-        self.files, self.bundle, self.settings = list(files), bundle, settings
+    def __init__(self, files: Sequence[Path], bundle: Bundle, settings: DetectSettings,
+                 resume: Callable[[Path, int], int] = lambda path, windows: 0):
+        self.files, self.bundle, self.settings, self.resume = list(files), bundle, settings, resume
 
     def shard(self) -> list[int]:
         return Shard.of_this_process().take(range(len(self.files)))
@@ -214,7 +227,7 @@ class RecordingWindows(IterableDataset):
             raise AudioError(path, f"shorter ({info.duration_s:g} s) than one window ({window_s:g} s)")
         rate, count = info.sample_rate, int(round(window_s * info.sample_rate))
         with sf.SoundFile(str(path)) as handle:
-            for first in range(0, len(starts), settings.batch_size):
+            for first in range(self.resume(path, len(starts)), len(starts), settings.batch_size):
                 batch = starts[first : first + settings.batch_size]
                 windows, problems = read_windows(handle, path, [int(round(s * rate)) for s in batch], count, channel)
                 for start, window in zip(batch, windows):
@@ -267,20 +280,20 @@ class DetectionModule(L.LightningModule):
                 "bands": self.pipeline.mask_bands(probability, len(types))}
 
 
-def window_rows(path: Path, window_s: float, parts: list[dict]) -> list[list]:
-    """Rows of the per-window CSV. A window without usable signal (a recorder dropout, cancelling channels) gets no
-    probabilities, only the reason: the model's output there would mean nothing, and no total counts it."""
+def window_rows(path: Path, window_s: float, part: dict) -> list[list]:
+    """Rows of the per-window CSV for one predicted batch. A window without usable signal (a recorder dropout,
+    cancelling channels) gets no probabilities, only the reason: the model's output there would mean nothing, and no
+    total counts it."""
     rows = []
-    for part in parts:
-        for start, types, joint, band, problem in zip(part["start_s"].tolist(), part["types"].tolist(),
-                                                      part["joint"].tolist(), part["bands"], part["problems"]):
-            times = [str(path), f"{start:.6f}", f"{start + window_s:.6f}"]
-            if problem:
-                rows.append([*times, *[""] * (len(WINDOW_HEADER) - 4), problem])
-                continue
-            best = int(np.argmax(joint))
-            rows.append([*times, *(f"{p:.6f}" for p in types), JOINT_CLASS_NAMES[best], f"{joint[best]:.6f}",
-                         "" if band is None else f"{band[0]:.1f}", "" if band is None else f"{band[1]:.1f}", ""])
+    for start, types, joint, band, problem in zip(part["start_s"].tolist(), part["types"].tolist(),
+                                                  part["joint"].tolist(), part["bands"], part["problems"]):
+        times = [str(path), f"{start:.6f}", f"{start + window_s:.6f}"]
+        if problem:
+            rows.append([*times, *[""] * (len(WINDOW_HEADER) - 4), problem])
+            continue
+        best = int(np.argmax(joint))
+        rows.append([*times, *(f"{p:.6f}" for p in types), JOINT_CLASS_NAMES[best], f"{joint[best]:.6f}",
+                     "" if band is None else f"{band[0]:.1f}", "" if band is None else f"{band[1]:.1f}", ""])
     return rows
 
 
@@ -289,88 +302,109 @@ WINDOW_HEADER = ("file", "start_s", "end_s", *(f"p_{t}" for t in SOUND_TYPES), "
 _LOW, _HIGH, _PROBLEM = (WINDOW_HEADER.index(c) for c in ("mask_low_hz", "mask_high_hz", "signal_problem"))
 
 
-def selections(rows: Sequence[Sequence], thresholds: Sequence[float], band: tuple[float, float]) -> list[list]:
-    """Raven selections: per sound type, runs of overlapping or touching positive windows merged into one box whose
-    frequencies span the rows the masks of its windows cover (the whole band where no mask says otherwise)."""
-    boxes = []
-    for t, name in enumerate(SOUND_TYPES):
-        current = None
-        for row in rows:
-            if row[_PROBLEM]:
-                continue
-            start, end, p = float(row[1]), float(row[2]), float(row[3 + t])
-            low = float(row[_LOW]) if row[_LOW] else None
-            high = float(row[_HIGH]) if row[_HIGH] else None
-            if p < thresholds[t]:
-                continue
-            if current is not None and start <= current["end"] + 1e-9:
-                current["end"] = end
-                current["p"] = max(current["p"], p)
-                current["lows"].append(low)
-                current["highs"].append(high)
-            else:
-                current = {"type": name, "begin": start, "end": end, "p": p, "lows": [low], "highs": [high]}
-                boxes.append(current)
-    boxes.sort(key=lambda b: (b["begin"], SOUND_TYPES.index(b["type"])))
-    table = []
-    for number, box in enumerate(boxes, start=1):
-        lows = [v for v in box["lows"] if v is not None]
-        highs = [v for v in box["highs"] if v is not None]
-        low, high = (min(lows), max(highs)) if lows else band
-        table.append([number, "Spectrogram 1", 1, f"{box['begin']:.6f}", f"{box['end']:.6f}", f"{low:.1f}",
-                      f"{high:.1f}", box["type"], f"{box['p']:.6f}"])
-    return table
+def table_rows(table: Path) -> Iterator[list[str]]:
+    """The rows of a per-window CSV, read one at a time."""
+    with open(table, newline="") as handle:
+        reader = csv.reader(handle)
+        next(reader)
+        yield from reader
+
+
+def selections(table: Path, thresholds: Sequence[float], band: tuple[float, float]) -> Iterator[list]:
+    """Raven selections of a per-window table: per sound type, runs of overlapping or touching positive windows
+    merged into one box whose frequencies span the rows the masks of its windows cover (the whole band where no mask
+    says otherwise), numbered by begin time, then sound type. Each type's boxes come from a pass of their own over
+    the table, merged as they come: no list of windows or boxes is held, whatever the recording's length."""
+    boxes = heapq.merge(*(_boxes(table_rows(table), t, threshold) for t, threshold in enumerate(thresholds)))
+    for number, (begin, t, end, p, low, high) in enumerate(boxes, start=1):
+        low, high = band if low == math.inf else (low, high)
+        yield [number, "Spectrogram 1", 1, f"{begin:.6f}", f"{end:.6f}", f"{low:.1f}", f"{high:.1f}", SOUND_TYPES[t],
+               f"{p:.6f}"]
+
+
+def _boxes(rows: Iterable[list[str]], t: int, threshold: float) -> Iterator[tuple]:
+    """Sound type t's boxes in time order: (begin, t, end, highest probability, low, high), low and high infinite
+    when no window of the box has a mask band."""
+    box = None
+    for row in rows:
+        if row[_PROBLEM] or float(row[3 + t]) < threshold:
+            continue
+        start, end, p = float(row[1]), float(row[2]), float(row[3 + t])
+        low, high = (float(row[_LOW]), float(row[_HIGH])) if row[_LOW] else (math.inf, -math.inf)
+        if box is not None and start <= box[2] + 1e-9:
+            box = (box[0], t, end, max(box[3], p), min(box[4], low), max(box[5], high))
+            continue
+        if box is not None:
+            yield box
+        box = (start, t, end, p, low, high)
+    if box is not None:
+        yield box
 
 
 class DetectionWriter(BasePredictionWriter):
-    """Collects each file's batches and writes its outputs, then its journal entry, when the last batch arrives."""
+    """Appends each batch's rows to its file's partial table as they are predicted; at the file's last batch writes
+    its Raven selections from the finished table, moves the table into place, then writes the journal entry."""
 
     def __init__(self, files: Sequence[Path], out: Path, bundle: Bundle, settings: DetectSettings, journal: Journal,
-                 progress: bool):
+                 partials: PartialTables, seconds: Sequence[float] | None):
         super().__init__(write_interval="batch")
         self.files, self.out, self.bundle, self.settings, self.journal = list(files), out, bundle, settings, journal
-        self.progress = progress
-        self.parts: dict[int, list[dict]] = {}
-        self.bar = None
+        self.partials = partials
+        self.seconds = seconds  # each file's length, for the progress bar (None: no bar)
+        self.began: dict[int, float] = {}  # where this run began each file it has started (s)
+        self.bar: AudioHoursBar | None = None
 
     def on_predict_start(self, trainer, pl_module) -> None:
-        if self.progress and trainer.is_global_zero:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=None, unit="h audio", desc="detect", bar_format="{desc}: {n:.3f} h of audio "
-                            "[{elapsed}{postfix}]")
-            self.started = time.perf_counter()
+        if self.seconds is not None and trainer.is_global_zero:
+            # each process sees only its own files: the bar follows the main process's share
+            mine = Shard(trainer.global_rank, trainer.world_size).take(range(len(self.files)))
+            self.bar = AudioHoursBar({i: self.seconds[i] for i in mine})
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_index,
                            dataloader_idx) -> None:
         index = prediction["file"]
         path = self.files[index]
         if "error" in prediction:
-            self.parts.pop(index, None)
+            self.began.pop(index, None)
+            self.partials.discard(output_name(path))
             self.journal.record(path, "failed", prediction["error"], process=trainer.global_rank)
+            if self.bar is not None:
+                self.bar.drop(index)
             return
-        self.parts.setdefault(index, []).append(prediction)
+        starts = prediction["start_s"].tolist()
+        self.began.setdefault(index, starts[0])
+        self.partials.append(output_name(path), csv_lines(window_rows(path, self.bundle.window_s, prediction)))
         if self.bar is not None:
-            self.bar.update(len(prediction["start_s"]) * self.settings.hop_s / 3600)
-            self.bar.set_postfix_str(f", {self.bar.n * 3600 / (time.perf_counter() - self.started):.1f}x real time")
+            self.bar.advance(index, self.began[index], starts[-1] + self.settings.hop_s, prediction["last"])
         if prediction["last"]:
-            self._write_file(path, self.parts.pop(index), prediction["duration_s"], trainer.global_rank)
+            self._write_file(path, prediction["duration_s"], self.began.pop(index), trainer.global_rank)
 
-    def _write_file(self, path: Path, parts: list[dict], duration_s: float, process: int) -> None:
+    def _write_file(self, path: Path, duration_s: float, began_s: float, process: int) -> None:
         name = output_name(path)
-        rows = window_rows(path, self.bundle.window_s, parts)
-        write_bytes_atomic(self.out / "windows" / f"{name}.csv", csv_bytes(WINDOW_HEADER, rows))
+        table = self.partials.complete(name)
         if "raven" in self.settings.formats:
             band = (self.bundle.front_end.fmin, self.bundle.front_end.fmax)
-            table = selections(rows, self.bundle.thresholds, band)
-            write_bytes_atomic(self.out / "raven" / f"{name}.selections.txt", csv_bytes(RAVEN_HEADER, table, "\t"))
-        self.journal.record(path, "done", seconds=duration_s, process=process,
-                            unusable=sum(1 for row in rows if row[_PROBLEM]))
+            raven = chain([RAVEN_HEADER], selections(table, self.bundle.thresholds, band))
+            write_chunks_atomic(self.out / "raven" / f"{name}.selections.txt",
+                                (csv_lines([row], "\t") for row in raven))
+        unusable = sum(1 for row in table_rows(table) if row[_PROBLEM])
+        self.partials.publish(table, self.out / "windows" / f"{name}.csv")
+        self.journal.record(path, "done", seconds=duration_s, process=process, unusable=unusable, resumed_s=began_s)
 
     def on_predict_end(self, trainer, pl_module) -> None:
         if self.bar is not None:
             self.bar.close()
         trainer.strategy.barrier()  # every process has written its files before rank 0 sums up
+        if trainer.is_global_zero:
+            self.partials.tidy()
+
+
+def audio_seconds(path: Path) -> float:
+    """A recording's length from its header; 0 for one that cannot be read (the run reports it as failed)."""
+    try:
+        return probe(path).duration_s
+    except AudioError:
+        return 0.0
 
 
 @dataclass
@@ -417,7 +451,9 @@ def detect(paths: Sequence[str | Path], model: str | Path, out: str | Path, sett
                if not journal.is_done(path) or not (out / "windows" / f"{output_name(path)}.csv").is_file()]
     began = time.perf_counter()
     if pending:
-        writer = DetectionWriter(pending, out, bundle, settings, journal, progress)
+        partials = PartialTables(out / ".partial", csv_bytes(WINDOW_HEADER, []))
+        writer = DetectionWriter(pending, out, bundle, settings, journal, partials,
+                                 [audio_seconds(path) for path in pending] if progress else None)
         # on a GPU the classifier runs as `mgc test` runs it there (bf16 autocast), so their probabilities agree
         precision = "32-true" if accelerator == "cpu" else device_defaults().get("precision", "32-true")
         with lightning_quiet():
@@ -426,7 +462,11 @@ def detect(paths: Sequence[str | Path], model: str | Path, out: str | Path, sett
                                 logger=False, enable_checkpointing=False, enable_progress_bar=False,
                                 enable_model_summary=False, use_distributed_sampler=False,
                                 callbacks=[writer, StopAtBatchEnd()])  # after the writer: a written batch, then a stop
-        loader = DataLoader(RecordingWindows(pending, bundle, settings), batch_size=None)
+
+        def resume(path: Path, windows: int) -> int:
+            return partials.resume(output_name(path), journal.fingerprint(path), windows, settings.batch_size)
+
+        loader = DataLoader(RecordingWindows(pending, bundle, settings, resume), batch_size=None)
         with warnings.catch_warnings():  # items are whole batches of one file: there are no sampler indices to track
             warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")
             trainer.predict(DetectionModule(bundle), dataloaders=loader, return_predictions=False)

@@ -8,7 +8,8 @@ import hashlib
 import io
 import json
 from pathlib import Path
-from typing import Mapping, Sequence
+from itertools import chain
+from typing import Iterable, Mapping, Sequence
 
 JOURNAL = ".journal"
 
@@ -28,12 +29,15 @@ def raven_table(out: Path, path: Path) -> Path:
     return out / "raven" / f"{output_name(path)}.selections.txt"
 
 
-def csv_bytes(header: Sequence[str], rows: Sequence[Sequence], delimiter: str = ",") -> bytes:
+def csv_lines(rows: Iterable[Sequence], delimiter: str = ",") -> bytes:
+    """Rows as CSV, one line each: a batch's rows, appended to a table begun by csv_bytes, read as one table."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
+    csv.writer(buffer, delimiter=delimiter, lineterminator="\n").writerows(rows)
     return buffer.getvalue().encode()
+
+
+def csv_bytes(header: Sequence[str], rows: Iterable[Sequence], delimiter: str = ",") -> bytes:
+    return csv_lines(chain([header], rows), delimiter)
 
 
 def journal_entries(out: Path) -> list[dict]:

@@ -4,6 +4,7 @@ that crosses midnight, a short one, one at another rate, one too low for the ban
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -339,6 +340,42 @@ def test_killed_run_resumes_to_identical_outputs_and_changed_files_are_redone(mo
 
 
 @pytest.mark.slow
+def test_a_file_killed_half_way_resumes_from_its_last_finished_batch_to_identical_outputs(tmp_path):
+    """`mgc detect` killed (SIGKILL) in the middle of a long file, while a batch's row was being written: the rerun
+    keeps the partial table's whole batches, analyses only the rest, counts only the rest in its progress bar, and
+    ends with the bytes of an uninterrupted run."""
+    model, noise = tiny_bundle(tmp_path / "model.mgc"), np.random.default_rng(0)
+    recording = write_audio(tmp_path / "in" / "site_20240131_235950.wav",
+                            noise.normal(0, 0.05, 40 * RATE).astype(np.float32), RATE)  # 160 windows, 40 batches
+    command = _detect_command(model, recording, tmp_path / "out", "--batch-size", "4")
+    assert subprocess.run(_detect_command(model, recording, tmp_path / "reference", "--batch-size", "4"),
+                          env=_env(tmp_path), capture_output=True, timeout=300).returncode == 0
+    partial = tmp_path / "out" / ".partial" / output_name(recording)
+    process = subprocess.Popen(command, env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and sum(p.read_bytes().count(b"\n") for p in partial.glob("*.csv")) < 1 + 12:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "out" / "windows").exists()  # killed before the file was finished
+    [table] = partial.glob("*.csv")
+    rows = table.read_bytes().count(b"\n") - 1  # complete rows
+    assert 12 <= rows < 160
+    with open(table, "ab") as handle:  # the kill came while a row was being written
+        handle.write(f"{recording},{rows * WINDOW:.6f},0.4".encode())
+
+    result = subprocess.run([c for c in command if c != "--quiet"], env=_env(tmp_path), capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    entry = json.loads(next((tmp_path / "out" / ".journal").glob("*.json")).read_text())
+    assert entry["resumed_from_s"] == rows // 4 * 4 * WINDOW  # the whole batches the killed run finished
+    assert f"{(40 - entry['resumed_from_s']) / 3600:.3f}/{(40 - entry['resumed_from_s']) / 3600:.3f} h of audio" in (
+        result.stderr)
+    assert _snapshot(tmp_path / "out") == _snapshot(tmp_path / "reference")
+    assert not (tmp_path / "out" / ".partial").exists()
+
+
+@pytest.mark.slow
 def test_two_processes_analyse_each_file_once_and_match_one_process(models, recordings, reference):
     root = models[0]
     _, out_reference = reference
@@ -438,6 +475,25 @@ def test_runs_into_one_folder_add_up_to_one_run_over_all_their_files(tmp_path):
     with pytest.raises(InputError, match=r"day_by_day: holds detections of 4 file\(s\) made with another model or "
                                          r"other settings \(hop_s 0.25 there, 0.125 now\)"):
         run([day2], "day_by_day", hop_s=0.125)
+
+
+def test_a_folder_shows_one_bar_over_the_hours_left_to_analyse(tmp_path, capsys):
+    """One progress bar over a folder's files, whose total is the audio of the files not done yet (from their
+    headers, before the run): hours done out of it, hours left, the time left and the speed."""
+    model, noise = tiny_bundle(tmp_path / "model.mgc"), np.random.default_rng(0)
+    folder = tmp_path / "in"
+    done = write_audio(folder / "done.wav", noise.normal(0, 0.05, 9 * RATE).astype(np.float32), RATE)
+    detect([done], model, tmp_path / "out", DetectSettings(), progress=False)
+    write_audio(folder / "a.wav", noise.normal(0, 0.05, int(10.8 * RATE)).astype(np.float32), RATE)
+    write_audio(folder / "b.wav", noise.normal(0, 0.05, int(7.2 * RATE)).astype(np.float32), RATE)
+    capsys.readouterr()
+    detect([folder], model, tmp_path / "out", DetectSettings(), progress=True)
+    states = [line for line in re.split(r"[\r\n]", capsys.readouterr().err) if line.startswith("detect:")]
+    assert states and all(re.search(r"\d\.\d{3}/0\.005 h of audio", s) for s in states), states  # 18 s, not 27 s
+    assert "0.000/0.005 h of audio [00:00<?]" in states[0]
+    assert re.search(r" 0\.00[1-4]/0\.005 h of audio, 0\.00[1-4] h left, [\d.]+x real time \[\d\d:\d\d<\d\d:\d\d\]",
+                     "\n".join(states)), states
+    assert "100%" in states[-1] and "0.005/0.005 h of audio, 0.000 h left" in states[-1]
 
 
 def test_block_reads_cut_the_same_windows_as_read_window(tmp_path):
