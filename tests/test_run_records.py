@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 from conftest import small_benchmark
 from mgc_lightning.cli import main
 from mgc_lightning.evaluation import evaluate_checkpoint
-from mgc_lightning.manifest import load_manifest, write_manifest
+from mgc_lightning.manifest import write_manifest
 from mgc_lightning.tracking import EVALUATES_TAG, PARENT_TAG
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
