@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .cache import write_bytes_atomic
+from .atomic import write_bytes_atomic
 from .checkpoints import check_model_class, class_path, load_checkpoint, unreadable
 from .errors import InputError, missing_file
 from .labels import JOINT_CLASS_NAMES, SOUND_TYPES

@@ -35,12 +35,13 @@ import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader, IterableDataset
 
-from .atomic import write_chunks_atomic
+from .atomic import write_bytes_atomic, write_chunks_atomic
 from .audio import AudioError, check_band, probe, resample, signal_problem, window_starts
 from .audio_progress import AudioHoursBar
 from .bundle import Bundle, TypeCalibration, load_bundle
-from .cache import write_bytes_atomic
-from .detection_folder import JOURNAL, csv_bytes, csv_lines, folder_outcomes, journal_entries, output_name
+from .detection_folder import (
+    JOURNAL, csv_bytes, csv_lines, folder_outcomes, journal_entries, output_name, raven_table, read_entry, windows_table,
+)
 from .errors import InputError
 from .inference import BundlePipeline
 from .labels import JOINT_CLASS_NAMES, SOUND_TYPES
@@ -143,12 +144,6 @@ class Journal:
     def _entry_path(self, path: Path) -> Path:
         return self.folder / f"{hashlib.sha1(str(path).encode()).hexdigest()[:20]}.json"
 
-    def _read(self, entry_path: Path) -> dict | None:
-        try:
-            return json.loads(entry_path.read_text())
-        except (OSError, ValueError):
-            return None
-
     def entries(self) -> list[dict]:
         """Every file's latest entry in the folder, whichever run wrote it."""
         return journal_entries(self.out)
@@ -169,7 +164,7 @@ class Journal:
 
     def entry(self, path: Path) -> dict | None:
         """The file's entry if it belongs to this model, these settings and the file as it is now."""
-        entry = self._read(self._entry_path(path))
+        entry = read_entry(self._entry_path(path))
         return entry if entry is not None and entry.get("fingerprint") == self.fingerprint(path) else None
 
     def is_done(self, path: Path) -> bool:
@@ -179,7 +174,7 @@ class Journal:
     def record(self, path: Path, status: str, reason: str = "", seconds: float = 0.0, process: int = 0,
                unusable: int = 0, resumed_s: float = 0.0) -> None:
         """`resumed_s`: where in the file this run began (0 unless an earlier run had analysed its start)."""
-        earlier = self._read(self._entry_path(path))
+        earlier = read_entry(self._entry_path(path))
         history = [] if earlier is None else [*earlier.get("history", []), {
             key: earlier.get(key) for key in ("status", "reason", "recorded_at", "fingerprint")}]
         entry = {"path": str(path), "fingerprint": self.fingerprint(path), "status": status, "reason": reason,
@@ -385,10 +380,10 @@ class DetectionWriter(BasePredictionWriter):
         if "raven" in self.settings.formats:
             band = (self.bundle.front_end.fmin, self.bundle.front_end.fmax)
             raven = chain([RAVEN_HEADER], selections(table, self.bundle.thresholds, band))
-            write_chunks_atomic(self.out / "raven" / f"{name}.selections.txt",
+            write_chunks_atomic(raven_table(self.out, path),
                                 (csv_lines([row], "\t") for row in raven))
         unusable = sum(1 for row in table_rows(table) if row[_PROBLEM])
-        self.partials.publish(table, self.out / "windows" / f"{name}.csv")
+        self.partials.publish(table, windows_table(self.out, path))
         self.journal.record(path, "done", seconds=duration_s, process=process, unusable=unusable, resumed_s=began_s)
 
     def on_predict_end(self, trainer, pl_module) -> None:
@@ -448,7 +443,7 @@ def detect(paths: Sequence[str | Path], model: str | Path, out: str | Path, sett
     journal = Journal(out, model_hash, settings)
     journal.check_one_run()
     pending = [path for path in files
-               if not journal.is_done(path) or not (out / "windows" / f"{output_name(path)}.csv").is_file()]
+               if not journal.is_done(path) or not windows_table(out, path).is_file()]
     began = time.perf_counter()
     if pending:
         partials = PartialTables(out / ".partial", csv_bytes(WINDOW_HEADER, []))

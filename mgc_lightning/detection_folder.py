@@ -40,17 +40,19 @@ def csv_bytes(header: Sequence[str], rows: Iterable[Sequence], delimiter: str = 
     return csv_lines(chain([header], rows), delimiter)
 
 
+def read_entry(entry_path: Path) -> dict | None:
+    """One journal entry; None when it is missing or unreadable (a rerun writes it again)."""
+    try:
+        return json.loads(entry_path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def journal_entries(out: Path) -> list[dict]:
-    """Every file's latest journal entry in the folder, whichever run wrote it (unreadable entries are skipped: a
-    rerun writes them again)."""
+    """Every file's latest journal entry in the folder, whichever run wrote it (unreadable entries are skipped)."""
     folder = out / JOURNAL
-    entries = []
-    for entry_path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
-        try:
-            entries.append(json.loads(entry_path.read_text()))
-        except (OSError, ValueError):
-            continue
-    return entries
+    found = (read_entry(p) for p in sorted(folder.glob("*.json"))) if folder.is_dir() else ()
+    return [entry for entry in found if entry is not None]
 
 
 def folder_outcomes(out: Path, recorded: Sequence[dict], this_run: Mapping[Path, dict]) -> dict[Path, dict]:
