@@ -130,11 +130,12 @@ def get_json(url: str) -> dict:
 
 
 def shown_window(page, server) -> dict:
-    return get_json(f"{server}api/windows/{page.evaluate('document.body.dataset.window')}")
+    return get_json(f"{server}api/windows/{shown_index(page)}")
 
 
 def shown_index(page) -> int:
-    return int(page.evaluate("document.body.dataset.window"))
+    """The shown window's index, once the page has finished showing one (it is empty while a window loads)."""
+    return int(page.wait_for_function("document.body.dataset.window").json_value())
 
 
 def shown_mask(page) -> str:
@@ -331,9 +332,9 @@ def test_two_tabs_on_one_window_cannot_overwrite_each_other_silently(browser, se
         stroke(first, [(5, 5), (30, 40)])
         first.keyboard.press("a")
         first.wait_for_selector("#conflict:not([hidden])")
-        first.click("#conflict-reload")
-        first.wait_for_selector("#conflict", state="hidden")
-        assert shown_index(first) == start + 1
+        first.click("#conflict-reload")  # hides the conflict at once, then reloads the window
+        first.wait_for_function(f"document.body.dataset.window === '{start + 1}'")
+        assert first.is_hidden("#conflict")
         assert shown_mask(first) == "0" * ORIGIN.height * ORIGIN.width and first.inner_text("#unsaved") == ""
     finally:
         first.close()
