@@ -2,11 +2,13 @@
 write) and each stage, in one run, plus the largest resident memory for two recording lengths (flat memory: both the
 same).
 
-The models are the recommended pipeline with untrained weights (speed does not depend on the weights): the U-Net
-of experiments/seg_unet.yaml and the demo's narrow ResNet-18 with cross-attention fusion over soft masks. The
-recording is noise with tones, written to a temporary WAV.
+The models are the own-data recipe with untrained weights (speed does not depend on the weights): the U-Net of
+experiments/seg_unet.yaml and the classifier of the configs given (by default classifier_base.yaml,
+narrow_resnet18.yaml and mgc_xattn_soft.yaml, as docs/own_data.md trains it). The recording is noise with tones,
+written to a temporary WAV.
 
     python benchmarks/detect_speed.py                       # 60 s of audio, batch 32, CPU
+    python benchmarks/detect_speed.py --set backbone_kwargs=null   # the full-width ResNet-18 instead
     python benchmarks/detect_speed.py --seconds 600 --accelerator gpu --batch-size 128
     python benchmarks/detect_speed.py --memory 60 600       # largest RSS while detecting a 60 s and a 600 s file
 """
@@ -33,13 +35,26 @@ from mgc_lightning.models.segmenter import SegmenterModule
 from mgc_lightning.spectrogram import get_preset
 
 RATE = 384_000
-SEGMENTER_CONFIG = Path(__file__).resolve().parent.parent / "experiments" / "seg_unet.yaml"
+EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
+SEGMENTER_CONFIG = EXPERIMENTS / "seg_unet.yaml"
+CLASSIFIER_CONFIGS = [EXPERIMENTS / name for name in ("classifier_base.yaml", "narrow_resnet18.yaml",
+                                                      "mgc_xattn_soft.yaml")]
 
 
-def recommended_bundle(window_s: float) -> Bundle:
+def model_arguments(configs: list[Path], overrides: list[str]) -> dict:
+    """The classifier's init args as `mgc fit --config A --config B ...` merges them (later files win, key by key),
+    then the KEY=VALUE overrides (VALUE read as YAML)."""
+    arguments = {}
+    for config in configs:
+        arguments.update(((yaml.safe_load(config.read_text()) or {}).get("model") or {}).get("init_args") or {})
+    for override in overrides:
+        key, _, value = override.partition("=")
+        arguments[key] = yaml.safe_load(value)
+    return arguments
+
+
+def recommended_bundle(window_s: float, classifier: dict) -> Bundle:
     torch.manual_seed(0)
-    classifier = {"backbone": "resnet18", "backbone_kwargs": {"channels": [16, 32, 64, 128], "stem_width": 16},
-                  "mask_input": "soft", "fusion": "xattn", "dim": 256}
     segmenter = yaml.safe_load(SEGMENTER_CONFIG.read_text())["model"]["init_args"]
     return Bundle(front_end=get_preset("origin"), window_s=window_s, classifier=classifier,
                   classifier_state=ClassifierModule(**classifier).state_dict(), segmenter=segmenter,
@@ -118,12 +133,17 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=0.25, help="window length (the demo's 0.25 s)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--accelerator", default="cpu")
+    parser.add_argument("--classifier-configs", type=Path, nargs="+", default=CLASSIFIER_CONFIGS,
+                        help="the classifier's experiment configs, merged in order (default: the own-data recipe)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one classifier init arg, e.g. backbone_kwargs=null (full width)")
     parser.add_argument("--memory", type=float, nargs=2, metavar=("SHORT_S", "LONG_S"),
                         help="also measure the largest resident memory while detecting recordings of these two lengths")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        bundle = recommended_bundle(args.window)
+        classifier = model_arguments(args.classifier_configs, args.set)
+        bundle = recommended_bundle(args.window, classifier)
         model = folder / "model.mgc"
         save_bundle(bundle, model)
         audio = write_recording(folder / "recording.wav", args.seconds)
@@ -135,7 +155,8 @@ def main() -> None:
         stages = stage_times(bundle, audio, DetectSettings(hop_s=args.window, batch_size=args.batch_size), device)
         # what the whole path spends beyond the four stages: writing the outputs, Lightning's loop, start-up
         stages["write and overhead"] = max(whole - sum(stages.values()), 1e-9)
-        results = {"audio_s": args.seconds, "batch_size": args.batch_size, "torch_threads": torch.get_num_threads(),
+        results = {"classifier": {k: classifier[k] for k in ("backbone", "backbone_kwargs", "mask_input", "fusion")},
+                   "audio_s": args.seconds, "batch_size": args.batch_size, "torch_threads": torch.get_num_threads(),
                    "whole_path_x_real_time": args.seconds / whole, "whole_path_s": whole,
                    "stages_x_real_time": {k: args.seconds / v for k, v in stages.items()},
                    "stages_s": stages, "summary": summary.line()}

@@ -167,9 +167,10 @@ def test_the_curves_add_their_models_to_the_demo_and_the_perfect_segmenter_ends_
         for name in ("baseline-resnet18", mgc):
             assert specs[f"{name}-n{size}"].args[-2:] == ("--data.init_args.train_windows", str(size))
             assert specs[f"{name}-n{size}"].configs == specs[name].configs
-    # every curve model of MGC keeps the demo's recipe: its image head
+    # every curve model of MGC keeps the demo's recipe (the narrow ResNet-18, the overlay with its image head)
     for name in (f"{mgc}-perfect-segmenter", f"{mgc}-iou0.50", f"{mgc}-n100"):
-        assert specs[name].args[:2] == ("--model.init_args.image_head_weight", "1.0")
+        assert specs[name].configs == specs[mgc].configs
+    assert [Path(c).name for c in specs[mgc].configs] == ["narrow_resnet18.yaml", "mgc_xattn_soft.yaml"]
 
 
 def test_learning_curve_settings_are_validated(tmp_path):
