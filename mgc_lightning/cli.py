@@ -293,7 +293,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     settings = DetectSettings(hop_s=args.hop, channel=args.channel, batch_size=args.batch_size,
                               formats=tuple(f.strip() for f in args.format.split(",") if f.strip()))
     summary = detect(args.paths, args.model, args.out, settings, devices=args.devices, accelerator=args.accelerator,
-                     num_nodes=args.num_nodes, progress=not args.quiet, times=_time_settings(args))
+                     num_nodes=args.num_nodes, progress=not args.quiet, times=_time_settings(args),
+                     workers=args.workers)
     if summary is None:  # another process of a multi-process run: the main one reports
         return 0
     print(summary.line())
@@ -641,6 +642,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--format", default="csv,raven,presence",
                      help="outputs: csv (per window, always written), raven, presence (the season summary)")
     sub.add_argument("--batch-size", type=int, default=16, help="windows per block read and per forward pass")
+    sub.add_argument("--workers", type=int, default=0,
+                     help="processes that decode audio (a file each) while the models run: 2-8 keep a GPU fed; "
+                          "0 (default) decodes in the main process, enough on a CPU")
     _processes_options(sub, "files")
     sub.add_argument("--accelerator", default="cpu", help="cpu, gpu or auto")
     sub.add_argument("--quiet", action="store_true", help="no progress bar")

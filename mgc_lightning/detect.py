@@ -33,7 +33,7 @@ import numpy as np
 import soundfile as sf
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .atomic import write_bytes_atomic, write_chunks_atomic
 from .audio import AudioError, check_band, probe, resample, signal_problem, window_starts
@@ -187,7 +187,8 @@ class Journal:
 class RecordingWindows(IterableDataset):
     """Batches of windows of this process's share of the files, read block by block.
 
-    Items: {"file": index, "start_s": (B,), "waves": (B, samples), "last": bool} or {"file": index, "error": reason}.
+    Items: {"file": index, "start_s": (B,), "waves": (B, samples), "first_window": int, "last": bool, ...} or
+    {"file": index, "error": reason}.
     Each window is cut exactly as `audio.read_window` cuts it (same rounding, mono mix or channel, resampling per
     window), so the images equal those of the spectrogram cache. `resume(path, windows)` says how many of a file's
     windows an earlier run finished (a whole number of batches): its batches begin after them.
@@ -198,7 +199,10 @@ class RecordingWindows(IterableDataset):
         self.files, self.bundle, self.settings, self.resume = list(files), bundle, settings, resume
 
     def shard(self) -> list[int]:
-        return Shard.of_this_process().take(range(len(self.files)))
+        """This process's files, dealt again among its DataLoader workers (each file read by one worker whole)."""
+        mine = Shard.of_this_process().take(range(len(self.files)))
+        worker = get_worker_info()
+        return mine if worker is None else mine[worker.id :: worker.num_workers]
 
     def __iter__(self) -> Iterator[dict]:
         for index in self.shard():
@@ -233,7 +237,8 @@ class RecordingWindows(IterableDataset):
                 length = min(len(w) for w in windows)  # resampling can differ by one sample between windows
                 yield {"file": index, "start_s": torch.tensor(batch, dtype=torch.float64),
                        "waves": torch.from_numpy(np.stack([w[:length] for w in windows])), "problems": problems,
-                       "last": first + settings.batch_size >= len(starts), "duration_s": info.duration_s}
+                       "first_window": first, "last": first + settings.batch_size >= len(starts),
+                       "duration_s": info.duration_s}
 
 
 def read_windows(handle: sf.SoundFile, path: Path, offsets: Sequence[int], count: int,
@@ -367,7 +372,9 @@ class DetectionWriter(BasePredictionWriter):
                 self.bar.drop(index)
             return
         starts = prediction["start_s"].tolist()
-        self.began.setdefault(index, starts[0])
+        if index not in self.began:  # the file's first batch of this run: its table goes on after the rows kept
+            self.began[index] = starts[0]
+            self.partials.open(output_name(path), self.journal.fingerprint(path), prediction["first_window"])
         self.partials.append(output_name(path), csv_lines(window_rows(path, self.bundle.window_s, prediction)))
         if self.bar is not None:
             self.bar.advance(index, self.began[index], starts[-1] + self.settings.hop_s, prediction["last"])
@@ -434,8 +441,11 @@ class DetectSummary:
 
 def detect(paths: Sequence[str | Path], model: str | Path, out: str | Path, settings: DetectSettings,
            devices: int = 1, accelerator: str = "cpu", num_nodes: int = 1, progress: bool = True,
-           times: TimeSettings = TimeSettings()) -> DetectSummary | None:
-    """Run the bundle over every file; returns the summary on the main process (None on the others)."""
+           times: TimeSettings = TimeSettings(), workers: int = 0) -> DetectSummary | None:
+    """Run the bundle over every file; returns the summary on the main process (None on the others). `workers`
+    processes per process decode the audio (each a file at a time) while the models run: what keeps a GPU fed."""
+    if workers < 0:
+        raise InputError(f"--workers must be >= 0, got {workers}")
     files = collect_audio(paths)  # a wrong path fails at once, before the model is read
     bundle, model_hash = load_bundle(model)
     settings = replace(settings, hop_s=settings.hop_s or bundle.window_s)
@@ -459,9 +469,10 @@ def detect(paths: Sequence[str | Path], model: str | Path, out: str | Path, sett
                                 callbacks=[writer, StopAtBatchEnd()])  # after the writer: a written batch, then a stop
 
         def resume(path: Path, windows: int) -> int:
-            return partials.resume(output_name(path), journal.fingerprint(path), windows, settings.batch_size)
+            return partials.finished(output_name(path), journal.fingerprint(path), windows, settings.batch_size)
 
-        loader = DataLoader(RecordingWindows(pending, bundle, settings, resume), batch_size=None)
+        loader = DataLoader(RecordingWindows(pending, bundle, settings, resume), batch_size=None, num_workers=workers,
+                            pin_memory=accelerator != "cpu" and torch.cuda.is_available())
         with warnings.catch_warnings():  # items are whole batches of one file: there are no sampler indices to track
             warnings.filterwarnings("ignore", message="Couldn't infer the batch indices")
             trainer.predict(DetectionModule(bundle), dataloaders=loader, return_predictions=False)

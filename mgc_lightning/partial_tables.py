@@ -19,31 +19,37 @@ from typing import BinaryIO
 
 
 class PartialTables:
-    """The tables in progress under one folder, each opened for appending by `resume`."""
+    """The tables in progress under one folder, each opened for appending by `open`."""
 
     def __init__(self, folder: Path, header: bytes):
         self.folder, self.header = folder, header
         self.fields = len(next(csv.reader([header.decode()])))
         self.handles: dict[str, BinaryIO] = {}
 
-    def resume(self, name: str, fingerprint: str, windows: int, batch_size: int) -> int:
+    def finished(self, name: str, fingerprint: str, windows: int, batch_size: int) -> int:
         """How many of the recording's first `windows` an earlier run finished: its complete rows up to the last
-        whole batch, never the recording's last batch (which completes the table). The table is cut after them and
-        opened for appending; other fingerprints' tables of the recording are deleted."""
+        whole batch, never the recording's last batch (which completes the table). Only reads: the process that
+        decodes the audio asks, the one that writes the rows `open`s."""
+        table = self.folder / name / f"{fingerprint}.csv"
+        last_batch = (windows - 1) // batch_size * batch_size
+        return self._finished(table, last_batch, batch_size)[0] if table.is_file() else 0
+
+    def open(self, name: str, fingerprint: str, kept: int) -> None:
+        """Open the recording's table for appending after its first `kept` rows (what `finished` said, a whole
+        number of batches), cutting whatever follows them; other fingerprints' tables of the recording are
+        deleted."""
         table = self.folder / name / f"{fingerprint}.csv"
         table.parent.mkdir(parents=True, exist_ok=True)
         for other in table.parent.iterdir():
             if other != table:
                 other.unlink()
-        last_batch = (windows - 1) // batch_size * batch_size
-        kept, length = self._finished(table, last_batch, batch_size) if table.is_file() else (0, 0)
+        length = self._finished(table, kept, 1)[1] if kept else 0
         if length:
             os.truncate(table, length)
             self.handles[name] = open(table, "ab")
         else:
             self.handles[name] = open(table, "wb")
             self.append(name, self.header)
-        return kept
 
     def _finished(self, table: Path, limit: int, batch_size: int) -> tuple[int, int]:
         """Rows and bytes (header included) of the table's longest start of complete rows that ends on a batch

@@ -364,8 +364,8 @@ def test_a_file_killed_half_way_resumes_from_its_last_finished_batch_to_identica
     with open(table, "ab") as handle:  # the kill came while a row was being written
         handle.write(f"{recording},{rows * WINDOW:.6f},0.4".encode())
 
-    result = subprocess.run([c for c in command if c != "--quiet"], env=_env(tmp_path), capture_output=True,
-                            text=True, timeout=300)
+    rerun = [c for c in command if c != "--quiet"] + ["--workers", "1"]  # read by a worker, written by the main
+    result = subprocess.run(rerun, env=_env(tmp_path), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     entry = json.loads(next((tmp_path / "out" / ".journal").glob("*.json")).read_text())
     assert entry["resumed_from_s"] == rows // 4 * 4 * WINDOW  # the whole batches the killed run finished
@@ -373,6 +373,21 @@ def test_a_file_killed_half_way_resumes_from_its_last_finished_batch_to_identica
         result.stderr)
     assert _snapshot(tmp_path / "out") == _snapshot(tmp_path / "reference")
     assert not (tmp_path / "out" / ".partial").exists()
+
+
+def test_decoding_workers_share_the_files_and_match_one_process(models, recordings, reference):
+    _, out_reference = reference
+    out = models[0] / "workers"
+    result = _run(models, recordings, out, "--workers", "2")
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "5 files: 3 analysed, 0 already done, 2 failed" in result.stdout  # each file once, failures reported
+    assert _snapshot(out) == _snapshot(out_reference)
+
+
+def test_negative_decoding_workers_are_refused_before_anything_is_read(tmp_path):
+    with pytest.raises(InputError, match="--workers must be >= 0, got -1"):
+        detect([tmp_path], tmp_path / "no-model.mgc", tmp_path / "out", DetectSettings(), workers=-1)
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow
