@@ -19,7 +19,7 @@ from .bundle import Bundle
 from .labels import NUM_JOINT_CLASSES, NUM_SOUND_TYPES
 from .masks import binary_mask, column_edges_s, mask_of_kind
 from .metrics import joint_to_vectors
-from .spectrogram import SpectrogramTransform
+from .spectrogram import SpectrogramConfig, SpectrogramTransform
 
 
 def joint_probabilities(type_probabilities: torch.Tensor) -> torch.Tensor:
@@ -71,7 +71,6 @@ class BundlePipeline(nn.Module):
             self.segmenter = SegmenterModule(**bundle.segmenter)
             self.segmenter.load_state_dict(bundle.segmenter_state)
         self.multiclass = bundle.classifier.get("head", "multiclass") == "multiclass"
-        self.row_edges_hz = bundle.front_end.row_edges_hz()  # top row first
         self.eval()
 
     @torch.no_grad()
@@ -138,12 +137,18 @@ class BundlePipeline(nn.Module):
         return [list(window) for window in zip(*per_type)]
 
     def _extents(self, masks: torch.Tensor) -> list[tuple[float, float, float, float] | None]:
-        """(B, H, W) binary masks -> each one's (low Hz, high Hz, begin s, end s), None where empty."""
-        rows, columns = masks.any(dim=-1).cpu().numpy(), masks.any(dim=-2).cpu().numpy()  # rows: top row first
-        times = column_edges_s(self.bundle.front_end, self.bundle.window_s)
-        extents = []
-        for active_rows, active_columns in zip(rows, columns):
-            r, c = np.flatnonzero(active_rows), np.flatnonzero(active_columns)
-            extents.append(None if not len(r) else (float(self.row_edges_hz[r[-1] + 1]), float(self.row_edges_hz[r[0]]),
-                                                    float(times[c[0]]), float(times[c[-1] + 1])))
-        return extents
+        return mask_extents(masks, self.bundle.front_end, self.bundle.window_s)
+
+
+def mask_extents(masks: torch.Tensor, config: SpectrogramConfig,
+                 window_s: float) -> list[tuple[float, float, float, float] | None]:
+    """(B, H, W) binary masks of `window_s` windows on `config`'s grid -> each one's (low Hz, high Hz, begin s, end s)
+    of the rows and columns it covers (times from the window's start), None where empty."""
+    rows, columns = masks.any(dim=-1).cpu().numpy(), masks.any(dim=-2).cpu().numpy()  # rows: top row first
+    edges, times = config.row_edges_hz(), column_edges_s(config, window_s)
+    extents = []
+    for active_rows, active_columns in zip(rows, columns):
+        r, c = np.flatnonzero(active_rows), np.flatnonzero(active_columns)
+        extents.append(None if not len(r) else (float(edges[r[-1] + 1]), float(edges[r[0]]), float(times[c[0]]),
+                                                float(times[c[-1] + 1])))
+    return extents
