@@ -122,7 +122,7 @@ def main() -> None:
     recordings = sorted({row.recording for row in held_out})
     print(f"{len(held_out)} windows of {len(recordings)} held-out recordings; box IoU >= {args.min_iou:g}; "
           f"{time.perf_counter() - began:.0f} s")
-    print(f"{'masks':<14}{'boxes':<9}" + "".join(f"{t + ' P':>17}{t + ' R':>17}" for t in SOUND_TYPES)
+    print(f"{'masks':<16}{'boxes':<9}" + "".join(f"{t + ' P':>17}{t + ' R':>17}" for t in SOUND_TYPES)
           + f"{'whistle band kHz':>18}")
     for source in (TYPED_IDEAL_SOURCE, PREDICTED_TYPED):
         for typed in (False, True):
@@ -134,7 +134,7 @@ def main() -> None:
                 f"{score['recall'] or 0:>8.3f} ({score['detected']:>3}/{score['events']:<3})"
                 for score in scores.values())
             bands = whistle_bands(out)
-            print(f"{source:<14}{'typed' if typed else 'untyped':<9}{cells}"
+            print(f"{source:<16}{'typed' if typed else 'untyped':<9}{cells}"
                   f"{statistics.median(bands) if bands else 0:>18.1f}")
 
 
