@@ -12,6 +12,7 @@ import torch
 from conftest import small_benchmark, tiny_bundle, write_audio
 from mgc_lightning.bundle import load_bundle, save_bundle, self_contained
 from mgc_lightning.cache import mask_store, spectrogram_store
+from mgc_lightning.cli import main
 from mgc_lightning.data import SegmentationDataModule
 from mgc_lightning.detect import (
     RAVEN_HEADER, TYPED_COLUMNS, WINDOW_HEADER, DetectSettings, detect, output_name, selections, window_header,
@@ -100,12 +101,17 @@ def test_typed_ideal_masks_are_the_ideal_mask_split_by_sound_type(typed_bench):
 
 @pytest.mark.slow
 def test_typed_stems_of_an_older_benchmark_are_rendered_again_as_built(typed_bench):
+    """`mgc masks ideal --typed` on a benchmark missing a typed stem (as one built before they were kept) renders it
+    again from benchmark.json, byte for byte, and writes the masks it lacks."""
     root, rows = typed_bench
     stem = typed_stem_path(rows[0].path, "whistle")
-    before = stem.read_bytes()
+    store = mask_store(ORIGIN, TYPED_IDEAL_SOURCE, root / "cache")
+    before, mask = stem.read_bytes(), store.load(rows[0].key)
     stem.unlink()
-    assert add_typed_stems(root / "bench", progress=False) == 1
-    assert stem.read_bytes() == before
+    store.path_for(rows[0].key).unlink()
+    assert main(["masks", "ideal", str(root / "bench" / "manifest.csv"), "--typed", "--cache-root",
+                 str(root / "cache"), "--quiet"]) == 0
+    assert stem.read_bytes() == before and np.array_equal(store.load(rows[0].key), mask)
     assert add_typed_stems(root / "bench", progress=False) == 0
 
 
@@ -255,3 +261,16 @@ def test_box_iou_and_box_scores_on_hand_made_boxes(tmp_path):
         "events": 2, "detected": 1, "selections": 2, "true_selections": 1}
     assert (scores["porpoise_click"]["recall"], scores["porpoise_click"]["precision"]) == (None, 1.0)
     assert box_scores(tmp_path / "out", bench, ["R1"], min_iou=0.2)["whistle"]["detected"] == 2
+
+
+def test_a_segmenter_refuses_masks_of_the_other_kind_and_a_typed_ones_sound_is_its_likeliest_type(one_thread):
+    typed, untyped = SegmenterModule(typed=True, **TINY_SEGMENTER), SegmenterModule(**TINY_SEGMENTER)
+    image = torch.rand(2, 1, ORIGIN.height, ORIGIN.width)
+    with pytest.raises(ValueError, match="per-type masks .* got masks of 1 channel"):
+        typed.training_step({"image": image, "mask": torch.zeros(2, 1, ORIGIN.height, ORIGIN.width)}, 0)
+    with pytest.raises(ValueError, match="typed: true reads ideal-typed.* got masks of 3 channel"):
+        untyped.training_step({"image": image, "mask": torch.zeros(2, 3, ORIGIN.height, ORIGIN.width)}, 0)
+    maps = typed.eval().mask_probabilities(image)
+    assert maps.shape == (2, len(SOUND_TYPES), ORIGIN.height, ORIGIN.width)
+    assert torch.equal(typed.sound_probability(image), maps.amax(dim=1))
+    assert untyped.eval().mask_probabilities(image).shape == (2, 1, ORIGIN.height, ORIGIN.width)
