@@ -85,6 +85,11 @@ class Bundle:
             "calibration": self.calibration,
         }
 
+    @property
+    def typed_masks(self) -> bool:
+        """Whether the segmenter draws one mask per sound type (`mgc detect` then bounds each type's boxes by it)."""
+        return bool(self.segmenter and self.segmenter.get("typed"))
+
     def type_calibrations(self) -> dict[str, TypeCalibration]:
         """Per sound type how its scores and threshold were set; every type 'not calibrated' in a bundle that
         `mgc calibrate` never saw."""

@@ -113,9 +113,16 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_masks_ideal(args: argparse.Namespace) -> int:
     from .manifest import load_manifest
     from .spectrogram_config import get_preset
-    from .synth.build import write_ideal_masks
+    from .synth.build import TYPED_IDEAL_SOURCE, add_typed_stems, write_ideal_masks, write_typed_ideal_masks
 
     rows = load_manifest(args.manifest)
+    if args.typed:
+        for benchmark in sorted({row.path.parent.parent for row in rows}):
+            add_typed_stems(benchmark, progress=not args.quiet)
+        done = write_typed_ideal_masks(rows, get_preset(args.preset), args.cache_root, progress=not args.quiet)
+        print(f"{done} windows' per-type ideal masks written, {len(set(rows)) - done} already there "
+              f"({TYPED_IDEAL_SOURCE}, preset {args.preset})")
+        return 0
     done = write_ideal_masks(rows, get_preset(args.preset), args.cache_root, args.criterion_db,
                              progress=not args.quiet)
     print(f"{done} windows' ideal masks written, {len(set(rows)) - done} already there "
@@ -522,6 +529,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = masks.add_parser("ideal", help="ideal masks of a synthetic benchmark, on any preset's grid")
     sub.add_argument("manifest")
     sub.add_argument("--preset", default="origin")
+    sub.add_argument("--typed", action="store_true",
+                     help="per-type ideal masks (source ideal-typed, one channel per sound type) for a typed segmenter")
     _criterion_option(sub)
     _cache_options(sub)
     sub.set_defaults(run=_cmd_masks_ideal)

@@ -134,7 +134,7 @@ class RepeatedDataset(Dataset):
 
 class WindowDataset(Dataset):
     """Items: image (1, H, W) float32 in [0, 1]; joint (8-class index); labels (3,) float; index (position in the
-    dataset); optional mask (1, H, W) float32 of `mask_kind` (masks.mask_of_kind). `augment` shows each item through
+    dataset); optional mask (1, H, W) float32 of `mask_kind` (masks.mask_of_kind), (3, H, W) for per-type masks. `augment` shows each item through
     a random front-end look (augment.py)."""
 
     def __init__(
@@ -166,7 +166,9 @@ class WindowDataset(Dataset):
             "index": torch.tensor(index, dtype=torch.long),  # position in the split: pairs predictions across runs
             "labels": torch.tensor(row.labels, dtype=torch.float32),
         }
-        mask = None if self.masks is None else torch.from_numpy(self.masks(row))[None]
+        mask = None if self.masks is None else torch.from_numpy(self.masks(row))
+        if mask is not None and mask.dim() == 2:  # one mask per window; per-type masks (ideal-typed) have channels
+            mask = mask[None]
         if self.augment is not None:  # a look that moves the calls (a warped axis) moves the mask with them
             item["image"], mask = self.augment(item["image"], mask)
         if mask is not None:  # soft masks are relaxed from the moved binary mask

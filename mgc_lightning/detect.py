@@ -126,11 +126,11 @@ class Journal:
     file's earlier outcomes (`history`), so a file that failed and then succeeded shows both. Every entry of a folder
     belongs to one model and one set of settings (the run key): the folder's summaries are rebuilt from all of them."""
 
-    def __init__(self, out: Path, model_hash: str, settings: DetectSettings):
+    def __init__(self, out: Path, model_hash: str, settings: DetectSettings, columns: Sequence[str]):
         self.out, self.folder = out, out / JOURNAL
         # the outputs' layout is part of the key: a folder begun with other columns is not mixed with this run
         results = {k: v for k, v in asdict(settings).items() if k != "batch_size"}  # a batch size changes no result
-        self.run = json.loads(json.dumps({"model_sha256": model_hash, **results, "columns": list(WINDOW_HEADER)}))
+        self.run = json.loads(json.dumps({"model_sha256": model_hash, **results, "columns": list(columns)}))
         self.run_key = hashlib.sha256(json.dumps(self.run, sort_keys=True).encode()).hexdigest()
 
     def fingerprint(self, path: Path) -> str:
@@ -265,7 +265,8 @@ def read_windows(handle: sf.SoundFile, path: Path, offsets: Sequence[int], count
 
 
 class DetectionModule(L.LightningModule):
-    """predict_step: a batch of windows -> calibrated per-type and joint probabilities and mask bands."""
+    """predict_step: a batch of windows -> calibrated per-type and joint probabilities and mask bands (and each sound
+    type's mask extent, with a typed segmenter)."""
 
     def __init__(self, bundle: Bundle):
         super().__init__()
@@ -276,30 +277,50 @@ class DetectionModule(L.LightningModule):
             return batch
         logits, probability = self.pipeline.logits(batch["waves"])
         types, joint = self.pipeline.calibrated(logits.float())
+        typed = {"extents": self.pipeline.type_extents(probability)} if self.pipeline.bundle.typed_masks else {}
         return {**{k: v for k, v in batch.items() if k != "waves"}, "types": types.cpu(), "joint": joint.cpu(),
-                "bands": self.pipeline.mask_bands(probability, len(types))}
+                "bands": self.pipeline.mask_bands(probability, len(types)), **typed}
 
 
 def window_rows(path: Path, window_s: float, part: dict) -> list[list]:
     """Rows of the per-window CSV for one predicted batch. A window without usable signal (a recorder dropout,
     cancelling channels) gets no probabilities, only the reason: the model's output there would mean nothing, and no
-    total counts it."""
+    total counts it. With a typed segmenter (`extents` in the batch), each row ends with every sound type's mask band
+    and time extent (TYPED_COLUMNS; empty where its mask is)."""
     rows = []
-    for start, types, joint, band, problem in zip(part["start_s"].tolist(), part["types"].tolist(),
-                                                  part["joint"].tolist(), part["bands"], part["problems"]):
+    extents = part.get("extents")
+    for index, (start, types, joint, band, problem) in enumerate(zip(
+            part["start_s"].tolist(), part["types"].tolist(), part["joint"].tolist(), part["bands"],
+            part["problems"])):
         times = [str(path), f"{start:.6f}", f"{start + window_s:.6f}"]
+        typed = [] if extents is None else _extent_cells(start, extents[index], bool(problem))
         if problem:
-            rows.append([*times, *[""] * (len(WINDOW_HEADER) - 4), problem])
+            rows.append([*times, *[""] * (len(WINDOW_HEADER) - 4), problem, *typed])
             continue
         best = int(np.argmax(joint))
         rows.append([*times, *(f"{p:.6f}" for p in types), JOINT_CLASS_NAMES[best], f"{joint[best]:.6f}",
-                     "" if band is None else f"{band[0]:.1f}", "" if band is None else f"{band[1]:.1f}", ""])
+                     "" if band is None else f"{band[0]:.1f}", "" if band is None else f"{band[1]:.1f}", "", *typed])
     return rows
+
+
+def _extent_cells(start: float, extents: Sequence[tuple[float, float, float, float] | None], empty: bool) -> list:
+    """A window's TYPED_COLUMNS cells: per sound type low and high Hz, begin and end s in the file."""
+    return [cell for extent in extents for cell in (
+        [""] * 4 if extent is None or empty else
+        [f"{extent[0]:.1f}", f"{extent[1]:.1f}", f"{start + extent[2]:.6f}", f"{start + extent[3]:.6f}"])]
 
 
 WINDOW_HEADER = ("file", "start_s", "end_s", *(f"p_{t}" for t in SOUND_TYPES), "joint_class", "joint_probability",
                  "mask_low_hz", "mask_high_hz", "signal_problem")
+# With a typed segmenter, after WINDOW_HEADER: each sound type's own mask band and time extent in the window.
+TYPED_COLUMNS = tuple(f"{t}_{c}" for t in SOUND_TYPES for c in ("low_hz", "high_hz", "begin_s", "end_s"))
 _LOW, _HIGH, _PROBLEM = (WINDOW_HEADER.index(c) for c in ("mask_low_hz", "mask_high_hz", "signal_problem"))
+
+
+def window_header(typed: bool) -> tuple[str, ...]:
+    """The per-window table's columns: a bundle with a typed segmenter adds TYPED_COLUMNS at the end, so every
+    reader of the untyped columns reads both."""
+    return WINDOW_HEADER + TYPED_COLUMNS if typed else WINDOW_HEADER
 
 
 def table_rows(table: Path) -> Iterator[list[str]]:
@@ -310,35 +331,53 @@ def table_rows(table: Path) -> Iterator[list[str]]:
         yield from reader
 
 
+def _is_typed(table: Path) -> bool:
+    with open(table, newline="") as handle:
+        return tuple(next(csv.reader(handle))) == window_header(typed=True)
+
+
 def selections(table: Path, thresholds: Sequence[float], band: tuple[float, float]) -> Iterator[list]:
     """Raven selections of a per-window table: per sound type, runs of overlapping or touching positive windows
-    merged into one box whose frequencies span the rows the masks of its windows cover (the whole band where no mask
-    says otherwise), numbered by begin time, then sound type. Each type's boxes come from a pass of their own over
-    the table, merged as they come: no list of windows or boxes is held, whatever the recording's length."""
-    boxes = heapq.merge(*(_boxes(table_rows(table), t, threshold) for t, threshold in enumerate(thresholds)))
+    merged into one box, numbered by begin time, then sound type. A table of a typed segmenter bounds each box by its
+    type's own masks in the box's windows (their rows and columns); else the box spans the run of windows and the
+    rows the masks of its windows cover, every type's at once. The whole band and the run's time stand where no mask
+    says otherwise. Each type's boxes come from a pass of their own over the table, merged as they come: no list of
+    windows or boxes is held, whatever the recording's length."""
+    typed = _is_typed(table)
+    boxes = heapq.merge(*(_boxes(table_rows(table), t, threshold, typed) for t, threshold in enumerate(thresholds)))
     for number, (begin, t, end, p, low, high) in enumerate(boxes, start=1):
         low, high = band if low == math.inf else (low, high)
         yield [number, "Spectrogram 1", 1, f"{begin:.6f}", f"{end:.6f}", f"{low:.1f}", f"{high:.1f}", SOUND_TYPES[t],
                f"{p:.6f}"]
 
 
-def _boxes(rows: Iterable[list[str]], t: int, threshold: float) -> Iterator[tuple]:
+def _boxes(rows: Iterable[list[str]], t: int, threshold: float, typed: bool) -> Iterator[tuple]:
     """Sound type t's boxes in time order: (begin, t, end, highest probability, low, high), low and high infinite
-    when no window of the box has a mask band."""
-    box = None
+    when no window of the box has a mask band (of type t's own mask when `typed`: then its columns also bound the
+    box's begin and end, within the run of windows)."""
+    first = len(WINDOW_HEADER) + 4 * t  # type t's TYPED_COLUMNS
+    run = box = None  # run: (start, end) of the windows merged so far; box: what is reported of them
     for row in rows:
         if row[_PROBLEM] or float(row[3 + t]) < threshold:
             continue
         start, end, p = float(row[1]), float(row[2]), float(row[3 + t])
-        low, high = (float(row[_LOW]), float(row[_HIGH])) if row[_LOW] else (math.inf, -math.inf)
-        if box is not None and start <= box[2] + 1e-9:
-            box = (box[0], t, end, max(box[3], p), min(box[4], low), max(box[5], high))
+        low_cell, high_cell = (row[first], row[first + 1]) if typed else (row[_LOW], row[_HIGH])
+        low, high = (float(low_cell), float(high_cell)) if low_cell else (math.inf, -math.inf)
+        drawn = (float(row[first + 2]), float(row[first + 3])) if typed and low_cell else (math.inf, -math.inf)
+        if run is not None and start <= run[1] + 1e-9:
+            run, box = (run[0], end), (min(box[0], drawn[0]), t, max(box[2], drawn[1]), max(box[3], p),
+                                       min(box[4], low), max(box[5], high))
             continue
         if box is not None:
-            yield box
-        box = (start, t, end, p, low, high)
+            yield _within(box, run)
+        run, box = (start, end), (drawn[0], t, drawn[1], p, low, high)
     if box is not None:
-        yield box
+        yield _within(box, run)
+
+
+def _within(box: tuple, run: tuple[float, float]) -> tuple:
+    """A box whose masks said nothing of its time spans its run of windows."""
+    return box if box[0] != math.inf else (run[0], *box[1:2], run[1], *box[3:])
 
 
 class DetectionWriter(BasePredictionWriter):
@@ -450,13 +489,14 @@ def detect(paths: Sequence[str | Path], model: str | Path, out: str | Path, sett
     bundle, model_hash = load_bundle(model)
     settings = replace(settings, hop_s=settings.hop_s or bundle.window_s)
     out = Path(out)
-    journal = Journal(out, model_hash, settings)
+    header = window_header(bundle.typed_masks)
+    journal = Journal(out, model_hash, settings, header)
     journal.check_one_run()
     pending = [path for path in files
                if not journal.is_done(path) or not windows_table(out, path).is_file()]
     began = time.perf_counter()
     if pending:
-        partials = PartialTables(out / ".partial", csv_bytes(WINDOW_HEADER, []))
+        partials = PartialTables(out / ".partial", csv_bytes(header, []))
         writer = DetectionWriter(pending, out, bundle, settings, journal, partials,
                                  [audio_seconds(path) for path in pending] if progress else None)
         # on a GPU the classifier runs as `mgc test` runs it there (bf16 autocast), so their probabilities agree

@@ -1,4 +1,5 @@
-"""A bundle as one torch module: waveforms of windows -> calibrated probabilities and the band the masks cover.
+"""A bundle as one torch module: waveforms of windows -> calibrated probabilities and the band the masks cover (per
+sound type, the band and time extent of each type's own mask, with a typed segmenter).
 
 It computes exactly what training saw: the same front end, images rounded to float16 as the spectrogram cache stores
 them, the segmenter's probability maps rounded as the mask cache stores them, and the classifier's mask made of them
@@ -16,9 +17,9 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .bundle import Bundle
 from .labels import NUM_JOINT_CLASSES, NUM_SOUND_TYPES
-from .masks import binary_mask, mask_of_kind
+from .masks import binary_mask, column_edges_s, mask_of_kind
 from .metrics import joint_to_vectors
-from .spectrogram import SpectrogramTransform
+from .spectrogram import SpectrogramConfig, SpectrogramTransform
 
 
 def joint_probabilities(type_probabilities: torch.Tensor) -> torch.Tensor:
@@ -70,7 +71,6 @@ class BundlePipeline(nn.Module):
             self.segmenter = SegmenterModule(**bundle.segmenter)
             self.segmenter.load_state_dict(bundle.segmenter_state)
         self.multiclass = bundle.classifier.get("head", "multiclass") == "multiclass"
-        self.row_edges_hz = bundle.front_end.row_edges_hz()  # top row first
         self.eval()
 
     @torch.no_grad()
@@ -92,20 +92,22 @@ class BundlePipeline(nn.Module):
             return self.front_end(waves.float()).half().float()[:, None]
 
     def masks(self, images: torch.Tensor) -> torch.Tensor | None:
-        """(B, 1, H, W) probability maps the segmenter draws, or None without a segmenter."""
+        """(B, 1, H, W) probability maps the segmenter draws ((B, 3, H, W), one per sound type, from a typed one),
+        or None without a segmenter."""
         if self.segmenter is None:
             return None
-        return self.segmenter.sound_probability(images)[:, None]
+        return self.segmenter.mask_probabilities(images)
 
     def classifier_mask(self, probability: torch.Tensor | None) -> torch.Tensor | None:
-        """The classifier's mask of the bundle's kind, made of the segmenter's probability maps."""
+        """The classifier's mask of the bundle's kind, made of the segmenter's probability maps (their union: the
+        largest probability of a pixel, as `mgc masks predict` stores it)."""
         if probability is None or not self.classifier.uses_mask:
             return None
-        return mask_of_kind(probability, self.bundle.mask_kind, self.bundle.soft_sigma)
+        return mask_of_kind(probability.amax(dim=1, keepdim=True), self.bundle.mask_kind, self.bundle.soft_sigma)
 
     @torch.no_grad()
     def logits(self, waves: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Raw classifier outputs and the segmenter's probability maps, for (B, samples) windows."""
+        """Raw classifier outputs and the segmenter's probability maps (`masks`), for (B, samples) windows."""
         images = self.images(waves)
         probability = self.masks(images)
         return self.classifier(images, self.classifier_mask(probability)), probability
@@ -121,14 +123,32 @@ class BundlePipeline(nn.Module):
         return types, joint_probabilities(types)
 
     def mask_bands(self, probability: torch.Tensor | None, count: int) -> list[tuple[float, float] | None]:
-        """(low Hz, high Hz) of the rows each of `count` windows' binary masks cover; None where a mask is empty or
-        there is no segmenter."""
+        """(low Hz, high Hz) of the rows each of `count` windows' binary masks (their union, from a typed segmenter)
+        cover; None where a mask is empty or there is no segmenter."""
         if probability is None:
             return [None] * count
-        rows = binary_mask(probability[:, 0]).any(dim=-1).cpu().numpy()  # (B, H), top row first
-        bands = []
-        for active in rows:
-            indices = np.flatnonzero(active)
-            bands.append(None if not len(indices) else (float(self.row_edges_hz[indices[-1] + 1]),
-                                                        float(self.row_edges_hz[indices[0]])))
-        return bands
+        return [None if extent is None else extent[:2]
+                for extent in self._extents(binary_mask(probability.amax(dim=1)))]
+
+    def type_extents(self, probability: torch.Tensor) -> list[list[tuple[float, float, float, float] | None]]:
+        """A typed segmenter's (B, 3, H, W) maps -> per window, per sound type, (low Hz, high Hz, begin s, end s) of
+        the rows and columns its binary mask covers (times from the window's start); None where it is empty."""
+        per_type = [self._extents(binary_mask(maps)) for maps in probability.unbind(dim=1)]
+        return [list(window) for window in zip(*per_type)]
+
+    def _extents(self, masks: torch.Tensor) -> list[tuple[float, float, float, float] | None]:
+        return mask_extents(masks, self.bundle.front_end, self.bundle.window_s)
+
+
+def mask_extents(masks: torch.Tensor, config: SpectrogramConfig,
+                 window_s: float) -> list[tuple[float, float, float, float] | None]:
+    """(B, H, W) binary masks of `window_s` windows on `config`'s grid -> each one's (low Hz, high Hz, begin s, end s)
+    of the rows and columns it covers (times from the window's start), None where empty."""
+    rows, columns = masks.any(dim=-1).cpu().numpy(), masks.any(dim=-2).cpu().numpy()  # rows: top row first
+    edges, times = config.row_edges_hz(), column_edges_s(config, window_s)
+    extents = []
+    for active_rows, active_columns in zip(rows, columns):
+        r, c = np.flatnonzero(active_rows), np.flatnonzero(active_columns)
+        extents.append(None if not len(r) else (float(edges[r[-1] + 1]), float(edges[r[0]]), float(times[c[0]]),
+                                                float(times[c[-1] + 1])))
+    return extents

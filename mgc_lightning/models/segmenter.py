@@ -1,6 +1,7 @@
 """SegmenterModule: a segmenter (DeepLabV3 as in the paper, or U-Net) trained few-shot on high-quality masks to draw
 pseudo-attention masks, and the dataset-wide prediction that fills the `predicted` mask source and its probability
-maps (`predicted-probability`)."""
+maps (`predicted-probability`). A typed segmenter draws one mask per sound type (`predicted-typed`); the masks a
+classifier reads are their union."""
 
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ import numpy as np
 import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
+from torchmetrics.classification import BinaryJaccardIndex
 from tqdm import tqdm
 
 from ..atomic import write_bytes_atomic
 from ..cache import ArrayStore, compute_spectrograms, mask_store, spectrogram_store
 from ..checkpoints import load_module
 from ..figures import mask_panel
+from ..labels import SOUND_TYPES
 from ..manifest import WindowRow
-from ..mask_sources import PREDICTED, PREDICTED_PROBABILITY
+from ..mask_sources import PREDICTED, PREDICTED_PROBABILITY, PREDICTED_TYPED
 from ..masks import binary_mask, mask_metrics, soft_mask
 from ..precision import inference_copy
 from ..sharding import Shard
@@ -52,6 +55,11 @@ class SegmenterModule(L.LightningModule):
     normalize_input: feed the network noise-standardised images (`noise_standardized`), so masks drawn on another
     front end than the training one hold up; false feeds the [0, 1] image with ImageNet normalisation, as the paper.
     network_kwargs: further arguments of the smp architecture (e.g. a U-Net's `decoder_channels`).
+    typed: one output channel per sound type (labels.SOUND_TYPES), trained multi-label on per-type masks (mask source
+    `ideal-typed`) with a per-channel binary cross-entropy (`sound_weight` weighs the sound pixels) plus `dice_weight`
+    times a per-channel soft Dice loss: a pixel may belong to two types. Its sound probability is the largest of the
+    types' (the union of their binary masks), so every reader of masks sees what an untyped segmenter gives it, and
+    `mgc detect` draws each type's Raven box from that type's own mask.
     """
 
     def __init__(
@@ -68,13 +76,14 @@ class SegmenterModule(L.LightningModule):
         soft_sigma: float = 3.0,
         normalize_input: bool = True,
         network_kwargs: dict | None = None,
+        typed: bool = False,
     ):
         super().__init__()
         self._drawing_networks: dict[str, torch.nn.Module | None] = {}  # per device; plain dict: not in the state
         self.save_hyperparameters()
         # DeepLabV3 as in the paper; any smp architecture by name (DeepLabV3Plus and Unet keep thin clicks sharper).
         self.net = smp.create_model(architecture, encoder_name=encoder_name, encoder_weights=None, in_channels=3,
-                                    classes=2, **(network_kwargs or {}))
+                                    classes=len(SOUND_TYPES) if typed else 2, **(network_kwargs or {}))
         if pretrained_path:
             load_local_weights(self.net.encoder, pretrained_path)
         # Class weights of the cross-entropy: sound pixels are a few percent of an image; > 1 counters that.
@@ -83,8 +92,11 @@ class SegmenterModule(L.LightningModule):
             raise ValueError(f"dice_weight must be >= 0, got {dice_weight}")
         # A soft Dice loss of the sound pixels over the batch: it scores overlap, as IoU does, so a thin click line
         # missed by one pixel costs as much as a thick whistle missed by one, where cross-entropy counts pixels.
-        self.dice = smp.losses.DiceLoss("multiclass", classes=[1], from_logits=True) if dice_weight else None
-        self.val_metrics = mask_metrics(prefix="val/")
+        mode = smp.losses.MULTILABEL_MODE if typed else smp.losses.MULTICLASS_MODE
+        self.dice = smp.losses.DiceLoss(mode, classes=None if typed else [1], from_logits=True) if dice_weight else None
+        self.val_metrics = mask_metrics(prefix="val/")  # of the union of the types' masks when typed
+        self.val_type_iou = torch.nn.ModuleList(
+            [BinaryJaccardIndex() for _ in SOUND_TYPES] if typed else [])
         self._figure_batch: dict | None = None
 
     def network_input(self, image: torch.Tensor) -> torch.Tensor:
@@ -94,16 +106,23 @@ class SegmenterModule(L.LightningModule):
         return imagenet_input(image)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        """(B, 1, H, W) images in [0, 1] -> (B, 2, H, W) logits (background, sound)."""
+        """(B, 1, H, W) images in [0, 1] -> (B, 2, H, W) logits (background, sound), or (B, 3, H, W) per-type
+        logits when typed."""
         return self.net(self.network_input(image))
 
     @torch.no_grad()
     def sound_probability(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 1, H, W) images in [0, 1] -> (B, H, W) each pixel's probability of sound (the softmax of its two
-        logits) in float32, rounded to float16 values as the `predicted-probability` source stores them, so that
-        detection reads what training read; its binary mask is `masks.binary_mask`. `mgc masks predict` and `mgc
-        detect` both draw them so: in bfloat16 where the hardware has it (`precision.inference_copy`, made once and
-        dropped when the weights may change)."""
+        logits; typed: the largest type probability) in float32, rounded to float16 values as the
+        `predicted-probability` source stores them, so that detection reads what training read; its binary mask is
+        `masks.binary_mask`."""
+        return self.mask_probabilities(image).amax(dim=1)
+
+    @torch.no_grad()
+    def mask_probabilities(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) images -> (B, 1, H, W) sound probability, or (B, 3, H, W) each type's probability (sigmoid)
+        when typed, rounded to float16 values. `mgc masks predict` and `mgc detect` both draw them so: in bfloat16
+        where the hardware has it (`precision.inference_copy`, made once and dropped when the weights may change)."""
         key = str(image.device)
         if key not in self._drawing_networks:
             self._drawing_networks[key] = inference_copy(self.net, image.device)
@@ -112,7 +131,8 @@ class SegmenterModule(L.LightningModule):
             logits = self.net(inputs)
         else:
             logits = network(inputs.to(torch.bfloat16).contiguous(memory_format=torch.channels_last))
-        return logits.float().softmax(dim=1)[:, 1].half().float()
+        probability = logits.float().sigmoid() if self.hparams.typed else logits.float().softmax(dim=1)[:, 1:]
+        return probability.half().float()
 
     def train(self, mode: bool = True):
         self._drawing_networks.clear()  # training changes the weights the copies were made from
@@ -122,21 +142,40 @@ class SegmenterModule(L.LightningModule):
         self._drawing_networks.clear()
         return super().load_state_dict(*args, **kwargs)
 
+    def _target(self, mask: torch.Tensor) -> torch.Tensor:
+        """A batch's (B, C, H, W) masks -> the loss's target: (B, H, W) class indices, or (B, 3, H, W) per-type 0/1
+        when typed; masks of the other kind are refused, naming the mask source that fits."""
+        channels = len(SOUND_TYPES) if self.hparams.typed else 1
+        if mask.shape[1] != channels:
+            wanted = ("per-type masks (3 channels, mask source ideal-typed)" if self.hparams.typed else
+                      "one mask per window (mask source ideal, predicted, manifest, ...; typed: true reads ideal-typed)")
+            raise ValueError(f"this segmenter (typed: {self.hparams.typed}) trains on {wanted}, got masks of "
+                             f"{mask.shape[1]} channel(s)")
+        return mask.float() if self.hparams.typed else mask[:, 0].long()
+
     def _loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        loss = F.cross_entropy(logits, target, weight=self.class_weights)
+        if self.hparams.typed:
+            loss = F.binary_cross_entropy_with_logits(logits, target, pos_weight=self.class_weights[1])
+        else:
+            loss = F.cross_entropy(logits, target, weight=self.class_weights)
         return loss if self.dice is None else loss + self.hparams.dice_weight * self.dice(logits, target)
 
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
-        loss = self._loss(self(batch["image"]), batch["mask"][:, 0].long())
+        loss = self._loss(self(batch["image"]), self._target(batch["mask"]))
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch["image"]))
         return loss
 
     def validation_step(self, batch: dict, batch_index: int) -> None:
-        logits = self(batch["image"])
-        target = batch["mask"][:, 0].long()
+        logits, target = self(batch["image"]), self._target(batch["mask"])
         self.log("val/loss", self._loss(logits, target), prog_bar=True,
                  batch_size=len(target), sync_dist=True)
-        prediction = logits.argmax(dim=1)
+        if self.hparams.typed:
+            for metric, typed_prediction, typed_target in zip(self.val_type_iou, (logits > 0).unbind(1),
+                                                               target.bool().unbind(1)):
+                metric.update(typed_prediction, typed_target)
+            prediction, target = (logits > 0).any(dim=1).long(), target.bool().any(dim=1).long()
+        else:
+            prediction = logits.argmax(dim=1)
         self.val_metrics.update(prediction, target)
         if batch_index == 0:
             self._figure_batch = {"image": batch["image"][: self.hparams.figure_windows].cpu(),
@@ -146,6 +185,9 @@ class SegmenterModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self.log_dict(self.val_metrics.compute(), prog_bar=True)
         self.val_metrics.reset()
+        for sound_type, metric in zip(SOUND_TYPES, self.val_type_iou):
+            self.log(f"val/iou_{sound_type}", metric.compute())
+            metric.reset()
         last = self.trainer.max_epochs is not None and self.current_epoch + 1 >= self.trainer.max_epochs
         if self._figure_batch and not self.trainer.sanity_checking and (
             last or (self.current_epoch + 1) % self.hparams.figure_every_n_epochs == 0
@@ -209,27 +251,34 @@ def predict_masks(
     source and its probability map (float16: 32 KB for a 128 x 128 window, twice the binary mask) into
     `predicted-probability`; returns how many windows were predicted.
 
-    Resumable: windows with both are skipped (masks predicted before the maps were kept get them). The two sources
-    hold one segmenter's masks: masks from another checkpoint are refused unless `replace` clears both. In a DDP run
+    A typed segmenter also writes each window's per-type binary masks into `predicted-typed`.
+
+    Resumable: windows with all of them are skipped (masks predicted before the maps were kept get them). The sources
+    hold one segmenter's masks: masks from another checkpoint are refused unless `replace` clears them. In a DDP run
     every process calls this with the same rows and predicts its `shard` of the windows (and of their missing
     spectrograms); all return the run's total once every mask is written.
     """
     checkpoint = Path(checkpoint)
     model = load_module(SegmenterModule, checkpoint, "segmenter checkpoint", map_location=device).eval()
-    binary, probability = (mask_store(config, source, cache_root) for source in (PREDICTED, PREDICTED_PROBABILITY))
-    _claim((binary, probability), _checkpoint_identity(checkpoint), replace, shard)
+    sources = (PREDICTED, PREDICTED_PROBABILITY, *([PREDICTED_TYPED] if model.hparams.typed else []))
+    stores = [mask_store(config, source, cache_root) for source in sources]
+    binary, probability, typed = (*stores, None)[:3]
+    _claim(stores, _checkpoint_identity(checkpoint), replace, shard)
     compute_spectrograms(rows, config, cache_root, device=device, progress=progress, shard=shard)
     images = spectrogram_store(config, cache_root)
-    pending = [row for row in dict.fromkeys(rows) if not (binary.has(row.key) and probability.has(row.key))]
+    pending = [row for row in dict.fromkeys(rows) if not all(store.has(row.key) for store in stores)]
     mine = shard.agreed_share(pending) if pending else []  # every process finds the same windows missing, or none
     for first in tqdm(range(0, len(mine), batch_size), desc=f"predict masks {config.cache_key}",
                       disable=not progress or not mine or not shard.is_main):
         batch = mine[first : first + batch_size]
         image = torch.from_numpy(np.stack([images.load(r.key) for r in batch]).astype(np.float32))[:, None]
-        drawn = model.sound_probability(image.to(device)).cpu()
-        for row, sound in zip(batch, drawn):
+        drawn = model.mask_probabilities(image.to(device)).cpu()
+        for row, maps in zip(batch, drawn):
+            sound = maps.amax(dim=0)  # as sound_probability draws it
             probability.save(row.key, sound.numpy().astype(np.float16))  # exact: the values are float16 ones
             binary.save(row.key, binary_mask(sound).numpy())
+            if typed is not None:
+                typed.save(row.key, binary_mask(maps).numpy())
     if pending:
         shard.barrier()  # every mask written before any process reads them
     return len(pending)

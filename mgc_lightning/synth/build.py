@@ -7,11 +7,12 @@ an interrupted build resumes. Memory is bounded by one recording per worker.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -24,7 +25,7 @@ from ..labels import SOUND_TYPES
 from ..manifest import WindowRow, write_csv_atomic, write_manifest
 from ..spectrogram import SpectrogramConfig, SpectrogramTransform
 from .config import DETECTABLE_SNR_DB, BenchmarkConfig
-from .scene import RecordingPlan, make_deployments, render_recording
+from .scene import RecordingPlan, RenderedRecording, make_deployments, render_recording
 
 AUDIO_DIR, STEMS_DIR, PARTS_DIR = "audio", "stems", "parts"
 EVENT_COLUMNS = ("recording", "window", "sound_type", "start_s", "end_s", "low_hz", "high_hz", "snr_db",
@@ -51,6 +52,12 @@ def target_stem_path(audio_path: Path) -> Path:
     return audio_path.parent.parent / STEMS_DIR / f"{audio_path.stem}.target.flac"
 
 
+def typed_stem_path(audio_path: Path, sound_type: str) -> Path:
+    """Where one sound type's clean target sounds of a benchmark recording live (the typed stems sum to the target
+    stem)."""
+    return audio_path.parent.parent / STEMS_DIR / f"{audio_path.stem}.target.{sound_type}.flac"
+
+
 def _write_flac_atomic(path: Path, samples: np.ndarray, sample_rate: int) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
     sf.write(str(temporary), samples, sample_rate, subtype="PCM_24", format="FLAC")
@@ -62,9 +69,43 @@ def _build_one(out_dir: Path, plan: RecordingPlan) -> str:
     audio = out_dir / AUDIO_DIR / f"{plan.name}.flac"
     _write_flac_atomic(audio, rendered.mix, plan.sample_rate)
     _write_flac_atomic(target_stem_path(audio), rendered.target, plan.sample_rate)
+    _write_typed_stems(audio, rendered, plan.sample_rate)
     part = {"info": rendered.info, "windows": rendered.windows, "events": rendered.events}
     write_bytes_atomic(out_dir / PARTS_DIR / f"{plan.name}.json", json.dumps(part).encode())
     return plan.name
+
+
+def _write_typed_stems(audio: Path, rendered: RenderedRecording, sample_rate: int) -> None:
+    for sound_type, samples in rendered.typed_targets.items():
+        _write_flac_atomic(typed_stem_path(audio, sound_type), samples, sample_rate)
+
+
+def _typed_stems_only(out_dir: Path, plan: RecordingPlan) -> str:
+    _write_typed_stems(out_dir / AUDIO_DIR / f"{plan.name}.flac", render_recording(plan), plan.sample_rate)
+    return plan.name
+
+
+def add_typed_stems(out_dir: str | Path, workers: int = 1, progress: bool = True) -> int:
+    """Write the typed stems of a benchmark built before they were kept: each recording lacking one is rendered again
+    from the settings in benchmark.json (deterministic, so its typed stems sum to the target stem on disk) and only
+    its typed stems are written. Returns how many recordings got them."""
+    out_dir = Path(out_dir)
+    settings = out_dir / "benchmark.json"
+    if not settings.is_file():
+        raise FileNotFoundError(f"{settings}: not a benchmark folder of `mgc synth` (no benchmark.json)")
+    stored = json.loads(settings.read_text())
+    config = BenchmarkConfig(**{**stored["config"], "class_weights": tuple(stored["config"]["class_weights"])})
+    todo = [plan for plan in plan_recordings(config, stored["seed"])
+            if not all(typed_stem_path(out_dir / AUDIO_DIR / f"{plan.name}.flac", t).is_file() for t in SOUND_TYPES)]
+    with contextlib.ExitStack() as stack:
+        mapper = map
+        if workers > 1:
+            mapper = stack.enter_context(ProcessPoolExecutor(workers, initializer=torch.set_num_threads,
+                                                             initargs=(1,))).map
+        for _ in tqdm(mapper(_typed_stems_only, [out_dir] * len(todo), todo), total=len(todo),
+                      desc=f"typed stems {config.name}", unit="rec", disable=not progress):
+            pass
+    return len(todo)
 
 
 def build_benchmark(
@@ -158,11 +199,12 @@ def _ideal_store(config: SpectrogramConfig, criterion_db: float, cache_root: str
     return store
 
 
-class _MixAndTarget(torch.utils.data.Dataset):
-    """A window's mix and clean target audio, read in DataLoader workers."""
+class _MixAndTargets(torch.utils.data.Dataset):
+    """A window's mix and clean target stems (`stems` of its audio path), read in DataLoader workers."""
 
-    def __init__(self, rows: Sequence[WindowRow], config: SpectrogramConfig):
-        self.rows, self.read = rows, dict(target_rate=config.sample_rate, fmax_hz=config.fmax)
+    def __init__(self, rows: Sequence[WindowRow], config: SpectrogramConfig, stems: Callable[[Path], list[Path]]):
+        self.rows, self.stems = rows, stems
+        self.read = dict(target_rate=config.sample_rate, fmax_hz=config.fmax)
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -170,12 +212,31 @@ class _MixAndTarget(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         row = self.rows[index]
         return (read_window(row.path, row.start_s, row.duration_s, **self.read),
-                read_window(target_stem_path(row.path), row.start_s, row.duration_s, **self.read))
+                np.stack([read_window(stem, row.start_s, row.duration_s, **self.read) for stem in self.stems(row.path)]))
 
 
 def _stack_pairs(items: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
-    mix, target = zip(*items)
-    return torch.from_numpy(np.stack(mix)), torch.from_numpy(np.stack(target))
+    mix, targets = zip(*items)
+    return torch.from_numpy(np.stack(mix)), torch.from_numpy(np.stack(targets))
+
+
+def _band_powers(pending: Sequence[WindowRow], config: SpectrogramConfig, stems: Callable[[Path], list[Path]],
+                 batch_size: int, progress: bool, device: str, num_workers: int, description: str,
+                 ) -> Iterator[tuple[list[WindowRow], torch.Tensor, torch.Tensor]]:
+    """Per batch of windows: the rows, the band power of each of their stems (B, stems, H, W) and of their noise (the
+    mix less the first stem, the whole target) (B, H, W)."""
+    transform = SpectrogramTransform(config).to(device)
+    loader = torch.utils.data.DataLoader(_MixAndTargets(pending, config, stems), batch_size=batch_size,
+                                         num_workers=num_workers, collate_fn=_stack_pairs)
+    done = 0
+    for mix, targets in tqdm(loader, desc=description, disable=not progress):
+        batch = list(pending[done : done + len(mix)])
+        done += len(mix)
+        mix, targets = mix.to(device), targets.to(device)
+        with torch.no_grad():
+            target_power = transform.band_power(targets.flatten(0, 1))
+            noise_power = transform.band_power(mix - targets[:, 0])
+        yield batch, target_power.reshape(*targets.shape[:2], *target_power.shape[-2:]), noise_power
 
 
 def write_ideal_masks(
@@ -190,20 +251,47 @@ def write_ideal_masks(
     pending = [row for row in dict.fromkeys(rows) if not all(store.has(row.key) for store in stores.values())]
     if not pending:
         return 0
-    transform = SpectrogramTransform(config).to(device)
-    loader = torch.utils.data.DataLoader(_MixAndTarget(pending, config), batch_size=batch_size,
-                                         num_workers=num_workers, collate_fn=_stack_pairs)
-    done = 0
-    for mix, target in tqdm(loader, desc=f"ideal masks {config.cache_key}", disable=not progress):
-        batch = pending[done : done + len(mix)]
-        done += len(mix)
-        mix, target = mix.to(device), target.to(device)
-        with torch.no_grad():
-            target_power = transform.band_power(target)
-            noise_power = transform.band_power(mix - target)
+    powers = _band_powers(pending, config, lambda path: [target_stem_path(path)], batch_size, progress, device,
+                          num_workers, f"ideal masks {config.cache_key}")
+    for batch, target_power, noise_power in powers:
         for criterion, store in stores.items():
-            for row, mask in zip(batch, ideal_mask(target_power, noise_power, criterion).cpu().numpy()):
+            for row, mask in zip(batch, ideal_mask(target_power[:, 0], noise_power, criterion).cpu().numpy()):
                 store.save(row.key, mask)
+    return len(pending)
+
+
+TYPED_IDEAL_SOURCE = "ideal-typed"
+
+
+def _typed_stems(audio_path: Path) -> list[Path]:
+    stems = [target_stem_path(audio_path), *(typed_stem_path(audio_path, t) for t in SOUND_TYPES)]
+    missing = [stem for stem in stems[1:] if not stem.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{missing[0]}: no typed stem for {audio_path} (a benchmark built before typed stems "
+                                "were kept: `mgc masks ideal --typed` adds them)")
+    return stems
+
+
+def write_typed_ideal_masks(
+    rows: Sequence[WindowRow], config: SpectrogramConfig, cache_root: str | Path, batch_size: int = 16,
+    progress: bool = True, device: str = "cpu", num_workers: int = 0,
+) -> int:
+    """Per-type ideal masks into the `ideal-typed` source: (3, height, width) boolean, one channel per sound type
+    (labels.SOUND_TYPES order), each that type's own target power against the noise by the default criterion (the
+    rule of `ideal_mask`; the other types' calls are not noise, so a pixel can belong to two types). Their union is
+    the `ideal` mask except where calls of two types meet in a pixel, where the power of their sum decides there.
+    Returns how many windows were new."""
+    store = mask_store(config, TYPED_IDEAL_SOURCE, cache_root)
+    pending = [row for row in dict.fromkeys(rows) if not store.has(row.key)]
+    if not pending:
+        return 0
+    for row in pending:
+        _typed_stems(row.path)  # a missing stem is named before any work
+    powers = _band_powers(pending, config, _typed_stems, batch_size, progress, device, num_workers,
+                          f"typed ideal masks {config.cache_key}")
+    for batch, target_power, noise_power in powers:
+        for row, mask in zip(batch, ideal_mask(target_power[:, 1:], noise_power[:, None]).cpu().numpy()):
+            store.save(row.key, mask)
     return len(pending)
 
 

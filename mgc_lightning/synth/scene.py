@@ -107,6 +107,7 @@ class RecordingPlan:
 class RenderedRecording:
     mix: np.ndarray  # what the recorder wrote
     target: np.ndarray  # the target calls alone, after the same sensor response and gain
+    typed_targets: dict[str, np.ndarray]  # the same, one sound type's calls each (they sum to `target`)
     windows: list[tuple[int, ...]]  # 3-bit labels per window
     events: list[dict]
     info: dict
@@ -222,11 +223,13 @@ def render_recording(plan: RecordingPlan) -> RenderedRecording:
     windows = [tuple(int(any(e["labelled"] for e in events if e["window"] == index and e["sound_type"] == t))
                      for t in SOUND_TYPES) for index in range(plan.n_windows)]
     # The target stem (and so the ideal masks) holds the labelled calls only, as an annotator draws masks on the
-    # calls they mark; the faint ones stay in the mix as part of the background.
+    # calls they mark; the faint ones stay in the mix as part of the background. Each sound type's labelled calls are
+    # also kept alone (the typed stems, for the per-type ideal masks of a typed segmenter).
     faint = np.zeros(n)
+    typed = {sound_type: np.zeros(n) for sound_type in SOUND_TYPES}
     for event, (offset, samples) in zip(events, placed):
-        if not event["labelled"]:
-            faint[offset : offset + samples.size] += samples
+        kept = typed[event["sound_type"]] if event["labelled"] else faint
+        kept[offset : offset + samples.size] += samples
     target = sensor(target - faint)
     mix = noise + sensor(faint) + target
     clip = 0.999
@@ -235,6 +238,7 @@ def render_recording(plan: RecordingPlan) -> RenderedRecording:
         info["clip_level"] = round(clip, 5)
     return RenderedRecording(
         mix=np.clip(mix, -clip, clip).astype(np.float32), target=np.clip(target, -clip, clip).astype(np.float32),
+        typed_targets={t: np.clip(sensor(x), -clip, clip).astype(np.float32) for t, x in typed.items()},
         windows=windows, events=events, info=info,
     )
 
