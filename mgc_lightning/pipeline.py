@@ -48,7 +48,7 @@ from .tracking import TRACKING_URI_ENV, default_tracking_uri
 _SPLIT_KEYS = frozenset({"data.split_by", "data.split_fractions", "data.split_seed"})
 # The data modules' front-end looks (shares of training items, see augment.FrontEndAugment).
 LOOKS = ("warp_probability", "stretch_probability", "power_probability", "gain_control_probability")
-# Settings the YAML gives as lists, kept as tuples; and its `mgc fit` options (Overrides).
+# Settings the YAML gives as lists (kept as tuples), and those it gives as `mgc fit` options (kept as Overrides).
 _LISTS = ("presets", "seeds", "mask_curve", "learning_curve", "learning_curve_models")
 _OVERRIDES = ("segmenter_args", "classifier_args")
 
@@ -64,6 +64,7 @@ class ClassifierSpec:
 
     @property
     def args(self) -> tuple[str, ...]:
+        """The overrides as `mgc fit` options."""
         return self.overrides.arguments()
 
 
@@ -161,7 +162,7 @@ def _typed_settings(path: str | Path, raw: dict) -> dict:
     """The YAML's settings as the config's types: classifiers, tuples for lists, Overrides for `mgc fit` options,
     the split and the confirmation benchmark."""
     settings = dict(raw, classifiers=_classifiers_from_yaml(path, raw))
-    for key in (*_LISTS, *_OVERRIDES):
+    for key in _LISTS:
         if key in settings and not isinstance(settings[key], list):
             raise ValueError(f"{path}: {key} must be a list, got {settings[key]!r}")
     settings.update({key: tuple(settings[key]) for key in _LISTS if key in settings})
@@ -203,8 +204,8 @@ def _refuse_split_overrides(path: str | Path, overrides: dict[str, Overrides]) -
     for where, given in overrides.items():
         keys = [key for key in given.keys() if without_init_args(key) in _SPLIT_KEYS]
         if keys:
-            raise ValueError(f"{path}: {where} set(s) {', '.join(keys)}, which would split the windows differently "
-                             "from the high-quality set and the report; set the pipeline's `split` instead")
+            raise ValueError(f"{path}: {where}: {', '.join(keys)} would split the windows differently from the "
+                             "high-quality set and the report; set the pipeline's `split` instead")
 
 
 def _split_from_yaml(path: str | Path, raw: object) -> SplitConfig:

@@ -144,7 +144,7 @@ def test_a_classifier_split_override_is_refused_by_its_key_naming_the_yaml(where
     classifier = {"name": "a", "configs": [], **({"args": options} if where != "classifier_args" else {})}
     path.write_text(yaml.safe_dump({"name": "x", "data_dir": "d", "classifiers": [classifier],
                                     **({"classifier_args": options} if where == "classifier_args" else {})}))
-    with pytest.raises(ValueError, match=re.escape(f"{path}: {where} set(s) {key}, which would split the windows")):
+    with pytest.raises(ValueError, match=re.escape(f"{path}: {where}: {key} would split the windows")):
         PipelineConfig.from_yaml(path)
 
 
