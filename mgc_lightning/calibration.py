@@ -173,34 +173,17 @@ def calibrate(model: str | Path, manifest: str | Path, split: SplitConfig, targe
     if not 0 < target_precision <= 1:
         raise InputError(f"target precision must be in (0, 1], got {target_precision}")
     bundle, _ = load_bundle(model)
-    rows = load_manifest(manifest)
-    rows = [rows[i] for i in split_rows(rows, split)["val"]]
-    if not rows:
-        raise InputError(f"{manifest}: the validation split is empty; check --split-fractions")
-    lengths = {round(r.duration_s, 6) for r in rows}
-    if lengths != {round(bundle.window_s, 6)}:
-        raise InputError(f"{manifest}: windows of {sorted(lengths)} s, the model analyses {bundle.window_s:g} s "
-                         "windows")
+    rows = _validation_windows(bundle, manifest, split)
     pipeline = BundlePipeline(replace_calibration(bundle))
     logits, usable = window_logits(pipeline, rows)
     without_signal, rows = len(rows) - len(usable), usable
     joint = torch.tensor([r.joint_class for r in rows])
     present = torch.tensor([r.labels for r in rows], dtype=torch.float32)
     check_counts(manifest, present.numpy())
-
-    def confidence_and_correct(current: BundlePipeline):
-        types, joint_p = current.calibrated(logits)
-        return joint_p.max(dim=-1).values.numpy(), (joint_p.argmax(dim=-1) == joint).numpy().astype(float), types
-
-    before, correct, _ = confidence_and_correct(pipeline)
-    calibrated, raw_kept = fitted_scaling(bundle, pipeline.multiclass, logits, joint, present)
-    after, _, types = confidence_and_correct(BundlePipeline(calibrated))
-    ece_before, ece_after = expected_calibration_error(before, correct), expected_calibration_error(after, correct)
-    if ece_after > ece_before:  # the fit (which minimises log-loss, not ECE) made calibration worse: keep raw scores
-        reason = f"the fitted scaling raised the validation ECE from {ece_before:.4f} to {ece_after:.4f}"
-        calibrated, raw_kept = replace_calibration(bundle), {name: reason for name in SOUND_TYPES}
-        after, _, types = confidence_and_correct(pipeline)
-        ece_after = ece_before
+    before, correct, _ = _confidence_and_correct(pipeline, logits, joint)
+    ece_before = expected_calibration_error(before, correct)
+    calibrated, raw_kept, after, types, ece_after = _scaling_unless_worse(bundle, pipeline, logits, joint, present,
+                                                                          correct, ece_before)
     scores, labels = types.numpy(), present.numpy()
     chosen = {name: type_calibration(scores[:, t], labels[:, t], target_precision, raw_kept.get(name))
               for t, name in enumerate(SOUND_TYPES)}
@@ -211,17 +194,57 @@ def calibrate(model: str | Path, manifest: str | Path, split: SplitConfig, targe
         temperature=calibrated.temperature if pipeline.multiclass else None, types=chosen,
         target_precision=target_precision, confidence_before=before, confidence_after=after, correct=correct,
         scores=scores, present=labels, identity_kept=identity_kept, without_signal=without_signal)
-    calibrated.calibration = {
-        "manifest": str(Path(manifest).resolve()), "split": {"group_by": split.group_by,
-                                                             "fractions": list(split.fractions), "seed": split.seed},
-        "windows": len(rows), "windows_without_signal": without_signal, "ece_before": result.ece_before,
-        "ece_after": result.ece_after,
-        "identity_kept": result.identity_kept,
-        "target_precision": target_precision,
-        "validation": {name: asdict(value) for name, value in chosen.items()},
-    }
+    calibrated.calibration = _calibration_record(manifest, split, result)
     save_bundle(calibrated, out or model)
     return result
+
+
+def _validation_windows(bundle: Bundle, manifest: str | Path, split: SplitConfig) -> list[WindowRow]:
+    """The manifest's validation split, refused when empty or of another window length than the model's."""
+    rows = load_manifest(manifest)
+    rows = [rows[i] for i in split_rows(rows, split)["val"]]
+    if not rows:
+        raise InputError(f"{manifest}: the validation split is empty; check --split-fractions")
+    lengths = {round(r.duration_s, 6) for r in rows}
+    if lengths != {round(bundle.window_s, 6)}:
+        raise InputError(f"{manifest}: windows of {sorted(lengths)} s, the model analyses {bundle.window_s:g} s "
+                         "windows")
+    return rows
+
+
+def _confidence_and_correct(pipeline: BundlePipeline, logits: torch.Tensor,
+                            joint: torch.Tensor) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """The joint class's top probability, whether it is the right class, and the per-type scores."""
+    types, joint_p = pipeline.calibrated(logits)
+    return joint_p.max(dim=-1).values.numpy(), (joint_p.argmax(dim=-1) == joint).numpy().astype(float), types
+
+
+def _scaling_unless_worse(bundle: Bundle, pipeline: BundlePipeline, logits: torch.Tensor, joint: torch.Tensor,
+                          present: torch.Tensor, correct: np.ndarray, ece_before: float):
+    """The fitted scaling, or the raw scores where the fit (which minimises log-loss, not ECE) made calibration
+    worse: the bundle, why each type keeps raw scores, and the confidence, per-type scores and ECE after."""
+    calibrated, raw_kept = fitted_scaling(bundle, pipeline.multiclass, logits, joint, present)
+    after, _, types = _confidence_and_correct(BundlePipeline(calibrated), logits, joint)
+    ece_after = expected_calibration_error(after, correct)
+    if ece_after > ece_before:
+        reason = f"the fitted scaling raised the validation ECE from {ece_before:.4f} to {ece_after:.4f}"
+        calibrated, raw_kept = replace_calibration(bundle), {name: reason for name in SOUND_TYPES}
+        after, _, types = _confidence_and_correct(pipeline, logits, joint)
+        ece_after = ece_before
+    return calibrated, raw_kept, after, types, ece_after
+
+
+def _calibration_record(manifest: str | Path, split: SplitConfig, result: CalibrationResult) -> dict:
+    """What the bundle keeps of the fit: the data it saw, the ECE before and after, each type's validation figures."""
+    return {
+        "manifest": str(Path(manifest).resolve()), "split": {"group_by": split.group_by,
+                                                             "fractions": list(split.fractions), "seed": split.seed},
+        "windows": result.windows, "windows_without_signal": result.without_signal, "ece_before": result.ece_before,
+        "ece_after": result.ece_after,
+        "identity_kept": result.identity_kept,
+        "target_precision": result.target_precision,
+        "validation": {name: asdict(value) for name, value in result.types.items()},
+    }
 
 
 def type_calibration(scores: np.ndarray, present: np.ndarray, target: float, raw_kept: str | None) -> TypeCalibration:

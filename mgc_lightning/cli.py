@@ -468,7 +468,25 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mgc", description="Mask-guided classification of marine mammal sounds.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _data_commands(commands)
+    _front_end_commands(commands)
+    masks = commands.add_parser("masks", help="mask sources for a preset").add_subparsers(
+        dest="action", required=True, metavar="ACTION")
+    _mask_source_commands(masks)
+    _mask_tool_commands(masks)
+    _annotate_command(commands)
+    _model_commands(commands)
+    _detection_commands(commands)
+    _protocol_commands(commands)
+    for name in LIGHTNING_COMMANDS:
+        commands.add_parser(name, help=f"Lightning {name} from a YAML experiment (see `mgc {name} --help`)",
+                            add_help=False)
+    return parser
 
+
+def _data_commands(commands: argparse._SubParsersAction) -> None:
+    """presets, validate and import-raven: the front ends on offer, and a manifest checked or made from Raven
+    tables."""
     sub = commands.add_parser("presets", help="list the named front-end presets and their parameters")
     sub.set_defaults(run=_cmd_presets)
 
@@ -497,6 +515,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                           "recording imported again replaces its earlier rows)")
     sub.set_defaults(run=_cmd_import_raven)
 
+
+def _front_end_commands(commands: argparse._SubParsersAction) -> None:
+    """spectrograms and synth: the windows' images, and the synthetic benchmark."""
     sub = commands.add_parser("spectrograms", help="compute every window's spectrogram image once into the cache")
     sub.add_argument("manifest")
     sub.add_argument("--preset", default="origin")
@@ -524,8 +545,9 @@ def build_parser() -> argparse.ArgumentParser:
     _cache_options(sub)
     sub.set_defaults(run=_cmd_synth)
 
-    masks = commands.add_parser("masks", help="mask sources for a preset").add_subparsers(
-        dest="action", required=True, metavar="ACTION")
+
+def _mask_source_commands(masks: argparse._SubParsersAction) -> None:
+    """mgc masks ideal, propose, boxes and select: masks a segmenter learns from."""
     sub = masks.add_parser("ideal", help="ideal masks of a synthetic benchmark, on any preset's grid")
     sub.add_argument("manifest")
     sub.add_argument("--preset", default="origin")
@@ -562,6 +584,9 @@ def build_parser() -> argparse.ArgumentParser:
     _cache_options(sub, quiet=False)
     sub.set_defaults(run=_cmd_masks_select)
 
+
+def _mask_tool_commands(masks: argparse._SubParsersAction) -> None:
+    """mgc masks predict, evaluate and degrade: a segmenter's masks, their quality, and masks of a chosen quality."""
     sub = masks.add_parser("predict", help="predict masks for every window with a trained segmenter (resumable)")
     sub.add_argument("manifest")
     sub.add_argument("--checkpoint", required=True)
@@ -597,6 +622,9 @@ def build_parser() -> argparse.ArgumentParser:
     _cache_options(sub)
     sub.set_defaults(run=_cmd_masks_degrade)
 
+
+def _annotate_command(commands: argparse._SubParsersAction) -> None:
+    """annotate: the browser app that refines masks by hand."""
     sub = commands.add_parser("annotate", help="refine masks in the browser (a local web app on 127.0.0.1)")
     sub.add_argument("manifest")
     sub.add_argument("--preset", default="origin")
@@ -613,6 +641,9 @@ def build_parser() -> argparse.ArgumentParser:
     _cache_options(sub, quiet=False)
     sub.set_defaults(run=_cmd_annotate)
 
+
+def _model_commands(commands: argparse._SubParsersAction) -> None:
+    """evaluate, export and calibrate: a trained classifier tested, bundled and calibrated."""
     sub = commands.add_parser("evaluate", help="test a classifier checkpoint on another preset (out of distribution)")
     sub.add_argument("--checkpoint", required=True)
     sub.add_argument("--preset", required=True, help="front end to render the test windows with")
@@ -640,6 +671,9 @@ def build_parser() -> argparse.ArgumentParser:
     _split_options(sub)
     sub.set_defaults(run=_cmd_calibrate)
 
+
+def _detection_commands(commands: argparse._SubParsersAction) -> None:
+    """detect and summarize: a bundle run over recordings, and its season summary."""
     sub = commands.add_parser("detect", help="run a model bundle over recordings: per-window CSVs, Raven tables, "
                                              "season summary (resumable; exit 1 when some files failed)")
     sub.add_argument("paths", nargs="+", help="WAV/FLAC files, folders (searched recursively) or text files listing "
@@ -666,6 +700,9 @@ def build_parser() -> argparse.ArgumentParser:
     _time_options(sub)
     sub.set_defaults(run=_cmd_summarize)
 
+
+def _protocol_commands(commands: argparse._SubParsersAction) -> None:
+    """report and pipeline: the paper's tables, and its protocol end to end."""
     sub = commands.add_parser("report", help="tables and figures from an MLflow experiment's runs")
     sub.add_argument("--experiment", required=True)
     sub.add_argument("--out", default="report")
@@ -682,11 +719,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--learning-curve", action="store_true", help="also train the YAML's learning_curve_models on "
                                                                    "each learning_curve number of labelled windows")
     sub.set_defaults(run=_cmd_pipeline)
-
-    for name in LIGHTNING_COMMANDS:
-        commands.add_parser(name, help=f"Lightning {name} from a YAML experiment (see `mgc {name} --help`)",
-                            add_help=False)
-    return parser
 
 
 LIGHTNING_COMMANDS = ("fit", "test")

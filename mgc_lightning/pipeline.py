@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import time
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -37,6 +36,7 @@ from .labels import NUM_JOINT_CLASSES
 from .manifest import SPLITS, SplitConfig, WindowRow, load_manifest, split_rows, write_manifest
 from .mask_degrade import degraded_source, write_degraded_masks
 from .mask_sources import IDEAL, PREDICTED, evaluate_masks, label_readout, select_high_quality
+from .overrides import Overrides, without_init_args
 from .masks import soft_mask
 from .report import Headline, MaskQuality, write_report
 from .spectrogram import get_preset
@@ -44,19 +44,28 @@ from .synth.build import build_benchmark, write_ideal_masks
 from .synth.config import BENCHMARK_PRESETS, sized
 from .tracking import TRACKING_URI_ENV, default_tracking_uri
 
-# A classifier argument that would give one model its own split instead of the pipeline's.
-_SPLIT_OVERRIDE = re.compile(r"--data\.(init_args\.)?split_(by|fractions|seed)\b")
+# The data module's split settings (keys without init_args): the pipeline's `split` sets them for every classifier.
+_SPLIT_KEYS = frozenset({"data.split_by", "data.split_fractions", "data.split_seed"})
 # The data modules' front-end looks (shares of training items, see augment.FrontEndAugment).
 LOOKS = ("warp_probability", "stretch_probability", "power_probability", "gain_control_probability")
+# Settings the YAML gives as lists (kept as tuples), and those it gives as `mgc fit` options (kept as Overrides).
+_LISTS = ("presets", "seeds", "mask_curve", "learning_curve", "learning_curve_models")
+_OVERRIDES = ("segmenter_args", "classifier_args")
 
 
 @dataclass(frozen=True)
 class ClassifierSpec:
-    """One model to train: a name, its YAML overlays (after classifier_base.yaml) and extra CLI arguments."""
+    """One model to train: a name, its YAML overlays (after classifier_base.yaml) and its overrides (the YAML's
+    `args`, after the pipeline's `classifier_args`)."""
 
     name: str
     configs: tuple[str, ...]
-    args: tuple[str, ...] = ()
+    overrides: Overrides = Overrides()
+
+    @property
+    def args(self) -> tuple[str, ...]:
+        """The overrides as `mgc fit` options."""
+        return self.overrides.arguments()
 
 
 @dataclass(frozen=True)
@@ -85,9 +94,9 @@ class PipelineConfig:
     split: SplitConfig = SplitConfig()  # the one train/val/test split every stage gets
     hq_count: int = 200
     segmenter_config: str = "experiments/seg_unet.yaml"
-    segmenter_args: tuple[str, ...] = ()
+    segmenter_args: Overrides = Overrides()
     classifier_base: str = "experiments/classifier_base.yaml"
-    classifier_args: tuple[str, ...] = ()
+    classifier_args: Overrides = Overrides()  # every classifier's, before its own
     seeds: tuple[int, ...] = (0,)
     experiment: str = "demo"
     report_dir: str = "report"  # inside output_dir when that is set
@@ -101,7 +110,7 @@ class PipelineConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path, seeds: Sequence[int] | None = None) -> "PipelineConfig":
-        """The YAML's settings, checked; `seeds` replaces its seeds (a command line's choice)."""
+        """The YAML's settings, typed and checked; `seeds` replaces its seeds (a command line's choice)."""
         from .training import read_config_files  # one line naming the file for a missing or malformed YAML
 
         raw = dict(read_config_files(["--config", str(path)])[str(path)])
@@ -109,60 +118,94 @@ class PipelineConfig:
         unknown = set(raw) - known
         if unknown:
             raise ValueError(f"{path}: unknown pipeline setting(s) {sorted(unknown)}; known: {sorted(known)}")
-        try:
-            specs = tuple(ClassifierSpec(s["name"], tuple(s["configs"]), tuple(str(a) for a in s.get("args", ())))
-                          for s in raw.pop("classifiers"))
-        except (KeyError, TypeError) as error:
-            raise ValueError(f"{path}: each classifier needs a name and a list of configs ({error})") from error
         if seeds:
             raw["seeds"] = list(seeds)
-        for key in ("presets", "segmenter_args", "classifier_args", "seeds", "mask_curve", "learning_curve",
-                    "learning_curve_models"):
-            if key in raw:
-                if not isinstance(raw[key], list):
-                    raise ValueError(f"{path}: {key} must be a list, got {raw[key]!r}")
-                raw[key] = tuple(str(a) if key.endswith("args") else a for a in raw[key])
-        if "split" in raw:
-            raw["split"] = _split_from_yaml(path, raw["split"])
-        if raw.get("confirmation") is not None:
-            try:
-                raw["confirmation"] = ConfirmationConfig(**dict(raw["confirmation"]))
-            except (TypeError, ValueError) as error:
-                raise ValueError(f"{path}: confirmation needs data_dir, seed and windows ({error})") from error
-        config = cls(classifiers=specs, **raw)
-        classifier_args = (*config.classifier_args, *(a for spec in specs for a in spec.args))
-        overrides = [a for a in classifier_args if _SPLIT_OVERRIDE.match(a)]
-        if overrides:
-            raise ValueError(f"{path}: classifier argument(s) {overrides} would split the windows differently from the "
-                             "high-quality set and the report; set the pipeline's `split` instead")
-        for preset in config.presets:
+        config = cls(**_typed_settings(path, raw))
+        config._check_settings(path)
+        config._check_curves(path)
+        return config
+
+    def _check_settings(self, path: str | Path) -> None:
+        for preset in self.presets:
             get_preset(preset)
-        if config.benchmark_preset not in BENCHMARK_PRESETS:
+        if self.benchmark_preset not in BENCHMARK_PRESETS:
             raise ValueError(f"{path}: benchmark_preset must be one of {sorted(BENCHMARK_PRESETS)}")
-        if not config.classifiers or not config.seeds:
+        if not self.classifiers or not self.seeds:
             raise ValueError(f"{path}: needs at least one classifier and one seed")
-        if config.workers is not None and config.workers < 1:
+        if self.workers is not None and self.workers < 1:
             raise ValueError(f"{path}: workers must be a positive number or null (one per CPU core)")
-        if config.mask_curve and config.mask_curve_model not in {spec.name for spec in specs}:
+        if self.confirmation is not None and Path(self.confirmation.data_dir) == Path(self.data_dir):
+            raise ValueError(f"{path}: the confirmation benchmark needs a data_dir of its own")
+
+    def _check_curves(self, path: str | Path) -> None:
+        names = {spec.name for spec in self.classifiers}
+        if self.mask_curve and self.mask_curve_model not in names:
             raise ValueError(f"{path}: mask_curve_model must name one of the classifiers, got "
-                             f"{config.mask_curve_model!r}")
-        unknown_models = set(config.learning_curve_models) - {spec.name for spec in specs}
-        if unknown_models or bool(config.learning_curve) != bool(config.learning_curve_models):
+                             f"{self.mask_curve_model!r}")
+        unknown_models = set(self.learning_curve_models) - names
+        if unknown_models or bool(self.learning_curve) != bool(self.learning_curve_models):
             raise ValueError(f"{path}: learning_curve (sizes) and learning_curve_models (names of its classifiers) go "
                              f"together; unknown classifier(s): {sorted(unknown_models) or 'none'}")
-        if (not all(isinstance(size, int) and size >= NUM_JOINT_CLASSES for size in config.learning_curve)
-                or len(set(config.learning_curve)) < len(config.learning_curve)):
+        if (not all(isinstance(size, int) and size >= NUM_JOINT_CLASSES for size in self.learning_curve)
+                or len(set(self.learning_curve)) < len(self.learning_curve)):
             raise ValueError(f"{path}: learning_curve sizes must be distinct numbers of windows of at least "
-                             f"{NUM_JOINT_CLASSES} (one per joint class), got {list(config.learning_curve)}")
-        if not all(0 < iou < 1 for iou in config.mask_curve):
-            raise ValueError(f"{path}: every mask_curve IoU must lie between 0 and 1, got {list(config.mask_curve)}")
-        if config.confirmation is not None and Path(config.confirmation.data_dir) == Path(config.data_dir):
-            raise ValueError(f"{path}: the confirmation benchmark needs a data_dir of its own")
-        return config
+                             f"{NUM_JOINT_CLASSES} (one per joint class), got {list(self.learning_curve)}")
+        if not all(0 < iou < 1 for iou in self.mask_curve):
+            raise ValueError(f"{path}: every mask_curve IoU must lie between 0 and 1, got {list(self.mask_curve)}")
 
     @property
     def processes(self) -> int:
         return self.workers or os.cpu_count() or 1
+
+
+def _typed_settings(path: str | Path, raw: dict) -> dict:
+    """The YAML's settings as the config's types: classifiers, tuples for lists, Overrides for `mgc fit` options,
+    the split and the confirmation benchmark."""
+    settings = dict(raw, classifiers=_classifiers_from_yaml(path, raw))
+    for key in _LISTS:
+        if key in settings and not isinstance(settings[key], list):
+            raise ValueError(f"{path}: {key} must be a list, got {settings[key]!r}")
+    settings.update({key: tuple(settings[key]) for key in _LISTS if key in settings})
+    settings.update({key: _overrides_from_yaml(path, key, settings[key]) for key in _OVERRIDES if key in settings})
+    _refuse_split_overrides(path, {"classifier_args": settings.get("classifier_args", Overrides()),
+                                   **{f"classifier {spec.name!r} args": spec.overrides
+                                      for spec in settings["classifiers"]}})
+    if "split" in settings:
+        settings["split"] = _split_from_yaml(path, settings["split"])
+    if settings.get("confirmation") is not None:
+        try:
+            settings["confirmation"] = ConfirmationConfig(**dict(settings["confirmation"]))
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path}: confirmation needs data_dir, seed and windows ({error})") from error
+    return settings
+
+
+def _classifiers_from_yaml(path: str | Path, raw: dict) -> tuple[ClassifierSpec, ...]:
+    try:
+        named = [(s["name"], tuple(s["configs"]), s.get("args", [])) for s in raw["classifiers"]]
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"{path}: each classifier needs a name and a list of configs ({error})") from error
+    return tuple(ClassifierSpec(name, configs, _overrides_from_yaml(path, f"classifier {name!r} args", args))
+                 for name, configs, args in named)
+
+
+def _overrides_from_yaml(path: str | Path, where: str, options: object) -> Overrides:
+    if not isinstance(options, list):
+        raise ValueError(f"{path}: {where} must be a list of --key value options, got {options!r}")
+    try:
+        return Overrides.parse(options)
+    except ValueError as error:
+        raise ValueError(f"{path}: {where}: {error}") from error
+
+
+def _refuse_split_overrides(path: str | Path, overrides: dict[str, Overrides]) -> None:
+    """A classifier given a split of its own would split the windows differently from the high-quality set (drawn
+    from the pipeline split's train side) and from the report."""
+    for where, given in overrides.items():
+        keys = [key for key in given.keys() if without_init_args(key) in _SPLIT_KEYS]
+        if keys:
+            raise ValueError(f"{path}: {where}: {', '.join(keys)} would split the windows differently from the "
+                             "high-quality set and the report; set the pipeline's `split` instead")
 
 
 def _split_from_yaml(path: str | Path, raw: object) -> SplitConfig:
@@ -354,7 +397,8 @@ class Pipeline:
             # hq.csv lies inside the train side, where a coarse column (site, season) may hold a single group:
             # the segmenter splits it into its own train / val by recording, with the pipeline's seed
             "--data.init_args.split_by", "recording", "--data.init_args.split_seed", str(c.split.seed),
-            "--trainer.logger.init_args.experiment_name", f"{c.experiment}-segmentation", *c.segmenter_args]))
+            "--trainer.logger.init_args.experiment_name", f"{c.experiment}-segmentation",
+            *c.segmenter_args.arguments()]))
 
     def predicted_masks(self, manifest: Path, confirmation: Path | None, segmenter: dict) -> None:
         from .models.segmenter import predict_masks
@@ -380,13 +424,13 @@ class Pipeline:
         if self.mask_curve:
             model = named[c.mask_curve_model]
             specs += [replace(model, name=f"{model.name}-iou{iou:.2f}",
-                              args=(*model.args, "--data.init_args.mask_source", degraded_source(iou)))
+                              overrides=model.overrides.with_value("data.init_args.mask_source", degraded_source(iou)))
                       for iou in c.mask_curve]
             specs.append(replace(model, name=f"{model.name}-perfect-segmenter",
-                                 args=(*model.args, "--data.init_args.mask_source", IDEAL)))
+                                 overrides=model.overrides.with_value("data.init_args.mask_source", IDEAL)))
         if self.learning_curve:
             specs += [replace(named[name], name=f"{name}-n{size}",
-                              args=(*named[name].args, "--data.init_args.train_windows", str(size)))
+                              overrides=named[name].overrides.with_value("data.init_args.train_windows", str(size)))
                       for size in c.learning_curve for name in c.learning_curve_models]
         return specs
 
@@ -445,7 +489,7 @@ class Pipeline:
                                 "--seed_everything", str(seed),
                                 "--trainer.logger.init_args.experiment_name", c.experiment,
                                 "--trainer.logger.init_args.run_name", f"{spec.name}-seed{seed}",
-                                *c.classifier_args, *spec.args]
+                                *c.classifier_args.arguments(), *spec.args]
                         self.check_looks(args, f"classifier {spec.name}")
                         done = self._record(key, self._fit(args))
                     else:
@@ -547,7 +591,8 @@ class Pipeline:
         with self._tracking():
             manifest = self.data()
             confirmation = self.confirmation_data()
-            self.check_looks(["--config", self.config.segmenter_config, *self.config.segmenter_args], "the segmenter")
+            self.check_looks(["--config", self.config.segmenter_config, *self.config.segmenter_args.arguments()],
+                             "the segmenter")
             segmenter = self.segmenter()
             self.predicted_masks(manifest, confirmation, segmenter)
             degraded = self.degraded_masks(manifest, confirmation)

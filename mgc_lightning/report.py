@@ -153,7 +153,18 @@ def select_runs(experiment: str, tracking_uri: str | None = None) -> Selection:
     if found is None:
         raise ValueError(f"no MLflow experiment named {experiment!r} at {tracking_uri or default_tracking_uri()}")
     every = sorted(client.search_runs([found.experiment_id], max_results=10_000), key=lambda r: r.info.start_time)
-    left_out, training, evaluations = [], {}, []
+    left_out: list[str] = []
+    training, evaluations = _finished_runs(every, left_out)
+    latest = _latest_per_seed(_with_evaluations(training, evaluations, left_out), left_out)
+    for summary in latest:
+        _attach_predictions(client, summary)
+    return Selection(latest, left_out)
+
+
+def _finished_runs(every: list, left_out: list[str]) -> tuple[dict, list]:
+    """The finished training runs by id and the finished evaluation runs, in start order; an unfinished run goes
+    to `left_out`, a report run nowhere."""
+    training, evaluations = {}, []
     for run in every:
         if run.data.tags.get(REPORT_TAG):
             continue
@@ -163,6 +174,12 @@ def select_runs(experiment: str, tracking_uri: str | None = None) -> Selection:
             evaluations.append(run)
         else:
             training[run.info.run_id] = run
+    return training, evaluations
+
+
+def _with_evaluations(training: dict, evaluations: list, left_out: list[str]) -> dict[tuple[str, str], RunSummary]:
+    """One summary per training run and dataset it was tested on, with the test metrics of its evaluations; an
+    evaluation of no finished training run goes to `left_out`."""
     summaries = {(run_id, _dataset(run)): _summary(run, _dataset(run)) for run_id, run in training.items()}
     for run in evaluations:
         parent_id = run.data.tags[EVALUATES_TAG]
@@ -178,6 +195,12 @@ def select_runs(experiment: str, tracking_uri: str | None = None) -> Selection:
         summaries[key].metrics.update(tested)
         summaries[key].sources.update({k.split("/")[1]: run.info.run_id for k in tested if k.count("/") >= 2})
         summaries[key].end_time = max(summaries[key].end_time, run.info.end_time or 0)
+    return summaries
+
+
+def _latest_per_seed(summaries: dict[tuple[str, str], RunSummary], left_out: list[str]) -> list[RunSummary]:
+    """Of the summaries with test metrics, the latest finished per model, seed and dataset; an earlier one goes to
+    `left_out`."""
     latest: dict[tuple[str, str, str], RunSummary] = {}
     for summary in sorted(summaries.values(), key=lambda s: s.end_time):
         if not summary.presets:
@@ -187,9 +210,7 @@ def select_runs(experiment: str, tracking_uri: str | None = None) -> Selection:
             left_out.append(f"{earlier.name} ({earlier.run_id}): seed {earlier.seed} of {earlier.model} on "
                             f"{dataset_name(earlier.dataset)} again in the later run {summary.run_id}, which counts")
         latest[(summary.model, summary.seed, summary.dataset)] = summary
-    for summary in latest.values():
-        _attach_predictions(client, summary)
-    return Selection(list(latest.values()), left_out)
+    return list(latest.values())
 
 
 def collect_runs(experiment: str, tracking_uri: str | None = None) -> list[RunSummary]:
@@ -669,73 +690,23 @@ def write_report(
     dataset's `train_preset` windows and the labels its masks carry alone, which draw the mask-quality curve."""
     from mlflow.tracking import MlflowClient
 
-    from .figures import mask_panel, plt
-
     selection = select_runs(experiment, tracking_uri)
     if not selection.runs:
         raise ValueError(f"experiment {experiment!r} has no run with test metrics yet")
-    sections = by_dataset(selection.runs, headline)
-    runs = sections[0][2]  # the headline dataset's runs carry the tables and figures
+    runs = by_dataset(selection.runs, headline)[0][2]  # the headline dataset's runs carry the tables and figures
     out_dir = Path(out_dir)
     figures = out_dir / "figures"
     if figures.exists():
         shutil.rmtree(figures)
     figures.mkdir(parents=True)
     client = MlflowClient(tracking_uri or default_tracking_uri())
-    saved = []
-    figure = ood_figure(runs, train_preset)
-    figure.savefig(figures / "ood_joint_accuracy.png", dpi=120)
-    plt.close(figure)
-    out_of_distribution = len(_presets(runs, train_preset)) > 1
-    saved.append((f"Figure 5: joint accuracy on the training front end{' and out of distribution' * out_of_distribution}",
-                  "ood_joint_accuracy.png"))
-    points = mask_curve_rows(runs, mask_quality or {}, train_preset)
-    curve = []
-    if len(points) > 1:
-        figure = mask_curve_figure(points, train_preset)
-        figure.savefig(figures / "mask_quality_curve.png", dpi=120)
-        plt.close(figure)
-        saved.append(("Mask-quality curve: joint accuracy against the masks' IoU", "mask_quality_curve.png"))
-        curve = ["## Mask-quality curve\n", "The same mask-guided recipe trained and tested with masks of measured "
-                 "quality, beside its baseline: IoU against the exact masks on these windows, and the joint accuracy "
-                 "of the labels read off the masks alone (a logistic regression per sound type on the masks' pixel "
-                 "counts per frequency band, fitted on the training windows). Exact masks, degraded or not, carry "
-                 "the labels by construction; a segmenter's masks carry what it saw in the image. Read the curve "
-                 "against the second measure before concluding that an IoU is enough.\n",
-                 mask_curve_table(points, train_preset), ""]
-    for k, (recipe, points) in enumerate(learning_curves(runs).items()):
-        figure = learning_curve_figure(recipe, points, train_preset)
-        name = f"learning_curve_{k}.png"
-        figure.savefig(figures / name, dpi=120)
-        plt.close(figure)
-        saved.append((f"Learning curve: {recipe}", name))
-        curve += [f"## Learning curve: {recipe}\n", "The baseline and the mask-guided model trained on fewer labelled "
-                  "windows (drawn at random, stratified over the joint classes, the same windows for both; the "
-                  "segmenter's masks unchanged), each paired with the baseline of its own size on the same "
-                  "windows.\n", learning_curve_table(points, train_preset), ""]
-    for number, (model, members) in enumerate(_by_model(runs).items()):
-        artifact = f"figures/confusion_test_{train_preset}.png"
-        try:
-            local = client.download_artifacts(members[0].sources.get(train_preset, members[0].run_id), artifact,
-                                              str(out_dir / ".downloads"))
-        except Exception:  # a run without that figure (e.g. interrupted) is simply left out
-            continue
-        name = f"confusion_{number:02d}_" + "".join(c if c.isalnum() else "_" for c in model)[:80] + ".png"
-        shutil.copy(local, figures / name)
-        saved.append((f"Figure 8: confusion matrix, {model} (seed {members[0].seed})", name))
+    saved = [_ood_figure_file(runs, train_preset, figures)]
+    mask_curve, mask_curve_figures = _mask_curve_section(runs, mask_quality or {}, train_preset, figures)
+    learning, learning_figures = _learning_curve_sections(runs, train_preset, figures)
+    saved += [*mask_curve_figures, *learning_figures, *_confusion_figure_files(client, runs, train_preset, out_dir)]
     if panel is not None:
-        columns, titles = panel
-        figure = mask_panel(columns, titles)
-        figure.savefig(figures / "masks_panel.png", dpi=120)
-        plt.close(figure)
-        saved.append(("Figure 3: spectrogram, high-quality mask, generated mask and its soft version", "masks_panel.png"))
-    shutil.rmtree(out_dir / ".downloads", ignore_errors=True)
-    seeds = sorted({r.seed for r in selection.runs})
-    text = [f"# Report: MLflow experiment `{experiment}`", "",
-            f"{len(selection.runs)} tested runs, {len(_by_model(selection.runs))} models, seeds {', '.join(seeds)}. "
-            "Runs tested on different data are never compared or averaged. n counts distinct seeds: only finished "
-            "runs count, and where one model ran a seed more than once, the latest finished run.", "",
-            summary_text(selection.runs, train_preset, headline), "", *curve,
+        saved.append(_panel_figure_file(panel, figures))
+    text = [*_introduction(experiment, selection, train_preset, headline), *mask_curve, *learning,
             f"# Tables on {dataset_name(runs[0].dataset)}", "", build_tables(runs, train_preset), ""]
     if selection.left_out:
         text += ["## Runs left out\n", *(f"- {line}" for line in selection.left_out), ""]
@@ -744,9 +715,96 @@ def write_report(
     text += [f"## {title}\n\n![{title}](figures/{name})\n" for title, name in saved]
     report = out_dir / "REPORT.md"
     report.write_text("\n".join(text))
+    _log_report(client, experiment, figures, report)
+    return report
+
+
+def _save_figure(figure, path: Path) -> None:
+    from .figures import plt
+
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def _ood_figure_file(runs: list[RunSummary], train_preset: str, figures: Path) -> tuple[str, str]:
+    """Figure 5 in `figures`: its title and file name."""
+    _save_figure(ood_figure(runs, train_preset), figures / "ood_joint_accuracy.png")
+    out_of_distribution = len(_presets(runs, train_preset)) > 1
+    return (f"Figure 5: joint accuracy on the training front end{' and out of distribution' * out_of_distribution}",
+            "ood_joint_accuracy.png")
+
+
+def _mask_curve_section(runs: list[RunSummary], mask_quality: dict[str, MaskQuality], train_preset: str,
+                        figures: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """The mask-quality curve's lines of REPORT.md and its figure's (title, file); nothing with under two points."""
+    points = mask_curve_rows(runs, mask_quality, train_preset)
+    if len(points) <= 1:
+        return [], []
+    _save_figure(mask_curve_figure(points, train_preset), figures / "mask_quality_curve.png")
+    return (["## Mask-quality curve\n", "The same mask-guided recipe trained and tested with masks of measured "
+             "quality, beside its baseline: IoU against the exact masks on these windows, and the joint accuracy "
+             "of the labels read off the masks alone (a logistic regression per sound type on the masks' pixel "
+             "counts per frequency band, fitted on the training windows). Exact masks, degraded or not, carry "
+             "the labels by construction; a segmenter's masks carry what it saw in the image. Read the curve "
+             "against the second measure before concluding that an IoU is enough.\n",
+             mask_curve_table(points, train_preset), ""],
+            [("Mask-quality curve: joint accuracy against the masks' IoU", "mask_quality_curve.png")])
+
+
+def _learning_curve_sections(runs: list[RunSummary], train_preset: str,
+                             figures: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """One section per recipe trained at several sizes: its lines of REPORT.md and its figure's (title, file)."""
+    text, saved = [], []
+    for k, (recipe, points) in enumerate(learning_curves(runs).items()):
+        name = f"learning_curve_{k}.png"
+        _save_figure(learning_curve_figure(recipe, points, train_preset), figures / name)
+        saved.append((f"Learning curve: {recipe}", name))
+        text += [f"## Learning curve: {recipe}\n", "The baseline and the mask-guided model trained on fewer labelled "
+                 "windows (drawn at random, stratified over the joint classes, the same windows for both; the "
+                 "segmenter's masks unchanged), each paired with the baseline of its own size on the same "
+                 "windows.\n", learning_curve_table(points, train_preset), ""]
+    return text, saved
+
+
+def _confusion_figure_files(client, runs: list[RunSummary], train_preset: str, out_dir: Path) -> list[tuple[str, str]]:
+    """Figure 8 of each model, copied from its first run's artifacts into out_dir/figures: (title, file) each."""
+    saved = []
+    for number, (model, members) in enumerate(_by_model(runs).items()):
+        artifact = f"figures/confusion_test_{train_preset}.png"
+        try:
+            local = client.download_artifacts(members[0].sources.get(train_preset, members[0].run_id), artifact,
+                                              str(out_dir / ".downloads"))
+        except Exception:  # a run without that figure (e.g. interrupted) is simply left out
+            continue
+        name = f"confusion_{number:02d}_" + "".join(c if c.isalnum() else "_" for c in model)[:80] + ".png"
+        shutil.copy(local, out_dir / "figures" / name)
+        saved.append((f"Figure 8: confusion matrix, {model} (seed {members[0].seed})", name))
+    shutil.rmtree(out_dir / ".downloads", ignore_errors=True)
+    return saved
+
+
+def _panel_figure_file(panel: tuple, figures: Path) -> tuple[str, str]:
+    from .figures import mask_panel
+
+    columns, titles = panel
+    _save_figure(mask_panel(columns, titles), figures / "masks_panel.png")
+    return "Figure 3: spectrogram, high-quality mask, generated mask and its soft version", "masks_panel.png"
+
+
+def _introduction(experiment: str, selection: Selection, train_preset: str, headline: Headline | None) -> list[str]:
+    """REPORT.md's title, what counts, and every dataset's headline."""
+    seeds = sorted({r.seed for r in selection.runs})
+    return [f"# Report: MLflow experiment `{experiment}`", "",
+            f"{len(selection.runs)} tested runs, {len(_by_model(selection.runs))} models, seeds {', '.join(seeds)}. "
+            "Runs tested on different data are never compared or averaged. n counts distinct seeds: only finished "
+            "runs count, and where one model ran a seed more than once, the latest finished run.", "",
+            summary_text(selection.runs, train_preset, headline), ""]
+
+
+def _log_report(client, experiment: str, figures: Path, report: Path) -> None:
+    """REPORT.md and its figures as the artifacts of a `report` run of the experiment."""
     experiment_id = client.get_experiment_by_name(experiment).experiment_id
     run = client.create_run(experiment_id, run_name="report", tags={REPORT_TAG: "true"})
     client.log_artifacts(run.info.run_id, str(figures), "figures")
     client.log_artifact(run.info.run_id, str(report))
     client.set_terminated(run.info.run_id)
-    return report

@@ -12,6 +12,7 @@ a new run tagged with where it came from.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -19,6 +20,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 
 from .checkpoints import check_model_class, load_checkpoint
 from .errors import InputError
+from .overrides import without_init_args
 from .precision import device_defaults
 from .stopping import LastCheckpoint, StopAtBatchEnd
 from .tracking import (
@@ -326,7 +328,7 @@ def _option_value(args: list[str], key: str) -> object:
 def configured_value(args: list[str], key: str, default: object = None) -> object:
     """The value a Lightning command line gives a dotted key (`data.init_args.preset`): its last option, spelt with
     or without `init_args` (jsonargparse takes both), else the last config file that sets it, else `default`."""
-    spellings = {key, key.replace(".init_args.", ".")}
+    spellings = {key, without_init_args(key)}
     value = _ABSENT
     for index, arg in enumerate(args):
         name, _, given = arg.removeprefix("--").partition("=")
@@ -341,35 +343,50 @@ def configured_value(args: list[str], key: str, default: object = None) -> objec
 def argument_error_line(message: str, args: list[str], configs: dict[str, object]) -> str:
     """jsonargparse's (multi-line, nested) parse error as one line that names the key, the problem and the config
     file, or the command-line option, that set the key."""
-    import re
-
     lines = [line.strip().lstrip("- ") for line in message.strip().splitlines() if line.strip()]
     keys = re.findall(r'Parser key "([^"]+)"', message)
     unknown = re.search(r"(?:does not accept option|Option) '([^']+)'", message)
-    if not keys and unknown is None:  # e.g. a class's own check failed while it was built: keep that message
-        raised = [line for line in message.splitlines() if line.strip().startswith("- ")
-                  and "Expected a <class 'NoneType'>" not in line]
-        return raised[0].strip()[2:] if len(raised) == 1 else " ".join(lines)
+    if not keys and unknown is None:
+        return _raised_message(message, lines)
     nested = ".init_args." if "class_path" in message else "."
     key = nested.join(keys + ([unknown.group(1)] if unknown and keys else [])) or unknown.group(1)
-    given = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Given value:")), None)
+    given = _given_value(message, lines, keys)
+    problem = f"unknown key {key!r}" if unknown else _problem(lines, keys, key, given)
+    problem = re.sub(r"<class '(?:[\w.]+\.)?(\w+)'>", r"\1", problem).replace("Expected a ", "expected ")
+    source = _where_set(key, given, args, configs)
+    if source.startswith("option --"):
+        problem = problem.removeprefix(f"{key}: ")
+    return f"{source}: {problem} (see `mgc {args[0] if args else 'fit'} --help`)"
+
+
+def _raised_message(message: str, lines: list[str]) -> str:
+    """A message naming no key (e.g. a class's own check failed while it was built): that check's line alone when
+    there is one, else every line."""
+    raised = [line for line in message.splitlines() if line.strip().startswith("- ")
+              and "Expected a <class 'NoneType'>" not in line]
+    return raised[0].strip()[2:] if len(raised) == 1 else " ".join(lines)
+
+
+def _given_value(message: str, lines: list[str], keys: list[str]) -> str | None:
+    """The value refused: a nested key's is on the `Got value:` line, a plain key's on `Given value:`."""
     if len(keys) > 1:
         got = re.search(r"Got value: (.*)$", message, re.MULTILINE)
-        given = got.group(1).strip() if got else None
-    if unknown:
-        problem = f"unknown key {key!r}"
-    else:
-        after = lines.index(next(line for line in lines if f'Parser key "{keys[-1]}"' in line)) + 1
-        detail = lines[after] if len(keys) > 1 else next((line for line in lines if line.startswith("Expected")),
-                                                           lines[after] if after < len(lines) else "invalid")
-        problem = f"{key}: {detail}" + (f", given {given!r}" if given is not None and len(keys) == 1 else "")
-    problem = re.sub(r"<class '(?:[\w.]+\.)?(\w+)'>", r"\1", problem).replace("Expected a ", "expected ")
-    # where the key was set: the file or option whose value is the one refused, else the last one that sets it
+        return got.group(1).strip() if got else None
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("Given value:")), None)
+
+
+def _problem(lines: list[str], keys: list[str], key: str, given: str | None) -> str:
+    """`key: what was expected`, with the value given for a plain key."""
+    after = lines.index(next(line for line in lines if f'Parser key "{keys[-1]}"' in line)) + 1
+    detail = lines[after] if len(keys) > 1 else next((line for line in lines if line.startswith("Expected")),
+                                                       lines[after] if after < len(lines) else "invalid")
+    return f"{key}: {detail}" + (f", given {given!r}" if given is not None and len(keys) == 1 else "")
+
+
+def _where_set(key: str, given: str | None, args: list[str], configs: dict[str, object]) -> str:
+    """The config file or option whose value for `key` is the one refused, else the last one that sets it."""
     sources = [(name, _value_at(config, key)) for name, config in configs.items()]
     sources = [(f"option --{key}", value) if name is None else (name, value)
                for name, value in [*sources, (None, _option_value(args, key))] if value is not _ABSENT]
     refused = [name for name, value in sources if given is not None and str(value) == given]
-    source = (refused or [name for name, _ in sources] or ["the command line"])[-1]
-    if source.startswith("option --"):
-        problem = problem.removeprefix(f"{key}: ")
-    return f"{source}: {problem} (see `mgc {args[0] if args else 'fit'} --help`)"
+    return (refused or [name for name, _ in sources] or ["the command line"])[-1]

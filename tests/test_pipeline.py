@@ -133,6 +133,39 @@ def test_pipeline_config_is_validated(tmp_path):
         PipelineConfig.from_yaml(path)
 
 
+@pytest.mark.parametrize("where, options, key", [
+    ("classifier_args", ["--trainer.max_epochs", 2, "--data.init_args.split_by", "site"], "data.init_args.split_by"),
+    ("classifier 'a' args", ["--data.split_seed=3"], "data.split_seed"),
+    ("classifier 'a' args", ["--data.init_args.split_fractions", "[0.5, 0.25, 0.25]"],
+     "data.init_args.split_fractions"),
+])
+def test_a_classifier_split_override_is_refused_by_its_key_naming_the_yaml(where, options, key, tmp_path):
+    path = tmp_path / "split.yaml"
+    classifier = {"name": "a", "configs": [], **({"args": options} if where != "classifier_args" else {})}
+    path.write_text(yaml.safe_dump({"name": "x", "data_dir": "d", "classifiers": [classifier],
+                                    **({"classifier_args": options} if where == "classifier_args" else {})}))
+    with pytest.raises(ValueError, match=re.escape(f"{path}: {where}: {key} would split the windows")):
+        PipelineConfig.from_yaml(path)
+
+
+@pytest.mark.parametrize("setting, options, message", [
+    ("classifier_args", [15, "--trainer.max_epochs"], "classifier_args: '15' is no --dotted.key option"),
+    ("classifier_args", ["--trainer.max_epochs"], "classifier_args: --trainer.max_epochs has no value"),
+    ("segmenter_args", ["--trainer.max_epochs", "--trainer.fast_dev_run", 1], "--trainer.max_epochs has no value"),
+    ("segmenter_args", ["--trainer..max_epochs", 1], "'--trainer..max_epochs' is no --dotted.key option"),
+    ("segmenter_args", "--trainer.max_epochs 3", "segmenter_args must be a list"),
+    ("args", ["trainer.max_epochs", 3], "classifier 'a' args: 'trainer.max_epochs' is no --dotted.key option"),
+    ("args", "--trainer.max_epochs", "classifier 'a' args must be a list"),
+])
+def test_malformed_overrides_are_refused_when_the_yaml_loads(setting, options, message, tmp_path):
+    path = tmp_path / "bad.yaml"
+    classifier = {"name": "a", "configs": [], **({"args": options} if setting == "args" else {})}
+    path.write_text(yaml.safe_dump({"name": "x", "data_dir": "d", "classifiers": [classifier],
+                                    **({setting: options} if setting != "args" else {})}))
+    with pytest.raises(ValueError, match=re.escape(f"{path}: ") + ".*" + re.escape(message)):
+        PipelineConfig.from_yaml(path)
+
+
 def test_pipeline_refuses_looks_that_could_reproduce_a_tested_front_end(tmp_path):
     """A power-like curve up to PCEN's exponent could render a `pcen`-like image in training: `pcen` would then be
     no out-of-distribution test, so the pipeline refuses the fit before it starts, naming the look and the preset."""

@@ -69,7 +69,16 @@ def create_app(session: AnnotationSession) -> FastAPI:
     app = FastAPI(title="mgc annotate", docs_url=None, redoc_url=None, openapi_url=None)
     # Only requests addressed to this machine by name: a web page that rebinds its own domain to 127.0.0.1 gets 400.
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=[LOOPBACK, "localhost"])
-    config = session.config
+    _error_handlers(app)
+    _session_routes(app, session)
+    _window_routes(app, session)
+    _accept_route(app, session)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _error_handlers(app: FastAPI) -> None:
+    """Every error the page can act on as a JSON message, never a traceback."""
 
     @app.exception_handler(ValueError)
     def unusable_window(request: Request, error: ValueError) -> JSONResponse:
@@ -89,11 +98,18 @@ def create_app(session: AnnotationSession) -> FastAPI:
         return JSONResponse({"detail": f"{error.filename}: {error.strerror}" if error.filename else str(error)},
                             status_code=403 if refused else 500)
 
-    def window(index: int):
-        try:
-            return session.row(index)
-        except IndexError as error:
-            raise HTTPException(404, str(error)) from None
+
+def _window(session: AnnotationSession, index: int):
+    """The queue's window at `index`; 404 past the queue's end."""
+    try:
+        return session.row(index)
+    except IndexError as error:
+        raise HTTPException(404, str(error)) from None
+
+
+def _session_routes(app: FastAPI, session: AnnotationSession) -> None:
+    """The page, and what it needs to know of the session before it shows a window."""
+    config = session.config
 
     @app.get("/")
     def page() -> FileResponse:
@@ -109,9 +125,13 @@ def create_app(session: AnnotationSession) -> FastAPI:
             "sound_types": list(SOUND_TYPES), "sensitivity": DEFAULT_SENSITIVITY, "max_slowdown": MAX_SLOWDOWN,
         }
 
+
+def _window_routes(app: FastAPI, session: AnnotationSession) -> None:
+    """One window as the page shows it: its record and starting mask, image, candidate mask and slowed audio."""
+
     @app.get("/api/windows/{index}")
     def show(index: int) -> dict:
-        row = window(index)
+        row = _window(session, index)
         accepted = session.saved(index)
         mask, origin = session.starting_mask(index)
         return {
@@ -124,31 +144,33 @@ def create_app(session: AnnotationSession) -> FastAPI:
 
     @app.get("/api/windows/{index}/spectrogram.png")
     def spectrogram(index: int) -> Response:
-        window(index)
+        _window(session, index)
         return Response(spectrogram_png(session.image(index)), media_type="image/png")
 
     @app.get("/api/windows/{index}/candidate")
     def candidate(index: int, sensitivity: float = Query(DEFAULT_SENSITIVITY, ge=0, le=1)) -> dict:
-        window(index)
+        _window(session, index)
         return {"mask": mask_to_text(session.candidate(index, sensitivity))}
 
     @app.get("/api/windows/{index}/audio.wav")
     def audio(index: int, slowdown: int = Query(10, ge=1, le=MAX_SLOWDOWN)) -> Response:
-        window(index)
+        _window(session, index)
         return Response(session.playback_wav(index, slowdown), media_type="audio/wav")
+
+
+def _accept_route(app: FastAPI, session: AnnotationSession) -> None:
+    """A mask and labels saved, on the version they were edited from (409 when the window was saved since)."""
+    config = session.config
 
     @app.post("/api/windows/{index}/accept")
     def accept(index: int, request: AcceptRequest) -> dict:
-        window(index)
+        _window(session, index)
         try:
             mask = text_to_mask(request.mask, config.height, config.width)
             saved = session.accept(index, mask, request.labels, request.base_version)
         except ValueError as error:
             raise HTTPException(400, str(error)) from None
         return {"accepted": session.accepted_count(), "total": len(session.queue), "version": saved.version}
-
-    app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    return app
 
 
 def serve(session: AnnotationSession, port: int = 8765, announce: Callable[[str], None] = print) -> None:

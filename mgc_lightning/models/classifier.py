@@ -34,6 +34,29 @@ MASK_INPUTS = ("none", *MASK_KINDS)
 HEADS = {"multiclass": NUM_JOINT_CLASSES, "multilabel": NUM_SOUND_TYPES}
 
 
+def _check_settings(mask_input: str, fusion: str, head: str, mask_dropout: float, image_dropout: float,
+                    image_head_weight: float, dim: int) -> None:
+    """Refuse a combination no model is built for, before anything is built."""
+    if mask_input not in MASK_INPUTS:
+        raise ValueError(f"mask_input must be one of {MASK_INPUTS}, got {mask_input!r}")
+    if fusion not in FUSIONS:
+        raise ValueError(f"fusion must be one of {sorted(FUSIONS)}, got {fusion!r}")
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {sorted(HEADS)}, got {head!r}")
+    if not (0 <= mask_dropout < 1 and 0 <= image_dropout < 1 and mask_dropout + image_dropout < 1):
+        raise ValueError(f"mask_dropout and image_dropout must be >= 0 with a sum below 1, got {mask_dropout} and "
+                         f"{image_dropout}")
+    if image_head_weight < 0:
+        raise ValueError(f"image_head_weight must be >= 0, got {image_head_weight}")
+    if image_head_weight and mask_input == "none":
+        raise ValueError("image_head_weight needs a mask input (binary, soft or probability): a baseline's head "
+                         "already sees the image alone")
+    if image_dropout and mask_input == "none":
+        raise ValueError("image_dropout needs a mask input (binary, soft or probability): a baseline would see nothing")
+    if mask_input != "none" and dim % 4:
+        raise ValueError(f"dim must be a multiple of 4 (the 2-D positional encoding), got {dim}")
+
+
 class ClassifierModule(L.LightningModule):
     def __init__(
         self,
@@ -65,24 +88,7 @@ class ClassifierModule(L.LightningModule):
         first; pays on long GPU runs); true uses torch's default backend (inductor), a string names another.
         Checkpoints are saved with compile false, so evaluating one does not compile again."""
         super().__init__()
-        if mask_input not in MASK_INPUTS:
-            raise ValueError(f"mask_input must be one of {MASK_INPUTS}, got {mask_input!r}")
-        if fusion not in FUSIONS:
-            raise ValueError(f"fusion must be one of {sorted(FUSIONS)}, got {fusion!r}")
-        if head not in HEADS:
-            raise ValueError(f"head must be one of {sorted(HEADS)}, got {head!r}")
-        if not (0 <= mask_dropout < 1 and 0 <= image_dropout < 1 and mask_dropout + image_dropout < 1):
-            raise ValueError(f"mask_dropout and image_dropout must be >= 0 with a sum below 1, got {mask_dropout} and "
-                             f"{image_dropout}")
-        if image_head_weight < 0:
-            raise ValueError(f"image_head_weight must be >= 0, got {image_head_weight}")
-        if image_head_weight and mask_input == "none":
-            raise ValueError("image_head_weight needs a mask input (binary, soft or probability): a baseline's head "
-                             "already sees the image alone")
-        if image_dropout and mask_input == "none":
-            raise ValueError("image_dropout needs a mask input (binary, soft or probability): a baseline would see nothing")
-        if mask_input != "none" and dim % 4:
-            raise ValueError(f"dim must be a multiple of 4 (the 2-D positional encoding), got {dim}")
+        _check_settings(mask_input, fusion, head, mask_dropout, image_dropout, image_head_weight, dim)
         self.save_hyperparameters()
         self.spectrogram_encoder = SpectrogramEncoder(backbone, dim, image_size, pretrained, pretrained_path,
                                                       backbone_kwargs)

@@ -150,69 +150,17 @@ def _label_detectable(events: list[dict], placed: list[tuple[int, np.ndarray]], 
 
 
 def render_recording(plan: RecordingPlan) -> RenderedRecording:
+    """The plan's recording in stages (background, calls, sensor, labels, recorder) that draw from one generator
+    seeded by the plan, in this order: a plan always renders the same audio."""
     rng = np.random.default_rng(np.random.SeedSequence(plan.seed))
     deployment, sr = plan.deployment, plan.sample_rate
     window = int(round(plan.window_s * sr))
     n = plan.n_windows * window
-    duration_s = n / sr
-
-    sea_state = rng.uniform(*deployment.sea_state)
-    baseline = ambient_noise(rng, n, sr, sea_state)
-    baseline += shaped_noise(rng, n, sr, lambda f: np.full_like(f, deployment.self_noise_db))
-    ambient_rms = np.sqrt(np.mean(baseline**2))
-    shrimp_rate = rng.uniform(*deployment.shrimp_rate_hz)
-    shrimp_db = rng.uniform(*deployment.shrimp_level_db)
-    shrimp = snapping_shrimp(rng, n, sr, shrimp_rate, 0.0)
-    if shrimp.any():
-        baseline += shrimp * ambient_rms * 10 ** (shrimp_db / 20) / np.sqrt(np.mean(shrimp**2))
-    confusers = np.zeros(n)
+    baseline, ambient_rms, conditions = _ambient(rng, deployment, n, sr)
+    confusers, sources = _confusers(rng, deployment, baseline, ambient_rms, window, sr)
     info = {"recording": plan.name, "deployment": deployment.name, "site": deployment.site,
-            "season": deployment.season, "sensor": deployment.sensor, "sea_state": round(sea_state, 2),
-            "shrimp_rate_hz": round(shrimp_rate, 1), "shrimp_level_db": round(shrimp_db, 1), "vessels": 0,
-            "echosounder_hz": 0.0, "clip_level": 0.0}
-    for _ in range(rng.poisson(deployment.vessels_per_minute * duration_s / 60 + 0.3)):
-        vessel, params = vessel_passage(rng, n, sr, 20 * np.log10(ambient_rms) + rng.uniform(0, 25))
-        confusers += vessel
-        info["vessels"] += 1
-    if rng.random() < deployment.echosounder_probability:
-        pings, params = echosounder(rng, n, sr, 0.0)
-        band = (params["frequency_hz"] - 5e3, params["frequency_hz"] + 5e3)
-        ping_power = np.mean(pings[pings != 0] ** 2)
-        confusers += pings * np.sqrt(band_power(baseline[:window], sr, *band) * 10 ** (rng.uniform(5, 25) / 10)
-                                     / ping_power)
-        info["echosounder_hz"] = params["frequency_hz"]
-
-    target = np.zeros(n)
-    weights = np.asarray(plan.class_weights, dtype=float)
-    placed: list[tuple[int, np.ndarray]] = []  # (offset, samples) of each event, in events' order
-    events = []
-    margin = int(WINDOW_MARGIN_S * sr)
-    for index in range(plan.n_windows):
-        joint = int(rng.choice(NUM_JOINT_CLASSES, p=weights / weights.sum()))
-        start = index * window
-        quiet = baseline[start : start + window]
-        loud = quiet + confusers[start : start + window]
-        for sound_type, present in zip(SOUND_TYPES, label_vector(joint)):
-            if not present:
-                continue
-            for event in _draw_events(rng, sound_type, sr, window - 2 * margin):
-                offset = start + margin + int(rng.integers(0, window - 2 * margin - event.samples.size + 1))
-                snr_db = rng.uniform(*SNR_RANGES_DB[sound_type])
-                band = (event.low_hz, event.high_hz)
-                signal_power = band_power(event.samples, sr, *band) * event.samples.size / (event.unit_duration_s * sr)
-                noise_power = band_power(quiet, sr, *band)
-                samples = event.samples * np.sqrt(noise_power * 10 ** (snr_db / 10) / max(signal_power, 1e-30))
-                target[offset : offset + samples.size] += samples
-                placed.append((offset, samples))
-                effective = snr_db - 10 * np.log10(band_power(loud, sr, *band) / noise_power)
-                events.append({
-                    "recording": plan.name, "window": index, "sound_type": sound_type,
-                    "start_s": round(offset / sr, 6), "end_s": round((offset + samples.size) / sr, 6),
-                    "low_hz": round(event.low_hz, 1), "high_hz": round(event.high_hz, 1),
-                    "snr_db": round(snr_db, 2), "effective_snr_db": round(float(effective), 2),
-                    "params": event.params,
-                })
-
+            "season": deployment.season, "sensor": deployment.sensor, **conditions, **sources, "clip_level": 0.0}
+    target, placed, events = _place_calls(rng, plan, baseline, confusers, window)
     scale = DIGITAL_NOISE_RMS / ambient_rms * 10 ** (deployment.gain_db / 20)
 
     def sensor(x: np.ndarray) -> np.ndarray:
@@ -225,11 +173,7 @@ def render_recording(plan: RecordingPlan) -> RenderedRecording:
     # The target stem (and so the ideal masks) holds the labelled calls only, as an annotator draws masks on the
     # calls they mark; the faint ones stay in the mix as part of the background. Each sound type's labelled calls are
     # also kept alone (the typed stems, for the per-type ideal masks of a typed segmenter).
-    faint = np.zeros(n)
-    typed = {sound_type: np.zeros(n) for sound_type in SOUND_TYPES}
-    for event, (offset, samples) in zip(events, placed):
-        kept = typed[event["sound_type"]] if event["labelled"] else faint
-        kept[offset : offset + samples.size] += samples
+    faint, typed = _faint_and_typed_calls(events, placed, n)
     target = sensor(target - faint)
     mix = noise + sensor(faint) + target
     clip = 0.999
@@ -242,3 +186,96 @@ def render_recording(plan: RecordingPlan) -> RenderedRecording:
         windows=windows, events=events, info=info,
     )
 
+
+def _ambient(rng: np.random.Generator, deployment: Deployment, n: int, sr: int) -> tuple[np.ndarray, float, dict]:
+    """Sea-state noise, the sensor's self-noise and snapping shrimp: the background call SNRs are drawn against;
+    with its RMS and the conditions drawn."""
+    sea_state = rng.uniform(*deployment.sea_state)
+    baseline = ambient_noise(rng, n, sr, sea_state)
+    baseline += shaped_noise(rng, n, sr, lambda f: np.full_like(f, deployment.self_noise_db))
+    ambient_rms = np.sqrt(np.mean(baseline**2))
+    shrimp_rate = rng.uniform(*deployment.shrimp_rate_hz)
+    shrimp_db = rng.uniform(*deployment.shrimp_level_db)
+    shrimp = snapping_shrimp(rng, n, sr, shrimp_rate, 0.0)
+    if shrimp.any():
+        baseline += shrimp * ambient_rms * 10 ** (shrimp_db / 20) / np.sqrt(np.mean(shrimp**2))
+    return baseline, ambient_rms, {"sea_state": round(sea_state, 2), "shrimp_rate_hz": round(shrimp_rate, 1),
+                                   "shrimp_level_db": round(shrimp_db, 1)}
+
+
+def _confusers(rng: np.random.Generator, deployment: Deployment, baseline: np.ndarray, ambient_rms: float,
+               window: int, sr: int) -> tuple[np.ndarray, dict]:
+    """Passing vessels and echosounder pings: loud sounds that are not calls; with how many vessels passed and the
+    pings' frequency (0 without)."""
+    n = baseline.size
+    duration_s = n / sr
+    confusers = np.zeros(n)
+    sources = {"vessels": 0, "echosounder_hz": 0.0}
+    for _ in range(rng.poisson(deployment.vessels_per_minute * duration_s / 60 + 0.3)):
+        vessel, params = vessel_passage(rng, n, sr, 20 * np.log10(ambient_rms) + rng.uniform(0, 25))
+        confusers += vessel
+        sources["vessels"] += 1
+    if rng.random() < deployment.echosounder_probability:
+        pings, params = echosounder(rng, n, sr, 0.0)
+        band = (params["frequency_hz"] - 5e3, params["frequency_hz"] + 5e3)
+        ping_power = np.mean(pings[pings != 0] ** 2)
+        confusers += pings * np.sqrt(band_power(baseline[:window], sr, *band) * 10 ** (rng.uniform(5, 25) / 10)
+                                     / ping_power)
+        sources["echosounder_hz"] = params["frequency_hz"]
+    return confusers, sources
+
+
+def _place_calls(rng: np.random.Generator, plan: RecordingPlan, baseline: np.ndarray, confusers: np.ndarray,
+                 window: int) -> tuple[np.ndarray, list[tuple[int, np.ndarray]], list[dict]]:
+    """Each window's joint class drawn from the plan's weights, then its calls at drawn places and band SNRs: the
+    target stem, each call's (offset, samples) and its events.csv row, in the same order."""
+    sr = plan.sample_rate
+    target = np.zeros(baseline.size)
+    weights = np.asarray(plan.class_weights, dtype=float)
+    placed: list[tuple[int, np.ndarray]] = []
+    events = []
+    margin = int(WINDOW_MARGIN_S * sr)
+    for index in range(plan.n_windows):
+        joint = int(rng.choice(NUM_JOINT_CLASSES, p=weights / weights.sum()))
+        start = index * window
+        quiet = baseline[start : start + window]
+        loud = quiet + confusers[start : start + window]
+        for sound_type, present in zip(SOUND_TYPES, label_vector(joint)):
+            if not present:
+                continue
+            for event in _draw_events(rng, sound_type, sr, window - 2 * margin):
+                offset = start + margin + int(rng.integers(0, window - 2 * margin - event.samples.size + 1))
+                samples, snr_db, effective = _at_drawn_snr(rng, event, sound_type, quiet, loud, sr)
+                target[offset : offset + samples.size] += samples
+                placed.append((offset, samples))
+                events.append({
+                    "recording": plan.name, "window": index, "sound_type": sound_type,
+                    "start_s": round(offset / sr, 6), "end_s": round((offset + samples.size) / sr, 6),
+                    "low_hz": round(event.low_hz, 1), "high_hz": round(event.high_hz, 1),
+                    "snr_db": round(snr_db, 2), "effective_snr_db": round(float(effective), 2),
+                    "params": event.params,
+                })
+    return target, placed, events
+
+
+def _at_drawn_snr(rng: np.random.Generator, event: Event, sound_type: str, quiet: np.ndarray, loud: np.ndarray,
+                  sr: int) -> tuple[np.ndarray, float, float]:
+    """The call scaled to a band SNR drawn from its type's range against the quiet background; with that SNR and the
+    effective one, against the background with vessels and pings."""
+    snr_db = rng.uniform(*SNR_RANGES_DB[sound_type])
+    band = (event.low_hz, event.high_hz)
+    signal_power = band_power(event.samples, sr, *band) * event.samples.size / (event.unit_duration_s * sr)
+    noise_power = band_power(quiet, sr, *band)
+    samples = event.samples * np.sqrt(noise_power * 10 ** (snr_db / 10) / max(signal_power, 1e-30))
+    return samples, snr_db, snr_db - 10 * np.log10(band_power(loud, sr, *band) / noise_power)
+
+
+def _faint_and_typed_calls(events: list[dict], placed: list[tuple[int, np.ndarray]],
+                           n: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The calls too faint to label, alone; and each sound type's labelled calls, alone."""
+    faint = np.zeros(n)
+    typed = {sound_type: np.zeros(n) for sound_type in SOUND_TYPES}
+    for event, (offset, samples) in zip(events, placed):
+        kept = typed[event["sound_type"]] if event["labelled"] else faint
+        kept[offset : offset + samples.size] += samples
+    return faint, typed
