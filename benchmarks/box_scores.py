@@ -29,10 +29,10 @@ from mgc_lightning.data import SegmentationDataModule
 from mgc_lightning.detect import RAVEN_HEADER, selections, window_header, window_rows
 from mgc_lightning.detection_folder import csv_bytes, output_name, raven_table
 from mgc_lightning.event_scores import box_scores
-from mgc_lightning.inference import mask_extents
 from mgc_lightning.labels import NUM_JOINT_CLASSES, SOUND_TYPES
 from mgc_lightning.manifest import SplitConfig, load_manifest, split_rows, write_manifest
 from mgc_lightning.mask_sources import PREDICTED_TYPED
+from mgc_lightning.masks import mask_extents
 from mgc_lightning.models.segmenter import SegmenterModule, predict_masks
 from mgc_lightning.spectrogram import get_preset
 from mgc_lightning.synth.build import TYPED_IDEAL_SOURCE, build_benchmark, write_typed_ideal_masks

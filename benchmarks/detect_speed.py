@@ -9,7 +9,7 @@ written to a temporary WAV.
 
     python benchmarks/detect_speed.py                       # 60 s of audio, batch 32, CPU
     python benchmarks/detect_speed.py --set backbone_kwargs=null   # the full-width ResNet-18 instead
-    python benchmarks/detect_speed.py --seconds 600 --accelerator gpu --batch-size 128
+    python benchmarks/detect_speed.py --seconds 600 --accelerator gpu --batch-size 128 --workers 4
     python benchmarks/detect_speed.py --memory 60 600       # largest RSS while detecting a 60 s and a 600 s file
 """
 
@@ -133,6 +133,7 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=0.25, help="window length (the demo's 0.25 s)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--accelerator", default="cpu")
+    parser.add_argument("--workers", type=int, default=0, help="mgc detect --workers: processes decoding the audio")
     parser.add_argument("--classifier-configs", type=Path, nargs="+", default=CLASSIFIER_CONFIGS,
                         help="the classifier's experiment configs, merged in order (default: the own-data recipe)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -149,7 +150,8 @@ def main() -> None:
         audio = write_recording(folder / "recording.wav", args.seconds)
         settings = DetectSettings(batch_size=args.batch_size)
         began = time.perf_counter()
-        summary = detect([audio], model, folder / "out", settings, accelerator=args.accelerator, progress=False)
+        summary = detect([audio], model, folder / "out", settings, accelerator=args.accelerator, progress=False,
+                         workers=args.workers)
         whole = time.perf_counter() - began
         device = torch.device("cuda" if args.accelerator == "gpu" else "cpu")
         stages = stage_times(bundle, audio, DetectSettings(hop_s=args.window, batch_size=args.batch_size), device)

@@ -111,10 +111,15 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_masks_ideal(args: argparse.Namespace) -> int:
+    from .errors import InputError
     from .manifest import load_manifest
     from .spectrogram_config import get_preset
     from .synth.build import TYPED_IDEAL_SOURCE, add_typed_stems, write_ideal_masks, write_typed_ideal_masks
+    from .synth.config import DETECTABLE_SNR_DB
 
+    if args.typed and args.criterion_db != [DETECTABLE_SNR_DB]:
+        raise InputError(f"--typed masks use the labels' {DETECTABLE_SNR_DB:g} dB criterion; leave out "
+                         f"--criterion-db (given: {' '.join(f'{c:g}' for c in args.criterion_db)})")
     rows = load_manifest(args.manifest)
     if args.typed:
         for benchmark in sorted({row.path.parent.parent for row in rows}):
@@ -686,7 +691,7 @@ def _detection_commands(commands: argparse._SubParsersAction) -> None:
                      help="outputs: csv (per window, always written), raven, presence (the season summary)")
     sub.add_argument("--batch-size", type=int, default=16, help="windows per block read and per forward pass")
     sub.add_argument("--workers", type=int, default=0,
-                     help="processes that decode audio (a file each) while the models run: 2-8 keep a GPU fed; "
+                     help="processes that decode audio (a file each) while the models run, for GPUs; "
                           "0 (default) decodes in the main process, enough on a CPU")
     _processes_options(sub, "files")
     sub.add_argument("--accelerator", default="cpu", help="cpu, gpu or auto")

@@ -20,7 +20,7 @@ from .cache import DEFAULT_CACHE_ROOT, ArrayStore, compute_spectrograms, mask_st
 from .manifest import SplitConfig, WindowRow, load_manifest, split_rows
 from .errors import InputError
 from .labels import NUM_JOINT_CLASSES
-from .mask_sources import PREDICTED, PREDICTED_PROBABILITY
+from .mask_sources import PREDICTED, PREDICTED_PROBABILITY, is_typed_source
 from .masks import BINARY, PROBABILITY, check_mask_kind, check_mask_png, mask_of_kind, read_mask_png
 from .sharding import Shard
 from .spectrogram import SpectrogramConfig, get_preset
@@ -310,6 +310,10 @@ class ClassificationDataModule(_WindowDataModule):
     def check_inputs(cls, settings: dict) -> None:
         """The mask kind first (a typo names the kinds there are), then the shared checks."""
         check_mask_kind(settings.get("mask_kind", BINARY))
+        source = settings.get("mask_source")
+        if source and is_typed_source(source):
+            raise ValueError(f"mask_source {source!r} holds per-type masks for a typed segmenter; a classifier reads "
+                             f"their union: use {source.removesuffix('-typed')!r}")
         super().check_inputs(settings)
 
     def setup(self, stage: str | None = None) -> None:

@@ -195,12 +195,18 @@ class RecordingWindows(IterableDataset):
     """
 
     def __init__(self, files: Sequence[Path], bundle: Bundle, settings: DetectSettings,
-                 resume: Callable[[Path, int], int] = lambda path, windows: 0):
+                 resume: Callable[[Path, int], int] | None = None):
         self.files, self.bundle, self.settings, self.resume = list(files), bundle, settings, resume
+        self.process: Shard | None = None  # this process's place, fixed when the dataset is sent to a worker
+
+    def __getstate__(self) -> dict:
+        """A copy for a DataLoader worker started by spawn or forkserver (no DDP state there) keeps the place of
+        the process that started it."""
+        return {**self.__dict__, "process": self.process or Shard.of_this_process()}
 
     def shard(self) -> list[int]:
         """This process's files, dealt again among its DataLoader workers (each file read by one worker whole)."""
-        mine = Shard.of_this_process().take(range(len(self.files)))
+        mine = (self.process or Shard.of_this_process()).take(range(len(self.files)))
         worker = get_worker_info()
         return mine if worker is None else mine[worker.id :: worker.num_workers]
 
@@ -226,7 +232,8 @@ class RecordingWindows(IterableDataset):
             raise AudioError(path, f"shorter ({info.duration_s:g} s) than one window ({window_s:g} s)")
         rate, count = info.sample_rate, int(round(window_s * info.sample_rate))
         with sf.SoundFile(str(path)) as handle:
-            for first in range(self.resume(path, len(starts)), len(starts), settings.batch_size):
+            kept = self.resume(path, len(starts)) if self.resume else 0
+            for first in range(kept, len(starts), settings.batch_size):
                 batch = starts[first : first + settings.batch_size]
                 windows, problems = read_windows(handle, path, [int(round(s * rate)) for s in batch], count, channel)
                 for start, window in zip(batch, windows):
@@ -239,6 +246,19 @@ class RecordingWindows(IterableDataset):
                        "waves": torch.from_numpy(np.stack([w[:length] for w in windows])), "problems": problems,
                        "first_window": first, "last": first + settings.batch_size >= len(starts),
                        "duration_s": info.duration_s}
+
+
+@dataclass(frozen=True)
+class KeptWindows:
+    """How many of a file's windows an earlier run finished, as its partial table says (a picklable callable: what
+    a DataLoader worker asks before it reads the file)."""
+
+    partials: PartialTables
+    journal: Journal
+    batch_size: int
+
+    def __call__(self, path: Path, windows: int) -> int:
+        return self.partials.finished(output_name(path), self.journal.fingerprint(path), windows, self.batch_size)
 
 
 def read_windows(handle: sf.SoundFile, path: Path, offsets: Sequence[int], count: int,
@@ -293,7 +313,7 @@ def window_rows(path: Path, window_s: float, part: dict) -> list[list]:
             part["start_s"].tolist(), part["types"].tolist(), part["joint"].tolist(), part["bands"],
             part["problems"])):
         times = [str(path), f"{start:.6f}", f"{start + window_s:.6f}"]
-        typed = [] if extents is None else _extent_cells(start, extents[index], bool(problem))
+        typed = [] if extents is None else _extent_cells(start, extents[index], without_signal=bool(problem))
         if problem:
             rows.append([*times, *[""] * (len(WINDOW_HEADER) - 4), problem, *typed])
             continue
@@ -303,10 +323,11 @@ def window_rows(path: Path, window_s: float, part: dict) -> list[list]:
     return rows
 
 
-def _extent_cells(start: float, extents: Sequence[tuple[float, float, float, float] | None], empty: bool) -> list:
+def _extent_cells(start: float, extents: Sequence[tuple[float, float, float, float] | None],
+                  without_signal: bool) -> list:
     """A window's TYPED_COLUMNS cells: per sound type low and high Hz, begin and end s in the file."""
     return [cell for extent in extents for cell in (
-        [""] * 4 if extent is None or empty else
+        [""] * 4 if extent is None or without_signal else
         [f"{extent[0]:.1f}", f"{extent[1]:.1f}", f"{start + extent[2]:.6f}", f"{start + extent[3]:.6f}"])]
 
 
@@ -508,9 +529,7 @@ def detect(paths: Sequence[str | Path], model: str | Path, out: str | Path, sett
                                 enable_model_summary=False, use_distributed_sampler=False,
                                 callbacks=[writer, StopAtBatchEnd()])  # after the writer: a written batch, then a stop
 
-        def resume(path: Path, windows: int) -> int:
-            return partials.finished(output_name(path), journal.fingerprint(path), windows, settings.batch_size)
-
+        resume = KeptWindows(partials, journal, settings.batch_size)
         loader = DataLoader(RecordingWindows(pending, bundle, settings, resume), batch_size=None, num_workers=workers,
                             pin_memory=accelerator != "cpu" and torch.cuda.is_available())
         with warnings.catch_warnings():  # items are whole batches of one file: there are no sampler indices to track

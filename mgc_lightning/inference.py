@@ -17,7 +17,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .bundle import Bundle
 from .labels import NUM_JOINT_CLASSES, NUM_SOUND_TYPES
-from .masks import binary_mask, column_edges_s, mask_of_kind
+from .masks import binary_mask, mask_extents, mask_of_kind
 from .metrics import joint_to_vectors
 from .spectrogram import SpectrogramConfig, SpectrogramTransform
 
@@ -139,16 +139,3 @@ class BundlePipeline(nn.Module):
     def _extents(self, masks: torch.Tensor) -> list[tuple[float, float, float, float] | None]:
         return mask_extents(masks, self.bundle.front_end, self.bundle.window_s)
 
-
-def mask_extents(masks: torch.Tensor, config: SpectrogramConfig,
-                 window_s: float) -> list[tuple[float, float, float, float] | None]:
-    """(B, H, W) binary masks of `window_s` windows on `config`'s grid -> each one's (low Hz, high Hz, begin s, end s)
-    of the rows and columns it covers (times from the window's start), None where empty."""
-    rows, columns = masks.any(dim=-1).cpu().numpy(), masks.any(dim=-2).cpu().numpy()  # rows: top row first
-    edges, times = config.row_edges_hz(), column_edges_s(config, window_s)
-    extents = []
-    for active_rows, active_columns in zip(rows, columns):
-        r, c = np.flatnonzero(active_rows), np.flatnonzero(active_columns)
-        extents.append(None if not len(r) else (float(edges[r[-1] + 1]), float(edges[r[0]]), float(times[c[0]]),
-                                                float(times[c[-1] + 1])))
-    return extents

@@ -31,6 +31,12 @@ PREDICTED_PROBABILITY = "predicted-probability"
 PREDICTED_TYPED = "predicted-typed"
 
 
+def is_typed_source(source: str) -> bool:
+    """Per-sound-type masks (3 channels, `ideal-typed`, `predicted-typed`): what a typed segmenter learns from; a
+    classifier reads their union (the source without `-typed`)."""
+    return source.endswith("-typed")
+
+
 def propose_masks(
     rows: Sequence[WindowRow], config: SpectrogramConfig, cache_root: str | Path, sensitivity: float = 0.7,
     progress: bool = True,

@@ -29,6 +29,20 @@ def column_edges_s(config: SpectrogramConfig, duration_s: float) -> np.ndarray:
     return np.linspace(0.0, duration_s, config.width + 1)
 
 
+def mask_extents(masks: torch.Tensor, config: SpectrogramConfig,
+                 window_s: float) -> list[tuple[float, float, float, float] | None]:
+    """(B, H, W) binary masks of `window_s` windows on `config`'s grid -> each one's (low Hz, high Hz, begin s, end s)
+    of the rows and columns it covers (times from the window's start), None where empty."""
+    rows, columns = masks.any(dim=-1).cpu().numpy(), masks.any(dim=-2).cpu().numpy()  # rows: top row first
+    edges, times = config.row_edges_hz(), column_edges_s(config, window_s)
+    extents = []
+    for active_rows, active_columns in zip(rows, columns):
+        r, c = np.flatnonzero(active_rows), np.flatnonzero(active_columns)
+        extents.append(None if not len(r) else (float(edges[r[-1] + 1]), float(edges[r[0]]), float(times[c[0]]),
+                                                float(times[c[-1] + 1])))
+    return extents
+
+
 def box_mask(
     boxes: Sequence[AnnotationBox], start_s: float, duration_s: float, config: SpectrogramConfig
 ) -> np.ndarray:

@@ -26,6 +26,10 @@ class PartialTables:
         self.fields = len(next(csv.reader([header.decode()])))
         self.handles: dict[str, BinaryIO] = {}
 
+    def __getstate__(self) -> dict:
+        """A copy sent to another process (a DataLoader worker that asks `finished`) holds no open table."""
+        return {**self.__dict__, "handles": {}}
+
     def finished(self, name: str, fingerprint: str, windows: int, batch_size: int) -> int:
         """How many of the recording's first `windows` an earlier run finished: its complete rows up to the last
         whole batch, never the recording's last batch (which completes the table). Only reads: the process that

@@ -16,11 +16,14 @@ import pytest
 import soundfile as sf
 import torch
 from mlflow.tracking import MlflowClient
+from torch.utils.data import DataLoader
 
 from conftest import edited_bundle, small_benchmark, tiny_bundle, write_audio
 from mgc_lightning.audio import read_window
 from mgc_lightning.bundle import Bundle, load_bundle, save_bundle
-from mgc_lightning.detect import RAVEN_HEADER, DetectSettings, RecordingWindows, csv_bytes, detect, output_name
+from mgc_lightning.detect import (
+    RAVEN_HEADER, WINDOW_HEADER, DetectSettings, Journal, KeptWindows, RecordingWindows, csv_bytes, detect, output_name,
+)
 from mgc_lightning.event_scores import event_scores
 from mgc_lightning.calibration import (expected_calibration_error, fit_platt, fit_temperature,
                                        threshold_for_precision)
@@ -35,7 +38,9 @@ from mgc_lightning.manifest import WindowRow, load_manifest
 from mgc_lightning.mask_sources import PREDICTED_PROBABILITY
 from mgc_lightning.models.classifier import ClassifierModule
 from mgc_lightning.models.segmenter import PREDICTED, predict_masks
+from mgc_lightning.partial_tables import PartialTables
 from mgc_lightning.raven import boxes_csv, read_boxes
+from mgc_lightning.sharding import Shard
 from mgc_lightning.spectrogram import get_preset
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -538,6 +543,27 @@ def test_block_reads_cut_the_same_windows_as_read_window(tmp_path):
                                                "channel 2 requested but the file has 1 channel(s)"]
     errors = list(RecordingWindows([short], bundle, DetectSettings()))
     assert [e.get("error") for e in errors] == ["shorter (0.00260417 s) than one window (0.25 s)"]
+
+
+@pytest.mark.slow
+def test_spawned_decoding_workers_read_this_process_share_and_resume_from_partial_tables(tmp_path, monkeypatch):
+    """Workers started by spawn (macOS's default; forkserver on Linux from Python 3.14) carry no DDP state: they read
+    the files of the process that started them, and ask the partial tables how far an earlier run got."""
+    rng = np.random.default_rng(5)
+    files = [write_audio(tmp_path / f"r{i}.wav", rng.normal(0, 0.1, RATE).astype(np.float32), RATE) for i in range(4)]
+    bundle = Bundle(front_end=get_preset("origin"), window_s=WINDOW, classifier={}, classifier_state={})
+    settings = DetectSettings(batch_size=2)
+    journal = Journal(tmp_path / "out", "model", settings, WINDOW_HEADER)
+    partials = PartialTables(tmp_path / "out" / ".partial", csv_bytes(WINDOW_HEADER, []))
+    kept = partials.finished(output_name(files[3]), journal.fingerprint(files[3]), 4, 2)
+    partials.open(output_name(files[3]), journal.fingerprint(files[3]), kept)
+    partials.append(output_name(files[3]), b"".join(f"{files[3]},{i * WINDOW:.6f}{',' * 9}\n".encode()
+                                                      for i in range(2)))  # a killed run finished its first batch
+    monkeypatch.setattr(Shard, "of_this_process", classmethod(lambda cls: Shard(1, 2)))  # the second of 2 processes
+    dataset = RecordingWindows(files, bundle, settings, KeptWindows(partials, journal, 2))
+    loader = DataLoader(dataset, batch_size=None, num_workers=2, multiprocessing_context="spawn")
+    read = [(item["file"], item["first_window"]) for item in loader]
+    assert sorted(read) == [(1, 0), (1, 2), (3, 2)]  # files 1 and 3 only; file 3 from its second batch
 
 
 def test_event_scores_count_overlaps_per_type(tmp_path):

@@ -2,18 +2,20 @@
 and box-level precision and recall (time-frequency IoU)."""
 
 import csv
+import re
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from conftest import small_benchmark, tiny_bundle, write_audio
 from mgc_lightning.bundle import load_bundle, save_bundle, self_contained
 from mgc_lightning.cache import mask_store, spectrogram_store
 from mgc_lightning.cli import main
-from mgc_lightning.data import SegmentationDataModule
+from mgc_lightning.data import ClassificationDataModule, SegmentationDataModule
 from mgc_lightning.detect import (
     RAVEN_HEADER, TYPED_COLUMNS, WINDOW_HEADER, DetectSettings, detect, output_name, selections, window_header,
 )
@@ -26,7 +28,7 @@ from mgc_lightning.mask_sources import PREDICTED, PREDICTED_TYPED
 from mgc_lightning.models.segmenter import SegmenterModule, predict_masks
 from mgc_lightning.spectrogram import get_preset
 from mgc_lightning.synth.build import (
-    TYPED_IDEAL_SOURCE, add_typed_stems, read_events, typed_stem_path, write_typed_ideal_masks,
+    TYPED_IDEAL_SOURCE, add_typed_stems, read_events, target_stem_path, typed_stem_path, write_typed_ideal_masks,
 )
 
 ORIGIN = get_preset("origin")
@@ -113,6 +115,20 @@ def test_typed_stems_of_an_older_benchmark_are_rendered_again_as_built(typed_ben
                  str(root / "cache"), "--quiet"]) == 0
     assert stem.read_bytes() == before and np.array_equal(store.load(rows[0].key), mask)
     assert add_typed_stems(root / "bench", progress=False) == 0
+
+    # a target stem the generator no longer renders (it changed since the build): refused, nothing written
+    target = target_stem_path(rows[0].path)
+    kept = target.read_bytes()
+    samples, rate = sf.read(str(target), dtype="float32")
+    sf.write(str(target), samples * 0.5, rate, subtype="PCM_24", format="FLAC")
+    stem.unlink()
+    try:
+        with pytest.raises(ValueError, match=f"{re.escape(str(target))}: rendering .* no longer gives this target"):
+            add_typed_stems(root / "bench", progress=False)
+        assert not stem.exists()
+    finally:
+        target.write_bytes(kept)
+        stem.write_bytes(before)
 
 
 def _iou(predicted: np.ndarray, truth: np.ndarray) -> list[float]:
@@ -274,3 +290,14 @@ def test_a_segmenter_refuses_masks_of_the_other_kind_and_a_typed_ones_sound_is_i
     assert maps.shape == (2, len(SOUND_TYPES), ORIGIN.height, ORIGIN.width)
     assert torch.equal(typed.sound_probability(image), maps.amax(dim=1))
     assert untyped.eval().mask_probabilities(image).shape == (2, 1, ORIGIN.height, ORIGIN.width)
+
+
+def test_typed_sources_are_refused_where_only_their_union_fits(tmp_path, capsys):
+    manifest = tmp_path / "m.csv"
+    write_manifest([], manifest)
+    for source in ("ideal-typed", "predicted-typed"):
+        with pytest.raises(ValueError, match=f"{source}' holds per-type masks .* use '{source[:-6]}'"):
+            ClassificationDataModule(str(manifest), mask_source=source, cache_root=str(tmp_path / "cache"))
+    assert main(["masks", "ideal", str(manifest), "--typed", "--criterion-db", "0", "--quiet"]) == 2
+    assert "--typed masks use the labels' 6 dB criterion; leave out --criterion-db (given: 0)" in (
+        capsys.readouterr().err)

@@ -260,10 +260,11 @@ def predict_masks(
     """
     checkpoint = Path(checkpoint)
     model = load_module(SegmenterModule, checkpoint, "segmenter checkpoint", map_location=device).eval()
-    sources = (PREDICTED, PREDICTED_PROBABILITY, *([PREDICTED_TYPED] if model.hparams.typed else []))
-    stores = [mask_store(config, source, cache_root) for source in sources]
+    claimed = [mask_store(config, source, cache_root) for source in (PREDICTED, PREDICTED_PROBABILITY, PREDICTED_TYPED)]
+    # an untyped segmenter claims the typed source too, so it never leaves another checkpoint's typed masks there
+    _claim(claimed, _checkpoint_identity(checkpoint), replace, shard)
+    stores = claimed if model.hparams.typed else claimed[:2]
     binary, probability, typed = (*stores, None)[:3]
-    _claim(stores, _checkpoint_identity(checkpoint), replace, shard)
     compute_spectrograms(rows, config, cache_root, device=device, progress=progress, shard=shard)
     images = spectrogram_store(config, cache_root)
     pending = [row for row in dict.fromkeys(rows) if not all(store.has(row.key) for store in stores)]

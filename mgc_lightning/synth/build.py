@@ -7,7 +7,6 @@ an interrupted build resumes. Memory is bounded by one recording per worker.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
 from concurrent.futures import ProcessPoolExecutor
@@ -81,8 +80,33 @@ def _write_typed_stems(audio: Path, rendered: RenderedRecording, sample_rate: in
 
 
 def _typed_stems_only(out_dir: Path, plan: RecordingPlan) -> str:
-    _write_typed_stems(out_dir / AUDIO_DIR / f"{plan.name}.flac", render_recording(plan), plan.sample_rate)
+    """The typed stems of a recording rendered again, written only when the new rendering's target equals the
+    target stem on disk (to its 24-bit steps): a generator changed since the build would give stems of other calls."""
+    audio, rendered = out_dir / AUDIO_DIR / f"{plan.name}.flac", render_recording(plan)
+    stored, _ = sf.read(str(target_stem_path(audio)), dtype="float64")
+    if stored.shape != rendered.target.shape or not np.allclose(stored, rendered.target, rtol=0, atol=2.0**-22):
+        raise ValueError(f"{target_stem_path(audio)}: rendering {plan.name} again no longer gives this target stem "
+                         "(the generator changed since the benchmark was built); build the benchmark again into a "
+                         "new folder to get its typed stems")
+    _write_typed_stems(audio, rendered, plan.sample_rate)
     return plan.name
+
+
+def _render_each(render, out_dir: Path, plans: Sequence[RecordingPlan], workers: int, bar: tqdm) -> None:
+    """`render(out_dir, plan)` for every plan, in `workers` processes when more than one, one bar step each; an
+    interruption or a failure stops at once, not after every queued recording."""
+    if workers <= 1:
+        for plan in plans:
+            render(out_dir, plan)
+            bar.update(1)
+        return
+    with ProcessPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        try:
+            for _ in pool.map(render, [out_dir] * len(plans), plans):
+                bar.update(1)
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
 
 
 def add_typed_stems(out_dir: str | Path, workers: int = 1, progress: bool = True) -> int:
@@ -97,14 +121,8 @@ def add_typed_stems(out_dir: str | Path, workers: int = 1, progress: bool = True
     config = BenchmarkConfig(**{**stored["config"], "class_weights": tuple(stored["config"]["class_weights"])})
     todo = [plan for plan in plan_recordings(config, stored["seed"])
             if not all(typed_stem_path(out_dir / AUDIO_DIR / f"{plan.name}.flac", t).is_file() for t in SOUND_TYPES)]
-    with contextlib.ExitStack() as stack:
-        mapper = map
-        if workers > 1:
-            mapper = stack.enter_context(ProcessPoolExecutor(workers, initializer=torch.set_num_threads,
-                                                             initargs=(1,))).map
-        for _ in tqdm(mapper(_typed_stems_only, [out_dir] * len(todo), todo), total=len(todo),
-                      desc=f"typed stems {config.name}", unit="rec", disable=not progress):
-            pass
+    with tqdm(total=len(todo), desc=f"typed stems {config.name}", unit="rec", disable=not progress) as bar:
+        _render_each(_typed_stems_only, out_dir, todo, workers, bar)
     return len(todo)
 
 
@@ -126,18 +144,7 @@ def build_benchmark(
     todo = [plan for plan in plans if not (out_dir / PARTS_DIR / f"{plan.name}.json").exists()]
     with tqdm(total=len(plans), initial=len(plans) - len(todo), desc=f"synth {config.name}", unit="rec",
               disable=not progress) as bar:
-        if workers > 1:
-            with ProcessPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,)) as pool:
-                try:
-                    for _ in pool.map(_build_one, [out_dir] * len(todo), todo):
-                        bar.update(1)
-                except BaseException:  # an interruption or a failure stops at once, not after every queued recording
-                    pool.shutdown(cancel_futures=True)
-                    raise
-        else:
-            for plan in todo:
-                _build_one(out_dir, plan)
-                bar.update(1)
+        _render_each(_build_one, out_dir, todo, workers, bar)
     return _write_tables(out_dir, plans)
 
 
