@@ -3,6 +3,7 @@ and box-level precision and recall (time-frequency IoU)."""
 
 import csv
 import re
+import shutil
 from pathlib import Path
 
 import lightning as L
@@ -187,6 +188,22 @@ def test_a_typed_segmenter_learns_each_types_mask_and_its_union_is_the_classifie
     maps = pipeline.masks(images)
     assert maps.shape == (8, len(SOUND_TYPES), ORIGIN.height, ORIGIN.width)
     assert torch.equal(pipeline.classifier_mask(maps)[:, 0].bool(), torch.from_numpy(union[:8]))
+
+
+@pytest.mark.slow
+def test_an_untyped_segmenter_replacing_a_typed_ones_masks_leaves_none_of_its_typed_masks(typed_bench, typed_segmenter,
+                                                                                          tmp_path, one_thread):
+    root, rows = typed_bench
+    cache = shutil.copytree(root / "cache", tmp_path / "cache")
+    assert all(mask_store(ORIGIN, PREDICTED_TYPED, cache).has(r.key) for r in rows)
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    trainer.strategy.connect(SegmenterModule(**TINY_SEGMENTER))
+    untyped = tmp_path / "untyped.ckpt"
+    trainer.save_checkpoint(untyped)
+    predict_masks(untyped, rows, ORIGIN, cache, replace=True, progress=False)
+    assert all(mask_store(ORIGIN, PREDICTED, cache).has(r.key) for r in rows)
+    assert not any(mask_store(ORIGIN, PREDICTED_TYPED, cache).has(r.key) for r in rows)
 
 
 @pytest.mark.slow
