@@ -21,6 +21,18 @@ def real_data() -> Path:
     return REAL_DATA
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one thread: tiny networks train several times faster than on a contended machine's every core, and
+    results compared with a subprocess's (OMP_NUM_THREADS=1) are summed in the same order."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def write_audio(path: Path, samples: np.ndarray, sample_rate: int, subtype: str | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), samples, sample_rate, subtype=subtype)

@@ -48,16 +48,6 @@ def test_moving_a_mask_blob_in_frequency_changes_the_logits(fusion):
     assert moved > 0.1 * added
 
 
-@pytest.fixture
-def one_thread():
-    """A tiny model gains nothing from a second thread, and on a busy machine OpenMP threads waiting for each other
-    made this training 20 times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("fusion", sorted(FUSIONS))
 def test_mgc_learns_classes_given_only_by_the_mask_band(fusion, one_thread):

@@ -57,7 +57,7 @@ def on_two_nodes(workspace: Path, name: str, *args: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_two_nodes_train_test_and_detect_like_one_process(tmp_path, monkeypatch):
+def test_two_nodes_train_test_and_detect_like_one_process(tmp_path, monkeypatch, one_thread):
     small_benchmark(tmp_path, windows=36, per_recording=3, deployments=4, seed=2)
     manifest, cache, best = tmp_path / "bench" / "manifest.csv", tmp_path / "cache", tmp_path / "best.ckpt"
     on_two_nodes(tmp_path, "fit", "fit", "--config", str(EXPERIMENTS / "classifier_base.yaml"),

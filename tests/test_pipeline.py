@@ -47,7 +47,7 @@ def finished(tmp_path_factory):
 @pytest.mark.slow
 def test_every_model_is_tested_on_the_development_test_and_on_every_front_end_of_the_confirmation_benchmark(finished):
     runs = collect_runs("tiny", f"sqlite:///{finished / 'mlflow.db'}")
-    models = ["MGC xattn soft (predicted, resnet18)", "baseline resnet18"]
+    models = ["MGC xattn soft (predicted, resnet18) [image head 1.0]", "baseline resnet18"]  # the overlay's head
     confirmation = str((finished / "confirm" / "manifest.csv").resolve())
     development = [r for r in runs if r.dataset != confirmation]
     confirmed = [r for r in runs if r.dataset == confirmation]
@@ -77,7 +77,8 @@ def test_report_has_the_tables_and_figures(finished):
     # MGC its paired difference to its own baseline; the development test follows
     headline, development = report.split("## Tables on")[0].split("## Development test: bench")
     assert "## Headline: confirm" in headline and "confirmation benchmark" in headline
-    assert re.search(r"\| MGC xattn soft \(predicted, resnet18\) \| \d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] "
+    assert re.search(r"\| MGC xattn soft \(predicted, resnet18\) \[image head 1\.0\] \| "
+                     r"\d\.\d{3} \[\d\.\d{3}, \d\.\d{3}\] "
                      r"\(2 rec\., 48 win\., n=1\)", headline)
     assert re.search(r"\| -?\d\.\d{3} \[-?\d\.\d{3}, -?\d\.\d{3}\] \|$", headline, re.MULTILINE)
     assert "| chance: always the majority class |" in headline and "OOD drop / own baseline's" in headline

@@ -37,15 +37,6 @@ TINY_SEGMENTER = dict(architecture="Unet", encoder_name="tu-mobilenetv3_small_05
                       network_kwargs={"encoder_depth": 3, "decoder_channels": [16, 8, 8]})
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny networks train several times faster on one thread than on a contended machine's every core."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def typed_bench(tmp_path_factory):
     """24 windows over 3 deployments (every sound type, alone and together) with ideal and per-type ideal masks."""
