@@ -134,8 +134,8 @@ class RepeatedDataset(Dataset):
 
 class WindowDataset(Dataset):
     """Items: image (1, H, W) float32 in [0, 1]; joint (8-class index); labels (3,) float; index (position in the
-    dataset); optional mask (1, H, W) float32 of `mask_kind` (masks.mask_of_kind), (3, H, W) for per-type masks. `augment` shows each item through
-    a random front-end look (augment.py)."""
+    dataset); optional mask (1, H, W) float32 of `mask_kind` (masks.mask_of_kind), (3, H, W) for per-type masks.
+    `augment` shows each item through a random front-end look (augment.py)."""
 
     def __init__(
         self,

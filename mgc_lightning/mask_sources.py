@@ -27,7 +27,7 @@ BOXES = "boxes"
 # A segmenter's masks (`models.segmenter.predict_masks`): binary, and beside them its probability maps (float16).
 PREDICTED = "predicted"
 PREDICTED_PROBABILITY = "predicted-probability"
-# A typed segmenter's per-type binary masks, (3, H, W) in labels.SOUND_TYPES order (the `predicted` masks are their union).
+# A typed segmenter's per-type binary masks, (3, H, W) in labels.SOUND_TYPES order (`predicted` holds their union).
 PREDICTED_TYPED = "predicted-typed"
 
 
