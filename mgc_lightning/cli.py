@@ -256,7 +256,8 @@ def _cmd_pipeline(args: argparse.Namespace) -> int:
     from .report import collect_runs, summary_text
 
     config = PipelineConfig.from_yaml(args.config, seeds=args.seeds)
-    pipeline = Pipeline(config, mask_curve=args.mask_curve, learning_curve=args.learning_curve)
+    pipeline = Pipeline(config, mask_curve=args.mask_curve, learning_curve=args.learning_curve,
+                        few_shot_curve=args.few_shot_curve)
     report = pipeline.run()
     print(summary_text(collect_runs(config.experiment, pipeline.tracking_uri), config.presets[0],
                        pipeline.reported_headline))
@@ -723,6 +724,9 @@ def _protocol_commands(commands: argparse._SubParsersAction) -> None:
                                                                "exact masks themselves (a perfect segmenter)")
     sub.add_argument("--learning-curve", action="store_true", help="also train the YAML's learning_curve_models on "
                                                                    "each learning_curve number of labelled windows")
+    sub.add_argument("--few-shot-curve", action="store_true", help="also train the segmenter on each few_shot_curve "
+                                                                   "number of high-quality masks, drawn at random and "
+                                                                   "by its uncertainty")
     sub.set_defaults(run=_cmd_pipeline)
 
 

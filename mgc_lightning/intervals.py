@@ -113,3 +113,16 @@ def drop_ratio_interval(inside_a, outside_a: list, inside_b, outside_b: list, gr
     tail = (1 - LEVEL) / 2
     low, high = np.quantile(ratio(samples), [tail, 1 - tail], method="inverted_cdf")  # no interpolation: inf stays inf
     return Interval(float(ratio(estimate)), float(low), float(high), arrays[0].size, count)
+
+
+def ratio_interval(numerators, denominators, groups: Sequence | None = None, seed: int = 0) -> Interval:
+    """Sum of the numerators over sum of the denominators (pooled IoU: intersections over unions) and its
+    percentile-bootstrap interval, resampling groups (recordings) with both arrays together."""
+    top, bottom = _per_window(numerators), _per_window(denominators)
+    if top.size != bottom.size:
+        raise ValueError(f"a ratio needs one numerator per denominator: {top.size} vs {bottom.size}")
+    if bottom.sum() <= 0:
+        raise ValueError("the denominators sum to 0: no ratio")
+    estimate, samples, count = resampled_means([top, bottom], groups, seed)
+    ratios = samples[:, 0] / np.where(samples[:, 1] > 0, samples[:, 1], np.nan)
+    return Interval(float(estimate[0] / estimate[1]), *_percentiles(ratios[np.isfinite(ratios)]), top.size, count)

@@ -120,6 +120,28 @@ def select_high_quality(
     return chosen
 
 
+def mean_entropy(probabilities: np.ndarray) -> np.ndarray:
+    """(N, H, W) sound probabilities -> (N,) mean pixel entropy in bits: 0 where the segmenter is sure of every
+    pixel, 1 where it hesitates on all of them."""
+    p = np.clip(probabilities, 1e-7, 1 - 1e-7)
+    return (-(p * np.log2(p) + (1 - p) * np.log2(1 - p))).mean(axis=(1, 2))
+
+
+def rank_by_uncertainty(
+    segmenter, rows: Sequence[WindowRow], config: SpectrogramConfig, cache_root: str | Path, batch_size: int = 16,
+) -> list[WindowRow]:
+    """`rows` ordered by the segmenter's mean pixel entropy on their spectrograms, least sure first: the order in
+    which a person's refined masks teach the segmenter most (the annotation queue `uncertain`, the few-shot curve)."""
+    compute_spectrograms(rows, config, cache_root, progress=False)
+    images = spectrogram_store(config, cache_root)
+    scores = np.concatenate([
+        mean_entropy(segmenter.sound_probability(torch.from_numpy(
+            np.stack([images.load(r.key) for r in rows[i : i + batch_size]]).astype(np.float32))[:, None]).numpy())
+        for i in range(0, len(rows), batch_size)
+    ]) if rows else np.zeros(0)
+    return [rows[i] for i in np.argsort(-scores, kind="stable")]
+
+
 def evaluate_masks(
     rows: Sequence[WindowRow], config: SpectrogramConfig, cache_root: str | Path, source: str,
     reference: str = IDEAL,

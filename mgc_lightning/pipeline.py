@@ -7,7 +7,8 @@ With a `confirmation` benchmark (a second one, built like the first with another
 names), every model is tested on all of its windows on every front end, and the report's headline is measured there:
 the main benchmark's test split, on which earlier choices were made, stays a development test (training front end
 only). No setting may be chosen on the confirmation benchmark. `mask_curve` trains one classifier recipe on exact
-masks degraded to each IoU (mask_degrade.py), for the report's mask-quality curve. The front-end looks of every fit
+masks degraded to each IoU (mask_degrade.py), for the report's mask-quality curve; `few_shot_curve` trains the
+segmenter on that many high-quality masks, drawn at random or by its uncertainty (few_shot.py). The front-end looks of every fit
 are refused when they could reproduce a front end the pipeline tests (augment.FrontEndAugment.settings_near).
 
 With `output_dir` set, everything a run writes except the data (MLflow store and artifacts, checkpoints, stage
@@ -23,7 +24,7 @@ import contextlib
 import json
 import os
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -32,6 +33,8 @@ import torch
 
 from .augment import FrontEndAugment
 from .cache import compute_spectrograms, mask_store, spectrogram_store, write_bytes_atomic
+from .few_shot import ORDERS, FewShotPoint, epochs_for, grown_by_uncertainty, mask_overlaps, random_selection
+from .intervals import Interval
 from .labels import NUM_JOINT_CLASSES
 from .manifest import SPLITS, SplitConfig, WindowRow, load_manifest, split_rows, write_manifest
 from .mask_degrade import degraded_source, write_degraded_masks
@@ -49,7 +52,7 @@ _SPLIT_KEYS = frozenset({"data.split_by", "data.split_fractions", "data.split_se
 # The data modules' front-end looks (shares of training items, see augment.FrontEndAugment).
 LOOKS = ("warp_probability", "stretch_probability", "power_probability", "gain_control_probability")
 # Settings the YAML gives as lists (kept as tuples), and those it gives as `mgc fit` options (kept as Overrides).
-_LISTS = ("presets", "seeds", "mask_curve", "learning_curve", "learning_curve_models")
+_LISTS = ("presets", "seeds", "mask_curve", "learning_curve", "learning_curve_models", "few_shot_curve")
 _OVERRIDES = ("segmenter_args", "classifier_args")
 
 
@@ -107,6 +110,8 @@ class PipelineConfig:
     # `mgc pipeline --learning-curve`: the named classifiers again on this many labelled training windows each
     learning_curve: tuple[int, ...] = ()
     learning_curve_models: tuple[str, ...] = ()
+    # `mgc pipeline --few-shot-curve`: the segmenter again on this many high-quality masks, in either order
+    few_shot_curve: tuple[int, ...] = ()
 
     @classmethod
     def from_yaml(cls, path: str | Path, seeds: Sequence[int] | None = None) -> "PipelineConfig":
@@ -150,6 +155,10 @@ class PipelineConfig:
                 or len(set(self.learning_curve)) < len(self.learning_curve)):
             raise ValueError(f"{path}: learning_curve sizes must be distinct numbers of windows of at least "
                              f"{NUM_JOINT_CLASSES} (one per joint class), got {list(self.learning_curve)}")
+        if (not all(isinstance(size, int) and size > 1 for size in self.few_shot_curve)
+                or list(self.few_shot_curve) != sorted(set(self.few_shot_curve))):
+            raise ValueError(f"{path}: few_shot_curve must list increasing numbers of masks of at least 2, got "
+                             f"{list(self.few_shot_curve)}")
         if not all(0 < iou < 1 for iou in self.mask_curve):
             raise ValueError(f"{path}: every mask_curve IoU must lie between 0 and 1, got {list(self.mask_curve)}")
 
@@ -227,6 +236,7 @@ class Pipeline:
     say: Callable[[str], None] = print
     mask_curve: bool = False  # also train the mask-quality curve's models
     learning_curve: bool = False  # also train the learning curve's models
+    few_shot_curve: bool = False  # also train the few-shot curve's segmenters
     reported_headline: Headline | None = field(init=False, default=None)  # what run() measured the headline on
     state_dir: Path = field(init=False)
     output_dir: Path | None = field(init=False)
@@ -386,19 +396,19 @@ class Pipeline:
             if (done := self._done("segmenter")) is not None:
                 stage["skipped"] = True
                 return done
-            return self._train_segmenter()
+            self.say(f"training the segmenter ({self.config.segmenter_config})")
+            return self._record("segmenter", self._train_segmenter(Path(self.config.data_dir) / "hq.csv"))
 
-    def _train_segmenter(self) -> dict:
+    def _train_segmenter(self, masks: Path, *extra: str) -> dict:
         c = self.config
-        self.say(f"training the segmenter ({c.segmenter_config})")
-        return self._record("segmenter", self._fit([
-            "--config", c.segmenter_config, "--data.init_args.manifest", str(Path(c.data_dir) / "hq.csv"),
+        return self._fit([
+            "--config", c.segmenter_config, "--data.init_args.manifest", str(masks),
             "--data.init_args.cache_root", c.cache_root,
             # hq.csv lies inside the train side, where a coarse column (site, season) may hold a single group:
             # the segmenter splits it into its own train / val by recording, with the pipeline's seed
             "--data.init_args.split_by", "recording", "--data.init_args.split_seed", str(c.split.seed),
             "--trainer.logger.init_args.experiment_name", f"{c.experiment}-segmentation",
-            *c.segmenter_args.arguments()]))
+            *c.segmenter_args.arguments(), *extra])
 
     def predicted_masks(self, manifest: Path, confirmation: Path | None, segmenter: dict) -> None:
         from .models.segmenter import predict_masks
@@ -414,6 +424,61 @@ class Pipeline:
                     # a retrained segmenter replaces the masks of the one before it
                     stage["skipped"] = not predict_masks(segmenter["best"], rows, get_preset(preset),
                                                          self.config.cache_root, device=self.device, replace=True)
+
+    def few_shot_points(self, manifest: Path, confirmation: Path | None, segmenter: dict) -> list[FewShotPoint]:
+        """The few-shot curve (few_shot.py), one segmenter per order and number of masks, each tested on the
+        validation windows and on the confirmation windows of every front end. The random draw of hq_count masks is
+        the pipeline's own segmenter, and both orders start from the same smallest draw. Without `few_shot_curve`
+        set on the run: the points a run before made."""
+        points = []
+        for order in ORDERS:
+            chosen, previous = [], None
+            for size in self.config.few_shot_curve:
+                key = f"few-shot-{order}-{size}"
+                if (done := self._done(key)) is None and self.few_shot_curve:
+                    with self._timed(key):
+                        done = self._record(key, self._few_shot_point(order, size, chosen, previous, manifest,
+                                                                      confirmation, segmenter))
+                if done is None:
+                    break  # an uncertain round grows the one before it
+                chosen, previous = load_manifest(done["windows"], check_audio=False), done["best"]
+                points.append(FewShotPoint(order, size, {name: Interval(**i) for name, i in done["iou"].items()}))
+        return points
+
+    def _few_shot_point(self, order: str, size: int, chosen: list[WindowRow], previous: str | None, manifest: Path,
+                        confirmation: Path | None, segmenter: dict) -> dict:
+        from .checkpoints import load_module
+        from .models.segmenter import SegmenterModule
+        from .training import configured_value
+
+        c = self.config
+        rows, origin = load_manifest(manifest), get_preset(c.presets[0])
+        if order == "random" or previous is None:
+            windows = random_selection(rows, c.split, size, c.split.seed)
+        else:
+            pool = [rows[i] for i in split_rows(rows, c.split)["train"]]
+            previous_model = load_module(SegmenterModule, previous, "segmenter checkpoint").eval()
+            windows = grown_by_uncertainty(chosen, pool, size, previous_model, origin, c.cache_root)
+        listed = Path(c.data_dir) / "few-shot" / f"{order}-{size}.csv"
+        write_manifest(windows, listed)
+        segmenter_args = ["--config", c.segmenter_config, *c.segmenter_args.arguments()]
+        epochs = epochs_for(size, c.hq_count, int(configured_value(segmenter_args, "trainer.max_epochs")))
+        if order == "random" and size == c.hq_count:
+            trained = segmenter  # the same windows and recipe
+        elif order == "uncertain" and previous is None:
+            trained = self._done(f"few-shot-random-{size}")  # the same smallest draw
+        else:
+            self.say(f"few-shot curve: training the segmenter on {size} masks ({order})")
+            trained = self._train_segmenter(listed, "--trainer.max_epochs", str(epochs),
+                                            "--trainer.logger.init_args.run_name", f"few-shot-{order}-{size}")
+        model = load_module(SegmenterModule, trained["best"], "segmenter checkpoint").eval()
+        tested = {f"validation {origin.name}": ([rows[i] for i in split_rows(rows, c.split)["val"]], origin)}
+        if confirmation is not None:
+            confirmation_rows = load_manifest(confirmation)
+            tested.update({f"confirmation {preset}": (confirmation_rows, get_preset(preset)) for preset in c.presets})
+        iou = {name: asdict(mask_overlaps(model, windows_tested, config, c.cache_root).iou())
+               for name, (windows_tested, config) in tested.items()}
+        return {"windows": str(listed), "best": trained["best"], "epochs": epochs, "iou": iou}
 
     def specs(self) -> list[ClassifierSpec]:
         """The YAML's classifiers; with the mask curve, its model once per degraded IoU and once on the exact masks
@@ -595,6 +660,7 @@ class Pipeline:
                              "the segmenter")
             segmenter = self.segmenter()
             self.predicted_masks(manifest, confirmation, segmenter)
+            few_shot = self.few_shot_points(manifest, confirmation, segmenter)
             degraded = self.degraded_masks(manifest, confirmation)
             trained = self.classifiers(manifest)
             self.tests(trained, segmenter, confirmation)
@@ -603,5 +669,5 @@ class Pipeline:
                 return write_report(self.config.experiment, self.report_dir, self.config.presets[0],
                                     panel=self.panel(manifest),
                                     segmenter_windows=self._done("split")["segmenter_windows"],
-                                    headline=self.reported_headline,
+                                    headline=self.reported_headline, few_shot=few_shot,
                                     mask_quality=self.mask_quality(manifest, confirmation, degraded))

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .few_shot import FewShotPoint, few_shot_figure, few_shot_table
 from .intervals import Interval, bootstrap_interval, drop_ratio_interval, paired_difference_interval
 from .labels import JOINT_CLASS_NAMES, SOUND_TYPES
 from .tracking import DATASET_TAG, EVALUATES_TAG, dataset_name, default_tracking_uri
@@ -681,13 +682,14 @@ def summary_text(runs: list[RunSummary], train_preset: str = "origin", headline:
 def write_report(
     experiment: str, out_dir: str | Path = "report", train_preset: str = "origin", tracking_uri: str | None = None,
     panel: tuple | None = None, segmenter_windows: dict[str, int] | None = None, headline: Headline | None = None,
-    mask_quality: dict[str, MaskQuality] | None = None,
+    mask_quality: dict[str, MaskQuality] | None = None, few_shot: list[FewShotPoint] | None = None,
 ) -> Path:
     """Write REPORT.md and its figures; log the figures to a `report` run of the experiment. `panel` is an optional
     (images, masks dict) for the spectrogram / mask / soft-mask figure; `segmenter_windows` an optional count of the
     segmenter's training windows per classifier split (train / val / test); `headline` the dataset the claims are
     measured on (default: the runs' own test split); `mask_quality` the IoU of each mask source on the headline
-    dataset's `train_preset` windows and the labels its masks carry alone, which draw the mask-quality curve."""
+    dataset's `train_preset` windows and the labels its masks carry alone, which draw the mask-quality curve;
+    `few_shot` the few-shot curve's points."""
     from mlflow.tracking import MlflowClient
 
     selection = select_runs(experiment, tracking_uri)
@@ -703,11 +705,12 @@ def write_report(
     saved = [_ood_figure_file(runs, train_preset, figures)]
     mask_curve, mask_curve_figures = _mask_curve_section(runs, mask_quality or {}, train_preset, figures)
     learning, learning_figures = _learning_curve_sections(runs, train_preset, figures)
-    saved += [*mask_curve_figures, *learning_figures, *_confusion_figure_files(client, runs, train_preset, out_dir)]
+    few_shot_text, few_shot_figures = _few_shot_section(few_shot or [], figures)
+    saved += [*mask_curve_figures, *learning_figures, *few_shot_figures, *_confusion_figure_files(client, runs, train_preset, out_dir)]
     if panel is not None:
         saved.append(_panel_figure_file(panel, figures))
     text = [*_introduction(experiment, selection, train_preset, headline), *mask_curve, *learning,
-            f"# Tables on {dataset_name(runs[0].dataset)}", "", build_tables(runs, train_preset), ""]
+            *few_shot_text, f"# Tables on {dataset_name(runs[0].dataset)}", "", build_tables(runs, train_preset), ""]
     if selection.left_out:
         text += ["## Runs left out\n", *(f"- {line}" for line in selection.left_out), ""]
     if segmenter_windows is not None:
@@ -749,6 +752,19 @@ def _mask_curve_section(runs: list[RunSummary], mask_quality: dict[str, MaskQual
              "against the second measure before concluding that an IoU is enough.\n",
              mask_curve_table(points, train_preset), ""],
             [("Mask-quality curve: joint accuracy against the masks' IoU", "mask_quality_curve.png")])
+
+
+def _few_shot_section(points: list[FewShotPoint], figures: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """The few-shot curve's lines of REPORT.md and its figure's (title, file); nothing without a point."""
+    if not points:
+        return [], []
+    _save_figure(few_shot_figure(points), figures / "few_shot_curve.png")
+    return (["## Few-shot curve\n", "The segmenter trained on this many high-quality masks (exact masks standing in "
+             "for the annotator), chosen at random (stratified, as `hq.csv`) or grown round by round with the windows "
+             "the segmenter of the round before was least sure of (the annotation queue `uncertain`); each with about "
+             "the optimiser steps of the pipeline's segmenter. Pooled IoU against the exact masks, 95 % interval over "
+             "recordings.\n", few_shot_table(points), ""],
+            [("Few-shot curve: the segmenter's IoU against the number of high-quality masks", "few_shot_curve.png")])
 
 
 def _learning_curve_sections(runs: list[RunSummary], train_preset: str,

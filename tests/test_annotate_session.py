@@ -12,7 +12,8 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from mgc_lightning.annotate.queues import build_queue, load_segmenter, mean_entropy, sound_probabilities
+from mgc_lightning.annotate.queues import build_queue, load_segmenter, sound_probabilities
+from mgc_lightning.mask_sources import mean_entropy
 from mgc_lightning.annotate.session import AnnotationSession, VersionConflict, mask_file_name
 from mgc_lightning.cli import main
 from mgc_lightning.data import MANIFEST_MASKS, mask_loader

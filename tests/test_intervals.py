@@ -129,3 +129,23 @@ def test_paired_difference_and_drop_ratio_resample_recordings_too():
     assert ratio_recording.high - ratio_recording.low > ratio_window.high - ratio_window.low
     with pytest.raises(ValueError, match="group labels"):
         bootstrap_interval(a, recordings[:-1])
+
+
+def test_ratio_interval_is_the_pooled_ratio_and_resamples_recordings_with_both_arrays_together():
+    from mgc_lightning.intervals import ratio_interval
+
+    rng = np.random.default_rng(0)
+    union = rng.integers(50, 500, size=120)
+    intersection = (union * rng.uniform(0.4, 0.8, size=120)).astype(int)
+    recordings = np.repeat(np.arange(12), 10)
+    interval = ratio_interval(intersection, union, groups=recordings)
+    assert interval.estimate == pytest.approx(intersection.sum() / union.sum())  # pooled, not a mean of ratios
+    assert interval.low < interval.estimate < interval.high and interval.groups == 12
+    # recordings that differ (each shifted as a whole) widen the interval over recordings, not over windows
+    shifted = (intersection * (0.6 + 0.08 * recordings / 11 * 10)).clip(max=union)
+    grouped, per_window = ratio_interval(shifted, union, groups=recordings), ratio_interval(shifted, union)
+    assert grouped.high - grouped.low > 1.5 * (per_window.high - per_window.low)
+    with pytest.raises(ValueError, match="one numerator per denominator"):
+        ratio_interval(intersection[:5], union)
+    with pytest.raises(ValueError, match="sum to 0"):
+        ratio_interval([0, 0], [0, 0])

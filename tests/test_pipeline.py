@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from mgc_lightning.cli import main
 from mgc_lightning.evaluation import evaluate_checkpoint
-from mgc_lightning.manifest import load_manifest
+from mgc_lightning.manifest import load_manifest, split_rows
 from mgc_lightning.pipeline import Pipeline, PipelineConfig
 from mgc_lightning.report import collect_runs
 from mgc_lightning.tracking import EVALUATES_TAG
@@ -34,13 +34,14 @@ def finished(tmp_path_factory):
                         {"name": "xattn", "configs": [str(EXPERIMENTS / "mgc_xattn_soft.yaml")]}],
         "experiment": "tiny", "report_dir": str(root / "report"),
         "confirmation": {"data_dir": str(root / "confirm"), "seed": 1, "windows": 48},
+        "few_shot_curve": [8, 16],
     }
     (root / "pipeline.yaml").write_text(yaml.safe_dump(settings))
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
         patch.chdir(root)
         patch.setattr(sys, "argv", ["mgc"])
-        assert main(["pipeline", str(root / "pipeline.yaml")]) == 0
+        assert main(["pipeline", str(root / "pipeline.yaml"), "--few-shot-curve"]) == 0
         yield root
 
 
@@ -63,7 +64,50 @@ def test_every_model_is_tested_on_the_development_test_and_on_every_front_end_of
             assert run.value(preset, "joint_acc") == pytest.approx(run.windows[preset].correct.mean())
     client = MlflowClient(f"sqlite:///{finished / 'mlflow.db'}")
     segmentation = client.get_experiment_by_name("tiny-segmentation")
-    assert len(client.search_runs([segmentation.experiment_id])) == 1
+    # the pipeline's segmenter and the few-shot curve's two others (random 8; uncertain 16)
+    assert len(client.search_runs([segmentation.experiment_id])) == 3
+
+
+@pytest.mark.slow
+def test_few_shot_curve_grows_by_uncertainty_reuses_equal_segmenters_and_reports_recording_intervals(finished):
+    from mgc_lightning.checkpoints import load_module
+    from mgc_lightning.few_shot import mask_overlaps
+    from mgc_lightning.mask_sources import rank_by_uncertainty
+    from mgc_lightning.models.segmenter import SegmenterModule
+    from mgc_lightning.spectrogram import get_preset
+
+    state = finished / "bench" / "pipeline"
+    point = {name: yaml.safe_load((state / f"few-shot-{name}.json").read_text())
+             for name in ("random-8", "random-16", "uncertain-8", "uncertain-16")}
+    windows = {name: [row.key for row in load_manifest(record["windows"], check_audio=False)]
+               for name, record in point.items()}
+    hq = [row.key for row in load_manifest(finished / "bench" / "hq.csv", check_audio=False)]
+    assert windows["random-16"] == hq and windows["random-8"] == hq[:8] == windows["uncertain-8"]
+    # equal windows and recipe: the pipeline's segmenter and the random draw's, not trained again
+    assert point["random-16"]["best"] == yaml.safe_load((state / "segmenter.json").read_text())["best"]
+    assert point["uncertain-8"]["best"] == point["random-8"]["best"]
+    assert point["random-8"]["epochs"] == 2 and point["uncertain-16"]["epochs"] == 1  # about equal steps
+    # the uncertain round adds the train-side windows the round before's segmenter was least sure of
+    rows = load_manifest(finished / "bench" / "manifest.csv")
+    train = [rows[i] for i in split_rows(rows, PipelineConfig.from_yaml(finished / "pipeline.yaml").split)["train"]]
+    before = load_module(SegmenterModule, point["random-8"]["best"], "segmenter").eval()
+    pool = [row for row in train if row.key not in set(hq[:8])]
+    ranked = rank_by_uncertainty(before, pool, get_preset("origin"), finished / "cache")
+    assert windows["uncertain-16"] == hq[:8] + [row.key for row in ranked[:8]]
+    assert windows["uncertain-16"] != hq
+    # each point's IoU is the pooled IoU of its segmenter's masks, with an interval over the 2 recordings
+    trained = load_module(SegmenterModule, point["uncertain-16"]["best"], "segmenter").eval()
+    confirmation = load_manifest(finished / "confirm" / "manifest.csv")
+    overlaps = mask_overlaps(trained, confirmation, get_preset("mel"), finished / "cache")
+    recorded = point["uncertain-16"]["iou"]["confirmation mel"]
+    assert recorded["estimate"] == pytest.approx(overlaps.intersection.sum() / overlaps.union.sum())
+    assert recorded["low"] <= recorded["estimate"] <= recorded["high"] and recorded["groups"] == 2
+    assert set(point["random-8"]["iou"]) == {"validation origin", "confirmation origin", "confirmation mel"}
+    report = (finished / "report" / "REPORT.md").read_text()
+    section = report.split("## Few-shot curve")[1].split("\n## ")[0]
+    assert re.search(r"^\| 8 \| \d\.\d{3} \[", section, re.MULTILINE) and re.search(r"^\| 16 \| ", section, re.MULTILINE)
+    assert "uncertain: confirmation mel" in section
+    assert (finished / "report" / "figures" / "few_shot_curve.png").is_file()
 
 
 @pytest.mark.slow
@@ -213,7 +257,9 @@ def test_learning_curve_settings_are_validated(tmp_path):
     for extra, message in (({"learning_curve": [100]}, "go together"),
                            ({"learning_curve": [100], "learning_curve_models": ["b"]}, r"unknown classifier\(s\): \['b'\]"),
                            ({"learning_curve": [7], "learning_curve_models": ["a"]}, "at least 8"),
-                           ({"learning_curve": [100, 100], "learning_curve_models": ["a"]}, "must be distinct")):
+                           ({"learning_curve": [100, 100], "learning_curve_models": ["a"]}, "must be distinct"),
+                           ({"few_shot_curve": [50, 25]}, "increasing numbers of masks"),
+                           ({"few_shot_curve": [1, 25]}, "at least 2")):
         path.write_text(yaml.safe_dump({**base, **extra}))
         with pytest.raises(ValueError, match=message):
             PipelineConfig.from_yaml(path)

@@ -10,9 +10,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..cache import compute_spectrograms, spectrogram_store
 from ..manifest import SplitConfig, WindowRow, split_rows
-from ..mask_sources import select_high_quality
+from ..mask_sources import rank_by_uncertainty, select_high_quality
 from ..spectrogram import SpectrogramConfig
 
 QUEUES = ("hq", "uncertain", "all")
@@ -27,17 +26,9 @@ def load_segmenter(checkpoint: str | Path):
 
 
 def sound_probabilities(segmenter, images: np.ndarray) -> np.ndarray:
-    """(N, H, W) images in [0, 1] -> (N, H, W) the segmenter's probability that each pixel is sound."""
-    with torch.no_grad():
-        logits = segmenter(torch.from_numpy(np.asarray(images, dtype=np.float32))[:, None])
-    return torch.softmax(logits, dim=1)[:, 1].numpy()
-
-
-def mean_entropy(probabilities: np.ndarray) -> np.ndarray:
-    """(N, H, W) sound probabilities -> (N,) mean pixel entropy in bits: 0 where the segmenter is sure of every
-    pixel, 1 where it hesitates on all of them."""
-    p = np.clip(probabilities, 1e-7, 1 - 1e-7)
-    return (-(p * np.log2(p) + (1 - p) * np.log2(1 - p))).mean(axis=(1, 2))
+    """(N, H, W) images in [0, 1] -> (N, H, W) the segmenter's probability that each pixel is sound, as `mgc masks
+    predict` and `mgc detect` draw it."""
+    return segmenter.sound_probability(torch.from_numpy(np.asarray(images, dtype=np.float32))[:, None]).numpy()
 
 
 def build_queue(
@@ -55,11 +46,4 @@ def build_queue(
         return train
     if segmenter is None:
         raise ValueError("the uncertain queue ranks windows by a segmenter's uncertainty: pass --segmenter CKPT")
-    compute_spectrograms(train, config, cache_root, progress=False)
-    images = spectrogram_store(config, cache_root)
-    scores = np.concatenate([
-        mean_entropy(sound_probabilities(segmenter, np.stack([images.load(r.key) for r in train[i : i + batch_size]])))
-        for i in range(0, len(train), batch_size)
-    ])
-    order = np.argsort(-scores, kind="stable")[:count]
-    return [train[i] for i in order]
+    return rank_by_uncertainty(segmenter, train, config, cache_root, batch_size)[:count]
