@@ -15,8 +15,13 @@ ARGS ?=
 RESUME ?=
 RESUME_ARG := $(if $(RESUME),--ckpt_path $(RESUME),)
 
-SEG ?= deeplabv3
-MODEL ?= resnet50
+# The defaults train what `make demo` trains: the U-Net segmenter (seg_unet.yaml; SEG=deeplabv3 is the paper's, IoU
+# 0.10 at 128 px), the narrow ResNet-18 recipe (RECIPE; empty for another backbone: MODEL=resnet50 RECIPE=) and MGC
+# with its image head.
+SEG ?= unet
+MODEL ?= resnet18
+RECIPE ?= experiments/narrow_resnet18.yaml
+RECIPE_ARG := $(if $(RECIPE),--config $(RECIPE),)
 FUSION ?= xattn
 MASK ?= soft
 MASK_SOURCE ?= predicted
@@ -90,7 +95,7 @@ hq-masks: $(BENCH)/hq.csv
 $(BENCH)/hq.csv: $(BENCH)/manifest.csv
 	$(MGC) masks select $(BENCH)/manifest.csv --count $(HQ_COUNT) --source ideal --out $@
 
-# Segmenter: make train-seg [SEG=deeplabv3|unet] (unet keeps thin clicks; see BENCHMARKS.md); it always trains,
+# Segmenter: make train-seg [SEG=unet|deeplabv3] (unet keeps thin clicks; see BENCHMARKS.md); it always trains,
 # while $(SEG_CKPT) is trained only when missing or older than hq.csv.
 # SEG_ARGS reach the segmenter only: a classifier target's ARGS and RESUME never leak into its prerequisite.
 SEG_ARGS ?=
@@ -116,14 +121,14 @@ predict-masks: $(if $(CKPT),$(BENCH)/manifest.csv,$(PREDICTED))
 	$(if $(CKPT),for preset in $(PRESETS); do \
 		$(MGC) masks predict $(BENCH)/manifest.csv --checkpoint $(CKPT) --preset $$preset --replace || exit 1; done)
 
-# Image-only baseline: make train-baseline MODEL=resnet50|convnext_tiny|vit_b16|deit
+# Image-only baseline: make train-baseline [MODEL=resnet50|convnext_tiny|vit_b16|deit RECIPE=]
 train-baseline: $(BENCH)/manifest.csv
-	$(MGC) fit --config experiments/classifier_base.yaml --config experiments/baseline_$(MODEL).yaml \
+	$(MGC) fit --config experiments/classifier_base.yaml $(RECIPE_ARG) --config experiments/baseline_$(MODEL).yaml \
 		--data.init_args.manifest $(BENCH)/manifest.csv $(RESUME_ARG) $(ARGS)
 
 # Mask-guided: make train-mgc FUSION=concat|gated|xattn MASK=binary|soft|probability [MASK_SOURCE=ideal|candidate|predicted]
 train-mgc: $(BENCH)/manifest.csv $(if $(filter predicted,$(MASK_SOURCE)),$(PREDICTED))
-	$(MGC) fit --config experiments/classifier_base.yaml --config experiments/mgc_$(FUSION)_$(MASK).yaml \
+	$(MGC) fit --config experiments/classifier_base.yaml $(RECIPE_ARG) --config experiments/mgc_$(FUSION)_$(MASK).yaml \
 		--data.init_args.manifest $(BENCH)/manifest.csv --data.init_args.mask_source $(MASK_SOURCE) \
 		$(RESUME_ARG) $(ARGS)
 

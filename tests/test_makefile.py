@@ -28,19 +28,26 @@ def test_train_mgc_on_a_fresh_clone_builds_every_prerequisite_in_order(tmp_path)
     stages = [next(word for word in ("synth", "masks select", "seg_", "masks predict", "mgc_xattn_soft") if word in s)
               for s in steps]
     assert stages == ["synth", "masks select", "seg_", "masks predict", "mgc_xattn_soft"], steps
-    assert f"--link-best {tmp_path / 'bench' / 'segmenter-deeplabv3.ckpt'}" in steps[2]
-    assert f"--checkpoint {tmp_path / 'bench' / 'segmenter-deeplabv3.ckpt'}" in steps[3]
+    # the demo's recipe by default: the U-Net segmenter, the narrow ResNet-18, MGC with its image head
+    assert "--config experiments/seg_unet.yaml" in steps[2]
+    assert f"--link-best {tmp_path / 'bench' / 'segmenter-unet.ckpt'}" in steps[2]
+    assert f"--checkpoint {tmp_path / 'bench' / 'segmenter-unet.ckpt'}" in steps[3]
+    assert "--config experiments/narrow_resnet18.yaml --config experiments/mgc_xattn_soft.yaml" in steps[4]
+    baseline = planned(tmp_path, "train-baseline")[-1]
+    assert "--config experiments/narrow_resnet18.yaml --config experiments/baseline_resnet18.yaml" in baseline
+    other = planned(tmp_path, "train-baseline", "MODEL=resnet50", "RECIPE=")[-1]
+    assert "narrow_resnet18" not in other and "--config experiments/baseline_resnet50.yaml" in other
 
 
 def test_finished_stages_are_not_run_again(tmp_path):
     bench = tmp_path / "bench"
     bench.mkdir()
-    for name in ("manifest.csv", "hq.csv", "segmenter-deeplabv3.ckpt", "predicted-masks-deeplabv3.done"):
+    for name in ("manifest.csv", "hq.csv", "segmenter-unet.ckpt", "predicted-masks-unet.done"):
         (bench / name).touch()
         time.sleep(0.01)  # each stage newer than what it was made from
     steps = planned(tmp_path, "train-mgc")
     assert len(steps) == 1 and "mgc_xattn_soft" in steps[0]
-    (bench / "predicted-masks-deeplabv3.done").unlink()
+    (bench / "predicted-masks-unet.done").unlink()
     assert len(planned(tmp_path, "train-mgc", "MASK_SOURCE=ideal")) == 1  # ideal masks need no segmenter
     assert len(planned(tmp_path, "train-mgc")) == 2  # predicted ones are made again first
 
