@@ -96,7 +96,8 @@ def porpoise_section(real: Path, count: int = 200) -> tuple[str, dict]:
     reals = real_porpoise_clicks(real)
     for name, (x, sr) in reals.items():
         m = click_metrics(x, sr)
-        rows.append([f"{name} (real, {sr // 1000} kHz)"] + [m[k] / (1e3 if k.endswith("hz") else 1) for k in CLICK_KEYS])
+        rows.append([f"{name} (real, {sr // 1000} kHz)"] + [m[k] / (1e3 if k.endswith("hz") else 1)
+                                                             for k in CLICK_KEYS])
     for name, clicks in ((f"generator porpoise_click (x{count}, {SR // 1000} kHz)", generated),
                          ("the same after the legacy sensor", legacy)):
         ms = [click_metrics(c, SR) for c in clicks]
@@ -128,7 +129,7 @@ def porpoise_figure(curves: dict, out: Path) -> None:
     plt.close(fig)
 
 
-# 2. Beluga clicks against Zahn's mean spectra --------------------------------------------------------------------------
+# 2. Beluga clicks against Zahn's mean spectra ----------------------------------------------------------------------
 
 
 def zahn_spectrum(real: Path, species: str) -> tuple[np.ndarray, np.ndarray]:
@@ -170,7 +171,8 @@ def beluga_section(real: Path) -> tuple[str, dict]:
     for name, level in curves.items():
         m = spectrum_metrics(grid, 10 ** (level / 10), ZAHN_BAND)
         rms = np.sqrt(np.mean((level[inside] - curves["Zahn beluga (real)"][inside]) ** 2))
-        rows.append([name] + [m[k] / 1e3 for k in ("peak_hz", "centroid_hz", "bw3_hz", "bw10_hz")] + [rms])
+        peak = f"{m['peak_hz'] / 1e3:.1f}" + (" (band edge)" if m["peak_hz"] >= grid[inside][-1] else "")
+        rows.append([name, peak] + [m[k] / 1e3 for k in ("centroid_hz", "bw3_hz", "bw10_hz")] + [rms])
     full = spectrum_metrics(freqs, mean_power, (10e3, SR / 2))
     rows.append(["generator mean, whole band to 192 kHz"] + [full[k] / 1e3 for k in ("peak_hz", "centroid_hz",
                                                                                         "bw3_hz", "bw10_hz")] + [""])
@@ -302,7 +304,7 @@ def noise_tables(measures: dict[str, dict], vessel_row: list) -> str:
         t = m["tonal"]
         lines = ", ".join(f"{f:.0f}" for f in t["line_hz"][:6]) + (" ..." if len(t["line_hz"]) > 6 else "")
         tonal.append([name, f"{t['frames_with_line']:.2f}", t["lines_per_frame"], t["persistent_lines"],
-                      f"{t['drift_hz']:.2f}", t["prominence_db"], lines or "-"])
+                      "n/a" if np.isnan(t["drift_hz"]) else f"{t['drift_hz']:.2f}", t["prominence_db"], lines or "-"])
     tonal.insert(len(tonal) - 2, vessel_row)  # before the two benchmark recordings
     return "\n\n".join([
         table(["source"] + [f"{f} Hz" if f < 1000 else f"{f // 1000} kHz" for f in OCTAVES]
@@ -341,7 +343,8 @@ def _panel(ax, x: np.ndarray, sr: int, top_hz: float, resolution_hz: float, titl
     freqs, times, power = spectrogram(x, sr, nperseg=nperseg, noverlap=nperseg * 3 // 4)
     keep = freqs <= top_hz
     level = 10 * np.log10(power[keep] + 1e-30)
-    ax.imshow(level, origin="lower", aspect="auto", cmap=plt.get_cmap("magma", 12), extent=(0, times[-1], 0, top_hz / 1e3),
+    ax.imshow(level, origin="lower", aspect="auto", cmap=plt.get_cmap("magma", 12),
+              extent=(0, times[-1], 0, top_hz / 1e3),
               vmin=np.percentile(level, 5), vmax=np.percentile(level, 99.5), interpolation="nearest")
     ax.set(title=title, xlabel="time (s)", ylabel="kHz")
 
@@ -355,7 +358,7 @@ def spectrogram_figure(vessel: np.ndarray, which: str, real: dict, out: Path) ->
     j_pod, jr, _ = real["Orcasound j_pod (44.1 kHz, 20 s, left)"]
     pypam, pr, _ = real["North Sea ambient (pypam, 8 kHz, 900 s)"]
     fig, axes = plt.subplots(2, 2, figsize=(9, 5.4))
-    _panel(axes[0, 0], low, SR // 8, 11e3, 40, f"generator vessel passage {which} (the most tonal) + ambient", 6)
+    _panel(axes[0, 0], low, SR // 8, 11e3, 40, f"generator vessel {which} (most tonal), 6 s", 6)
     _panel(axes[0, 1], j_pod, jr, 11e3, 40, "Orcasound j_pod, real (first 6 s)", 6)
     _panel(axes[1, 0], low, SR // 8, 1e3, 4, "the same generated passage, 0-1 kHz", 8)
     _panel(axes[1, 1], pypam, pr, 1e3, 4, "North Sea ambient, real, 0-1 kHz (first 60 s)", 60)
@@ -390,7 +393,7 @@ def track(x: np.ndarray, sr: int, band: tuple[float, float], prominence_db: floa
     return freqs[inside][peak[strong]]
 
 
-def whistle_section(real: Path, count: int = 60) -> str:
+def whistle_section(real: Path, count: int = 120) -> str:
     """Generated whistles, tracked on the contours' grid, against PAMGuard's 67 delphinid contours: medians [5-95 %]."""
     rng = np.random.default_rng(4)
     generated = [contour_metrics(track(beluga_whistle(rng, WHISTLE_SR, 2 * WHISTLE_SR).samples, WHISTLE_SR,
