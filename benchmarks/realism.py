@@ -6,7 +6,7 @@ the `mgc_lightning.synth` functions (seeded, no files written but figures) and m
 gain-invariant functions (`mgc_lightning.synth.realism`) as the real clips in ../shared/data/real (see SOURCES.md):
 
 1. porpoise clicks against the two real NBHF templates (500 kHz): peak, centroid, -3 / -10 dB bandwidth, -10 dB
-   envelope duration and 95 %-energy duration;
+   envelope duration, 95 %-energy duration and envelope asymmetry;
 2. beluga clicks: the generator's mean click spectrum against Zahn et al.'s (2023) mean beluga and narwhal click
    spectra, on their 281.25 Hz grid up to 72 kHz;
 3. background noise: octave-band levels relative to the 1 kHz band and the spectral slope per decade (median
@@ -17,7 +17,8 @@ gain-invariant functions (`mgc_lightning.synth.realism`) as the real clips in ..
 4. whistles: the generator's beluga whistle contours (duration, frequency range, sweep rate) against PAMGuard's
    67 delphinid whistle contours (a proxy: no beluga audio is public).
 
-It prints Markdown tables of every number and writes PNG figures. A few seconds of CPU at most beyond imports.
+It prints Markdown tables of every number and writes four PNG figures: about 20 s of CPU on a 2-core AMD EPYC,
+mostly rendering six vessel passages and two benchmark recordings at 384 kHz.
 
     python benchmarks/realism.py [--out docs/realism] [--real ../shared/data/real]
 """
