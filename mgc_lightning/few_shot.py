@@ -117,6 +117,8 @@ def few_shot_figure(points: Sequence[FewShotPoint]):
             errors = np.array([[i.estimate - i.low for i in intervals], [i.high - i.estimate for i in intervals]])
             axis.errorbar(sizes, estimates, yerr=errors, marker=marker, capsize=3, label=order)
         axis.set_xscale("log")
+        axis.set_xticks(sorted({p.size for p in points}), [str(size) for size in sorted({p.size for p in points})])
+        axis.minorticks_off()
         axis.set_title(name)
         axis.set_xlabel("high-quality masks")
         axis.grid(alpha=0.3)
