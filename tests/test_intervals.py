@@ -4,7 +4,7 @@ per window, pairing."""
 import numpy as np
 import pytest
 
-from mgc_lightning.intervals import bootstrap_interval, drop_ratio_interval, paired_difference_interval
+from mgc_lightning.evaluate.intervals import bootstrap_interval, drop_ratio_interval, paired_difference_interval
 
 
 def test_interval_matches_the_binomial_standard_error():

@@ -10,12 +10,13 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from mgc_lightning.audio.manifest import load_manifest
 from mgc_lightning.cli import main
-from mgc_lightning.evaluation import evaluate_checkpoint
-from mgc_lightning.manifest import load_manifest
-from mgc_lightning.pipeline import Pipeline, PipelineConfig
-from mgc_lightning.report import collect_runs
-from mgc_lightning.tracking import EVALUATES_TAG
+from mgc_lightning.evaluate.ood import evaluate_checkpoint
+from mgc_lightning.pipeline.config import PipelineConfig
+from mgc_lightning.pipeline.stages import Pipeline
+from mgc_lightning.report.comparison import collect_runs
+from mgc_lightning.train.tracking import EVALUATES_TAG
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 QUICK = ["--trainer.max_epochs", 1, "--trainer.limit_train_batches", 2, "--trainer.enable_progress_bar", "false"]

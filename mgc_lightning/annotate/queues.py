@@ -10,20 +10,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..cache import compute_spectrograms, spectrogram_store
-from ..manifest import SplitConfig, WindowRow, split_rows
-from ..mask_sources import select_high_quality
-from ..spectrogram import SpectrogramConfig
+from ..audio.manifest import SplitConfig, WindowRow, split_rows
+from ..frontend.cache import compute_spectrograms, spectrogram_store
+from ..frontend.spectrogram import SpectrogramConfig
+from ..masks.sources import select_high_quality
 
 QUEUES = ("hq", "uncertain", "all")
-
-
-def load_segmenter(checkpoint: str | Path):
-    """A trained SegmenterModule in eval mode on the CPU."""
-    from ..checkpoints import load_module
-    from ..models.segmenter import SegmenterModule
-
-    return load_module(SegmenterModule, checkpoint, "segmenter checkpoint").eval()
 
 
 def sound_probabilities(segmenter, images: np.ndarray) -> np.ndarray:
