@@ -42,10 +42,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
+# lint-imports first: the import contracts of pyproject.toml (stages import only the stages below them)
 test: install
+	$(VENV)/bin/lint-imports --no-logo
 	$(PY) -m pytest
 
 test-fast: install
+	$(VENV)/bin/lint-imports --no-logo
 	$(PY) -m pytest -m "not slow"
 
 # The main job: the whole protocol on the demo benchmark (12-21 min on 2 CPU cores, by CPU); reruns skip finished stages.

@@ -23,18 +23,19 @@ import lightning as L
 import numpy as np
 import torch
 
-from mgc_lightning.atomic import write_bytes_atomic
-from mgc_lightning.cache import mask_store
-from mgc_lightning.data import SegmentationDataModule
-from mgc_lightning.detect import RAVEN_HEADER, selections, window_header, window_rows
-from mgc_lightning.detection_folder import csv_bytes, output_name, raven_table
-from mgc_lightning.event_scores import box_scores
-from mgc_lightning.labels import NUM_JOINT_CLASSES, SOUND_TYPES
-from mgc_lightning.manifest import SplitConfig, load_manifest, split_rows, write_manifest
-from mgc_lightning.mask_sources import PREDICTED_TYPED
-from mgc_lightning.masks import mask_extents
-from mgc_lightning.models.segmenter import SegmenterModule, predict_masks
-from mgc_lightning.spectrogram import get_preset
+from mgc_lightning.audio.manifest import SplitConfig, load_manifest, split_rows, write_manifest
+from mgc_lightning.core.atomic import write_bytes_atomic
+from mgc_lightning.core.labels import NUM_JOINT_CLASSES, SOUND_TYPES
+from mgc_lightning.data.datamodules import SegmentationDataModule
+from mgc_lightning.deploy.detect import RAVEN_HEADER, selections, window_header, window_rows
+from mgc_lightning.deploy.detection_folder import csv_bytes, output_name, raven_table
+from mgc_lightning.evaluate.event_scores import box_scores
+from mgc_lightning.frontend.cache import mask_store
+from mgc_lightning.frontend.spectrogram import get_preset
+from mgc_lightning.masks.ops import mask_extents
+from mgc_lightning.masks.predict import predict_masks
+from mgc_lightning.masks.sources import PREDICTED_TYPED
+from mgc_lightning.models.segmenter import SegmenterModule, load_segmenter
 from mgc_lightning.synth.build import TYPED_IDEAL_SOURCE, build_benchmark, write_typed_ideal_masks
 from mgc_lightning.synth.config import BENCHMARK_PRESETS, sized
 
@@ -118,7 +119,7 @@ def main() -> None:
     train = [rows[i] for i in splits["train"]]
     held_out = [rows[i] for i in (*splits["val"], *splits["test"])]
     checkpoint = args.checkpoint or fit_typed_segmenter(train, cache, args.work, args)
-    predict_masks(checkpoint, held_out, config, cache, replace=True, progress=False)
+    predict_masks(load_segmenter(checkpoint), checkpoint, held_out, config, cache, replace=True, progress=False)
     recordings = sorted({row.recording for row in held_out})
     print(f"{len(held_out)} windows of {len(recordings)} held-out recordings; box IoU >= {args.min_iou:g}; "
           f"{time.perf_counter() - began:.0f} s")

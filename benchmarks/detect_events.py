@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from mgc_lightning.event_scores import event_scores
-from mgc_lightning.manifest import SplitConfig, load_manifest, split_rows
+from mgc_lightning.audio.manifest import SplitConfig, load_manifest, split_rows
+from mgc_lightning.evaluate.event_scores import event_scores
 
 
 def main() -> None:

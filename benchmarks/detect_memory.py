@@ -31,9 +31,9 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from mgc_lightning.bundle import Bundle, save_bundle, self_contained
+from mgc_lightning.deploy.bundle import Bundle, save_bundle, self_contained
+from mgc_lightning.frontend.config import SpectrogramConfig
 from mgc_lightning.models.classifier import ClassifierModule
-from mgc_lightning.spectrogram_config import SpectrogramConfig
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 RATE = 2_000

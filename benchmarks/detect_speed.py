@@ -27,12 +27,12 @@ import soundfile as sf
 import torch
 import yaml
 
-from mgc_lightning.bundle import Bundle, save_bundle
-from mgc_lightning.detect import DetectSettings, RecordingWindows, detect
-from mgc_lightning.inference import BundlePipeline
+from mgc_lightning.deploy.bundle import Bundle, save_bundle
+from mgc_lightning.deploy.detect import DetectSettings, RecordingWindows, detect
+from mgc_lightning.deploy.inference import BundlePipeline
+from mgc_lightning.frontend.spectrogram import get_preset
 from mgc_lightning.models.classifier import ClassifierModule
 from mgc_lightning.models.segmenter import SegmenterModule
-from mgc_lightning.spectrogram import get_preset
 
 RATE = 384_000
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"

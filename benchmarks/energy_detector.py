@@ -15,10 +15,10 @@ import time
 
 import numpy as np
 
-from mgc_lightning.energy_detector import FEATURE_NAMES, detect, fit_detector, labels_of, window_features
-from mgc_lightning.labels import SOUND_TYPES
-from mgc_lightning.manifest import SplitConfig, load_manifest, split_rows
-from mgc_lightning.spectrogram import get_preset
+from mgc_lightning.audio.manifest import SplitConfig, load_manifest, split_rows
+from mgc_lightning.core.labels import SOUND_TYPES
+from mgc_lightning.evaluate.energy_detector import FEATURE_NAMES, detect, fit_detector, labels_of, window_features
+from mgc_lightning.frontend.spectrogram import get_preset
 from mgc_lightning.synth.build import build_benchmark
 from mgc_lightning.synth.config import BENCHMARK_PRESETS, sized
 

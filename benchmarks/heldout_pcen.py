@@ -20,11 +20,12 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from mgc_lightning.augment import FrontEndAugment
-from mgc_lightning.manifest import SplitConfig, load_manifest, split_rows
-from mgc_lightning.mask_sources import evaluate_masks
-from mgc_lightning.models.segmenter import PREDICTED, predict_masks
-from mgc_lightning.spectrogram import get_preset
+from mgc_lightning.audio.manifest import SplitConfig, load_manifest, split_rows
+from mgc_lightning.data.augment import FrontEndAugment
+from mgc_lightning.frontend.spectrogram import get_preset
+from mgc_lightning.masks.predict import predict_masks
+from mgc_lightning.models.segmenter import load_segmenter
+from mgc_lightning.masks.sources import PREDICTED, evaluate_masks
 from mgc_lightning.synth.build import ideal_source, write_ideal_masks
 from mgc_lightning.synth.config import DETECTABLE_SNR_DB
 
@@ -64,8 +65,8 @@ def main() -> None:
     for checkpoint in args.checkpoint:
         iou = {}
         for config in (origin, heldout):
-            predict_masks(checkpoint, rows, config, args.cache_root, device=args.device, replace=True,
-                          progress=False)
+            predict_masks(load_segmenter(checkpoint, args.device), checkpoint, rows, config, args.cache_root,
+                          device=args.device, replace=True, progress=False)
             iou[config.name] = evaluate_masks(rows, config, args.cache_root, PREDICTED, reference)["iou"]
         ratio = f"{iou[heldout.name] / iou[origin.name]:6.2f}" if iou[origin.name] else "   n/a"
         print(f"{checkpoint[-60:]:<60} {iou[origin.name]:7.3f} {iou[heldout.name]:9.3f} {ratio}")

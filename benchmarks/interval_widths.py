@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mgc_lightning.intervals import bootstrap_interval
-from mgc_lightning.report import select_runs
+from mgc_lightning.evaluate.intervals import bootstrap_interval
+from mgc_lightning.report.comparison import select_runs
 
 
 def main() -> None:

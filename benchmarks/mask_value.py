@@ -9,8 +9,8 @@ validation windows, on `origin` and (validation only) on `mel` and `pcen`, and g
 masks of each front end (made here for the validation windows where missing): a train-mask IoU far above the
 validation one means the classifier trains on better masks than it will be given. `--flips` also averages the
 probabilities with those of the time-reversed image (test-time augmentation). `readout` fits the label read-out
-(`mask_sources.label_readout`) on 100, 300 and all labelled training windows (`data.labelled_subset`) and scores it
-on the validation windows, for the segmenter's masks and the exact ones. Classifier trials: BENCHMARKS.md, "Masks
+(`masks.sources.label_readout`) on 100, 300 and all labelled training windows (`data.datamodules.labelled_subset`)
+and scores it on the validation windows, for the segmenter's masks and the exact ones. Classifier trials: BENCHMARKS.md, "Masks
 that pay?" (`mgc fit`, then `mgc evaluate --manifest data/demo/val_split.csv` on each front end).
 """
 
@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mgc_lightning.cache import compute_spectrograms, mask_store, spectrogram_store
-from mgc_lightning.checkpoints import load_module
-from mgc_lightning.data import labelled_subset
-from mgc_lightning.manifest import load_manifest, split_rows
-from mgc_lightning.mask_sources import IDEAL, label_readout
-from mgc_lightning.models.segmenter import PREDICTED, SegmenterModule
-from mgc_lightning.pipeline import PipelineConfig
-from mgc_lightning.spectrogram import get_preset
+from mgc_lightning.audio.manifest import load_manifest, split_rows
+from mgc_lightning.core.checkpoints import load_module
+from mgc_lightning.data.datamodules import labelled_subset
+from mgc_lightning.frontend.cache import compute_spectrograms, mask_store, spectrogram_store
+from mgc_lightning.frontend.spectrogram import get_preset
+from mgc_lightning.masks.sources import IDEAL, PREDICTED, label_readout
+from mgc_lightning.models.segmenter import SegmenterModule
+from mgc_lightning.pipeline.config import PipelineConfig
 from mgc_lightning.synth.build import write_ideal_masks
 
 

@@ -22,12 +22,13 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from mgc_lightning.cache import compute_spectrograms
-from mgc_lightning.data import SegmentationDataModule
-from mgc_lightning.manifest import SplitConfig, load_manifest, split_rows, write_manifest
-from mgc_lightning.mask_sources import evaluate_masks, propose_masks, select_high_quality
-from mgc_lightning.models.segmenter import SegmenterModule, predict_masks
-from mgc_lightning.spectrogram import get_preset
+from mgc_lightning.audio.manifest import SplitConfig, load_manifest, split_rows, write_manifest
+from mgc_lightning.data.datamodules import SegmentationDataModule
+from mgc_lightning.frontend.cache import compute_spectrograms
+from mgc_lightning.frontend.spectrogram import get_preset
+from mgc_lightning.masks.predict import predict_masks
+from mgc_lightning.masks.sources import evaluate_masks, propose_masks, select_high_quality
+from mgc_lightning.models.segmenter import SegmenterModule, load_segmenter
 from mgc_lightning.synth.build import build_benchmark, ideal_source, write_ideal_masks
 from mgc_lightning.synth.config import BENCHMARK_PRESETS, sized
 
@@ -91,7 +92,8 @@ def main() -> None:
         checkpoint = out / f"{architecture}-{args.encoder}.ckpt"
         trainer.save_checkpoint(checkpoint)
         for name in PRESETS:
-            predict_masks(checkpoint, test, get_preset(name), cache, device=device, replace=True, progress=False)
+            predict_masks(load_segmenter(checkpoint, device), checkpoint, test, get_preset(name), cache, device=device,
+                          replace=True, progress=False)
         label = (f"{architecture} ({args.encoder}, {args.epochs} epochs, {'plain' if args.plain else 'robust'}, "
                  f"{time.perf_counter() - began:.0f} s)")
         results[label] = scores("predicted")

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from mgc_lightning.models.classifier import ClassifierModule
-from mgc_lightning.precision import device_defaults
+from mgc_lightning.models.precision import device_defaults
 
 
 class InMemoryWindows(Dataset):

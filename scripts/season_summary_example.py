@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mgc_lightning.figures import diel_figure, png_bytes
+from mgc_lightning.deploy.season_figures import diel_figure, png_bytes
 
 FIRST_DAY, DAYS, GAP = date(2024, 6, 1), 42, range(20, 23)
 WINDOWS_PER_HOUR = 600  # 10 minutes an hour in 1 s windows

@@ -77,8 +77,8 @@ def tiny_dataset(tmp_path: Path) -> Path:
 
 def small_benchmark(root: Path, windows: int, per_recording: int, deployments: int, seed: int, workers: int = 1) -> list:
     """A small synthetic benchmark under root/bench with ideal `origin` masks in root/cache; returns its rows."""
-    from mgc_lightning.manifest import load_manifest
-    from mgc_lightning.spectrogram import get_preset
+    from mgc_lightning.audio.manifest import load_manifest
+    from mgc_lightning.frontend.spectrogram import get_preset
     from mgc_lightning.synth.build import build_benchmark, write_ideal_masks
     from mgc_lightning.synth.config import BenchmarkConfig
 
@@ -94,9 +94,9 @@ def tiny_bundle(path: Path, window_s: float = 0.25, head_bias: list[float] | Non
     head's last layer by that constant output, so every window gets the same logits."""
     import torch
 
-    from mgc_lightning.bundle import Bundle, save_bundle, self_contained
+    from mgc_lightning.deploy.bundle import Bundle, save_bundle, self_contained
+    from mgc_lightning.frontend.spectrogram import get_preset
     from mgc_lightning.models.classifier import ClassifierModule
-    from mgc_lightning.spectrogram import get_preset
 
     torch.manual_seed(0)
     module = ClassifierModule(backbone_kwargs={"channels": [8, 16, 32, 64], "stem_width": 8}, dim=32, **classifier)
@@ -117,7 +117,7 @@ def edited_bundle(source: Path, target: Path, **settings) -> Path:
 
     import torch
 
-    from mgc_lightning.bundle import content_hash
+    from mgc_lightning.deploy.bundle import content_hash
 
     stored = torch.load(source, map_location="cpu", weights_only=True)
     text = json.dumps({**json.loads(stored["config"]), **settings}, sort_keys=True)

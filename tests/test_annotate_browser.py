@@ -19,11 +19,11 @@ import pytest
 from conftest import chromium_or_skip, tone, write_audio, write_rows
 from PIL import Image
 
-from mgc_lightning.cache import spectrogram_store
-from mgc_lightning.data import MANIFEST_MASKS, mask_loader
-from mgc_lightning.manifest import load_manifest
-from mgc_lightning.masks import candidate_mask
-from mgc_lightning.spectrogram import get_preset
+from mgc_lightning.audio.manifest import load_manifest
+from mgc_lightning.data.datamodules import MANIFEST_MASKS, mask_loader
+from mgc_lightning.frontend.cache import spectrogram_store
+from mgc_lightning.frontend.spectrogram import get_preset
+from mgc_lightning.masks.ops import candidate_mask
 
 pytestmark = pytest.mark.slow
 ORIGIN = get_preset("origin")

@@ -12,14 +12,14 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from mgc_lightning.annotate.queues import build_queue, load_segmenter, sound_probabilities
-from mgc_lightning.mask_sources import mean_entropy
+from mgc_lightning.annotate.queues import build_queue, sound_probabilities
 from mgc_lightning.annotate.session import AnnotationSession, VersionConflict, mask_file_name
+from mgc_lightning.audio.manifest import SplitConfig, load_manifest, split_rows
 from mgc_lightning.cli import main
-from mgc_lightning.data import MANIFEST_MASKS, mask_loader
-from mgc_lightning.manifest import SplitConfig, load_manifest, split_rows
-from mgc_lightning.mask_sources import select_high_quality
-from mgc_lightning.spectrogram import get_preset
+from mgc_lightning.data.datamodules import MANIFEST_MASKS, mask_loader
+from mgc_lightning.frontend.spectrogram import get_preset
+from mgc_lightning.masks.sources import mean_entropy, select_high_quality
+from mgc_lightning.models.segmenter import load_segmenter
 
 ORIGIN = get_preset("origin")
 
@@ -148,7 +148,7 @@ def test_uncertain_queue_puts_the_windows_the_segmenter_hesitates_on_first(tiny_
     import lightning as L
     import torch
 
-    from mgc_lightning.cache import spectrogram_store
+    from mgc_lightning.frontend.cache import spectrogram_store
     from mgc_lightning.models.segmenter import SegmenterModule
 
     assert mean_entropy(np.array([[[0.0, 1.0]], [[0.5, 0.5]]])) == pytest.approx([0.0, 1.0], abs=1e-5)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import tone, write_audio
-from mgc_lightning.audio import AudioError, check_band, probe, read_window, window_starts
+from mgc_lightning.audio.reading import AudioError, check_band, probe, read_window, window_starts
 
 
 @pytest.mark.parametrize("rate", [48_000, 384_000, 500_000])

@@ -19,10 +19,10 @@ import torch
 from PIL import Image
 
 from conftest import edited_bundle, tiny_bundle, write_audio, write_rows
-from mgc_lightning.checkpoints import class_path
+from mgc_lightning.core.checkpoints import class_path
+from mgc_lightning.frontend.spectrogram import get_preset
 from mgc_lightning.models.classifier import ClassifierModule
 from mgc_lightning.models.segmenter import SegmenterModule
-from mgc_lightning.spectrogram import get_preset
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"

@@ -21,11 +21,11 @@ import torch
 from PIL import Image
 
 from conftest import MANIFEST_HEADER, write_audio, write_rows
-from mgc_lightning.cache import silent_windows, spectrogram_store
-from mgc_lightning.data import ClassificationDataModule
-from mgc_lightning.manifest import load_manifest
-from mgc_lightning.masks import read_mask_png
-from mgc_lightning.spectrogram import PRESETS, SpectrogramTransform, get_preset
+from mgc_lightning.audio.manifest import load_manifest
+from mgc_lightning.data.datamodules import ClassificationDataModule
+from mgc_lightning.frontend.cache import silent_windows, spectrogram_store
+from mgc_lightning.frontend.spectrogram import PRESETS, SpectrogramTransform, get_preset
+from mgc_lightning.masks.ops import read_mask_png
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 RATE = 8_000  # files only `validate` and `import-raven` read

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from conftest import write_audio, write_rows
-from mgc_lightning.audio import read_window
-from mgc_lightning.cache import compute_spectrograms, preset_dir, spectrogram_store
-from mgc_lightning.manifest import load_manifest
-from mgc_lightning.spectrogram import SpectrogramTransform, get_preset
+from mgc_lightning.audio.manifest import load_manifest
+from mgc_lightning.audio.reading import read_window
+from mgc_lightning.frontend.cache import compute_spectrograms, preset_dir, spectrogram_store
+from mgc_lightning.frontend.spectrogram import SpectrogramTransform, get_preset
 
 
 def test_cache_holds_the_transform_output_and_skips_finished_windows(tiny_dataset, tmp_path):

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from conftest import edited_bundle, tiny_bundle, write_audio, write_rows
-from mgc_lightning.bundle import CALIBRATED, NOT_CALIBRATED, RAW_SCORES, Bundle, load_bundle, save_bundle
-from mgc_lightning.calibration import calibrate
-from mgc_lightning.detect import DetectSettings, detect
-from mgc_lightning.errors import InputError
-from mgc_lightning.labels import SOUND_TYPES
-from mgc_lightning.manifest import SplitConfig
+from mgc_lightning.audio.manifest import SplitConfig
+from mgc_lightning.core.errors import InputError
+from mgc_lightning.core.labels import SOUND_TYPES
+from mgc_lightning.deploy.bundle import CALIBRATED, NOT_CALIBRATED, RAW_SCORES, Bundle, load_bundle, save_bundle
+from mgc_lightning.deploy.calibration import calibrate
+from mgc_lightning.deploy.detect import DetectSettings, detect
 
 RATE, WINDOW = 384_000, 0.25
 EVERY_WINDOW_VALIDATES = SplitConfig(fractions=(0.0, 1.0, 0.0))

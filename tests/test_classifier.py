@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mgc_lightning.errors import InputError
+from mgc_lightning.core.errors import InputError
 from mgc_lightning.models.classifier import ClassifierModule
 from mgc_lightning.models.encoders import MaskEncoder, SpectrogramEncoder
 from mgc_lightning.models.fusion import FUSIONS

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import small_benchmark
 from mgc_lightning.cli import main
-from mgc_lightning.tracking import EVALUATES_TAG, read_checkpoint_metadata
+from mgc_lightning.train.tracking import EVALUATES_TAG, read_checkpoint_metadata
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 

@@ -3,11 +3,11 @@ import pytest
 import torch
 from torch.utils.data import DistributedSampler
 
-from mgc_lightning.cache import mask_store, spectrogram_store
-from mgc_lightning.data import ClassificationDataModule, SegmentationDataModule, labelled_subset
-from mgc_lightning.manifest import load_manifest
-from mgc_lightning.mask_sources import PREDICTED_PROBABILITY
-from mgc_lightning.spectrogram import get_preset
+from mgc_lightning.audio.manifest import load_manifest
+from mgc_lightning.data.datamodules import ClassificationDataModule, SegmentationDataModule, labelled_subset
+from mgc_lightning.frontend.cache import mask_store, spectrogram_store
+from mgc_lightning.frontend.spectrogram import get_preset
+from mgc_lightning.masks.sources import PREDICTED_PROBABILITY
 
 
 def _module(cls, manifest, root, **kwargs):

@@ -19,29 +19,32 @@ from mlflow.tracking import MlflowClient
 from torch.utils.data import DataLoader
 
 from conftest import edited_bundle, small_benchmark, tiny_bundle, write_audio
-from mgc_lightning.audio import read_window
-from mgc_lightning.bundle import Bundle, load_bundle, save_bundle
-from mgc_lightning.detect import (
-    RAVEN_HEADER, WINDOW_HEADER, DetectSettings, Journal, KeptWindows, RecordingWindows, csv_bytes, detect, output_name,
-)
-from mgc_lightning.event_scores import event_scores
-from mgc_lightning.calibration import (expected_calibration_error, fit_platt, fit_temperature,
-                                       threshold_for_precision)
-from mgc_lightning.cache import compute_spectrograms, mask_store, spectrogram_store
+from mgc_lightning.audio.manifest import WindowRow, load_manifest
+from mgc_lightning.audio.raven import boxes_csv, read_boxes
+from mgc_lightning.audio.reading import read_window
 from mgc_lightning.cli import main
-from mgc_lightning.data import WindowDataset, mask_loader
-from mgc_lightning.errors import InputError
-from mgc_lightning.evaluation import evaluate_checkpoint
-from mgc_lightning.inference import type_probabilities
-from mgc_lightning.labels import SOUND_TYPES
-from mgc_lightning.manifest import WindowRow, load_manifest
-from mgc_lightning.mask_sources import PREDICTED_PROBABILITY
+from mgc_lightning.core.errors import InputError
+from mgc_lightning.core.labels import SOUND_TYPES
+from mgc_lightning.core.sharding import Shard
+from mgc_lightning.data.datamodules import WindowDataset, mask_loader
+from mgc_lightning.deploy.bundle import Bundle, load_bundle, save_bundle
+from mgc_lightning.deploy.calibration import (
+    expected_calibration_error, fit_platt, fit_temperature, threshold_for_precision,
+)
+from mgc_lightning.deploy.detect import (
+    RAVEN_HEADER, WINDOW_HEADER, DetectSettings, Journal, KeptWindows, RecordingWindows, csv_bytes, detect,
+)
+from mgc_lightning.deploy.detection_folder import output_name
+from mgc_lightning.deploy.inference import type_probabilities
+from mgc_lightning.deploy.partial_tables import PartialTables
+from mgc_lightning.evaluate.event_scores import event_scores
+from mgc_lightning.evaluate.ood import evaluate_checkpoint
+from mgc_lightning.frontend.cache import compute_spectrograms, mask_store, spectrogram_store
+from mgc_lightning.frontend.spectrogram import get_preset
+from mgc_lightning.masks.predict import predict_masks
+from mgc_lightning.masks.sources import PREDICTED, PREDICTED_PROBABILITY
 from mgc_lightning.models.classifier import ClassifierModule
-from mgc_lightning.models.segmenter import PREDICTED, predict_masks
-from mgc_lightning.partial_tables import PartialTables
-from mgc_lightning.raven import boxes_csv, read_boxes
-from mgc_lightning.sharding import Shard
-from mgc_lightning.spectrogram import get_preset
+from mgc_lightning.models.segmenter import load_segmenter
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -256,7 +259,7 @@ def test_detect_probabilities_equal_the_data_module_path(models, recordings, ref
     config, cache = get_preset("origin"), root / "cache-check"
     compute_spectrograms(rows, config, cache, progress=False)
     # other batches than detect's (16): masks drawn in bfloat16 must not depend on the company a window keeps
-    predict_masks(segmenter, rows, config, cache, batch_size=7, progress=False)
+    predict_masks(load_segmenter(segmenter), segmenter, rows, config, cache, batch_size=7, progress=False)
     data = WindowDataset(rows, spectrogram_store(config, cache), mask_loader(config, PREDICTED, cache), "soft", 3.0)
     model = ClassifierModule.load_from_checkpoint(classifier, map_location="cpu").eval()
     batch = [data[i] for i in range(len(data))]
@@ -277,7 +280,8 @@ def test_a_probability_mask_classifier_is_bundled_detected_and_evaluated_on_anot
     predicts)."""
     root, _, segmenter, _ = models
     manifest = root / "bench" / "manifest.csv"
-    predict_masks(segmenter, load_manifest(manifest), get_preset("origin"), root / "cache", progress=False)
+    predict_masks(load_segmenter(segmenter), segmenter, load_manifest(manifest), get_preset("origin"), root / "cache",
+                  progress=False)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
         patch.setenv("HF_HUB_OFFLINE", "1")
@@ -302,7 +306,7 @@ def test_a_probability_mask_classifier_is_bundled_detected_and_evaluated_on_anot
     rows = [WindowRow(short, i * WINDOW, WINDOW, 0, 0, 0, recording="short") for i in range(4)]
     config, cache = get_preset("origin"), tmp_path / "cache-check"
     compute_spectrograms(rows, config, cache, progress=False)
-    predict_masks(segmenter, rows, config, cache, progress=False)
+    predict_masks(load_segmenter(segmenter), segmenter, rows, config, cache, progress=False)
     data = WindowDataset(rows, spectrogram_store(config, cache), mask_loader(config, PREDICTED, cache, "probability"),
                          "probability")
     batch = [data[i] for i in range(len(data))]

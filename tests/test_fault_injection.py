@@ -18,7 +18,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from mgc_lightning.checkpoints import class_path
+from mgc_lightning.core.checkpoints import class_path
 from mgc_lightning.models.segmenter import SegmenterModule
 
 REPO = Path(__file__).resolve().parents[1]

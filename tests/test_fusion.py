@@ -156,7 +156,7 @@ def test_image_head_weight_adds_the_image_paths_own_loss_and_leaves_predictions_
 def test_folding_batch_norms_into_convolutions_keeps_the_logits():
     """Detection folds the classifier's batch norms into their convolutions: none is left, and with trained-looking
     running statistics the logits stay the unfolded model's."""
-    from mgc_lightning.inference import fold_batch_norms
+    from mgc_lightning.deploy.inference import fold_batch_norms
 
     torch.manual_seed(0)
     model = ClassifierModule(mask_input="soft", backbone_kwargs=TINY_RESNET, dim=32).eval()

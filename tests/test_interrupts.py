@@ -19,7 +19,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import tone, write_audio, write_tiny_dataset
 from mgc_lightning.cli import main
-from mgc_lightning.tracking import INTERRUPTED_TAG
+from mgc_lightning.train.tracking import INTERRUPTED_TAG
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPOSITORY / "experiments"

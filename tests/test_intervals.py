@@ -4,7 +4,7 @@ per window, pairing."""
 import numpy as np
 import pytest
 
-from mgc_lightning.intervals import bootstrap_interval, drop_ratio_interval, paired_difference_interval
+from mgc_lightning.evaluate.intervals import bootstrap_interval, drop_ratio_interval, paired_difference_interval
 
 
 def test_interval_matches_the_binomial_standard_error():
@@ -132,7 +132,7 @@ def test_paired_difference_and_drop_ratio_resample_recordings_too():
 
 
 def test_ratio_interval_is_the_pooled_ratio_and_resamples_recordings_with_both_arrays_together():
-    from mgc_lightning.intervals import ratio_interval
+    from mgc_lightning.evaluate.intervals import ratio_interval
 
     rng = np.random.default_rng(0)
     union = rng.integers(50, 500, size=120)

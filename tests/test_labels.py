@@ -1,6 +1,6 @@
 import pytest
 
-from mgc_lightning.labels import JOINT_CLASS_NAMES, NUM_JOINT_CLASSES, joint_index, label_map, label_vector
+from mgc_lightning.core.labels import JOINT_CLASS_NAMES, NUM_JOINT_CLASSES, joint_index, label_map, label_vector
 
 
 def test_index_follows_bit_weights():

@@ -12,7 +12,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import small_benchmark
 from mgc_lightning.cli import main
-from mgc_lightning.labels import SOUND_TYPES
+from mgc_lightning.core.labels import SOUND_TYPES
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 # The CPU demo's encoder: a ResNet-18 four times narrower; 16 epochs of ~340 windows take about 60 s on 2 cores.

@@ -79,3 +79,15 @@ def test_the_printed_address_opens_the_experiments_runs(tmp_path):
     demo = client.create_experiment("demo")
     assert address("demo") == f"MLflow UI: open http://127.0.0.1:5123/#/experiments/{demo}/runs"
     assert address("paper") == f"MLflow UI: open http://127.0.0.1:5123  (no experiment 'paper' in {store} yet)"
+
+
+@pytest.mark.parametrize("target", ["test", "test-fast"])
+def test_make_test_checks_the_import_contracts_before_pytest(tmp_path, target):
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    (tmp_path / "venv").mkdir()
+    (tmp_path / "venv" / ".installed").touch()  # an installed environment, newer than pyproject.toml
+    result = subprocess.run(["make", "-n", target, f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True,
+                            text=True, check=True)
+    commands = [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
+    assert commands == [f"{tmp_path / 'venv'}/bin/lint-imports", f"{tmp_path / 'venv'}/bin/python"], result.stdout

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from conftest import write_audio, write_rows
-from mgc_lightning.manifest import ManifestError, SplitConfig, load_manifest, split_rows, write_manifest
+from mgc_lightning.audio.manifest import ManifestError, SplitConfig, load_manifest, split_rows, write_manifest
 
 
 def test_loads_valid_manifest_with_relative_paths(tiny_dataset):

@@ -7,15 +7,15 @@ import re
 import numpy as np
 import pytest
 
-from mgc_lightning.cache import mask_store
+from mgc_lightning.audio.manifest import SplitConfig, split_rows
 from mgc_lightning.cli import main
-from mgc_lightning.manifest import SplitConfig, split_rows
-from mgc_lightning.mask_degrade import (
-    RECORD, add_false_blobs, calibrate_severity, degrade_mask, degraded_source, degraded_target,
-    drop_faint_components, jitter_boundaries, resize_components, write_degraded_masks,
+from mgc_lightning.frontend.cache import mask_store
+from mgc_lightning.frontend.spectrogram import get_preset
+from mgc_lightning.masks.degrade import (
+    RECORD, add_false_blobs, calibrate_severity, degrade_mask, degraded_source, degraded_target, drop_faint_components,
+    jitter_boundaries, resize_components, write_degraded_masks,
 )
-from mgc_lightning.mask_sources import evaluate_masks
-from mgc_lightning.spectrogram import get_preset
+from mgc_lightning.masks.sources import evaluate_masks
 from conftest import small_benchmark as build_small_benchmark
 
 TOLERANCE = 0.03  # what the calibration meets on 48 windows, where one component moves the pooled IoU visibly

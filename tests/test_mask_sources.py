@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from mgc_lightning.cache import mask_store
+from mgc_lightning.audio.manifest import SplitConfig, load_manifest, split_rows
 from mgc_lightning.cli import main
-from mgc_lightning.data import SegmentationDataModule
-from mgc_lightning.manifest import SplitConfig, load_manifest, split_rows
-from mgc_lightning.mask_sources import (
+from mgc_lightning.data.datamodules import SegmentationDataModule
+from mgc_lightning.frontend.cache import mask_store
+from mgc_lightning.frontend.spectrogram import get_preset
+from mgc_lightning.masks.ops import candidate_mask, mask_metrics, read_mask_png
+from mgc_lightning.masks.sources import (
     evaluate_masks, export_for_refinement, label_readout, propose_masks, select_high_quality,
 )
-from mgc_lightning.masks import candidate_mask, mask_metrics, read_mask_png
-from mgc_lightning.spectrogram import get_preset
 from mgc_lightning.synth.build import ideal_source, write_ideal_masks
 from conftest import small_benchmark as build_small_benchmark
 

@@ -4,8 +4,8 @@ from torchmetrics.classification import (
     MulticlassAccuracy, MultilabelExactMatch, MultilabelF1Score, MultilabelHammingDistance,
 )
 
-from mgc_lightning.labels import label_vector
-from mgc_lightning.metrics import (
+from mgc_lightning.core.labels import label_vector
+from mgc_lightning.models.metrics import (
     EvaluatedWindows, JointAccuracy, joint_confusion, joint_to_vectors, sound_type_scores, to_joint, to_label_vectors,
 )
 

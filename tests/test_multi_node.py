@@ -16,9 +16,9 @@ from mlflow.tracking import MlflowClient
 
 from conftest import RECORDED_WRITES, small_benchmark, tree, writers
 from mgc_lightning.cli import main
-from mgc_lightning.data import ClassificationDataModule
-from mgc_lightning.detect import DetectSettings, detect
-from mgc_lightning.evaluation import evaluate_checkpoint
+from mgc_lightning.data.datamodules import ClassificationDataModule
+from mgc_lightning.deploy.detect import DetectSettings, detect
+from mgc_lightning.evaluate.ood import evaluate_checkpoint
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPOSITORY / "experiments"

@@ -1,4 +1,4 @@
-from mgc_lightning.overrides import Overrides
+from mgc_lightning.train.overrides import Overrides
 
 
 def test_overrides_give_back_the_options_they_were_read_from_a_repeated_key_last():

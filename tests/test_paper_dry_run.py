@@ -12,8 +12,9 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from mgc_lightning.cli import main
-from mgc_lightning.pipeline import Pipeline, PipelineConfig
-from mgc_lightning.tracking import EVALUATES_TAG
+from mgc_lightning.pipeline.config import PipelineConfig
+from mgc_lightning.pipeline.stages import Pipeline
+from mgc_lightning.train.tracking import EVALUATES_TAG
 
 ROOT = Path(__file__).resolve().parents[1]
 # integers: "1" would parse as the float 1.0, i.e. every batch
@@ -67,7 +68,7 @@ def dry_run(tmp_path_factory):
 def test_every_paper_model_lands_finished_in_the_one_output_folder(dry_run):
     out = dry_run / "runs" / "paper"
     assert not list((dry_run / "work").iterdir()), "something was written outside the output folder"
-    # .mlflow.db.lock: the empty file processes that open a new store together take turns on (tracking.py)
+    # .mlflow.db.lock: the empty file processes that open a new store together take turns on (train/tracking.py)
     assert {p.name for p in out.iterdir()} == {"mlflow.db", ".mlflow.db.lock", "mlartifacts", "checkpoints", "pipeline",
                                                "report", "stage_times.json"}
     client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")

@@ -1,6 +1,6 @@
 """A recording's per-window table grown batch by batch on disk: what a rerun keeps of the table a killed run left."""
 
-from mgc_lightning.partial_tables import PartialTables
+from mgc_lightning.deploy.partial_tables import PartialTables
 
 HEADER = b"file,start_s,p_whistle\n"
 

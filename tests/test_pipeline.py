@@ -10,12 +10,13 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from mgc_lightning.audio.manifest import load_manifest, split_rows
 from mgc_lightning.cli import main
-from mgc_lightning.evaluation import evaluate_checkpoint
-from mgc_lightning.manifest import load_manifest, split_rows
-from mgc_lightning.pipeline import Pipeline, PipelineConfig
-from mgc_lightning.report import collect_runs
-from mgc_lightning.tracking import EVALUATES_TAG
+from mgc_lightning.evaluate.ood import evaluate_checkpoint
+from mgc_lightning.pipeline.config import PipelineConfig
+from mgc_lightning.pipeline.stages import Pipeline
+from mgc_lightning.report.comparison import collect_runs
+from mgc_lightning.train.tracking import EVALUATES_TAG
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 QUICK = ["--trainer.max_epochs", 1, "--trainer.limit_train_batches", 2, "--trainer.enable_progress_bar", "false"]
@@ -70,11 +71,11 @@ def test_every_model_is_tested_on_the_development_test_and_on_every_front_end_of
 
 @pytest.mark.slow
 def test_few_shot_curve_grows_by_uncertainty_reuses_equal_segmenters_and_reports_recording_intervals(finished):
-    from mgc_lightning.checkpoints import load_module
-    from mgc_lightning.few_shot import mask_overlaps
-    from mgc_lightning.mask_sources import rank_by_uncertainty
+    from mgc_lightning.core.checkpoints import load_module
+    from mgc_lightning.evaluate.few_shot import mask_overlaps
+    from mgc_lightning.frontend.spectrogram import get_preset
+    from mgc_lightning.masks.sources import rank_by_uncertainty
     from mgc_lightning.models.segmenter import SegmenterModule
-    from mgc_lightning.spectrogram import get_preset
 
     state = finished / "bench" / "pipeline"
     point = {name: yaml.safe_load((state / f"few-shot-{name}.json").read_text())

@@ -3,11 +3,11 @@ import pytest
 from PIL import Image
 
 from conftest import write_audio
+from mgc_lightning.audio.manifest import ManifestError, load_manifest
+from mgc_lightning.audio.raven import parse_label_mapping, read_boxes, read_selection_table, windows_from_boxes
 from mgc_lightning.cli import main
-from mgc_lightning.manifest import ManifestError, load_manifest
-from mgc_lightning.masks import box_mask, read_mask_png, soft_mask
-from mgc_lightning.raven import parse_label_mapping, read_boxes, read_selection_table, windows_from_boxes
-from mgc_lightning.spectrogram import get_preset
+from mgc_lightning.frontend.spectrogram import get_preset
+from mgc_lightning.masks.ops import box_mask, read_mask_png, soft_mask
 
 TABLE = (
     "Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tHigh Freq (Hz)\tAnnotation\n"
@@ -145,8 +145,8 @@ def test_box_paths_stay_relative_to_the_manifest_from_any_folder(tmp_path, monke
 
 
 def test_masks_boxes_draws_the_boxes_source_on_any_preset(raven, tmp_path):
-    from mgc_lightning.cache import mask_store
-    from mgc_lightning.data import mask_loader
+    from mgc_lightning.data.datamodules import mask_loader
+    from mgc_lightning.frontend.cache import mask_store
 
     audio, table = raven
     out = tmp_path / "manifest.csv"

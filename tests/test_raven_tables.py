@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from conftest import tone, write_audio
+from mgc_lightning.audio.manifest import ManifestError, load_manifest
+from mgc_lightning.audio.raven import RavenWarning, parse_label_mapping, read_boxes, read_selection_table
 from mgc_lightning.cli import main
-from mgc_lightning.manifest import ManifestError, load_manifest
-from mgc_lightning.raven import RavenWarning, parse_label_mapping, read_boxes, read_selection_table
 
 RATE = 8_000
 MAPPING = parse_label_mapping("BW=whistle,BC=beluga_click,PP=porpoise_click,ship=ignore")

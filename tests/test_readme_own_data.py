@@ -15,9 +15,9 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import tone, write_audio
-from mgc_lightning.manifest import load_manifest
-from mgc_lightning.raven import read_boxes
-from mgc_lightning.tracking import EVALUATES_TAG
+from mgc_lightning.audio.manifest import load_manifest
+from mgc_lightning.audio.raven import read_boxes
+from mgc_lightning.train.tracking import EVALUATES_TAG
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK_TRAINER = {"max_epochs": 2, "limit_train_batches": 2, "limit_val_batches": 1, "log_every_n_steps": 1,

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from mgc_lightning.labels import JOINT_CLASS_NAMES
-from mgc_lightning.report import (
-    MaskQuality, RunSummary, WindowResults, headline_table, learning_curve_figure, learning_curve_table, learning_curves,
-    majority_rate, mask_curve_rows, mask_curve_table, seeds_table, select_runs, write_report,
+from mgc_lightning.core.labels import JOINT_CLASS_NAMES
+from mgc_lightning.report.comparison import (
+    MaskQuality, RunSummary, WindowResults, headline_table, learning_curve_figure, learning_curve_table,
+    learning_curves, majority_rate, mask_curve_rows, mask_curve_table, seeds_table, select_runs, write_report,
 )
-from mgc_lightning.tracking import DATASET_TAG, EVALUATES_TAG
+from mgc_lightning.train.tracking import DATASET_TAG, EVALUATES_TAG
 
 
 @pytest.fixture

@@ -13,10 +13,10 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from conftest import write_tiny_dataset
+from mgc_lightning.audio.manifest import SplitConfig, load_manifest, split_rows, write_manifest
 from mgc_lightning.cli import main
-from mgc_lightning.labels import SOUND_TYPES
-from mgc_lightning.manifest import SplitConfig, load_manifest, split_rows, write_manifest
-from mgc_lightning.tracking import CHECKPOINT_TAG, ELSEWHERE_RUN_TAG, EVALUATES_TAG
+from mgc_lightning.core.labels import SOUND_TYPES
+from mgc_lightning.train.tracking import CHECKPOINT_TAG, ELSEWHERE_RUN_TAG, EVALUATES_TAG
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 # Training windows all "none", validation windows all three types: learning the training labels makes the validation

@@ -8,10 +8,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import small_benchmark
+from mgc_lightning.audio.manifest import write_manifest
 from mgc_lightning.cli import main
-from mgc_lightning.evaluation import evaluate_checkpoint
-from mgc_lightning.manifest import write_manifest
-from mgc_lightning.tracking import EVALUATES_TAG, PARENT_TAG
+from mgc_lightning.evaluate.ood import evaluate_checkpoint
+from mgc_lightning.train.tracking import EVALUATES_TAG, PARENT_TAG
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 TINY = "{channels: [8, 16, 32, 64], stem_width: 8}"

@@ -15,9 +15,9 @@ import pytest
 
 from conftest import chromium_or_skip, edited_bundle, tiny_bundle, tone, write_audio
 from mgc_lightning.cli import main
-from mgc_lightning.errors import InputError
-from mgc_lightning.labels import SOUND_TYPES
-from mgc_lightning.recording_times import NamePattern, RecordingTimes, TimeSettings
+from mgc_lightning.core.errors import InputError
+from mgc_lightning.core.labels import SOUND_TYPES
+from mgc_lightning.deploy.recording_times import NamePattern, RecordingTimes, TimeSettings
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 RATE = 384_000

@@ -10,18 +10,18 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from mgc_lightning.augment import FrontEndAugment, gain_control_look, resample, rows_misplaced, rows_resampling
-from mgc_lightning.cache import mask_store, spectrogram_store
+from mgc_lightning.audio.manifest import SplitConfig, write_manifest
 from mgc_lightning.cli import main
-from mgc_lightning.data import ClassificationDataModule, SegmentationDataModule
-from mgc_lightning.manifest import SplitConfig, write_manifest
-from mgc_lightning.mask_sources import PREDICTED_PROBABILITY
-from mgc_lightning.masks import SOUND_THRESHOLD, binary_mask
-from mgc_lightning.mask_sources import select_high_quality
-from mgc_lightning.models.segmenter import SegmenterModule, predict_masks
-from mgc_lightning.spectrogram import PRESETS, get_preset
+from mgc_lightning.data.augment import FrontEndAugment, gain_control_look, resample, rows_misplaced, rows_resampling
+from mgc_lightning.data.datamodules import ClassificationDataModule, SegmentationDataModule
+from mgc_lightning.frontend.cache import mask_store, spectrogram_store
+from mgc_lightning.frontend.spectrogram import PRESETS, get_preset
+from mgc_lightning.masks.ops import SOUND_THRESHOLD, binary_mask
+from mgc_lightning.masks.predict import predict_masks
+from mgc_lightning.masks.sources import PREDICTED_PROBABILITY, select_high_quality
+from mgc_lightning.models.segmenter import SegmenterModule, load_segmenter
 from conftest import small_benchmark
-from mgc_lightning.tracking import read_checkpoint_metadata
+from mgc_lightning.train.tracking import read_checkpoint_metadata
 
 SEGMENTER_EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "seg_deeplabv3.yaml"
 
@@ -99,9 +99,10 @@ def test_prediction_is_resumable_and_tied_to_one_checkpoint(trained, workspace):
     _, rows = workspace
     config = get_preset("origin")
     cache = root / "cache"
-    assert predict_masks(last, rows[:20], config, cache, batch_size=8, progress=False) == 20
+    segmenter = load_segmenter(last)
+    assert predict_masks(segmenter, last, rows[:20], config, cache, batch_size=8, progress=False) == 20
     stamps = {p: p.stat().st_mtime_ns for p in mask_store(config, "predicted", cache).folder.glob("*.npy")}
-    assert predict_masks(last, rows, config, cache, batch_size=8, progress=False) == len(rows) - 20
+    assert predict_masks(segmenter, last, rows, config, cache, batch_size=8, progress=False) == len(rows) - 20
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # finished windows were not redone
     masks, maps = mask_store(config, "predicted", cache), mask_store(config, PREDICTED_PROBABILITY, cache)
     mask = masks.load(rows[0].key)
@@ -117,7 +118,7 @@ def test_prediction_is_resumable_and_tied_to_one_checkpoint(trained, workspace):
     # masks predicted before the maps were kept get theirs, and only they are predicted again
     maps.path_for(rows[1].key).unlink()
     stamps = {p: p.stat().st_mtime_ns for p in maps.folder.glob("*.npy")}
-    assert predict_masks(last, rows, config, cache, batch_size=8, progress=False) == 1
+    assert predict_masks(segmenter, last, rows, config, cache, batch_size=8, progress=False) == 1
     assert maps.has(rows[1].key) and all(p.stat().st_mtime_ns == t for p, t in stamps.items())
     model = SegmenterModule.load_from_checkpoint(last).eval()
     image = torch.from_numpy(np.load(next(iter(
@@ -127,8 +128,9 @@ def test_prediction_is_resumable_and_tied_to_one_checkpoint(trained, workspace):
     other = root / "other.ckpt"
     other.write_bytes(last.read_bytes())
     with pytest.raises(ValueError, match="holds masks predicted by another checkpoint"):
-        predict_masks(other, rows, config, cache, progress=False)
-    assert predict_masks(other, rows[:4], config, cache, replace=True, progress=False) == 4
+        predict_masks(load_segmenter(other), other, rows, config, cache, progress=False)
+    assert predict_masks(load_segmenter(other), other, rows[:4], config, cache, replace=True,
+                         progress=False) == 4
     assert len(masks) == len(maps) == 4  # both sources started over, and both name the new checkpoint
     assert (masks.folder / "source.json").read_text() == (maps.folder / "source.json").read_text()
     assert str(other.resolve()) in (maps.folder / "source.json").read_text()

@@ -7,7 +7,7 @@ import scipy.signal
 import soundfile as sf
 import torch
 
-from mgc_lightning.spectrogram import PRESETS, SpectrogramConfig, SpectrogramTransform, get_preset, pcen
+from mgc_lightning.frontend.spectrogram import PRESETS, SpectrogramConfig, SpectrogramTransform, get_preset, pcen
 
 
 def _band_profile(image: np.ndarray) -> np.ndarray:

@@ -13,13 +13,17 @@ import pytest
 import yaml
 
 from conftest import write_audio
-from mgc_lightning.cache import mask_store
-from mgc_lightning.cli import build_parser, main
-from mgc_lightning.manifest import GROUP_COLUMNS, SplitConfig, WindowRow, load_manifest, split_rows, write_manifest
-from mgc_lightning.mask_sources import select_high_quality
-from mgc_lightning.pipeline import Pipeline, PipelineConfig
-from mgc_lightning.report import segmenter_windows_section
-from mgc_lightning.spectrogram import get_preset
+from mgc_lightning.audio.manifest import (
+    GROUP_COLUMNS, SplitConfig, WindowRow, load_manifest, split_rows, write_manifest,
+)
+from mgc_lightning.cli import main
+from mgc_lightning.cli.entry import build_parser
+from mgc_lightning.frontend.cache import mask_store
+from mgc_lightning.frontend.spectrogram import get_preset
+from mgc_lightning.masks.sources import select_high_quality
+from mgc_lightning.pipeline.config import PipelineConfig
+from mgc_lightning.pipeline.stages import Pipeline
+from mgc_lightning.report.comparison import segmenter_windows_section
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 RECORDINGS, WINDOWS_PER_RECORDING, WINDOW_S, SAMPLE_RATE = 48, 6, 0.25, 8000
@@ -61,7 +65,7 @@ def test_high_quality_windows_come_from_the_train_side_only(group_by, fractions,
 
 
 def test_cli_split_defaults_are_the_classifier_data_module_defaults():
-    from mgc_lightning.data import ClassificationDataModule
+    from mgc_lightning.data.datamodules import ClassificationDataModule
 
     window_settings = inspect.signature(ClassificationDataModule.__mro__[1].__init__).parameters
     classifier = SplitConfig(window_settings["split_by"].default, tuple(window_settings["split_fractions"].default),
@@ -164,7 +168,7 @@ def test_pipeline_hands_its_one_split_to_every_stage(split, tmp_path, monkeypatc
 
 
 def test_classifier_split_arguments_reach_the_data_module(tmp_path, monkeypatch, capsys):
-    from mgc_lightning.training import run_lightning
+    from mgc_lightning.train.lightning_cli import run_lightning
 
     split = SplitConfig("site", (0.5, 0.3, 0.2), 7)
     monkeypatch.setattr(sys, "argv", ["mgc"])  # LightningCLI would read pytest's arguments too

@@ -7,14 +7,14 @@ import pytest
 import soundfile as sf
 import torch
 
-from mgc_lightning.cache import mask_store
+from mgc_lightning.audio.manifest import load_manifest
 from mgc_lightning.cli import main
-from mgc_lightning.labels import SOUND_TYPES
-from mgc_lightning.manifest import load_manifest
-from mgc_lightning.spectrogram import get_preset
-from mgc_lightning.synth.build import build_benchmark, read_events, target_stem_path, write_ideal_masks
-from mgc_lightning.spectrogram import SpectrogramTransform
+from mgc_lightning.core.labels import SOUND_TYPES
+from mgc_lightning.frontend.cache import mask_store
+from mgc_lightning.frontend.spectrogram import SpectrogramTransform, get_preset
+from mgc_lightning.synth.build import build_benchmark, target_stem_path, write_ideal_masks
 from mgc_lightning.synth.config import BENCHMARK_PRESETS, DETECTABLE_PIXELS, DETECTABLE_SNR_DB, BenchmarkConfig
+from mgc_lightning.synth.events import read_events
 from mgc_lightning.synth.scene import SNR_RANGES_DB, WINDOW_MARGIN_S, RecordingPlan, make_deployments, render_recording
 
 TINY = BenchmarkConfig(name="tiny", n_windows=32, windows_per_recording=8, window_s=0.25, n_deployments=4)

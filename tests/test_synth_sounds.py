@@ -5,9 +5,7 @@ import pytest
 import soundfile as sf
 
 from mgc_lightning.synth.calls import beluga_click, beluga_whistle, click_train, porpoise_click
-from mgc_lightning.synth.noise import (
-    ambient_noise, echosounder, sensor_filter, snapping_shrimp, vessel_passage,
-)
+from mgc_lightning.synth.noise import ambient_noise, echosounder, sensor_filter, snapping_shrimp, vessel_passage
 
 RATE = 384_000
 N_FFT = 4096

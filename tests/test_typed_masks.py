@@ -13,24 +13,26 @@ import soundfile as sf
 import torch
 
 from conftest import small_benchmark, tiny_bundle, write_audio
-from mgc_lightning.bundle import load_bundle, save_bundle, self_contained
-from mgc_lightning.cache import mask_store, spectrogram_store
+from mgc_lightning.audio.manifest import write_manifest
 from mgc_lightning.cli import main
-from mgc_lightning.data import ClassificationDataModule, SegmentationDataModule
-from mgc_lightning.detect import (
-    RAVEN_HEADER, TYPED_COLUMNS, WINDOW_HEADER, DetectSettings, detect, output_name, selections, window_header,
+from mgc_lightning.core.labels import SOUND_TYPES
+from mgc_lightning.data.datamodules import ClassificationDataModule, SegmentationDataModule
+from mgc_lightning.deploy.bundle import load_bundle, save_bundle, self_contained
+from mgc_lightning.deploy.detect import (
+    RAVEN_HEADER, TYPED_COLUMNS, WINDOW_HEADER, DetectSettings, detect, selections, window_header,
 )
-from mgc_lightning.detection_folder import csv_bytes
-from mgc_lightning.event_scores import box_iou, box_scores
-from mgc_lightning.inference import BundlePipeline
-from mgc_lightning.labels import SOUND_TYPES
-from mgc_lightning.manifest import write_manifest
-from mgc_lightning.mask_sources import PREDICTED, PREDICTED_TYPED
-from mgc_lightning.models.segmenter import SegmenterModule, predict_masks
-from mgc_lightning.spectrogram import get_preset
+from mgc_lightning.deploy.detection_folder import csv_bytes, output_name
+from mgc_lightning.deploy.inference import BundlePipeline
+from mgc_lightning.evaluate.event_scores import box_iou, box_scores
+from mgc_lightning.frontend.cache import mask_store, spectrogram_store
+from mgc_lightning.frontend.spectrogram import get_preset
+from mgc_lightning.masks.predict import predict_masks
+from mgc_lightning.masks.sources import PREDICTED, PREDICTED_TYPED
+from mgc_lightning.models.segmenter import SegmenterModule, load_segmenter
 from mgc_lightning.synth.build import (
-    TYPED_IDEAL_SOURCE, add_typed_stems, read_events, target_stem_path, typed_stem_path, write_typed_ideal_masks,
+    TYPED_IDEAL_SOURCE, add_typed_stems, target_stem_path, typed_stem_path, write_typed_ideal_masks,
 )
+from mgc_lightning.synth.events import read_events
 
 ORIGIN = get_preset("origin")
 TINY_SEGMENTER = dict(architecture="Unet", encoder_name="tu-mobilenetv3_small_050",
@@ -149,10 +151,11 @@ def typed_segmenter(typed_bench):
         trainer.fit(model, data)
         checkpoint = root / "typed.ckpt"
         trainer.save_checkpoint(checkpoint)
-        predict_masks(untrained, rows, ORIGIN, root / "cache", progress=False)
+        predict_masks(load_segmenter(untrained), untrained, rows, ORIGIN, root / "cache", progress=False)
         truth = np.stack([mask_store(ORIGIN, TYPED_IDEAL_SOURCE, root / "cache").load(r.key) for r in rows])
         before = _iou(np.stack([mask_store(ORIGIN, PREDICTED_TYPED, root / "cache").load(r.key) for r in rows]), truth)
-        predict_masks(checkpoint, rows, ORIGIN, root / "cache", replace=True, progress=False)
+        predict_masks(load_segmenter(checkpoint), checkpoint, rows, ORIGIN, root / "cache", replace=True,
+                      progress=False)
     finally:
         torch.set_num_threads(threads)
     return checkpoint, before, truth
@@ -192,7 +195,7 @@ def test_an_untyped_segmenter_replacing_a_typed_ones_masks_leaves_none_of_its_ty
     trainer.strategy.connect(SegmenterModule(**TINY_SEGMENTER))
     untyped = tmp_path / "untyped.ckpt"
     trainer.save_checkpoint(untyped)
-    predict_masks(untyped, rows, ORIGIN, cache, replace=True, progress=False)
+    predict_masks(load_segmenter(untyped), untyped, rows, ORIGIN, cache, replace=True, progress=False)
     assert all(mask_store(ORIGIN, PREDICTED, cache).has(r.key) for r in rows)
     assert not any(mask_store(ORIGIN, PREDICTED_TYPED, cache).has(r.key) for r in rows)
 

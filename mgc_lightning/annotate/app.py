@@ -24,7 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from pydantic import BaseModel
 
-from ..labels import SOUND_TYPES
+from ..core.labels import SOUND_TYPES
 from .locks import held_by_this_server
 from .session import DEFAULT_SENSITIVITY, MAX_SLOWDOWN, AnnotationSession, VersionConflict
 

@@ -10,19 +10,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..manifest import SplitConfig, WindowRow, split_rows
-from ..mask_sources import rank_by_uncertainty, select_high_quality
-from ..spectrogram import SpectrogramConfig
+from ..audio.manifest import SplitConfig, WindowRow, split_rows
+from ..frontend.spectrogram import SpectrogramConfig
+from ..masks.sources import rank_by_uncertainty, select_high_quality
 
 QUEUES = ("hq", "uncertain", "all")
-
-
-def load_segmenter(checkpoint: str | Path):
-    """A trained SegmenterModule in eval mode on the CPU."""
-    from ..checkpoints import load_module
-    from ..models.segmenter import SegmenterModule
-
-    return load_module(SegmenterModule, checkpoint, "segmenter checkpoint").eval()
 
 
 def sound_probabilities(segmenter, images: np.ndarray) -> np.ndarray:

@@ -28,12 +28,13 @@ from typing import Sequence
 
 import numpy as np
 
-from ..audio import probe, read_window, resample
-from ..cache import compute_spectrograms, spectrogram_store, write_bytes_atomic
-from ..labels import SOUND_TYPES
-from ..manifest import WindowRow, load_manifest, write_manifest
-from ..masks import candidate_mask, read_mask_png
-from ..spectrogram import SpectrogramConfig
+from ..audio.manifest import WindowRow, load_manifest, write_manifest
+from ..audio.reading import probe, read_window, resample
+from ..core.atomic import write_bytes_atomic
+from ..core.labels import SOUND_TYPES
+from ..frontend.cache import compute_spectrograms, spectrogram_store
+from ..frontend.spectrogram import SpectrogramConfig
+from ..masks.ops import candidate_mask, read_mask_png
 from .locks import exclusive
 from .queues import sound_probabilities
 
@@ -60,7 +61,7 @@ def mask_file_name(row: WindowRow) -> str:
 
 @dataclass(frozen=True)
 class Accepted:
-    row: WindowRow  # labels as corrected, `mask` naming the PNG relative to the audio's folder (data.mask_loader)
+    row: WindowRow  # labels as corrected, `mask` naming the PNG relative to the audio's folder (data.datamodules.mask_loader)
     annotator: str
     annotated_at: str
     version: int  # 1 for a window's first save, one more for each save after it

@@ -1,33 +1,28 @@
 """ClassifierModule: one LightningModule for image-only baselines and mask-guided classification (MGC).
 
 mask_input "none" is the baseline (spectrogram encoder -> head). A mask kind ("binary", "soft" or "probability", see
-masks.mask_of_kind) adds the mask branch and a fusion, which gets both token sets with their time-frequency positions
-encoded; the head always sees pooled spectrogram features plus the fused vector (residual path), as in the paper.
+masks.ops.mask_of_kind) adds the mask branch and a fusion, which gets both token sets with their time-frequency
+positions encoded; the head always sees pooled spectrogram features plus the fused vector (residual path), as in the
+paper. Metrics are logged here; per-window predictions, intervals and confusion matrices are published to the
+trainer's callbacks (evaluate.callbacks writes them).
 """
 
 from __future__ import annotations
-
-import csv
-import io
 
 import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoints import load_checkpoint
-from ..errors import InputError
-from ..figures import confusion_figure
-from ..intervals import bootstrap_interval
-from ..labels import JOINT_CLASS_NAMES, NUM_JOINT_CLASSES, NUM_SOUND_TYPES, SOUND_TYPES
-from ..masks import MASK_KINDS
-from ..metrics import (
-    EvaluatedWindows, JointAccuracy, joint_confusion, joint_to_vectors, sound_type_scores, to_joint, to_label_vectors,
-)
-from ..tracking import log_figure, log_text
+from ..core.checkpoints import load_checkpoint
+from ..core.errors import InputError
+from ..core.labels import NUM_JOINT_CLASSES, NUM_SOUND_TYPES
+from ..masks.ops import MASK_KINDS
 from .encoders import MaskEncoder, SpectrogramEncoder, with_positions
 from .fusion import FUSIONS
+from .hooks import publish
 from .inputs import without_weight_sources
+from .metrics import EvaluatedWindows, JointAccuracy, joint_to_vectors, sound_type_scores
 from .optim import adamw_warmup_cosine
 
 MASK_INPUTS = ("none", *MASK_KINDS)
@@ -200,30 +195,6 @@ class ClassifierModule(L.LightningModule):
     def test_step(self, batch: dict, batch_index: int) -> None:
         self._evaluation_step(batch, "test")
 
-    def _log_test_predictions(self, prefix: str, windows: dict[str, torch.Tensor]) -> None:
-        """Per-window predictions as a CSV artifact, each window named by its recording, start and duration (so
-        reports pair models window by window and resample whole recordings), and the 95 % bootstrap interval of
-        the joint accuracy over recordings as metrics."""
-        index, joint, outputs = (windows[name].cpu() for name in ("index", "joint", "outputs"))
-        predicted = to_label_vectors(outputs, self.hparams.threshold)
-        correct = (predicted == joint_to_vectors(joint)).all(dim=-1)
-        rows = self.trainer.datamodule.datasets["test"].rows
-        interval = bootstrap_interval(correct.numpy(), groups=[rows[i].recording for i in index.tolist()])
-        self.log_dict({f"{prefix}/joint_acc_ci_low": interval.low, f"{prefix}/joint_acc_ci_high": interval.high,
-                       f"{prefix}/windows": float(interval.windows)})
-        scores = [f"p_{name}" for name in (JOINT_CLASS_NAMES if outputs.shape[-1] == NUM_JOINT_CLASSES
-                                           else SOUND_TYPES)]
-        probabilities = outputs.softmax(dim=-1) if self.hparams.head == "multiclass" else outputs
-        text = io.StringIO()
-        writer = csv.writer(text, lineterminator="\n")
-        writer.writerow(["index", "recording", "start_s", "duration_s", "joint", "predicted", "correct", *scores])
-        for i, true, guess, right, row in zip(index.tolist(), joint.tolist(), to_joint(predicted).tolist(),
-                                             correct.tolist(), probabilities.tolist()):
-            window = rows[i]
-            writer.writerow([i, window.recording, f"{window.start_s:.6f}", f"{window.duration_s:.6f}", true, guess,
-                             int(right), *(f"{p:.5f}" for p in row)])
-        log_text(self.trainer, text.getvalue(), f"predictions/{prefix.replace('/', '_')}.csv")
-
     def _prefix(self, stage: str) -> str:
         """Test metrics carry the preset's name (test/origin/..., test/mel/...) so OOD results stay apart."""
         preset = getattr(getattr(self.trainer, "datamodule", None), "config", None)
@@ -239,17 +210,9 @@ class ClassifierModule(L.LightningModule):
         self.log(f"{prefix}/loss", windows["loss"].mean(), prog_bar=stage != "test")
         self.log(f"{prefix}/joint_acc", joint_acc, prog_bar=True)
         self.log_dict({f"{prefix}/{name}": value for name, value in scores.items()})
-        if stage == "test":
-            self._log_test_predictions(prefix, windows)
-        if stage == "test" or (stage == "val" and self._last_epoch()):
-            confusion = joint_confusion(windows["outputs"], windows["joint"], self.hparams.threshold)
-            figure = confusion_figure(confusion.cpu().numpy(), JOINT_CLASS_NAMES,
-                                      title=f"{prefix} (joint accuracy {float(joint_acc):.3f})")
-            log_figure(self.trainer, figure, f"figures/confusion_{prefix.replace('/', '_')}.png")
+        # every window's outputs to the trainer's writers (evaluate.callbacks: prediction tables, intervals, figures)
+        publish(self, "on_windows_evaluated", stage=stage, prefix=prefix, windows=windows, joint_acc=joint_acc)
         metrics.reset()
-
-    def _last_epoch(self) -> bool:
-        return self.trainer.max_epochs is not None and self.current_epoch + 1 >= self.trainer.max_epochs
 
     def on_train_epoch_end(self) -> None:
         train = self.metrics["train_metrics"]

@@ -39,7 +39,7 @@ def load_local_weights(module: nn.Module, path: str | Path) -> None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # weights only, on purpose: a crafted file's code never runs
-        from ..checkpoints import unreadable
+        from ..core.checkpoints import unreadable
 
         raise ValueError(f"{path}: not a pretrained weights file this project can read ({unreadable(error)})") \
             from None

@@ -1,36 +1,25 @@
 """SegmenterModule: a segmenter (DeepLabV3 as in the paper, or U-Net) trained few-shot on high-quality masks to draw
-pseudo-attention masks, and the dataset-wide prediction that fills the `predicted` mask source and its probability
-maps (`predicted-probability`). A typed segmenter draws one mask per sound type (`predicted-typed`); the masks a
-classifier reads are their union."""
+pseudo-attention masks: each pixel's probability of sound, from which come the `predicted` mask source and its
+probability maps (masks.predict runs that job over a manifest). A typed segmenter draws one mask per sound type
+(`predicted-typed`); the masks a classifier reads are their union."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Sequence
 
 import lightning as L
-import numpy as np
 import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
 from torchmetrics.classification import BinaryJaccardIndex
-from tqdm import tqdm
 
-from ..atomic import write_bytes_atomic
-from ..cache import ArrayStore, compute_spectrograms, mask_store, spectrogram_store
-from ..checkpoints import load_module
-from ..figures import mask_panel
-from ..labels import SOUND_TYPES
-from ..manifest import WindowRow
-from ..mask_sources import PREDICTED, PREDICTED_PROBABILITY, PREDICTED_TYPED
-from ..masks import binary_mask, mask_metrics, soft_mask
-from ..precision import inference_copy
-from ..sharding import Shard
-from ..spectrogram import SpectrogramConfig
-from ..tracking import log_figure
+from ..core.checkpoints import load_module
+from ..core.labels import SOUND_TYPES
+from ..masks.ops import mask_metrics
+from .hooks import publish
 from .inputs import imagenet_input, load_local_weights, without_weight_sources
 from .optim import adamw_warmup_cosine
+from .precision import inference_copy
 
 
 def noise_standardized(image: torch.Tensor) -> torch.Tensor:
@@ -115,7 +104,7 @@ class SegmenterModule(L.LightningModule):
         """(B, 1, H, W) images in [0, 1] -> (B, H, W) each pixel's probability of sound (the softmax of its two
         logits; typed: the largest type probability) in float32, rounded to float16 values as the
         `predicted-probability` source stores them, so that detection reads what training read; its binary mask is
-        `masks.binary_mask`."""
+        `masks.ops.binary_mask`."""
         return self.mask_probabilities(image).amax(dim=1)
 
     @torch.no_grad()
@@ -188,19 +177,8 @@ class SegmenterModule(L.LightningModule):
         for sound_type, metric in zip(SOUND_TYPES, self.val_type_iou):
             self.log(f"val/iou_{sound_type}", metric.compute())
             metric.reset()
-        last = self.trainer.max_epochs is not None and self.current_epoch + 1 >= self.trainer.max_epochs
-        if self._figure_batch and not self.trainer.sanity_checking and (
-            last or (self.current_epoch + 1) % self.hparams.figure_every_n_epochs == 0
-        ):
-            batch = self._figure_batch
-            figure = mask_panel({
-                "spectrogram": batch["image"][:, 0].numpy(),
-                "target": batch["target"].numpy(),
-                "prediction": batch["prediction"].numpy(),
-                f"soft (sigma {self.hparams.soft_sigma:g})": [soft_mask(p, self.hparams.soft_sigma)
-                                                             for p in batch["prediction"].numpy().astype(bool)],
-            })
-            log_figure(self.trainer, figure, f"figures/val_masks_epoch{self.current_epoch + 1:03d}.png")
+        if self._figure_batch:  # a few validation windows' images, target and predicted masks (evaluate.callbacks)
+            publish(self, "on_masks_drawn", windows=self._figure_batch)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Checkpoints load without the pretrained weights file (see `without_weight_sources`)."""
@@ -210,76 +188,6 @@ class SegmenterModule(L.LightningModule):
         return adamw_warmup_cosine(self, self.hparams.lr, self.hparams.weight_decay)
 
 
-def _checkpoint_identity(checkpoint: Path) -> dict:
-    stat = checkpoint.stat()
-    return {"checkpoint": str(checkpoint.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
-
-def _claim(stores: Sequence[ArrayStore], identity: dict, replace: bool, shard: Shard) -> None:
-    """Ties the sources' folders to one checkpoint: if any holds masks of another, all are refused, or emptied with
-    `replace` (a source's binary masks and probability maps always come from one segmenter). In a DDP run the main
-    process empties and records them while the others wait."""
-    records = [store.folder / "source.json" for store in stores]
-    foreign = [(store, json.loads(record.read_text())) for store, record in zip(stores, records)
-               if record.is_file() and json.loads(record.read_text()) != identity]
-    if foreign and not replace:
-        store, stored = foreign[0]
-        raise ValueError(f"{store.folder} holds masks predicted by another checkpoint ({stored['checkpoint']}); "
-                         "pass --replace to start over")
-    if shard.is_main:
-        for store, record in zip(stores, records):
-            if foreign:
-                for old in store.folder.glob("*.npy"):
-                    old.unlink()
-            store.folder.mkdir(parents=True, exist_ok=True)
-            write_bytes_atomic(record, json.dumps(identity).encode())  # read meanwhile by the other processes
-    shard.barrier()
-
-
-def predict_masks(
-    checkpoint: str | Path,
-    rows: Sequence[WindowRow],
-    config: SpectrogramConfig,
-    cache_root: str | Path,
-    batch_size: int = 32,
-    device: str | torch.device = "cpu",
-    replace: bool = False,
-    progress: bool = True,
-    shard: Shard = Shard(),
-) -> int:
-    """Predict every window of this preset that has no mask yet, in one pass: its binary mask into the `predicted`
-    source and its probability map (float16: 32 KB for a 128 x 128 window, twice the binary mask) into
-    `predicted-probability`; returns how many windows were predicted.
-
-    A typed segmenter also writes each window's per-type binary masks into `predicted-typed`.
-
-    Resumable: windows with all of them are skipped (masks predicted before the maps were kept get them). The sources
-    hold one segmenter's masks: masks from another checkpoint are refused unless `replace` clears them. In a DDP run
-    every process calls this with the same rows and predicts its `shard` of the windows (and of their missing
-    spectrograms); all return the run's total once every mask is written.
-    """
-    checkpoint = Path(checkpoint)
-    model = load_module(SegmenterModule, checkpoint, "segmenter checkpoint", map_location=device).eval()
-    claimed = [mask_store(config, source, cache_root) for source in (PREDICTED, PREDICTED_PROBABILITY, PREDICTED_TYPED)]
-    # an untyped segmenter claims the typed source too, so it never leaves another checkpoint's typed masks there
-    _claim(claimed, _checkpoint_identity(checkpoint), replace, shard)
-    stores = claimed if model.hparams.typed else claimed[:2]
-    binary, probability, typed = (*stores, None)[:3]
-    compute_spectrograms(rows, config, cache_root, device=device, progress=progress, shard=shard)
-    images = spectrogram_store(config, cache_root)
-    pending = [row for row in dict.fromkeys(rows) if not all(store.has(row.key) for store in stores)]
-    mine = shard.agreed_share(pending) if pending else []  # every process finds the same windows missing, or none
-    for first in tqdm(range(0, len(mine), batch_size), desc=f"predict masks {config.cache_key}",
-                      disable=not progress or not mine or not shard.is_main):
-        batch = mine[first : first + batch_size]
-        image = torch.from_numpy(np.stack([images.load(r.key) for r in batch]).astype(np.float32))[:, None]
-        drawn = model.mask_probabilities(image.to(device)).cpu()
-        for row, maps in zip(batch, drawn):
-            sound = maps.amax(dim=0)  # as sound_probability draws it
-            probability.save(row.key, sound.numpy().astype(np.float16))  # exact: the values are float16 ones
-            binary.save(row.key, binary_mask(sound).numpy())
-            if typed is not None:
-                typed.save(row.key, binary_mask(maps).numpy())
-    if pending:
-        shard.barrier()  # every mask written before any process reads them
-    return len(pending)
+def load_segmenter(checkpoint: str | Path, device: str | torch.device = "cpu") -> SegmenterModule:
+    """A trained SegmenterModule (the checkpoint read safely and its class checked), in eval mode on `device`."""
+    return load_module(SegmenterModule, checkpoint, "segmenter checkpoint", map_location=device).eval()

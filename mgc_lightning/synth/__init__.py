@@ -1,5 +1,8 @@
 """The embedded benchmark: a physically grounded synthetic marine soundscape with exact ground-truth masks.
 
-calls.py (target sounds), noise.py (everything else), scene.py (one recording: noise, calls at drawn SNRs, sensor),
-build.py (a whole dataset on disk, in parallel, resumable).
+calls (target sounds), noise (everything else), scene (one recording: noise, calls at drawn SNRs, sensor), config
+(the benchmark's sizes and the labelling rule, torch-free), build (a whole dataset on disk, in parallel, resumable,
+and its ideal masks), events (the benchmark's events.csv).
 """
+
+__all__ = ["build", "calls", "config", "events", "noise", "scene"]

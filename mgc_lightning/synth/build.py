@@ -7,7 +7,6 @@ an interrupted build resumes. Memory is bounded by one recording per worker.
 
 from __future__ import annotations
 
-import csv
 import json
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -18,17 +17,17 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
-from ..audio import read_window
-from ..cache import mask_store, write_bytes_atomic
-from ..labels import SOUND_TYPES
-from ..manifest import WindowRow, write_csv_atomic, write_manifest
-from ..spectrogram import SpectrogramConfig, SpectrogramTransform
+from ..audio.manifest import WindowRow, write_csv_atomic, write_manifest
+from ..audio.reading import read_window
+from ..core.atomic import write_bytes_atomic
+from ..core.labels import SOUND_TYPES
+from ..frontend.cache import mask_store
+from ..frontend.spectrogram import SpectrogramConfig, SpectrogramTransform
 from .config import DETECTABLE_SNR_DB, BenchmarkConfig
+from .events import write_events
 from .scene import RecordingPlan, RenderedRecording, make_deployments, render_recording
 
 AUDIO_DIR, STEMS_DIR, PARTS_DIR = "audio", "stems", "parts"
-EVENT_COLUMNS = ("recording", "window", "sound_type", "start_s", "end_s", "low_hz", "high_hz", "snr_db",
-                 "effective_snr_db", "visible_pixels", "labelled", "params")
 
 
 def plan_recordings(config: BenchmarkConfig, seed: int) -> list[RecordingPlan]:
@@ -163,8 +162,7 @@ def _write_tables(out_dir: Path, plans: Sequence[RecordingPlan]) -> Path:
         events.extend(part["events"])
     manifest = out_dir / "manifest.csv"
     write_manifest(rows, manifest)
-    write_csv_atomic(out_dir / "events.csv", EVENT_COLUMNS,
-                     [[json.dumps(e[c]) if c == "params" else e[c] for c in EVENT_COLUMNS] for e in events])
+    write_events(out_dir, events)
     columns = list(recordings[0])
     write_csv_atomic(out_dir / "recordings.csv", columns, [[r[c] for c in columns] for r in recordings])
     return manifest
@@ -300,8 +298,3 @@ def write_typed_ideal_masks(
         for row, mask in zip(batch, ideal_mask(target_power[:, 1:], noise_power[:, None]).cpu().numpy()):
             store.save(row.key, mask)
     return len(pending)
-
-
-def read_events(out_dir: str | Path) -> list[dict]:
-    with open(Path(out_dir) / "events.csv", newline="") as handle:
-        return [{**row, "params": json.loads(row["params"])} for row in csv.DictReader(handle)]

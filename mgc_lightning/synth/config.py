@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..labels import NUM_JOINT_CLASSES
+from ..core.labels import NUM_JOINT_CLASSES
 
 # Detectability: a call is labelled where it stands >= 6 dB above the noise on at least 8 pixels of the origin grid
 # (a short stroke, about 0.05 % of a 128 x 128 image): what a person scanning the image or listening would notice.

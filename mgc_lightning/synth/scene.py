@@ -17,8 +17,8 @@ import numpy as np
 
 import torch
 
-from ..labels import NUM_JOINT_CLASSES, SOUND_TYPES, label_vector
-from ..spectrogram import SpectrogramTransform, get_preset
+from ..core.labels import NUM_JOINT_CLASSES, SOUND_TYPES, label_vector
+from ..frontend.spectrogram import SpectrogramTransform, get_preset
 from .calls import Event, beluga_whistle, click_train
 from .config import DETECTABLE_PIXELS, DETECTABLE_SNR_DB, DETECTION_PRESET
 from .noise import ambient_noise, echosounder, sensor_filter, shaped_noise, snapping_shrimp, vessel_passage

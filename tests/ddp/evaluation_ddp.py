@@ -12,9 +12,10 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from mgc_lightning.data import ClassificationDataModule
+from mgc_lightning.data.datamodules import ClassificationDataModule
+from mgc_lightning.evaluate.callbacks import run_callbacks
 from mgc_lightning.models.classifier import ClassifierModule
-from mgc_lightning.tracking import MLflowLogger
+from mgc_lightning.train.tracking import MLflowLogger
 
 
 def main() -> None:
@@ -28,7 +29,8 @@ def main() -> None:
     checkpoints = workspace / "checkpoints"
     trainer = L.Trainer(accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto", max_epochs=1,
                         limit_train_batches=2, logger=logger, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[ModelCheckpoint(dirpath=checkpoints, save_last=True)], num_sanity_val_steps=0)
+                        callbacks=[ModelCheckpoint(dirpath=checkpoints, save_last=True), *run_callbacks()],
+                        num_sanity_val_steps=0)
     if "--fit" in sys.argv:
         trainer.fit(model, datamodule=data)
     checkpoint = str(checkpoints / "last.ckpt")

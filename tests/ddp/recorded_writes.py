@@ -9,9 +9,9 @@ import os
 import sys
 from pathlib import Path
 
-from mgc_lightning.cache import ArrayStore
 from mgc_lightning.cli import main
-from mgc_lightning.sharding import Shard
+from mgc_lightning.core.sharding import Shard
+from mgc_lightning.frontend.cache import ArrayStore
 
 save = ArrayStore.save
 
