@@ -15,9 +15,10 @@ ARGS ?=
 RESUME ?=
 RESUME_ARG := $(if $(RESUME),--ckpt_path $(RESUME),)
 
-# The defaults train what `make demo` trains: the U-Net segmenter (seg_unet.yaml; SEG=deeplabv3 is the paper's, IoU
-# 0.10 at 128 px), the narrow ResNet-18 recipe (RECIPE; empty for another backbone: MODEL=resnet50 RECIPE=) and MGC
-# with its image head.
+# The defaults train the models `make demo` trains, with the YAMLs' own epochs (40 for the segmenter, 30 for the
+# classifiers; the demo's pipeline sets 18 and 15): the U-Net segmenter (seg_unet.yaml; SEG=deeplabv3 is the paper's,
+# IoU 0.10 at 128 px), the narrow ResNet-18 recipe (RECIPE; empty for another backbone: MODEL=resnet50 RECIPE=) and
+# MGC with its image head.
 SEG ?= unet
 MODEL ?= resnet18
 RECIPE ?= experiments/narrow_resnet18.yaml
@@ -56,7 +57,7 @@ demo: install
 	$(MGC) pipeline experiments/pipeline_demo.yaml
 
 # The few-shot curve: the segmenter's IoU on 25 to 400 high-quality masks, chosen at random or by its uncertainty
-# (8 more segmenters, about 35 more minutes on 2 cores).
+# (8 more segmenters: 54 minutes on 2 AMD EPYC cores beside other jobs).
 few-shot-curve: install
 	$(MGC) pipeline experiments/pipeline_demo.yaml --few-shot-curve
 

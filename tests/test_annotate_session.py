@@ -13,7 +13,7 @@ import soundfile as sf
 from PIL import Image
 
 from mgc_lightning.annotate.queues import build_queue, sound_probabilities
-from mgc_lightning.annotate.session import AnnotationSession, VersionConflict, mask_file_name
+from mgc_lightning.annotate.session import AnnotationSession, VersionConflict, accepted_keys, mask_file_name
 from mgc_lightning.audio.manifest import SplitConfig, load_manifest, split_rows
 from mgc_lightning.cli import main
 from mgc_lightning.data.datamodules import MANIFEST_MASKS, mask_loader
@@ -62,6 +62,8 @@ def test_accepted_mask_is_what_mask_source_manifest_trains_on_and_reopening_resu
     reopened.accept(1, ~mask, reopened.labels(1), base_version=0)
     assert [r.key for r in load_manifest(record)] == [session.row(0).key, session.row(1).key]
     assert reopened.resume_index() == 2
+    # what `mgc annotate` leaves out of the next uncertain round
+    assert accepted_keys(tiny_dataset, ORIGIN) == {session.row(0).key, session.row(1).key}
 
 
 def test_two_sessions_on_one_dataset_keep_each_others_saves_and_refuse_a_save_over_a_newer_one(tiny_dataset, tmp_path):
@@ -164,6 +166,11 @@ def test_uncertain_queue_puts_the_windows_the_segmenter_hesitates_on_first(tiny_
     images = spectrogram_store(ORIGIN, tmp_path / "cache")
     scores = {r.key: float(mean_entropy(sound_probabilities(model.eval(), images.load(r.key)[None]))[0]) for r in train}
     assert [r.key for r in queue] == sorted(scores, key=scores.get, reverse=True)[:4]
+    # a round asks for new windows: those with an accepted mask give way to the next most uncertain ones
+    accepted = {queue[0].key, queue[2].key}
+    again = build_queue(rows, "uncertain", split, ORIGIN, tmp_path / "cache", count=4, segmenter=segmenter,
+                        accepted=accepted)
+    assert [r.key for r in again] == [k for k in sorted(scores, key=scores.get, reverse=True) if k not in accepted][:4]
 
     session = AnnotationSession(tiny_dataset, queue, ORIGIN, tmp_path / "cache", "ana", "uncertain", segmenter)
     mask, origin = session.starting_mask(0)

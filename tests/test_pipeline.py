@@ -109,6 +109,14 @@ def test_few_shot_curve_grows_by_uncertainty_reuses_equal_segmenters_and_reports
     assert re.search(r"^\| 8 \| \d\.\d{3} \[", section, re.MULTILINE) and re.search(r"^\| 16 \| ", section, re.MULTILINE)
     assert "uncertain: confirmation mel" in section
     assert (finished / "report" / "figures" / "few_shot_curve.png").is_file()
+    # points made with another segmenter are stale: refused when the curve is asked for, left out of a plain rerun
+    config = PipelineConfig.from_yaml(finished / "pipeline.yaml")
+    manifest, confirm = finished / "bench" / "manifest.csv", finished / "confirm" / "manifest.csv"
+    segmenter = yaml.safe_load((state / "segmenter.json").read_text())
+    with pytest.raises(ValueError, match=r"delete .*few-shot-\*\.json"):
+        Pipeline(config, few_shot_curve=True).few_shot_points(manifest, confirm, {**segmenter, "best": "other.ckpt"})
+    assert Pipeline(config).few_shot_points(manifest, confirm, {**segmenter, "best": "other.ckpt"}) == []
+    assert len(Pipeline(config).few_shot_points(manifest, confirm, segmenter)) == 4
 
 
 @pytest.mark.slow

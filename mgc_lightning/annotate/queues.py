@@ -5,7 +5,7 @@ classifier's checkpoint selection and test (the rule `mgc masks select` follows)
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Collection, Sequence
 
 import numpy as np
 import torch
@@ -25,10 +25,12 @@ def sound_probabilities(segmenter, images: np.ndarray) -> np.ndarray:
 
 def build_queue(
     rows: Sequence[WindowRow], queue: str, split: SplitConfig, config: SpectrogramConfig, cache_root: str | Path,
-    count: int = 200, seed: int = 0, segmenter=None, batch_size: int = 16,
+    count: int = 200, seed: int = 0, segmenter=None, batch_size: int = 16, accepted: Collection[str] = (),
 ) -> list[WindowRow]:
     """hq: the stratified high-quality selection (`count` windows); uncertain: the `count` windows the segmenter is
-    least sure about, most uncertain first (active learning); all: every train-side window in manifest order."""
+    least sure about among those without an `accepted` mask (window keys), most uncertain first (active learning: a
+    round adds `count` new masks, as the few-shot curve's `uncertain` order does); all: every train-side window in
+    manifest order."""
     if queue not in QUEUES:
         raise ValueError(f"queue must be one of {QUEUES}, got {queue!r}")
     if queue == "hq":
@@ -38,4 +40,5 @@ def build_queue(
         return train
     if segmenter is None:
         raise ValueError("the uncertain queue ranks windows by a segmenter's uncertainty: pass --segmenter CKPT")
-    return rank_by_uncertainty(segmenter, train, config, cache_root, batch_size)[:count]
+    pending = [row for row in train if row.key not in set(accepted)]
+    return rank_by_uncertainty(segmenter, pending, config, cache_root, batch_size)[:count]

@@ -80,6 +80,17 @@ class VersionConflict(Exception):
         super().__init__(message)
 
 
+def record_path(manifest: str | Path, config: SpectrogramConfig) -> Path:
+    """Where the accepted masks of `config`'s windows of a manifest are recorded: beside the manifest."""
+    return Path(manifest).resolve().parent / f"annotated-{config.name}.csv"
+
+
+def accepted_keys(manifest: str | Path, config: SpectrogramConfig) -> set[str]:
+    """The windows of a manifest that already have an accepted mask on this front end."""
+    record = record_path(manifest, config)
+    return {row.key for row in load_manifest(record, check_audio=False)} if record.is_file() else set()
+
+
 class AnnotationSession:
     """The windows of one queue and what has been accepted so far; safe to call from several server threads and
     beside other sessions on the same dataset."""
@@ -95,7 +106,7 @@ class AnnotationSession:
         self.queue, self.config, self.cache_root = list(queue), config, Path(cache_root)
         self.annotator, self.queue_name, self.segmenter = annotator.strip(), queue_name, segmenter
         self.mask_folder = self.folder / "masks" / config.name
-        self.record = self.folder / f"annotated-{config.name}.csv"
+        self.record = record_path(manifest, config)
         self.record_lock = self.record.with_name(f"{self.record.name}.lock")
         self.server_lock = self.folder / f"annotated-{config.name}.server.lock"
         for path in (self.mask_folder, self.record, self.record_lock, self.server_lock):

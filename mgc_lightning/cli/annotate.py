@@ -11,7 +11,7 @@ from .options import cache_options, split_config, split_options
 def _cmd_annotate(args: argparse.Namespace) -> int:
     from ..annotate.app import serve
     from ..annotate.queues import build_queue
-    from ..annotate.session import AnnotationSession
+    from ..annotate.session import AnnotationSession, accepted_keys
     from ..audio.manifest import load_manifest
     from ..frontend.config import get_preset
     from ..models.segmenter import load_segmenter
@@ -19,7 +19,7 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
     rows, config = load_manifest(args.manifest), get_preset(args.preset)
     segmenter = load_segmenter(args.segmenter) if args.segmenter else None
     queue = build_queue(rows, args.queue, split_config(args), config, args.cache_root, args.count, args.seed,
-                        segmenter)
+                        segmenter, accepted=accepted_keys(args.manifest, config))
     session = AnnotationSession(args.manifest, queue, config, args.cache_root, args.annotator, args.queue, segmenter)
     serve(session, args.port, announce=lambda line: print(line, flush=True))
     return 0

@@ -2,10 +2,10 @@
 the windows to annotate by the segmenter's uncertainty beats choosing them at random.
 
 Two orders of the train side's windows, exact masks standing in for the annotator: `random` takes the stratified
-draw that `hq.csv` is (each size the first windows of one draw, so a larger set holds the smaller ones); `uncertain`
-starts from the same smallest draw and grows it round by round with the windows the previous round's segmenter is
-least sure of (the annotation queue `uncertain`). Quality is the pooled IoU of the binary masks against the exact
-masks, with an interval over recordings."""
+draw that `hq.csv` is (`masks.sources.select_high_quality`; each size the first windows of one draw, so a larger
+set holds the smaller ones); `uncertain` starts from the same smallest draw and grows it round by round with the
+windows the previous round's segmenter is least sure of (the annotation queue `uncertain`). Quality is the pooled
+IoU of the binary masks against the exact masks, with an interval over recordings."""
 
 from __future__ import annotations
 
@@ -16,19 +16,14 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..audio.manifest import SplitConfig, WindowRow
+from ..audio.manifest import WindowRow
 from ..frontend.cache import compute_spectrograms, mask_store, spectrogram_store
 from ..frontend.spectrogram import SpectrogramConfig
 from ..masks.ops import binary_mask
-from ..masks.sources import IDEAL, rank_by_uncertainty, select_high_quality
+from ..masks.sources import IDEAL, rank_by_uncertainty
 from .intervals import Interval, ratio_interval
 
 ORDERS = ("random", "uncertain")
-
-
-def random_selection(rows: Sequence[WindowRow], split: SplitConfig, size: int, seed: int) -> list[WindowRow]:
-    """The first `size` windows of the stratified high-quality draw: hq.csv at the pipeline's hq_count."""
-    return select_high_quality(rows, split, size, seed)
 
 
 def grown_by_uncertainty(
@@ -54,6 +49,8 @@ class Overlaps:
     recordings: list[str]
 
     def iou(self) -> Interval:
+        """Pooled IoU (all intersections over all unions, so large calls weigh by their pixels), interval over
+        recordings."""
         return ratio_interval(self.intersection, self.union, groups=self.recordings)
 
 
@@ -83,6 +80,8 @@ def epochs_for(size: int, reference_size: int, reference_epochs: int) -> int:
 
 @dataclass(frozen=True)
 class FewShotPoint:
+    """One segmenter of the curve: its order, its number of masks and its IoU on each tested set."""
+
     order: str
     size: int
     iou: dict[str, Interval]  # per tested set ("validation origin", "confirmation mel", ...)

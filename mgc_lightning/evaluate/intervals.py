@@ -117,7 +117,8 @@ def drop_ratio_interval(inside_a, outside_a: list, inside_b, outside_b: list, gr
 
 def ratio_interval(numerators, denominators, groups: Sequence | None = None, seed: int = 0) -> Interval:
     """Sum of the numerators over sum of the denominators (pooled IoU: intersections over unions) and its
-    percentile-bootstrap interval, resampling groups (recordings) with both arrays together."""
+    percentile-bootstrap interval, resampling groups (recordings) with both arrays together. A resample whose
+    denominators sum to 0 (every drawn recording without a sound pixel) has no ratio and is left out."""
     top, bottom = _per_window(numerators), _per_window(denominators)
     if top.size != bottom.size:
         raise ValueError(f"a ratio needs one numerator per denominator: {top.size} vs {bottom.size}")

@@ -35,7 +35,7 @@ from ..audio.manifest import SPLITS, WindowRow, load_manifest, split_rows, write
 from ..core.atomic import write_bytes_atomic
 from ..core.mlflow_store import TRACKING_URI_ENV, default_tracking_uri
 from ..data.augment import FrontEndAugment
-from ..evaluate.few_shot import ORDERS, FewShotPoint, epochs_for, grown_by_uncertainty, mask_overlaps, random_selection
+from ..evaluate.few_shot import ORDERS, FewShotPoint, epochs_for, grown_by_uncertainty, mask_overlaps
 from ..evaluate.intervals import Interval
 from ..frontend.cache import compute_spectrograms, mask_store, spectrogram_store
 from ..frontend.spectrogram import get_preset
@@ -255,21 +255,33 @@ class Pipeline:
         """The few-shot curve (evaluate/few_shot.py), one segmenter per order and number of masks, each tested on the
         validation windows and on the confirmation windows of every front end. The random draw of hq_count masks is
         the pipeline's own segmenter, and both orders start from the same smallest draw. Without `few_shot_curve`
-        set on the run: the points a run before made."""
-        points = []
+        set on the run: the points a run before made with the same segmenter recipe."""
+        points, recipe = [], self._few_shot_recipe(segmenter)
         for order in ORDERS:
             chosen, previous = [], None
             for size in self.config.few_shot_curve:
                 key = f"few-shot-{order}-{size}"
-                if (done := self._done(key)) is None and self.few_shot_curve:
+                if (done := self._done(key)) is not None and done.get("recipe") != recipe:
+                    if self.few_shot_curve:
+                        raise ValueError(f"{self.state_dir / key}.json was made with the segmenter recipe "
+                                         f"{done.get('recipe')}, the run now has {recipe}: delete "
+                                         f"{self.state_dir}/few-shot-*.json to train the curve again")
+                    done = None  # stale: not reported
+                if done is None and self.few_shot_curve:
                     with self._timed(key):
-                        done = self._record(key, self._few_shot_point(order, size, chosen, previous, manifest,
-                                                                      confirmation, segmenter))
+                        done = self._record(key, {**self._few_shot_point(order, size, chosen, previous, manifest,
+                                                                         confirmation, segmenter), "recipe": recipe})
                 if done is None:
                     break  # an uncertain round grows the one before it
                 chosen, previous = load_manifest(done["windows"], check_audio=False), done["best"]
                 points.append(FewShotPoint(order, size, {name: Interval(**i) for name, i in done["iou"].items()}))
         return points
+
+    def _few_shot_recipe(self, segmenter: dict) -> dict:
+        """What every point of the curve depends on besides its windows: a change makes the recorded points stale."""
+        c = self.config
+        return {"segmenter_config": c.segmenter_config, "segmenter_args": list(c.segmenter_args.arguments()),
+                "hq_count": c.hq_count, "split_seed": c.split.seed, "segmenter": segmenter["best"]}
 
     def _few_shot_point(self, order: str, size: int, chosen: list[WindowRow], previous: str | None, manifest: Path,
                         confirmation: Path | None, segmenter: dict) -> dict:
@@ -279,7 +291,7 @@ class Pipeline:
         c = self.config
         rows, origin = load_manifest(manifest), get_preset(c.presets[0])
         if order == "random" or previous is None:
-            windows = random_selection(rows, c.split, size, c.split.seed)
+            windows = select_high_quality(rows, c.split, size)  # the draw hq.csv is, so it nests with it
         else:
             pool = [rows[i] for i in split_rows(rows, c.split)["train"]]
             windows = grown_by_uncertainty(chosen, pool, size, load_segmenter(previous), origin, c.cache_root)
@@ -287,7 +299,8 @@ class Pipeline:
         write_manifest(windows, listed)
         segmenter_args = ["--config", c.segmenter_config, *c.segmenter_args.arguments()]
         epochs = epochs_for(size, c.hq_count, int(configured_value(segmenter_args, "trainer.max_epochs")))
-        if order == "random" and size == c.hq_count:
+        hq = [row.key for row in load_manifest(Path(c.data_dir) / "hq.csv", check_audio=False)]
+        if order == "random" and [row.key for row in windows] == hq:
             trained = segmenter  # the same windows and recipe
         elif order == "uncertain" and previous is None:
             trained = self._done(f"few-shot-random-{size}")  # the same smallest draw
