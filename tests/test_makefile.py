@@ -87,7 +87,8 @@ def test_make_test_checks_the_import_contracts_before_pytest(tmp_path, target):
         pytest.skip("make is not installed")
     (tmp_path / "venv").mkdir()
     (tmp_path / "venv" / ".installed").touch()  # an installed environment, newer than pyproject.toml
-    result = subprocess.run(["make", "-n", target, f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True,
-                            text=True, check=True)
+    # --no-print-directory: under `make test` this make is a sub-make, which would announce its directory
+    result = subprocess.run(["make", "--no-print-directory", "-n", target, f"VENV={tmp_path / 'venv'}"], cwd=ROOT,
+                            capture_output=True, text=True, check=True)
     commands = [line.split()[0] for line in result.stdout.splitlines() if line.strip()]
     assert commands == [f"{tmp_path / 'venv'}/bin/lint-imports", f"{tmp_path / 'venv'}/bin/python"], result.stdout
