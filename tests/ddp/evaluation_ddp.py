@@ -1,6 +1,7 @@
-"""Lightning's own Trainer on `devices` CPU processes (DDP over gloo when more than one): with `--fit`, trains a tiny
-baseline for one epoch first; then validates and tests WORKSPACE/checkpoints/last.ckpt. Rank 0 writes the returned
-metrics, the split sizes and the MLflow run id to OUT.json.
+"""Lightning's own Trainer on `devices` CPU processes (DDP over gloo when more than one), with the callbacks that write
+every run's per-window predictions and intervals (evaluate.callbacks): with `--fit`, trains a tiny baseline for one
+epoch first; then validates and tests WORKSPACE/checkpoints/last.ckpt. Rank 0 writes the returned metrics, the split
+sizes and the MLflow run id to OUT.json.
 
 usage: evaluation_ddp.py WORKSPACE DEVICES OUT.json [--fit]
 """
