@@ -149,3 +149,15 @@ def test_an_interrupted_pipeline_exits_143_without_waiting_for_queued_work(works
                                signal.SIGTERM)
     assert status == 143 and "mgc pipeline: interrupted by SIGTERM" in stderr and "Traceback" not in stderr, stderr
     assert len(list(parts.glob("*.json"))) < 20 and not (root / "bench" / "manifest.csv").exists()
+
+
+def test_a_signal_inside_a_deferred_write_is_raised_after_it():
+    from mgc_lightning.core.interrupts import Interrupted, deferred, handled
+
+    finished = []
+    with handled():
+        with pytest.raises(Interrupted) as raised:
+            with deferred():
+                os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here, in the main thread
+                finished.append("the write")
+        assert finished == ["the write"] and raised.value.signal == signal.SIGTERM

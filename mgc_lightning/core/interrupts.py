@@ -94,6 +94,20 @@ def defer(deferring: bool) -> None:
     _state.deferring = deferring
 
 
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Within the block a first signal is only recorded, and raised at its end: for a write that must not stop half
+    way (an MLflow store's transaction: stopped inside it, SQLite stays locked for the run's closing write)."""
+    outer = _state.deferring
+    _state.deferring = True
+    try:
+        yield
+    finally:
+        _state.deferring = outer
+    if not outer:
+        raise_if_received()
+
+
 def raise_if_received() -> None:
     """Where stopping is clean (a batch's end): raise Interrupted if a signal came."""
     if _state.received is not None:

@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from ..core.checkpoints import FRONT_END_KEY, LABEL_MAP_KEY, RUN_ID_KEY, WINDOWS_KEY, load_checkpoint
-from ..core.interrupts import received
+from ..core.interrupts import deferred, received
 from ..core.labels import label_map
 from ..core.mlflow_store import artifact_root, default_tracking_uri
 from ..core.stopping import last_checkpoint
@@ -74,11 +74,16 @@ class MLflowLogger(MLFlowLogger):
         evaluated on another preset later must not fail on a param it logged at the start."""
         from lightning.fabric.utilities.logger import _convert_params, _flatten_dict
 
-        existing = self.experiment.get_run(self.run_id).data.params
-        fresh = {k: v for k, v in _flatten_dict(_convert_params(params)).items() if k not in existing}
-        if fresh:
-            super().log_hyperparams(fresh)
+        with deferred():  # a signal lands after the store's transaction, never inside it
+            existing = self.experiment.get_run(self.run_id).data.params
+            fresh = {k: v for k, v in _flatten_dict(_convert_params(params)).items() if k not in existing}
+            if fresh:
+                super().log_hyperparams(fresh)
 
+    @rank_zero_only
+    def log_metrics(self, metrics, step=None) -> None:
+        with deferred():  # as log_hyperparams
+            super().log_metrics(metrics, step)
 
     @rank_zero_only
     def finalize(self, status: str = "success") -> None:
