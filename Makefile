@@ -43,14 +43,18 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
-# lint-imports first: the import contracts of pyproject.toml (stages import only the stages below them)
+# lint-imports first: the import contracts of pyproject.toml (stages import only the stages below them). The tests run
+# in TEST_WORKERS processes (pytest-xdist; one per core, at most 4), each taking whole modules, longest first
+# (tests/conftest.py); TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= auto
+PYTEST := $(PY) -m pytest -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile --no-loadscope-reorder
 test: install
 	$(VENV)/bin/lint-imports --no-logo
-	$(PY) -m pytest
+	$(PYTEST)
 
 test-fast: install
 	$(VENV)/bin/lint-imports --no-logo
-	$(PY) -m pytest -m "not slow"
+	$(PYTEST) -m "not slow"
 
 # The main job: the whole protocol on the demo benchmark (12-21 min on 2 CPU cores, by CPU); reruns skip finished stages.
 demo: install

@@ -21,6 +21,62 @@ def real_data() -> Path:
     return REAL_DATA
 
 
+# The modules that take longest (setup and calls, measured with --durations on 2 cores), first: `make test` hands whole
+# modules to its workers (--dist loadfile, one build of each module's fixtures), so starting the long ones first keeps
+# both cores busy to the end. The rest follow in collection order.
+LONGEST_FIRST = ("test_learning", "test_readme_own_data", "test_detect", "test_pipeline", "test_paper_dry_run",
+                 "test_fault_injection", "test_interrupts", "test_multi_node", "test_ddp_evaluation", "test_ddp_training",
+                 "test_annotate_browser", "test_cli", "test_bad_input_cli", "test_classifier_training",
+                 "test_ddp_sharding")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: the rest keep their order
+
+
+def pytest_configure(config):
+    """A test worker of `pytest -n` runs torch (and the processes it starts) on one thread: the workers share the
+    cores, and two workers of two threads each on 2 cores run slower than one thread each."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        import torch
+
+        torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def mlflow_schema_from_a_template(tmp_path_factory):
+    """Every new SQLite MLflow store of this test process starts as a copy of one empty store that MLflow itself built
+    once here: building the schema runs its ~60 migrations, 3-6 s a store, and the suite opens a new store in most of
+    its tests. The copy (SQLite's backup API) is byte for byte what MLflow's own migrations give; processes that tests
+    start build theirs as users' do."""
+    import sqlite3
+
+    import mlflow.store.db.utils as db_utils
+    from sqlalchemy import create_engine
+
+    template = tmp_path_factory.mktemp("mlflow-schema") / "empty.db"
+    engine = create_engine(f"sqlite:///{template}")
+    db_utils._initialize_tables(engine)
+    engine.dispose()
+    build = db_utils._initialize_tables
+
+    def from_template(engine) -> None:
+        if engine.url.get_backend_name() != "sqlite" or engine.url.database in (None, "", ":memory:"):
+            return build(engine)
+        raw = engine.raw_connection()
+        try:
+            with sqlite3.connect(template) as source:
+                source.backup(raw.driver_connection)
+        finally:
+            raw.close()
+
+    db_utils._initialize_tables = from_template
+    yield
+    db_utils._initialize_tables = build
+
+
 @pytest.fixture
 def one_thread():
     """Torch on one thread: tiny networks train several times faster than on a contended machine's every core, and

@@ -63,9 +63,10 @@ def test_local_pretrained_weights_load_and_missing_ones_say_what_to_do(tmp_path)
         SpectrogramEncoder("resnet18", 32, 128, pretrained_path=str(tmp_path / "absent.pth"))
 
 
-def test_hub_weights_offline_give_a_clear_error(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(RuntimeError, match="set pretrained_path to the local file"):
+def test_pretrained_without_a_local_file_is_refused_before_any_download(monkeypatch):
+    """Even online (no HF_HUB_OFFLINE), `pretrained: true` alone never reaches the hub: it says to give a file."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with pytest.raises(InputError, match="never downloads weights.*set pretrained_path to the local file"):
         SpectrogramEncoder("resnet18", 32, 128, pretrained=True)
 
 

@@ -24,6 +24,7 @@ RECIPE = ["--model.init_args.backbone_kwargs", "{channels: [16, 32, 64, 128], st
 # The mask-guided bar sits above what the image alone reaches, so a mask path that carries nothing fails it too.
 LEARNED = 0.5
 LEARNED_WITH_IDEAL_MASKS = 0.8
+pytestmark = pytest.mark.slow  # minutes of training: `make test` runs them, `make test-fast` does not
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,13 @@ encoder, both projected to one latent width so the fusion modules can combine th
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import timm
 import torch
 from torch import nn
 
+from ..core.errors import InputError
 from .inputs import imagenet_input
 
 Grid = tuple[int, int]
@@ -49,7 +51,7 @@ class SpectrogramEncoder(nn.Module):
 
     CNN feature maps become one token per position; ViT/DeiT keep their patch tokens (class and distillation tokens
     dropped) on their square patch grid. Built from scratch unless a local weights file is given; `pretrained=True`
-    asks timm's hub and turns an offline failure into a message that says how to use a local file.
+    without one is refused at once (nothing is downloaded, and a hub timeout would cost a minute before saying so).
     """
 
     def __init__(self, name: str, dim: int, image_size: int, pretrained: bool = False,
@@ -60,23 +62,18 @@ class SpectrogramEncoder(nn.Module):
         kwargs = {**(backbone_kwargs or {}), "num_classes": 0}
         if any(name.startswith(prefix) for prefix in ("vit", "deit")):
             kwargs["img_size"] = image_size
+        if pretrained and not pretrained_path:
+            raise InputError(
+                f"pretrained: true for {name!r} without pretrained_path: mgc-lightning never downloads weights. Fetch "
+                "the timm checkpoint on a connected machine and set pretrained_path to the local file, or set "
+                "pretrained: false to train from scratch")
         if pretrained_path:
-            from pathlib import Path
-
             if not Path(pretrained_path).is_file():
                 raise FileNotFoundError(
                     f"pretrained weights file {pretrained_path} not found. mgc-lightning never downloads weights: "
                     f"fetch the timm checkpoint of {name} on a connected machine and pass its path as pretrained_path")
             kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(pretrained_path)})
-        else:
-            kwargs["pretrained"] = pretrained
-        try:
-            self.backbone = timm.create_model(name, **kwargs)
-        except OSError as error:  # huggingface_hub's LocalEntryNotFoundError when offline
-            raise RuntimeError(
-                f"could not fetch pretrained weights for {name!r} ({type(error).__name__}); this machine is offline or "
-                "has no hub access. Download the weights elsewhere and set pretrained_path to the local file, or set "
-                "pretrained: false to train from scratch") from error
+        self.backbone = timm.create_model(name, **kwargs)
         # channels_last runs convolutions 1.5-2x faster on CPUs and tensor cores; transformers are unaffected
         self.backbone.to(memory_format=torch.channels_last)
         self.prefix_tokens = getattr(self.backbone, "num_prefix_tokens", 0)
