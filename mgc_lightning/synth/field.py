@@ -88,7 +88,7 @@ def _vessel_lines(rng: np.random.Generator, t: np.ndarray, sample_rate: int, spe
                   knee: float) -> tuple[np.ndarray, dict]:
     """(t, speed and doppler at 1/SLOW of the rate; the lines returned at that rate too.)"""
     """Tonal lines of one ship (Ross 1976; Arveson & Vendittis 2000, JASA 107:118; McKenna et al. 2012): shaft rate
-    and harmonics, blade rate and harmonics to ~1 kHz, engine firing rate and harmonics to ~2 kHz and reduction-gear
+    and harmonics, blade rate and 15 harmonics (to <= 1 kHz), engine firing rate and 8 harmonics (to <= 2 kHz) and reduction-gear
     mesh lines, all proportional to the shaft speed; diesel generator lines at multiples of 60 Hz (a governor holds
     them within ~0.3 %) and pump and auxiliary lines, 300 Hz to 8 kHz; every line Doppler-shifted by the ship's
     radial speed. Each line stands 3-25 dB above the broadband noise in a 10 Hz band around it."""
@@ -98,8 +98,9 @@ def _vessel_lines(rng: np.random.Generator, t: np.ndarray, sample_rate: int, spe
     tracks: list[tuple[float, bool, float]] = []  # (frequency at mean speed, follows speed, dB above broadband)
     tracks += [(k * shaft, True, rng.uniform(3, 10)) for k in range(1, 5)]
     blade_rate = shaft * blades
-    tracks += [(k * blade_rate, True, rng.uniform(8, 25) - 8 * np.log10(k)) for k in range(1, 1 + int(1000 // blade_rate))]
-    tracks += [(k * firing, True, rng.uniform(3, 18)) for k in range(1, 1 + int(min(2000 // firing, 12)))]
+    tracks += [(k * blade_rate, True, rng.uniform(8, 25) - 8 * np.log10(k))
+               for k in range(1, 1 + int(min(1000 // blade_rate, 15)))]
+    tracks += [(k * firing, True, rng.uniform(3, 18)) for k in range(1, 1 + int(min(2000 // firing, 8)))]
     tracks += [(engine * rng.uniform(20, 90), True, rng.uniform(5, 20)) for _ in range(int(rng.integers(1, 4)))]
     generator = 60.0 * rng.uniform(0.997, 1.003)
     tracks += [(k * generator, False, rng.uniform(3, 15)) for k in rng.choice(np.arange(1, 60), 6, replace=False)]
@@ -182,12 +183,12 @@ def sea_noise_field(rng: np.random.Generator, n: int, sample_rate: int, sea_stat
     bursts: breaking waves entrain bubbles whose sound starts loud and dies in tens to hundreds of ms (Deane 1997,
     JASA 102:2671; Kerman 1984). The real North Sea ambient's spectral kurtosis rises from 0.1 at 250 Hz to 1.2 at
     2 kHz; Gaussian noise reads 0. `steady_db(f)`, if given, is a PSD added to the steady part (one FFT for both)."""
-    share = rng.uniform(0.3, 0.7)
-    corner = rng.uniform(800, 2000)
+    share = rng.uniform(0.6, 0.95)
+    corner = rng.uniform(1000, 3000)
 
     def bursty(f):
-        return share * f**2 / (f**2 + corner**2)
-    rate, decay = rng.uniform(3, 20), rng.uniform(0.03, 0.15)
+        return share * f / (f + corner)
+    rate, decay = rng.uniform(2, 10), rng.uniform(0.03, 0.1)
     def steady_psd(f):
         wind = ambient_psd_db(f, sea_state) + 10 * np.log10(1 - bursty(f))
         return wind if steady_db is None else 10 * np.log10(10 ** (wind / 10) + 10 ** (steady_db(f) / 10))
@@ -220,21 +221,21 @@ def distant_shipping(rng: np.random.Generator, n: int, sample_rate: int, plateau
 def flow_noise(rng: np.random.Generator, n: int, sample_rate: int, level_db: float) -> np.ndarray:
     """Flow noise: turbulent current over the hydrophone makes pressure fluctuations below ~100 Hz that come in
     gusts, and strum and knocks of the mooring (Strasberg 1979, JASA 66:1487; Bassett et al. 2014, JASA 136:1336):
-    a corner at 10-50 Hz, -40 dB/decade above, a log-normal gust envelope (0.1-1 s), and a few knocks a second
-    ringing at 30-300 Hz. Strongly non-Gaussian."""
+    a corner at 10-50 Hz, -40 dB/decade above, a log-normal gust envelope (0.1-1 s), and now and then a knock
+    ringing at 20-120 Hz. Strongly non-Gaussian."""
     corner = rng.uniform(10, 50)
     t = _slow_time(n, sample_rate)
-    gusts = _stretch(np.exp(rng.uniform(0.5, 1.2) * _smooth_walk(rng, t, n / sample_rate, components=8)), n)
+    gusts = _stretch(np.exp(rng.uniform(0.3, 0.7) * _smooth_walk(rng, t, n / sample_rate, components=8)), n)
     out = shaped_noise(rng, n, sample_rate, lambda f: level_db - 40 * np.log10(np.maximum(f, corner) / corner)) * gusts
     knocks = np.zeros(n)
-    count = rng.poisson(rng.uniform(0.5, 5) * n / sample_rate)
+    count = rng.poisson(rng.uniform(0.2, 2) * n / sample_rate)
     np.add.at(knocks, rng.integers(0, n, count), rng.lognormal(0, 0.7, count) * rng.choice([-1, 1], count))
-    ring = rng.uniform(30, 300)
+    ring = rng.uniform(20, 120)
     kernel_t = np.arange(int(0.05 * sample_rate)) / sample_rate
     kernel = np.exp(-kernel_t / rng.uniform(0.005, 0.02)) * np.sin(2 * np.pi * ring * kernel_t)
     knocks = oaconvolve(knocks, kernel)[:n]
     if count:
-        knocks *= np.sqrt(np.mean(out**2)) * rng.uniform(0.5, 2) / max(np.sqrt(np.mean(knocks**2)), 1e-30)
+        knocks *= np.sqrt(np.mean(out**2)) * rng.uniform(0.05, 0.3) / max(np.sqrt(np.mean(knocks**2)), 1e-30)
     return out + knocks
 
 

@@ -234,7 +234,7 @@ def _ambient_field(rng: np.random.Generator, deployment: Deployment, n: int, sr:
                                                                                              dict]:
     """The field model's background (`field`): bursty Wenz sea noise with 1/f self-noise (their RMS sets the level
     of vessels and of the written files, as in `_ambient`), shrimp as in `_ambient`, then distant shipping (its
-    plateau 2-14 dB over the wind's, more where traffic is dense), flow noise, rain and mains hum when drawn."""
+    plateau 4-16 dB over the wind's, more where traffic is dense), flow noise, rain and mains hum when drawn."""
     sea_state = rng.uniform(*deployment.sea_state)
     baseline, conditions = sea_noise_field(rng, n, sr, sea_state, self_noise_psd(rng, deployment.self_noise_db))
     ambient_rms = np.sqrt(np.mean(baseline**2))
@@ -244,7 +244,7 @@ def _ambient_field(rng: np.random.Generator, deployment: Deployment, n: int, sr:
     if shrimp.any():
         baseline += shrimp * ambient_rms * 10 ** (shrimp_db / 20) / np.sqrt(np.mean(shrimp**2))
     wind_plateau = float(ambient_psd_db(np.array(100.0), sea_state))
-    shipping_db = rng.uniform(2, 14) + 5 * np.log10(max(deployment.vessels_per_minute, 0.1) / 2)
+    shipping_db = rng.uniform(4, 16) + 5 * np.log10(max(deployment.vessels_per_minute, 0.1) / 2)
     shipping, lines = distant_shipping(rng, n, sr, wind_plateau + shipping_db)
     baseline += shipping
     conditions.update(lines, distant_shipping_db=round(float(shipping_db), 1), flow_db=0.0, rain_drops_per_s=0.0,
