@@ -86,12 +86,12 @@ def _vessel_speed(rng: np.random.Generator, t: np.ndarray, duration: float) -> t
 
 def _vessel_lines(rng: np.random.Generator, t: np.ndarray, sample_rate: int, speed: np.ndarray, doppler: np.ndarray,
                   knee: float) -> tuple[np.ndarray, dict]:
-    """(t, speed and doppler at 1/SLOW of the rate; the lines returned at that rate too.)"""
     """Tonal lines of one ship (Ross 1976; Arveson & Vendittis 2000, JASA 107:118; McKenna et al. 2012): shaft rate
-    and harmonics, blade rate and 15 harmonics (to <= 1 kHz), engine firing rate and 8 harmonics (to <= 2 kHz) and reduction-gear
-    mesh lines, all proportional to the shaft speed; diesel generator lines at multiples of 60 Hz (a governor holds
-    them within ~0.3 %) and pump and auxiliary lines, 300 Hz to 8 kHz; every line Doppler-shifted by the ship's
-    radial speed. Each line stands 3-25 dB above the broadband noise in a 10 Hz band around it."""
+    and harmonics, blade rate and 15 harmonics (to <= 1 kHz), engine firing rate and 8 harmonics (to <= 2 kHz) and
+    reduction-gear mesh lines, all proportional to the shaft speed; diesel generator lines at multiples of 60 Hz (a
+    governor holds them within ~0.1 %) and pump and auxiliary lines, 300 Hz to 8 kHz; every line Doppler-shifted by
+    the ship's radial speed. Each line stands 3-25 dB above the broadband noise in a 10 Hz band around it. t, speed
+    and doppler come at 1/SLOW of the rate, and the lines go back at that rate."""
     shaft, blades = rng.uniform(1.5, 5), int(rng.integers(3, 7))
     engine = shaft * rng.choice([1.0, rng.uniform(2, 5)])  # direct drive or geared
     firing = engine * int(rng.choice([3, 4, 6, 8])) / 2  # four-stroke: half the cylinders fire per revolution
@@ -119,7 +119,8 @@ def _vessel_lines(rng: np.random.Generator, t: np.ndarray, sample_rate: int, spe
                  "highest_line_hz": max(lines)}
 
 
-def vessel_passage_field(rng: np.random.Generator, n: int, sample_rate: int, level_db: float) -> tuple[np.ndarray, dict]:
+def vessel_passage_field(rng: np.random.Generator, n: int, sample_rate: int,
+                         level_db: float) -> tuple[np.ndarray, dict]:
     """One vessel passing the hydrophone, as `noise.vessel_passage` (broadband, spreading, absorption, the passage
     compressed in time), with the lines of `_vessel_lines`, cavitation bursts at each blade pass (the envelope
     (1 + cos(blade phase))^p / norm, p 1-6: sharper than `vessel_passage`'s sine) and the Lloyd's mirror of a

@@ -184,11 +184,13 @@ def interference_delays(x: np.ndarray, sample_rate: int, band: tuple[float, floa
             "times_s": (np.arange(level.shape[1]) + 0.5) * frame_s}
 
 
-def envelope_modulation(x: np.ndarray, sample_rate: int, band: tuple[float, float] = (2e3, 20e3),
+def envelope_modulation(x: np.ndarray, sample_rate: int, band: tuple[float, float] = (10e3, 40e3),
                         max_hz: float = 100.0) -> dict:
     """DEMON analysis (detection of envelope modulation on noise; Lourens & du Preez 1998): the spectrum of the
     band-passed signal's envelope, whose strongest line in 3 Hz-max_hz is a propeller's blade rate (or shaft rate)
-    when cavitation swells at each blade pass. peak_hz, and prominence_db over the median envelope spectrum."""
+    when cavitation swells at each blade pass. The default band lies above ships' machinery lines (< 10 kHz), whose
+    beats would otherwise put lines in the envelope too. peak_hz, and prominence_db over the median envelope
+    spectrum."""
     from scipy.signal import butter, resample_poly, sosfiltfilt
 
     banded = sosfiltfilt(butter(4, band, btype="bandpass", fs=sample_rate, output="sos"), x)
