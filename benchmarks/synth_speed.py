@@ -4,6 +4,7 @@ Prints wall time, real-time factor (seconds of audio rendered per second) and th
 over 1 on the same dataset, plus the peak memory of a worker, and projects the time of a full `paper` build.
 
     python benchmarks/synth_speed.py [--paper-windows 200]
+    python benchmarks/synth_speed.py --compare demo demo-real  # one worker each, wall and CPU time side by side
 """
 
 from __future__ import annotations
@@ -30,10 +31,28 @@ def timed_build(config, workers: int) -> float:
         shutil.rmtree(folder)
 
 
+def compare(presets: list[str]) -> None:
+    """Each preset built by one worker in this process, in turn: wall time and this process's CPU time (the CPU
+    time compares presets on a machine that other jobs share)."""
+    for name in presets:
+        config = BENCHMARK_PRESETS[name]
+        cpu = time.process_time()
+        wall = timed_build(config, 1)
+        cpu = time.process_time() - cpu
+        audio_s = config.n_windows * config.window_s
+        print(f"{name} (sound model {config.sound_model}, {config.n_windows} windows, {audio_s:.0f} s of audio): "
+              f"1 worker {wall:.1f} s wall, {cpu:.1f} s CPU, {audio_s / cpu:.1f}x real time per CPU second")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--paper-windows", type=int, default=200, help="windows of the paper preset to time")
+    parser.add_argument("--compare", nargs="+", choices=sorted(BENCHMARK_PRESETS),
+                        help="only time these presets one after the other with one worker each")
     args = parser.parse_args()
+    if args.compare:
+        compare(args.compare)
+        return
     demo = BENCHMARK_PRESETS["demo"]
     audio_s = demo.n_windows * demo.window_s
     one, two = timed_build(demo, 1), timed_build(demo, 2)
