@@ -396,10 +396,12 @@ def vessel_structure(vessels: list[tuple[np.ndarray, dict]], label: str) -> list
 
 def spectra_figure(measures: dict[str, dict], out: Path) -> None:
     """Median spectra normalised at 1 kHz, and spectral kurtosis per octave band."""
-    fig, (spec, kurt) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (spec, kurt) = plt.subplots(1, 2, figsize=(11, 5.2))
+    colours = plt.get_cmap("tab20").colors
     for i, (name, m) in enumerate(measures.items()):
         real = "real" in name or "pypam" in name or "j_pod" in name
-        style = {"lw": 1.8 if real else 0.9, "ls": "-" if real else "--", "color": f"C{i}"}
+        style = {"lw": 1.8 if real else 0.9, "ls": "-" if real else ":" if "field" in name else "--",
+                 "color": colours[(2 * i) % 20 if i < 10 else (2 * i + 1) % 20]}
         keep = m["freqs"] >= 10
         reference = 10 * np.log10(np.interp(1000, m["freqs"], m["psd"]))
         spec.semilogx(m["freqs"][keep], 10 * np.log10(m["psd"][keep]) - reference, label=name, **style)
@@ -410,8 +412,9 @@ def spectra_figure(measures: dict[str, dict], out: Path) -> None:
              title="Spectral kurtosis, 10 ms frames, median over 6 s pieces")
     kurt.set_xticks(KURTOSIS_OCTAVES, [f"{f:g}" for f in KURTOSIS_OCTAVES])
     kurt.minorticks_off()
-    spec.legend(fontsize=6, loc="lower left")
-    fig.tight_layout()
+    fig.legend(*spec.get_legend_handles_labels(), fontsize=6.5, loc="lower center", ncol=2,
+               title="solid: real; dashed: generator v1; dotted: field model v2", title_fontsize=7)
+    fig.tight_layout(rect=(0, 0.2, 1, 1))
     fig.savefig(out / "noise_spectra.png", dpi=DPI)
     plt.close(fig)
 
