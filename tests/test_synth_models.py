@@ -7,9 +7,24 @@ from __future__ import annotations
 import hashlib
 import json
 
+import numpy as np
+import pytest
+
 from mgc_lightning.synth.build import plan_recordings
-from mgc_lightning.synth.config import BENCHMARK_PRESETS, sized
-from mgc_lightning.synth.scene import render_recording
+from mgc_lightning.synth.calls import (
+    beluga_click, beluga_click_field, beluga_whistle, porpoise_click, porpoise_click_field,
+)
+from mgc_lightning.synth.config import BENCHMARK_PRESETS, SOUND_MODELS, BenchmarkConfig, sized
+from mgc_lightning.synth.field import (
+    digital_artefacts, distant_shipping, flow_noise, lloyd_mirror, lloyd_mirror_delay, mains_hum, sea_noise_field,
+    sensor_filter_field, vessel_passage_field,
+)
+from mgc_lightning.synth.noise import ambient_noise, ambient_psd_db, sensor_filter, vessel_passage
+from mgc_lightning.synth.realism import (
+    band_levels, band_mean, click_metrics, envelope_modulation, interference_delays, robust_psd, spectral_kurtosis,
+    spectrum_metrics, tonal_lines,
+)
+from mgc_lightning.synth.scene import RecordingPlan, make_deployments, render_recording
 
 # sha256 of six small recordings of the `demo` and `paper` presets (seed 0: three deployments each, both sensors),
 # computed from the generator as it was before the sound models existed (commit aa2e2c4): every number in RESULTS.md
@@ -33,25 +48,7 @@ def test_the_default_sound_model_renders_the_published_benchmarks_bit_for_bit():
     assert _render_hash(("demo", "paper")) == DEFAULT_RENDER_SHA256
 
 
-# -- the option -------------------------------------------------------------------------------------------------------
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from mgc_lightning.synth.calls import (  # noqa: E402
-    beluga_click, beluga_click_field, beluga_whistle, porpoise_click, porpoise_click_field,
-)
-from mgc_lightning.synth.config import SOUND_MODELS, BenchmarkConfig  # noqa: E402
-from mgc_lightning.synth.field import (  # noqa: E402
-    digital_artefacts, distant_shipping, flow_noise, lloyd_mirror, lloyd_mirror_delay, mains_hum, sea_noise_field,
-    sensor_filter_field, vessel_passage_field,
-)
-from mgc_lightning.synth.noise import ambient_noise, ambient_psd_db, sensor_filter, vessel_passage  # noqa: E402
-from mgc_lightning.synth.realism import (  # noqa: E402
-    band_levels, band_mean, click_metrics, envelope_modulation, interference_delays, robust_psd, spectral_kurtosis,
-    spectrum_metrics, tonal_lines,
-)
-from mgc_lightning.synth.scene import RecordingPlan, make_deployments  # noqa: E402
+# -- the option ------------------------------------------------------------------------------------------------------
 
 RATE = 384_000
 LOW_RATE = 96_000  # enough for every noise property below 20 kHz, four times cheaper
@@ -259,8 +256,6 @@ def test_field_whistles_are_never_flat():
 
 
 def test_field_recordings_label_only_calls_and_their_stems_add_up():
-    from mgc_lightning.synth.scene import render_recording
-
     deployment = make_deployments(3)[2]  # legacy sensor: hum, spikes and dropouts most likely
     quiet = render_recording(RecordingPlan("q", deployment, 8, 0.25, RATE, (3, 1), (1.0,) + (0.0,) * 7, "v2"))
     assert all(window == (0, 0, 0) for window in quiet.windows) and not quiet.events  # new sources are no call

@@ -20,7 +20,7 @@ import torch
 from ..core.labels import NUM_JOINT_CLASSES, SOUND_TYPES, label_vector
 from ..frontend.spectrogram import SpectrogramTransform, get_preset
 from .calls import Event, beluga_whistle, click_train
-from .config import DETECTABLE_PIXELS, DETECTABLE_SNR_DB, DETECTION_PRESET
+from .config import DETECTABLE_PIXELS, DETECTABLE_SNR_DB, DETECTION_PRESET, SOUND_MODELS
 from .field import (
     FIELD_SENSORS, digital_artefacts, distant_shipping, flow_noise, mains_hum, rain, sea_noise_field, self_noise_psd,
     sensor_filter_field, vessel_passage_field,
@@ -171,7 +171,9 @@ def render_recording(plan: RecordingPlan) -> RenderedRecording:
     deployment, sr = plan.deployment, plan.sample_rate
     window = int(round(plan.window_s * sr))
     n = plan.n_windows * window
-    field = plan.sound_model != "v1"
+    if plan.sound_model not in SOUND_MODELS:
+        raise ValueError(f"sound_model must be one of {', '.join(SOUND_MODELS)}, got {plan.sound_model!r}")
+    field = plan.sound_model == "v2"
     baseline, ambient_rms, conditions = (_ambient_field if field else _ambient)(rng, deployment, n, sr)
     confusers, sources = _confusers(rng, deployment, baseline, ambient_rms, window, sr,
                                     vessel_passage_field if field else vessel_passage)
@@ -248,7 +250,7 @@ def _ambient_field(rng: np.random.Generator, deployment: Deployment, n: int, sr:
     shipping, lines = distant_shipping(rng, n, sr, wind_plateau + shipping_db)
     baseline += shipping
     conditions.update(lines, distant_shipping_db=round(float(shipping_db), 1), flow_db=0.0, rain_drops_per_s=0.0,
-                      hum_db=0.0)
+                      rain_db=0.0, hum_db=0.0)
     site = deployment.site if deployment.site in FIELD_SITES else deployment.site.split("-", 1)[-1]  # a prefix
     if rng.random() < FIELD_SITES.get(site, {"flow_probability": 0.5})["flow_probability"]:
         conditions["flow_db"] = round(float(rng.uniform(0, 25)), 1)
@@ -258,7 +260,7 @@ def _ambient_field(rng: np.random.Generator, deployment: Deployment, n: int, sr:
         drizzle = rain(rng, n, sr, drops)
         wind_band = 2 / sr * 10 ** (float(ambient_psd_db(np.array(15e3), sea_state)) / 10) * 12e3
         baseline += drizzle * np.sqrt(wind_band * 10 ** (rain_db / 10) / max(np.mean(drizzle**2), 1e-30))
-        conditions["rain_drops_per_s"] = round(float(drops))
+        conditions.update(rain_drops_per_s=round(float(drops)), rain_db=round(float(rain_db), 1))
     if rng.random() < FIELD_SENSORS[deployment.sensor]["hum_probability"]:
         conditions["hum_db"] = round(float(rng.uniform(5, 25)), 1)
         baseline += mains_hum(rng, n, sr, conditions["hum_db"], wind_plateau)
