@@ -49,14 +49,14 @@ def porpoise_click(rng: np.random.Generator, sample_rate: int) -> tuple[np.ndarr
 def porpoise_click_field(rng: np.random.Generator, sample_rate: int) -> tuple[np.ndarray, dict]:
     """The field model's NBHF click: the same carrier and bandwidth draws as `porpoise_click`, but an asymmetric
     envelope (the real templates rise up to twice as slowly as they fall: decay / rise 0.5-1.0) and a ringing or
-    multipath tail, 1-2 delayed copies 14-24 dB down, 30-150 us after the peak (PyPorCC's standard click and
+    multipath tail, 2-3 delayed copies 14-24 dB down, 30-150 us after the peak (PyPorCC's standard click and
     PAMGuard's porp1 hold 86-120 us of their energy where the Gaussian model holds 47 us; BENCHMARKS.md, "Realism")."""
     peak = rng.uniform(125e3, 145e3)
     bandwidth = rng.uniform(6e3, 26e3)
     sigma = _SIGMA_PER_BANDWIDTH / bandwidth
     ratio = rng.uniform(0.5, 1.0)  # decay sigma over rise sigma
     rise, decay = 2 * sigma / (1 + ratio), 2 * sigma * ratio / (1 + ratio)
-    tail_delays = np.sort(rng.uniform(30e-6, 150e-6, int(rng.integers(1, 3))))
+    tail_delays = np.sort(rng.uniform(30e-6, 150e-6, int(rng.integers(2, 4))))
     before, after = int(np.ceil(4 * rise * sample_rate)), int(np.ceil((4 * decay + tail_delays[-1]) * sample_rate))
     t = np.arange(-before, after + 1) / sample_rate
     phase = rng.uniform(0, 2 * np.pi)
