@@ -65,7 +65,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     sub = commands.add_parser("synth", help="build the synthetic benchmark: audio, manifest, events, ideal masks")
     sub.add_argument("out_dir")
     sub.add_argument("--preset", default="demo", choices=sorted(BENCHMARK_PRESETS),
-                     help="demo: a few hundred short windows; paper: ~10,000 windows")
+                     help="demo: a few hundred short windows; demo-real: the same with the field sound model (v2, 'Realism' in "
+                          "BENCHMARKS.md); paper: ~10,000 windows")
     sub.add_argument("--n", type=int, help="number of windows (default: the preset's)")
     sub.add_argument("--seed", type=int, default=0)
     sub.add_argument("--workers", type=int, default=1, help="parallel processes (the result does not depend on it)")

@@ -39,6 +39,7 @@ def plan_recordings(config: BenchmarkConfig, seed: int) -> list[RecordingPlan]:
         plans.append(RecordingPlan(
             name=f"{deployment.name}_{index:04d}", deployment=deployment, n_windows=count, window_s=config.window_s,
             sample_rate=config.sample_rate, seed=(seed, index), class_weights=config.class_weights,
+            sound_model=config.sound_model,
         ))
         remaining -= count
         index += 1
@@ -137,6 +138,8 @@ def build_benchmark(
     wanted = {"config": {**config.__dict__, "class_weights": list(config.class_weights)}, "seed": seed}
     if not config.name_prefix:  # benchmarks built before names could be prefixed keep their settings file
         del wanted["config"]["name_prefix"]
+    if config.sound_model == "v1":  # nor do those built before the field sound model existed
+        del wanted["config"]["sound_model"]
     if settings.exists() and json.loads(settings.read_text()) != wanted:
         raise ValueError(f"{out_dir} holds a benchmark built with other settings ({settings}); use another folder")
     write_bytes_atomic(settings, json.dumps(wanted, indent=2).encode())

@@ -46,6 +46,32 @@ def porpoise_click(rng: np.random.Generator, sample_rate: int) -> tuple[np.ndarr
     return pulse, {"peak_hz": peak, "bandwidth_hz": bandwidth, "duration_us": duration * 1e6}
 
 
+def porpoise_click_field(rng: np.random.Generator, sample_rate: int) -> tuple[np.ndarray, dict]:
+    """The field model's NBHF click: the same carrier and bandwidth draws as `porpoise_click`, but an asymmetric
+    envelope (the real templates rise up to twice as slowly as they fall: decay / rise 0.5-1.0) and a ringing or
+    multipath tail, 2-3 delayed copies 14-24 dB down, 30-150 us after the peak (PyPorCC's standard click and
+    PAMGuard's porp1 hold 86-120 us of their energy where the Gaussian model holds 47 us; BENCHMARKS.md, "Realism")."""
+    peak = rng.uniform(125e3, 145e3)
+    bandwidth = rng.uniform(6e3, 26e3)
+    sigma = _SIGMA_PER_BANDWIDTH / bandwidth
+    ratio = rng.uniform(0.5, 1.0)  # decay sigma over rise sigma
+    rise, decay = 2 * sigma / (1 + ratio), 2 * sigma * ratio / (1 + ratio)
+    tail_delays = np.sort(rng.uniform(30e-6, 150e-6, int(rng.integers(2, 4))))
+    before, after = int(np.ceil(4 * rise * sample_rate)), int(np.ceil((4 * decay + tail_delays[-1]) * sample_rate))
+    t = np.arange(-before, after + 1) / sample_rate
+    phase = rng.uniform(0, 2 * np.pi)
+
+    def component(delay: float) -> np.ndarray:
+        u = t - delay
+        return np.exp(-(u**2) / (2 * np.where(u < 0, rise, decay) ** 2)) * np.cos(2 * np.pi * peak * u + phase)
+    pulse = component(0.0)
+    for delay in tail_delays:
+        pulse += 10 ** (-rng.uniform(14, 24) / 20) * rng.choice([-1.0, 1.0]) * component(delay)
+    duration = 2 * (rise + decay)  # 4 sigma, as `porpoise_click`'s: the click's SNR is set on its main pulse
+    return pulse, {"peak_hz": peak, "bandwidth_hz": bandwidth, "duration_us": duration * 1e6,
+                   "decay_over_rise": ratio, "tail_us": tail_delays[-1] * 1e6}
+
+
 def _centred_sum(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Add two pulses aligned on their centres."""
     long, short = (a, b) if a.size >= b.size else (b, a)
@@ -72,7 +98,24 @@ def beluga_click(rng: np.random.Generator, sample_rate: int) -> tuple[np.ndarray
     return pulse, params
 
 
-def click_train(rng: np.random.Generator, sample_rate: int, span: int, sound_type: str) -> Event:
+def beluga_click_field(rng: np.random.Generator, sample_rate: int) -> tuple[np.ndarray, dict]:
+    """The field model's beluga click: peak 44-59 kHz, -3 dB bandwidth 8-20 kHz (Zahn et al. 2023's wild beluga
+    event: mean spectrum peak 51.5 kHz, -3 dB width 17.8 kHz; `beluga_click`'s 40-120 kHz follow captive animals in
+    noisy tanks, Au et al. 1985), sometimes bimodal with a weaker component an octave below."""
+    peak = rng.uniform(44e3, 59e3)
+    bandwidth = rng.uniform(8e3, 20e3)
+    pulse = gabor_pulse(sample_rate, peak, bandwidth, rng.uniform(0, 2 * np.pi))
+    params = {"peak_hz": peak, "bandwidth_hz": bandwidth, "duration_us": 4 * _SIGMA_PER_BANDWIDTH / bandwidth * 1e6,
+              "low_hz": peak - bandwidth / 2, "high_hz": peak + bandwidth / 2}
+    if rng.random() < 0.3:
+        secondary = peak * rng.uniform(0.45, 0.7)
+        extra = gabor_pulse(sample_rate, secondary, bandwidth, rng.uniform(0, 2 * np.pi))
+        pulse = _centred_sum(pulse, rng.uniform(0.2, 0.5) * extra)
+        params["low_hz"] = secondary - 0.5 * bandwidth
+    return pulse, params
+
+
+def click_train(rng: np.random.Generator, sample_rate: int, span: int, sound_type: str, model: str = "v1") -> Event:
     """A click train fitting in `span` samples: regular inter-click intervals drifting slowly, an amplitude that
     swells and fades as the animal's beam scans past the hydrophone, and for porpoises sometimes a feeding buzz.
 
@@ -94,7 +137,10 @@ def click_train(rng: np.random.Generator, sample_rate: int, span: int, sound_typ
     t = rng.uniform(0, min(ici, 0.3 * length_s))
     placed = []
     while t < length_s:
-        pulse, p = porpoise_click(rng, sample_rate) if porpoise else beluga_click(rng, sample_rate)
+        if model == "v1":
+            pulse, p = porpoise_click(rng, sample_rate) if porpoise else beluga_click(rng, sample_rate)
+        else:
+            pulse, p = porpoise_click_field(rng, sample_rate) if porpoise else beluga_click_field(rng, sample_rate)
         position = int(t * sample_rate)
         if position + pulse.size > span:
             break
@@ -116,11 +162,14 @@ def click_train(rng: np.random.Generator, sample_rate: int, span: int, sound_typ
     )
 
 
-def beluga_whistle(rng: np.random.Generator, sample_rate: int, span: int) -> Event:
+def beluga_whistle(rng: np.random.Generator, sample_rate: int, span: int, model: str = "v1") -> Event:
     """A frequency-modulated beluga whistle with harmonics, fitting in `span` samples.
 
     Fundamental contours of 1-20 kHz, 0.1-2 s (Sjare & Smith 1986, Can J Zool 64:407; Chmelnitsky & Ferguson
-    2012, JASA 131:4821), shapes: flat, up-sweep, down-sweep, convex, concave, sinusoidal.
+    2012, JASA 131:4821), shapes: flat, up-sweep, down-sweep, convex, concave, sinusoidal. Under the field model
+    ("v2") no contour is flat: a "flat" whistle drifts by 3-10 % and wavers (none of PAMGuard's 67 real contours spans
+    under 0.3 kHz), and the sinusoidal one oscillates 1-6 times a second by 0.3-1.5 kHz (real sweep rates stay under
+    ~15 kHz/s).
     """
     duration = min(rng.uniform(0.1, 2.0), span / sample_rate)
     n = int(duration * sample_rate)
@@ -129,7 +178,10 @@ def beluga_whistle(rng: np.random.Generator, sample_rate: int, span: int) -> Eve
     start = rng.uniform(2e3, 12e3)
     end = float(np.clip(start * rng.uniform(0.5, 2.0), 1e3, 20e3))
     shape = rng.choice(["flat", "up", "down", "convex", "concave", "sine"])
-    if shape == "flat":
+    if shape == "flat" and model != "v1":
+        contour = start * (1 + rng.choice([-1, 1]) * rng.uniform(0.03, 0.1) * x
+                           + 0.01 * np.sin(2 * np.pi * rng.uniform(1, 4) * t + rng.uniform(0, 6.3)))
+    elif shape == "flat":
         contour = np.full(n, start)
     elif shape in ("up", "down"):
         low, high = sorted((start, end))
@@ -137,6 +189,8 @@ def beluga_whistle(rng: np.random.Generator, sample_rate: int, span: int) -> Eve
     elif shape in ("convex", "concave"):
         bend = rng.uniform(1e3, 4e3) * (1 if shape == "convex" else -1)
         contour = start + (end - start) * x + bend * 4 * x * (1 - x)
+    elif model != "v1":
+        contour = start + rng.uniform(0.3e3, 1.5e3) * np.sin(2 * np.pi * rng.uniform(1, 6) * t + rng.uniform(0, 6.3))
     else:
         contour = start + rng.uniform(0.3e3, 2e3) * np.sin(2 * np.pi * rng.uniform(2, 12) * t + rng.uniform(0, 6.3))
     contour = np.clip(contour, 1e3, 20e3)

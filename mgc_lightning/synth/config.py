@@ -15,6 +15,15 @@ DETECTION_PRESET = "origin"
 DETECTABLE_SNR_DB = 6.0
 DETECTABLE_PIXELS = 8
 
+# The generator's sound models. "v1": the sounds every published number was made with (RESULTS.md, BENCHMARKS.md),
+# kept bit for bit. "v2" ("field"): the gaps the realism check found closed or narrowed (BENCHMARKS.md, "Realism"):
+# vessel shaft, blade-rate, engine, generator and machinery lines that drift with speed and Doppler up to several kHz,
+# the Lloyd's-mirror interference of a ship near the surface, breaking-wave bursts, distant shipping, flow noise and
+# rain in the ambient, recorder artefacts (mains hum, 1/f self-noise, element resonance, anti-alias filter, DC offset,
+# digital spikes and dropouts), beluga clicks peaking near 50 kHz, porpoise clicks with asymmetric envelopes and tails,
+# and whistles that are never quite flat.
+SOUND_MODELS = ("v1", "v2")
+
 
 @dataclass(frozen=True)
 class BenchmarkConfig:
@@ -30,6 +39,8 @@ class BenchmarkConfig:
     class_weights: tuple[float, ...] = (1.0,) * NUM_JOINT_CLASSES
     # prefixes deployment and site names ("C": deployments C01.., sites C-tadoussac..); empty: D01.., tadoussac..
     name_prefix: str = ""
+    # which sound model renders the recordings (SOUND_MODELS); "v1" for every benchmark built before "v2" existed
+    sound_model: str = "v1"
 
     def __post_init__(self) -> None:
         if self.n_windows <= 0 or self.windows_per_recording <= 0 or self.window_s <= 0:
@@ -38,6 +49,8 @@ class BenchmarkConfig:
             raise ValueError(f"sample_rate must be >= 320000 Hz to carry porpoise clicks, got {self.sample_rate}")
         if len(self.class_weights) != NUM_JOINT_CLASSES or min(self.class_weights) < 0 or sum(self.class_weights) <= 0:
             raise ValueError(f"class_weights must be {NUM_JOINT_CLASSES} non-negative numbers, not all zero")
+        if self.sound_model not in SOUND_MODELS:
+            raise ValueError(f"sound_model must be one of {', '.join(SOUND_MODELS)}, got {self.sound_model!r}")
 
 
 BENCHMARK_PRESETS = {
@@ -46,6 +59,9 @@ BENCHMARK_PRESETS = {
     # the paper's scale: ~10,000 windows
     "paper": BenchmarkConfig(name="paper", n_windows=10_000, windows_per_recording=50, window_s=0.5,
                              n_deployments=12),
+    # the demo's size with the field sound model ("v2"): the same deployments, more realistic noise and calls
+    "demo-real": BenchmarkConfig(name="demo-real", n_windows=384, windows_per_recording=24, window_s=0.25,
+                                 n_deployments=6, sound_model="v2"),
 }
 
 

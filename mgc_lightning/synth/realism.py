@@ -159,3 +159,48 @@ def tonal_lines(x: np.ndarray, sample_rate: int, band: tuple[float, float], reso
             "persistent_lines": len(drifts), "drift_hz": float(np.median(drifts)) if drifts else float("nan"),
             "prominence_db": float(np.median(heights)) if heights.size else float("nan"), "frames": peaks.shape[1],
             "line_hz": [float(freqs[centre]) for centre in centres]}
+
+
+def interference_delays(x: np.ndarray, sample_rate: int, band: tuple[float, float] = (200.0, 20000.0),
+                        frame_s: float = 0.25, delay_range_s: tuple[float, float] = (2e-4, 5e-3)) -> dict:
+    """The delay of a surface image, frame by frame, from the cepstrum of the log spectrum (Bogert et al. 1963):
+    Lloyd's-mirror interference puts nulls every 1 / delay Hz, a ripple of the log spectrum that the cepstrum turns
+    into a peak at that quefrency. Each frame's log spectrum is detrended by a cubic in log frequency and clipped to
+    -30..+10 dB (so tonal lines do not dominate). delay_s: the peak's quefrency per frame (s); prominence: its
+    height over the median cepstral magnitude in delay_range_s (a smooth spectrum reads ~3; clear fringes > 6)."""
+    nperseg = int(round(frame_s * sample_rate))
+    freqs, _, spectrum = stft(x, sample_rate, nperseg=nperseg, noverlap=0, boundary=None, padded=False)
+    inside = (freqs >= band[0]) & (freqs <= band[1])
+    level = 10 * np.log10(np.maximum(np.abs(spectrum[inside]) ** 2, 1e-300))
+    logf = np.log10(freqs[inside])
+    trend = np.polynomial.polynomial.polyval(logf, np.polynomial.polynomial.polyfit(logf, level, 3)).T
+    level = np.clip(level - trend, -30, 10)
+    cepstrum = np.abs(np.fft.rfft(level - level.mean(axis=0), axis=0))
+    quefrency = np.fft.rfftfreq(level.shape[0], freqs[1] - freqs[0])
+    search = (quefrency >= delay_range_s[0]) & (quefrency <= delay_range_s[1])
+    peak = np.argmax(cepstrum[search], axis=0)
+    prominence = cepstrum[search].max(axis=0) / np.median(cepstrum[search], axis=0)
+    return {"delay_s": quefrency[search][peak], "prominence": prominence,
+            "times_s": (np.arange(level.shape[1]) + 0.5) * frame_s}
+
+
+def envelope_modulation(x: np.ndarray, sample_rate: int, band: tuple[float, float] = (10e3, 40e3),
+                        max_hz: float = 100.0) -> dict:
+    """DEMON analysis (detection of envelope modulation on noise; Lourens & du Preez 1998): the spectrum of the
+    band-passed signal's envelope, whose strongest line in 3 Hz-max_hz is a propeller's blade rate (or shaft rate)
+    when cavitation swells at each blade pass. The default band lies above ships' machinery lines (< 10 kHz), whose
+    beats would otherwise put lines in the envelope too. peak_hz, and prominence_db over the median envelope
+    spectrum."""
+    from scipy.signal import butter, resample_poly, sosfiltfilt
+
+    banded = sosfiltfilt(butter(4, band, btype="bandpass", fs=sample_rate, output="sos"), x)
+    envelope = np.abs(hilbert(banded))
+    factor = max(int(sample_rate // (8 * max_hz)), 1)
+    envelope = resample_poly(envelope - envelope.mean(), 1, factor)
+    rate = sample_rate / factor
+    power = np.abs(np.fft.rfft(envelope * np.hanning(envelope.size))) ** 2
+    freqs = np.fft.rfftfreq(envelope.size, 1 / rate)
+    inside = (freqs >= 3) & (freqs <= max_hz)
+    peak = int(np.argmax(power[inside]))
+    return {"peak_hz": float(freqs[inside][peak]),
+            "prominence_db": float(10 * np.log10(power[inside][peak] / np.median(power[inside])))}

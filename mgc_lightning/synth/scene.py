@@ -20,8 +20,14 @@ import torch
 from ..core.labels import NUM_JOINT_CLASSES, SOUND_TYPES, label_vector
 from ..frontend.spectrogram import SpectrogramTransform, get_preset
 from .calls import Event, beluga_whistle, click_train
-from .config import DETECTABLE_PIXELS, DETECTABLE_SNR_DB, DETECTION_PRESET
-from .noise import ambient_noise, echosounder, sensor_filter, shaped_noise, snapping_shrimp, vessel_passage
+from .config import DETECTABLE_PIXELS, DETECTABLE_SNR_DB, DETECTION_PRESET, SOUND_MODELS
+from .field import (
+    FIELD_SENSORS, digital_artefacts, distant_shipping, flow_noise, mains_hum, rain, sea_noise_field, self_noise_psd,
+    sensor_filter_field, vessel_passage_field,
+)
+from .noise import (
+    ambient_noise, ambient_psd_db, echosounder, sensor_filter, shaped_noise, snapping_shrimp, vessel_passage,
+)
 
 # Band SNR of each call (dB, call power over its own duration vs. the ambient noise power in its band over the
 # window). A click lasts ~100 us but a spectrogram frame ~3 ms, so a click's pixel SNR is ~15 dB below its own SNR:
@@ -65,6 +71,12 @@ SEASONS = {
     "autumn": {"sea_state": (2.0, 5.0), "traffic": 1.0, "shrimp_db": (-18.0, -8.0)},
     "winter": {"sea_state": (3.0, 6.0), "traffic": 0.4, "shrimp_db": (-22.0, -12.0)},
 }
+# Under the field sound model only: how often a recording holds flow noise (the Saguenay mouth's tidal currents run
+# strongest at Tadoussac) and rain (snow makes little sound: Nystuen 1986).
+FIELD_SITES = {"tadoussac": {"flow_probability": 0.8}, "baie-ste-marguerite": {"flow_probability": 0.3},
+               "cap-de-bon-desir": {"flow_probability": 0.5}}
+FIELD_SEASONS = {"summer": {"rain_probability": 0.15}, "autumn": {"rain_probability": 0.3},
+                 "winter": {"rain_probability": 0.05}}
 SENSORS = {
     # broadband recorder, flat to near Nyquist, quiet
     "broadband": {"highpass_hz": 20.0, "rolloff_hz": 180e3, "self_noise_db": 27.0, "gain_db": 0.0},
@@ -101,6 +113,7 @@ class RecordingPlan:
     sample_rate: int
     seed: tuple[int, ...]
     class_weights: tuple[float, ...]
+    sound_model: str = "v1"  # `config.SOUND_MODELS`
 
 
 @dataclass
@@ -121,10 +134,11 @@ def band_power(x: np.ndarray, sample_rate: int, low_hz: float, high_hz: float) -
     return float(2 * np.sum(np.abs(spectrum[band]) ** 2) / x.size**2)
 
 
-def _draw_events(rng: np.random.Generator, sound_type: str, sample_rate: int, span: int) -> list[Event]:
+def _draw_events(rng: np.random.Generator, sound_type: str, sample_rate: int, span: int,
+                 model: str = "v1") -> list[Event]:
     if sound_type == "whistle":
-        return [beluga_whistle(rng, sample_rate, span) for _ in range(min(1 + rng.poisson(0.6), 3))]  # bouts
-    return [click_train(rng, sample_rate, span, sound_type) for _ in range(1 + int(rng.random() < 0.25))]
+        return [beluga_whistle(rng, sample_rate, span, model) for _ in range(min(1 + rng.poisson(0.6), 3))]  # bouts
+    return [click_train(rng, sample_rate, span, sound_type, model) for _ in range(1 + int(rng.random() < 0.25))]
 
 
 def _label_detectable(events: list[dict], placed: list[tuple[int, np.ndarray]], noise: np.ndarray, window: int,
@@ -151,22 +165,34 @@ def _label_detectable(events: list[dict], placed: list[tuple[int, np.ndarray]], 
 
 def render_recording(plan: RecordingPlan) -> RenderedRecording:
     """The plan's recording in stages (background, calls, sensor, labels, recorder) that draw from one generator
-    seeded by the plan, in this order: a plan always renders the same audio."""
+    seeded by the plan, in this order: a plan always renders the same audio. The field sound model ("v2") draws its
+    own ambient, vessels, calls and recorder (`field`); "v1" renders exactly what it always did."""
     rng = np.random.default_rng(np.random.SeedSequence(plan.seed))
     deployment, sr = plan.deployment, plan.sample_rate
     window = int(round(plan.window_s * sr))
     n = plan.n_windows * window
-    baseline, ambient_rms, conditions = _ambient(rng, deployment, n, sr)
-    confusers, sources = _confusers(rng, deployment, baseline, ambient_rms, window, sr)
+    if plan.sound_model not in SOUND_MODELS:
+        raise ValueError(f"sound_model must be one of {', '.join(SOUND_MODELS)}, got {plan.sound_model!r}")
+    field = plan.sound_model == "v2"
+    baseline, ambient_rms, conditions = (_ambient_field if field else _ambient)(rng, deployment, n, sr)
+    confusers, sources = _confusers(rng, deployment, baseline, ambient_rms, window, sr,
+                                    vessel_passage_field if field else vessel_passage)
     info = {"recording": plan.name, "deployment": deployment.name, "site": deployment.site,
             "season": deployment.season, "sensor": deployment.sensor, **conditions, **sources, "clip_level": 0.0}
     target, placed, events = _place_calls(rng, plan, baseline, confusers, window)
     scale = DIGITAL_NOISE_RMS / ambient_rms * 10 ** (deployment.gain_db / 20)
 
     def sensor(x: np.ndarray) -> np.ndarray:
+        if field:
+            return sensor_filter_field(x, sr, deployment.sensor, deployment.highpass_hz, deployment.rolloff_hz) * scale
         return sensor_filter(x, sr, deployment.highpass_hz, deployment.rolloff_hz) * scale
 
     noise = sensor(baseline + confusers)
+    keep = None
+    if field:  # the recorder's DC offset and spikes are noise; its dropouts silence everything, calls included
+        added, keep, artefacts = digital_artefacts(rng, n, sr, deployment.sensor)
+        noise += added
+        info.update(artefacts)
     _label_detectable(events, placed, noise, window, sensor)
     windows = [tuple(int(any(e["labelled"] for e in events if e["window"] == index and e["sound_type"] == t))
                      for t in SOUND_TYPES) for index in range(plan.n_windows)]
@@ -176,13 +202,16 @@ def render_recording(plan: RecordingPlan) -> RenderedRecording:
     faint, typed = _faint_and_typed_calls(events, placed, n)
     target = sensor(target - faint)
     mix = noise + sensor(faint) + target
+    if keep is not None:
+        mix, target = mix * keep, target * keep
     clip = 0.999
     if rng.random() < deployment.clipping_probability:  # an over-driven recorder flattens the loudest moments
         clip = min(clip, float(np.quantile(np.abs(mix), rng.uniform(0.995, 0.9999))))
         info["clip_level"] = round(clip, 5)
     return RenderedRecording(
         mix=np.clip(mix, -clip, clip).astype(np.float32), target=np.clip(target, -clip, clip).astype(np.float32),
-        typed_targets={t: np.clip(sensor(x), -clip, clip).astype(np.float32) for t, x in typed.items()},
+        typed_targets={t: np.clip(sensor(x) if keep is None else sensor(x) * keep, -clip, clip).astype(np.float32)
+                       for t, x in typed.items()},
         windows=windows, events=events, info=info,
     )
 
@@ -203,8 +232,44 @@ def _ambient(rng: np.random.Generator, deployment: Deployment, n: int, sr: int) 
                                    "shrimp_level_db": round(shrimp_db, 1)}
 
 
+def _ambient_field(rng: np.random.Generator, deployment: Deployment, n: int, sr: int) -> tuple[np.ndarray, float,
+                                                                                             dict]:
+    """The field model's background (`field`): bursty Wenz sea noise with 1/f self-noise (their RMS sets the level
+    of vessels and of the written files, as in `_ambient`), shrimp as in `_ambient`, then distant shipping (its
+    plateau 4-16 dB over the wind's, more where traffic is dense), flow noise, rain and mains hum when drawn."""
+    sea_state = rng.uniform(*deployment.sea_state)
+    baseline, conditions = sea_noise_field(rng, n, sr, sea_state, self_noise_psd(rng, deployment.self_noise_db))
+    ambient_rms = np.sqrt(np.mean(baseline**2))
+    shrimp_rate = rng.uniform(*deployment.shrimp_rate_hz)
+    shrimp_db = rng.uniform(*deployment.shrimp_level_db)
+    shrimp = snapping_shrimp(rng, n, sr, shrimp_rate, 0.0)
+    if shrimp.any():
+        baseline += shrimp * ambient_rms * 10 ** (shrimp_db / 20) / np.sqrt(np.mean(shrimp**2))
+    wind_plateau = float(ambient_psd_db(np.array(100.0), sea_state))
+    shipping_db = rng.uniform(4, 16) + 5 * np.log10(max(deployment.vessels_per_minute, 0.1) / 2)
+    shipping, lines = distant_shipping(rng, n, sr, wind_plateau + shipping_db)
+    baseline += shipping
+    conditions.update(lines, distant_shipping_db=round(float(shipping_db), 1), flow_db=0.0, rain_drops_per_s=0.0,
+                      rain_db=0.0, hum_db=0.0)
+    site = deployment.site if deployment.site in FIELD_SITES else deployment.site.split("-", 1)[-1]  # a prefix
+    if rng.random() < FIELD_SITES.get(site, {"flow_probability": 0.5})["flow_probability"]:
+        conditions["flow_db"] = round(float(rng.uniform(0, 25)), 1)
+        baseline += flow_noise(rng, n, sr, wind_plateau + conditions["flow_db"])
+    if rng.random() < FIELD_SEASONS[deployment.season]["rain_probability"]:
+        drops, rain_db = rng.uniform(200, 3000), rng.uniform(5, 20)
+        drizzle = rain(rng, n, sr, drops)
+        wind_band = 2 / sr * 10 ** (float(ambient_psd_db(np.array(15e3), sea_state)) / 10) * 12e3
+        baseline += drizzle * np.sqrt(wind_band * 10 ** (rain_db / 10) / max(np.mean(drizzle**2), 1e-30))
+        conditions.update(rain_drops_per_s=round(float(drops)), rain_db=round(float(rain_db), 1))
+    if rng.random() < FIELD_SENSORS[deployment.sensor]["hum_probability"]:
+        conditions["hum_db"] = round(float(rng.uniform(5, 25)), 1)
+        baseline += mains_hum(rng, n, sr, conditions["hum_db"], wind_plateau)
+    return baseline, ambient_rms, {"sea_state": round(sea_state, 2), "shrimp_rate_hz": round(shrimp_rate, 1),
+                                   "shrimp_level_db": round(shrimp_db, 1), **conditions}
+
+
 def _confusers(rng: np.random.Generator, deployment: Deployment, baseline: np.ndarray, ambient_rms: float,
-               window: int, sr: int) -> tuple[np.ndarray, dict]:
+               window: int, sr: int, vessel_model=vessel_passage) -> tuple[np.ndarray, dict]:
     """Passing vessels and echosounder pings: loud sounds that are not calls; with how many vessels passed and the
     pings' frequency (0 without)."""
     n = baseline.size
@@ -212,7 +277,7 @@ def _confusers(rng: np.random.Generator, deployment: Deployment, baseline: np.nd
     confusers = np.zeros(n)
     sources = {"vessels": 0, "echosounder_hz": 0.0}
     for _ in range(rng.poisson(deployment.vessels_per_minute * duration_s / 60 + 0.3)):
-        vessel, params = vessel_passage(rng, n, sr, 20 * np.log10(ambient_rms) + rng.uniform(0, 25))
+        vessel, params = vessel_model(rng, n, sr, 20 * np.log10(ambient_rms) + rng.uniform(0, 25))
         confusers += vessel
         sources["vessels"] += 1
     if rng.random() < deployment.echosounder_probability:
@@ -243,7 +308,7 @@ def _place_calls(rng: np.random.Generator, plan: RecordingPlan, baseline: np.nda
         for sound_type, present in zip(SOUND_TYPES, label_vector(joint)):
             if not present:
                 continue
-            for event in _draw_events(rng, sound_type, sr, window - 2 * margin):
+            for event in _draw_events(rng, sound_type, sr, window - 2 * margin, plan.sound_model):
                 offset = start + margin + int(rng.integers(0, window - 2 * margin - event.samples.size + 1))
                 samples, snr_db, effective = _at_drawn_snr(rng, event, sound_type, quiet, loud, sr)
                 target[offset : offset + samples.size] += samples
