@@ -21,6 +21,7 @@ Training goes through the same `mgc fit` entry point and YAML experiments as `ma
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import time
@@ -473,17 +474,17 @@ class Pipeline:
         with self._timed("real-noise-set") as stage:
             stage["skipped"] = (self.real_noise_dir / "build.json").is_file()
             manifest = build_real_noise(clips, self.real_noise_dir)
-        records = {}
+        records, built = {}, hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]  # a rebuilt set is measured again
         with self._timed("real-noise-test") as stage:
             stage["skipped"] = True
             for key, done in trained.items():
                 record = self._done(f"real-noise-{key}")
-                if record is None or record["checkpoint"] != done["best"]:
+                if record is None or (record["checkpoint"], record["set"]) != (done["best"], built):
                     self.say(f"testing {key} on the real-noise set ({self.real_noise_dir})")
                     measures = evaluate_on_real_noise(done["best"], manifest, c.presets[0], segmenter["best"],
                                                       c.cache_root)
                     record = self._record(f"real-noise-{key}", {
-                        "checkpoint": done["best"], "manifest": str(manifest.resolve()),
+                        "checkpoint": done["best"], "manifest": str(manifest.resolve()), "set": built,
                         "row": table_row(key.removeprefix("classifier-"), measures), "goals": measures.goals,
                         "measures": asdict(measures)})
                     stage["skipped"] = False

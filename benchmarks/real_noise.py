@@ -1,0 +1,50 @@
+"""The real-noise test (issue #25, docs/real_noise.md) of the classifiers a finished pipeline trained, read from its
+stage records (classifier-*.json, segmenter.json), writing nothing beside them: the set, its spectrogram and mask
+cache and the evaluation runs go under --out (point MLFLOW_TRACKING_URI at a store there too). `make demo` runs the
+same measures as its stage real-noise-test; this script measures a demo folder without touching it.
+
+    MLFLOW_TRACKING_URI=sqlite:////tmp/realnoise/mlflow.db \\
+        python benchmarks/real_noise.py --state data/demo/pipeline --out /tmp/realnoise [--clips ../shared/data/real]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from mgc_lightning.evaluate.real_noise import evaluate_on_real_noise, table, table_row
+from mgc_lightning.synth.real_noise import RealNoiseConfig, build_real_noise
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--state", required=True, help="a pipeline's stage records, e.g. data/demo/pipeline")
+    parser.add_argument("--clips", default="../shared/data/real")
+    parser.add_argument("--out", default="/tmp/realnoise")
+    parser.add_argument("--preset", default="origin", help="the front end the classifiers trained on")
+    parser.add_argument("--seed", type=int, default=0, help="the set's seed")
+    args = parser.parse_args()
+    out, state = Path(args.out), Path(args.state)
+    started = time.perf_counter()
+    manifest = build_real_noise(args.clips, out / "set", RealNoiseConfig(seed=args.seed))
+    print(f"real-noise set: {manifest} ({time.perf_counter() - started:.1f} s incl. any build)")
+    segmenter = json.loads((state / "segmenter.json").read_text())["best"]
+    rows, results = [], {}
+    for record in sorted(state.glob("classifier-*.json")):
+        started = time.perf_counter()
+        checkpoint = json.loads(record.read_text())["best"]
+        measures = evaluate_on_real_noise(checkpoint, manifest, args.preset, segmenter, out / "cache", out)
+        name = record.stem.removeprefix("classifier-")
+        rows.append(table_row(name, measures))
+        results[name] = {"checkpoint": checkpoint, "goals": measures.goals, "measures": asdict(measures),
+                         "seconds": round(time.perf_counter() - started, 1)}
+        print(f"{name}: {time.perf_counter() - started:.0f} s")
+    (out / "real_noise.json").write_text(json.dumps(results, indent=2))
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
