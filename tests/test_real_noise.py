@@ -162,3 +162,13 @@ def test_the_pipeline_skips_the_real_noise_test_with_one_line_when_the_clips_are
     assert len(said) == 1 and said[0].startswith("real-noise test skipped: the public real clips are not at ")
     assert str(tmp_path / "no-clips") in said[0]
     assert not (tmp_path / "demo-real-noise").exists()
+
+
+def test_the_headline_gets_a_row_per_model_and_the_section_its_table(tmp_path):
+    config = PipelineConfig("x", str(tmp_path / "demo"), (), real_noise=str(tmp_path))
+    row = ["baseline-seed0", "0.500 [0.400, 0.600] (41 rec., 353 win.)", *["0.1"] * 9, "met NOT met"]
+    rows, text = Pipeline(config).real_noise_section({"classifier-baseline-seed0": {"row": row}})
+    assert rows == {"baseline-seed0 on the real-noise test (docs/real_noise.md)":
+                    {"origin": "0.500 [0.400, 0.600] (41 rec., 353 win.)"}}
+    assert text.startswith(f"## Real-noise test (`{tmp_path / 'demo-real-noise'}`)")
+    assert "| baseline-seed0 | 0.500 [0.400, 0.600] (41 rec., 353 win.) |" in text
