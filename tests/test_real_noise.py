@@ -172,3 +172,14 @@ def test_the_headline_gets_a_row_per_model_and_the_section_its_table(tmp_path):
                     {"origin": "0.500 [0.400, 0.600] (41 rec., 353 win.)"}}
     assert text.startswith(f"## Real-noise test (`{tmp_path / 'demo-real-noise'}`)")
     assert "| baseline-seed0 | 0.500 [0.400, 0.600] (41 rec., 353 win.) |" in text
+
+
+def test_the_curves_models_are_left_to_the_benchmark(tmp_path):
+    """Exact and degraded masks exist for benchmark windows only: the stage tests the YAML's own classifiers."""
+    from mgc_lightning.pipeline.config import ClassifierSpec
+
+    config = PipelineConfig("x", str(tmp_path / "demo"), (ClassifierSpec("a", ()),), seeds=(0, 1))
+    pipeline = Pipeline(config, mask_curve=True)
+    trained = {key: {} for key in ("classifier-a-seed0", "classifier-a-seed1", "classifier-a-perfect-segmenter-seed0",
+                                   "classifier-a-iou0.50-seed0", "classifier-a-n100-seed0")}
+    assert list(pipeline.real_noise_models(trained)) == ["classifier-a-seed0", "classifier-a-seed1"]

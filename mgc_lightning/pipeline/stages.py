@@ -457,9 +457,10 @@ class Pipeline:
         return data.parent / f"{data.name}-real-noise"
 
     def real_noise_test(self, trained: dict[str, dict], segmenter: dict) -> dict[str, dict]:
-        """Every classifier on the real-noise test set (synth/real_noise.py, evaluate/real_noise.py): built once from
-        the YAML's `real_noise` clips folder, each model measured once per checkpoint; returns the stage records per
-        model. Without the clips folder (a clone without ../shared) one line says so and nothing else happens."""
+        """The YAML's classifiers (real_noise_models) on the real-noise test set (synth/real_noise.py,
+        evaluate/real_noise.py): built once from the YAML's `real_noise` clips folder, each model measured once per
+        checkpoint; returns the stage records per model.
+        Without the clips folder (a clone without ../shared) one line says so and nothing else happens."""
         from ..evaluate.real_noise import evaluate_on_real_noise, table_row
         from ..synth.real_noise import build_real_noise
 
@@ -477,7 +478,7 @@ class Pipeline:
         records, built = {}, hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]  # a rebuilt set is measured again
         with self._timed("real-noise-test") as stage:
             stage["skipped"] = True
-            for key, done in trained.items():
+            for key, done in self.real_noise_models(trained).items():
                 record = self._done(f"real-noise-{key}")
                 if record is None or (record["checkpoint"], record["set"]) != (done["best"], built):
                     self.say(f"testing {key} on the real-noise set ({self.real_noise_dir})")
@@ -490,6 +491,12 @@ class Pipeline:
                     stage["skipped"] = False
                 records[key] = record
         return records
+
+    def real_noise_models(self, trained: dict[str, dict]) -> dict[str, dict]:
+        """The trained models the real-noise test takes: the YAML's classifiers, every seed; not the curves' models
+        (exact or degraded masks exist for benchmark windows only)."""
+        own = {f"classifier-{spec.name}-seed{seed}" for spec in self.config.classifiers for seed in self.config.seeds}
+        return {key: done for key, done in trained.items() if key in own}
 
     def real_noise_section(self, records: dict[str, dict]) -> tuple[dict[str, dict[str, str]], str]:
         """The headline's rows (joint accuracy on the real-noise test, beside the benchmark's) and its section."""
