@@ -20,12 +20,12 @@ import numpy as np
 
 from ..core.labels import JOINT_CLASS_NAMES, SOUND_TYPES, label_vector
 from ..deploy.calibration import threshold_for_precision
+from ..synth.real_noise import BACKGROUND_KINDS
 from .intervals import Interval, bootstrap_interval
 
 TARGET_PRECISION = 0.9
 GOAL_WHISTLE_FALSE_ALARMS = 0.05  # at most, in real noise without whistles
 GOAL_PORPOISE_RECALL = 0.8  # at least, at precision TARGET_PRECISION
-BACKGROUND_KINDS = ("ambient", "orca_call", "dolphin_whistle", "odontocete_click")  # synth.real_noise's
 WindowKey = tuple[str, float, float]
 
 
