@@ -5,7 +5,7 @@ the models publish), ood (a classifier checkpoint tested on another front end or
 intervals (cluster-bootstrap confidence intervals), event_scores (event-level precision and recall of detections
 against a benchmark's calls), energy_detector (the classical band-energy floor), figures (mask panels, confusion
 matrices), few_shot (the segmenter's mask quality against how many high-quality masks, chosen at random or by its
-uncertainty).
+uncertainty), real_noise (false alarms and porpoise recall on the real-noise test set).
 """
 
-__all__ = ["callbacks", "energy_detector", "event_scores", "few_shot", "figures", "intervals", "ood"]
+__all__ = ["callbacks", "energy_detector", "event_scores", "few_shot", "figures", "intervals", "ood", "real_noise"]

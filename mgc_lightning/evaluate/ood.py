@@ -34,10 +34,11 @@ class Evaluation:
 
 def evaluate_checkpoint(
     checkpoint: str | Path, preset: str, segmenter: str | Path | None = None, accelerator: str = "auto",
-    batch_size: int | None = None, manifest: str | Path | None = None,
+    batch_size: int | None = None, manifest: str | Path | None = None, cache_root: str | Path | None = None,
 ) -> Evaluation:
     """Test a classifier checkpoint on `preset` in a new evaluation run; returns the test metrics and that run. With
-    `manifest`, every window of that manifest is tested (none of it was split off for training)."""
+    `manifest`, every window of that manifest is tested (none of it was split off for training); with `cache_root`,
+    its spectrograms and masks go there instead of the training run's cache."""
     checkpoint = Path(checkpoint)
     model = load_module(ClassifierModule, checkpoint, "classifier checkpoint")  # refuses a bad file before any work
     contents = load_checkpoint(checkpoint, "classifier checkpoint")
@@ -50,6 +51,8 @@ def evaluate_checkpoint(
         settings["batch_size"] = batch_size
     if manifest is not None:
         settings.update(manifest=str(manifest), split_fractions=(0.0, 0.0, 1.0))
+    if cache_root is not None:
+        settings["cache_root"] = str(cache_root)
     data = ClassificationDataModule(**settings)
     if data.mask_source == PREDICTED:
         if segmenter is None:

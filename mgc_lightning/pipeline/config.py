@@ -79,6 +79,9 @@ class PipelineConfig:
     learning_curve_models: tuple[str, ...] = ()
     # `mgc pipeline --few-shot-curve`: the segmenter again on this many high-quality masks, in either order
     few_shot_curve: tuple[int, ...] = ()
+    # the folder of public real clips (../shared/data/real) the real-noise test is built from (docs/real_noise.md);
+    # None: no real-noise test. A folder that is absent skips the test with one line.
+    real_noise: str | None = None
 
     @classmethod
     def from_yaml(cls, path: str | Path, seeds: Sequence[int] | None = None) -> "PipelineConfig":

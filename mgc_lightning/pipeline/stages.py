@@ -21,6 +21,7 @@ Training goes through the same `mgc fit` entry point and YAML experiments as `ma
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import time
@@ -449,7 +450,72 @@ class Pipeline:
         return {"band-energy detector (thresholds fitted on the train split)":
                 {config.name: f"{interval} ({interval.groups} rec., {interval.windows} win.)"}}
 
-    def headline(self, floors: dict[str, dict[str, str]] | None = None) -> Headline | None:
+    @property
+    def real_noise_dir(self) -> Path:
+        """Where the real-noise test set is built: beside the benchmark (data/demo -> data/demo-real-noise)."""
+        data = Path(self.config.data_dir)
+        return data.parent / f"{data.name}-real-noise"
+
+    def real_noise_test(self, trained: dict[str, dict], segmenter: dict) -> dict[str, dict]:
+        """The YAML's classifiers (real_noise_models) on the real-noise test set (synth/real_noise.py,
+        evaluate/real_noise.py): built once from the YAML's `real_noise` clips folder, each model measured once per
+        checkpoint; returns the stage records per model.
+        Without the clips folder (a clone without ../shared) one line says so and nothing else happens."""
+        from ..evaluate.real_noise import evaluate_on_real_noise, table_row
+        from ..synth.real_noise import build_real_noise
+
+        c = self.config
+        if c.real_noise is None:
+            return {}
+        clips = Path(c.real_noise)
+        if not clips.is_dir():
+            self.say(f"real-noise test skipped: the public real clips are not at {clips} (`real_noise` in the "
+                     "pipeline YAML; they live beside the repository, see docs/real_noise.md)")
+            return {}
+        with self._timed("real-noise-set") as stage:
+            stage["skipped"] = (self.real_noise_dir / "build.json").is_file()
+            manifest = build_real_noise(clips, self.real_noise_dir)
+        records, built = {}, hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]  # a rebuilt set is measured again
+        with self._timed("real-noise-test") as stage:
+            stage["skipped"] = True
+            for key, done in self.real_noise_models(trained).items():
+                record = self._done(f"real-noise-{key}")
+                if record is None or (record["checkpoint"], record["set"]) != (done["best"], built):
+                    self.say(f"testing {key} on the real-noise set ({self.real_noise_dir})")
+                    measures = evaluate_on_real_noise(done["best"], manifest, c.presets[0], segmenter["best"],
+                                                      c.cache_root)
+                    record = self._record(f"real-noise-{key}", {
+                        "checkpoint": done["best"], "manifest": str(manifest.resolve()), "set": built,
+                        "row": table_row(key.removeprefix("classifier-"), measures), "goals": measures.goals,
+                        "measures": asdict(measures)})
+                    stage["skipped"] = False
+                records[key] = record
+        return records
+
+    def real_noise_models(self, trained: dict[str, dict]) -> dict[str, dict]:
+        """The trained models the real-noise test takes: the YAML's classifiers, every seed; not the curves' models
+        (exact or degraded masks exist for benchmark windows only)."""
+        own = {f"classifier-{spec.name}-seed{seed}" for spec in self.config.classifiers for seed in self.config.seeds}
+        return {key: done for key, done in trained.items() if key in own}
+
+    def real_noise_section(self, records: dict[str, dict]) -> tuple[dict[str, dict[str, str]], str]:
+        """The headline's rows (joint accuracy on the real-noise test, beside the benchmark's) and its section."""
+        from ..evaluate.real_noise import table
+
+        if not records:
+            return {}, ""
+        rows = {f"{key.removeprefix('classifier-')} on the real-noise test (docs/real_noise.md)":
+                {self.config.presets[0]: record["row"][1]} for key, record in records.items()}
+        text = (f"## Real-noise test (`{self.real_noise_dir}`)\n\nReal recorded backgrounds (North Sea ambient, "
+                "Orcasound) and hard negatives (killer whale calls, a dolphin whistle, Risso's, dolphin, beaked and "
+                "sperm whale clicks), real porpoise click trains embedded at known times; no beluga audio exists, so "
+                "whistle and beluga-click labels are 0 throughout. FA: the share of windows without the type in "
+                "which the model flags it. Recall at precision 0.9 uses the best threshold on this set (an "
+                "optimistic bound); the operating point is the model's own decision. docs/real_noise.md says how "
+                "the set is made.\n\n" + table([record["row"] for record in records.values()]))
+        return rows, text
+
+    def headline(self, floors: dict[str, dict[str, str]] | None = None, real_noise: str = "") -> Headline | None:
         c = self.config.confirmation
         if c is None:
             return None
@@ -457,7 +523,7 @@ class Pipeline:
                         f"The confirmation benchmark (`{c.data_dir}`): a second benchmark of the same generator "
                         f"settings with seed {c.seed} and deployments and sites of its own, every window tested, "
                         "no choice ever made on it. The main benchmark's test split, on which earlier choices were "
-                        "made, is a development test below.", floors or {})
+                        "made, is a development test below.", floors or {}, real_noise)
 
     def mask_quality(self, manifest: Path, confirmation: Path | None, degraded: dict[str, float]) -> dict:
         """Per mask source the classifiers read: its IoU against the exact masks and the labels its masks carry alone
@@ -501,7 +567,9 @@ class Pipeline:
             degraded = self.degraded_masks(manifest, confirmation)
             trained = self.classifiers(manifest)
             self.tests(trained, segmenter, confirmation)
-            self.reported_headline = self.headline(self.energy_detector(manifest, confirmation))
+            real_rows, real_text = self.real_noise_section(self.real_noise_test(trained, segmenter))
+            self.reported_headline = self.headline({**self.energy_detector(manifest, confirmation), **real_rows},
+                                                   real_text)
             with self._timed("report"):
                 return write_report(self.config.experiment, self.report_dir, self.config.presets[0],
                                     panel=self.panel(manifest),

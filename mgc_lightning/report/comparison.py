@@ -637,6 +637,7 @@ class Headline:
     manifest: str
     description: str
     floors: dict[str, dict[str, str]] = field(default_factory=dict)  # row name -> preset -> cell
+    real_noise: str = ""  # the real-noise test's section (pipeline stage real_noise_test), printed after the headline
 
 
 def by_dataset(runs: list[RunSummary], headline: Headline | None) -> list[tuple[str, str, list[RunSummary]]]:
@@ -677,6 +678,8 @@ def summary_text(runs: list[RunSummary], train_preset: str = "origin", headline:
         spread = seeds_table(members, train_preset)
         if spread:
             parts.append(f"### Seeds on {dataset_name(members[0].dataset)}: spread of joint accuracy\n\n{spread}")
+        if headline and headline.real_noise and title.startswith("Headline"):
+            parts.append(headline.real_noise)
     return "\n\n".join(parts)
 
 

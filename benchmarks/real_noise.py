@@ -1,0 +1,57 @@
+"""The real-noise test (issue #25, docs/real_noise.md) of the classifiers a finished pipeline trained, read from its
+stage records (classifier-*.json, segmenter.json), writing nothing beside them: the set, its spectrogram and mask
+cache and the evaluation runs go under --out (point MLFLOW_TRACKING_URI at a store there too). `make demo` runs the
+same measures as its stage real-noise-test; this script measures a demo folder without touching it.
+
+    MLFLOW_TRACKING_URI=sqlite:////tmp/realnoise/mlflow.db \\
+        python benchmarks/real_noise.py --state data/demo/pipeline --out /tmp/realnoise [--clips ../shared/data/real]
+        [--porpoise-snr 16 29]   # fainter porpoise trains (the lower half of the benchmark's range), still visible
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from mgc_lightning.evaluate.real_noise import evaluate_on_real_noise, table, table_row
+from mgc_lightning.synth.real_noise import RealNoiseConfig, build_real_noise
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--state", required=True, help="a pipeline's stage records, e.g. data/demo/pipeline")
+    parser.add_argument("--clips", default="../shared/data/real")
+    parser.add_argument("--out", default="/tmp/realnoise")
+    parser.add_argument("--preset", default="origin", help="the front end the classifiers trained on")
+    parser.add_argument("--seed", type=int, default=0, help="the set's seed")
+    parser.add_argument("--porpoise-snr", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                        help="the porpoise trains' SNR range in dB (default: RealNoiseConfig's, 29-42)")
+    args = parser.parse_args()
+    out, state = Path(args.out), Path(args.state)
+    started = time.perf_counter()
+    config = RealNoiseConfig(seed=args.seed)
+    if args.porpoise_snr:
+        config = replace(config, porpoise_snr_db=tuple(args.porpoise_snr))
+    manifest = build_real_noise(args.clips, out / "set", config)
+    print(f"real-noise set: {manifest} ({time.perf_counter() - started:.1f} s incl. any build)")
+    segmenter = json.loads((state / "segmenter.json").read_text())["best"]
+    saved = out / "real_noise.json"
+    results = json.loads(saved.read_text()) if saved.is_file() else {}  # a model measured before is kept
+    for record in sorted(state.glob("classifier-*.json")):
+        started = time.perf_counter()
+        checkpoint, name = json.loads(record.read_text())["best"], record.stem.removeprefix("classifier-")
+        if results.get(name, {}).get("checkpoint") == checkpoint:
+            continue
+        measures = evaluate_on_real_noise(checkpoint, manifest, args.preset, segmenter, out / "cache", out)
+        results[name] = {"checkpoint": checkpoint, "row": table_row(name, measures), "goals": measures.goals,
+                         "measures": asdict(measures), "seconds": round(time.perf_counter() - started, 1)}
+        saved.write_text(json.dumps(results, indent=2))
+        print(f"{name}: {time.perf_counter() - started:.0f} s")
+    print(table([result["row"] for result in results.values()]))
+
+
+if __name__ == "__main__":
+    main()

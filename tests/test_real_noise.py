@@ -1,0 +1,185 @@
+"""The real-noise test set (synth/real_noise.py), its measures (evaluate/real_noise.py) and the pipeline stage that
+runs them (issue #25). A tiny set is built once from the public clips in ../shared/data/real (skipped without them)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REAL_DATA
+from mgc_lightning.audio.manifest import load_manifest
+from mgc_lightning.audio.reading import read_window
+from mgc_lightning.core.labels import JOINT_CLASS_NAMES, SOUND_TYPES
+from mgc_lightning.evaluate.real_noise import (
+    Windows, false_alarm_rate, measure, read_windows, recall_at_precision, type_scores,
+)
+from mgc_lightning.pipeline.config import PipelineConfig
+from mgc_lightning.pipeline.stages import Pipeline
+from mgc_lightning.synth.real_noise import (
+    PORPOISE_BAND_HZ, TEST, TRAINING, RealNoiseConfig, build_real_noise, declared_files, role,
+    training_reserved_files,
+)
+
+TINY = RealNoiseConfig(seed=3, windows_per_recording=3, lifewatch_recordings=2, j_pod_recordings=2, orca_files=2,
+                       click_recordings=1, porpoise_share=0.5)
+
+
+@pytest.fixture(scope="module")
+def tiny_set(tmp_path_factory) -> Path:
+    if not REAL_DATA.is_dir():
+        pytest.skip(f"public reference clips not found at {REAL_DATA} (they live beside the repository in CI only)")
+    return build_real_noise(REAL_DATA, tmp_path_factory.mktemp("real-noise") / "set", TINY)
+
+
+def extra_columns(manifest: Path) -> list[dict[str, str]]:
+    with open(manifest, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_the_set_is_a_manifest_every_tool_reads_with_every_background_kind(tiny_set):
+    rows = load_manifest(tiny_set)  # checks every file and span
+    listed = extra_columns(tiny_set)
+    assert {row["background"] for row in listed} == {"ambient", "orca_call", "dolphin_whistle", "odontocete_click"}
+    assert all(row.whistle == 0 and row.beluga_click == 0 for row in rows)
+    assert all(row.duration_s == 0.25 for row in rows)
+    assert len({row.recording for row in rows}) >= 10  # recordings to resample for the interval
+    positives = [row for row in listed if row["porpoise_click"] == "1"]
+    assert positives and len(positives) < len(listed)
+    assert all(int(row["porpoise_clicks"]) >= 3 and float(row["porpoise_snr_db"]) >= TINY.porpoise_snr_db[0]
+               for row in positives)
+
+
+def peak_frame_db(samples: np.ndarray) -> tuple[float, np.ndarray]:
+    """Energy in 110-160 kHz per frame of 1024 samples (the origin grid's STFT frame), in dB."""
+    from scipy.signal import butter, sosfiltfilt
+
+    band = sosfiltfilt(butter(8, PORPOISE_BAND_HZ, btype="bandpass", fs=384_000, output="sos"), samples)
+    frames = band[: band.size // 1024 * 1024].reshape(-1, 1024)
+    return 10 * np.log10(np.square(frames).sum(axis=1))
+
+
+def test_the_porpoise_clicks_lie_where_the_manifest_says(tiny_set):
+    """The loudest frame of each window in 110-160 kHz against the median frame of its recording: windows with a
+    porpoise train stand far above, the others (hard-negative click windows aside: Risso's clicks reach that band,
+    which is why they are there) do not."""
+    rows, listed = load_manifest(tiny_set), extra_columns(tiny_set)
+    lift = {True: [], False: []}
+    for recording in {r.recording for r in rows}:
+        members = [i for i, r in enumerate(rows) if r.recording == recording]
+        frames = {i: peak_frame_db(read_window(rows[i].path, rows[i].start_s, rows[i].duration_s).astype(float))
+                  for i in members}
+        floor = np.median(np.concatenate(list(frames.values())))
+        for i in members:
+            if rows[i].porpoise_click or not listed[i]["click_template"]:
+                lift[rows[i].porpoise_click == 1].append(frames[i].max() - floor)
+    assert lift[True] and min(lift[True]) > 10.0, lift[True]
+    assert lift[False] and max(lift[False]) < 5.0, lift[False]
+
+
+def test_windows_use_test_only_files_and_the_split_covers_every_audio_file(tiny_set):
+    for row in extra_columns(tiny_set):
+        assert row["use"] == TEST
+        assert all(role(source) == TEST for source in row["sources"].split(";")), row["sources"]
+    found = declared_files(REAL_DATA)
+    assert found[TEST] and found[TRAINING]
+    assert not set(found[TEST]) & set(found[TRAINING])
+    assert [p for p in found[None] if not p.endswith(".mat")] == []  # every audio file is on one side
+    assert all(role(str(p.relative_to(REAL_DATA))) == TRAINING for p in training_reserved_files(REAL_DATA))
+    # all variants of an orca call type lie on one side
+    assert role("orcasound_orcadata/catalog_flac/FO-S33-RJ-a.flac") == role("orcasound_orcadata/catalog_flac/FO-S33-R.flac")
+
+
+def test_the_same_seed_writes_the_same_bytes_and_another_seed_other_audio(tiny_set, tmp_path):
+    again = build_real_noise(REAL_DATA, tmp_path / "again", TINY)
+    assert again.read_bytes() == tiny_set.read_bytes()
+    for audio in sorted((tiny_set.parent / "audio").glob("*.flac")):
+        assert (again.parent / "audio" / audio.name).read_bytes() == audio.read_bytes(), audio.name
+    other = build_real_noise(REAL_DATA, tmp_path / "other", RealNoiseConfig(**{**TINY.__dict__, "seed": 4}))
+    assert other.read_bytes() != tiny_set.read_bytes()
+
+
+def test_false_alarms_and_recall_at_precision_on_known_scores():
+    assert false_alarm_rate([1, 0, 0, 0, 1, 1], [0, 0, 0, 0, 1, 1]) == (0.25, 4)
+    assert false_alarm_rate([1, 1], [1, 1]) == (None, 0)
+    scores = [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05]
+    present = [1, 1, 1, 1, 0, 1, 1, 0, 1, 0]
+    # at 0.3: 6 of the 7 windows at or above are positives (0.857 < 0.9); at 0.4: 5 of 6 (0.833); at 0.6: 4 of 4
+    assert recall_at_precision(scores, present, 0.9) == (4 / 7, 0.6)
+    assert recall_at_precision(scores, present, 0.8) == (6 / 7, 0.3)
+    assert recall_at_precision([0.9, 0.1], [0, 1], 0.9) == (0.0, float("inf"))
+
+
+def test_measures_of_a_model_on_hand_made_windows():
+    truth = np.array([[0, 0, 1], [0, 0, 1], [0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 1]], dtype=bool)
+    decided = np.array([[1, 0, 1], [0, 0, 0], [1, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 1]], dtype=bool)
+    scores = np.array([[.9, 0, .95], [0, 0, .3], [.8, 0, .2], [0, 0, .1], [0, 0, .4], [0, 0, .6]])
+    result = measure(Windows(["a", "a", "b", "b", "c", "c"], ["ambient", "orca_call", "ambient", "ambient",
+                                                              "dolphin_whistle", "odontocete_click"],
+                             truth, decided, scores))
+    assert result.joint_accuracy.estimate == pytest.approx(3 / 6) and result.recordings == 3
+    assert result.false_alarms["whistle"]["all"] == (2 / 6, 6)
+    assert result.false_alarms["whistle"]["ambient"] == (2 / 3, 3)
+    assert result.false_alarms["whistle"]["orca_call"] == (0.0, 1)
+    assert result.false_alarms["porpoise_click"]["all"] == (0.0, 3)
+    assert result.porpoise_recall_at_precision == pytest.approx(2 / 3)  # 0.95, 0.6 above 0.4 (a negative)
+    assert (result.porpoise_precision, result.porpoise_recall) == (1.0, pytest.approx(2 / 3))
+    assert result.goals == {"whistle false alarms <= 5 % in real noise": False,
+                            "porpoise recall >= 0.8 at precision 0.9": False}
+
+
+def test_type_scores_sum_a_multiclass_heads_joint_probabilities():
+    joint = dict(zip((f"p_{n}" for n in JOINT_CLASS_NAMES), ("0.1", "0.2", "0.0", "0.0", "0.3", "0.4", "0.0", "0.0")))
+    assert type_scores(joint) == pytest.approx([0.6, 0.0, 0.7])  # whistle: 1 + 5; porpoise: 4 + 5
+    assert type_scores({f"p_{n}": "0.5" for n in SOUND_TYPES}) == [0.5, 0.5, 0.5]
+
+
+def test_predictions_join_the_manifest_and_a_missing_window_is_refused(tiny_set, tmp_path):
+    listed = extra_columns(tiny_set)
+    header = ["index", "recording", "start_s", "duration_s", "joint", "predicted", "correct",
+              *(f"p_{n}" for n in JOINT_CLASS_NAMES)]
+    lines = [header] + [[i, row["recording"], row["start_s"], row["duration_s"], 4 * int(row["porpoise_click"]), 1, 0,
+                         *([0, 1] + [0] * 6)] for i, row in enumerate(listed)]
+    predictions = tmp_path / "predictions.csv"
+    predictions.write_text("\n".join(",".join(map(str, line)) for line in lines))
+    windows = read_windows(predictions, tiny_set)
+    assert windows.decided[:, 0].all() and not windows.decided[:, 2].any()  # joint class 1: whistle
+    result = measure(windows)
+    assert result.false_alarms["whistle"]["all"] == (1.0, len(listed))
+    predictions.write_text("\n".join(",".join(map(str, line)) for line in lines[:-1]))
+    with pytest.raises(ValueError, match="no prediction for 1 window"):
+        read_windows(predictions, tiny_set)
+
+
+def test_the_pipeline_skips_the_real_noise_test_with_one_line_when_the_clips_are_missing(tmp_path):
+    config = PipelineConfig("x", str(tmp_path / "demo"), (), real_noise=str(tmp_path / "no-clips"))
+    said = []
+    pipeline = Pipeline(config, say=said.append)
+    records = pipeline.real_noise_test({"classifier-a-seed0": {"best": "never-read.ckpt"}}, {"best": "none.ckpt"})
+    assert records == {} and pipeline.real_noise_section(records) == ({}, "")
+    assert len(said) == 1 and said[0].startswith("real-noise test skipped: the public real clips are not at ")
+    assert str(tmp_path / "no-clips") in said[0]
+    assert not (tmp_path / "demo-real-noise").exists()
+
+
+def test_the_headline_gets_a_row_per_model_and_the_section_its_table(tmp_path):
+    config = PipelineConfig("x", str(tmp_path / "demo"), (), real_noise=str(tmp_path))
+    row = ["baseline-seed0", "0.500 [0.400, 0.600] (41 rec., 353 win.)", *["0.1"] * 9, "met NOT met"]
+    rows, text = Pipeline(config).real_noise_section({"classifier-baseline-seed0": {"row": row}})
+    assert rows == {"baseline-seed0 on the real-noise test (docs/real_noise.md)":
+                    {"origin": "0.500 [0.400, 0.600] (41 rec., 353 win.)"}}
+    assert text.startswith(f"## Real-noise test (`{tmp_path / 'demo-real-noise'}`)")
+    assert "| baseline-seed0 | 0.500 [0.400, 0.600] (41 rec., 353 win.) |" in text
+
+
+def test_the_curves_models_are_left_to_the_benchmark(tmp_path):
+    """Exact and degraded masks exist for benchmark windows only: the stage tests the YAML's own classifiers."""
+    from mgc_lightning.pipeline.config import ClassifierSpec
+
+    config = PipelineConfig("x", str(tmp_path / "demo"), (ClassifierSpec("a", ()),), seeds=(0, 1))
+    pipeline = Pipeline(config, mask_curve=True)
+    trained = {key: {} for key in ("classifier-a-seed0", "classifier-a-seed1", "classifier-a-perfect-segmenter-seed0",
+                                   "classifier-a-iou0.50-seed0", "classifier-a-n100-seed0")}
+    assert list(pipeline.real_noise_models(trained)) == ["classifier-a-seed0", "classifier-a-seed1"]
