@@ -23,6 +23,9 @@ from mgc_lightning.frontend.spectrogram import get_preset
 from mgc_lightning.models.classifier import ClassifierModule
 from mgc_lightning.models.segmenter import SegmenterModule
 
+# the corpus runs through one `mgc` child process; it trains nothing but loads torch and builds checkpoints: a minute
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
 LONG = "x" * 300  # one path component longer than any file system allows (ENAMETOOLONG)
