@@ -166,7 +166,7 @@ def test_the_pipeline_skips_the_real_noise_test_with_one_line_when_the_clips_are
 
 def test_the_headline_gets_a_row_per_model_and_the_section_its_table(tmp_path):
     config = PipelineConfig("x", str(tmp_path / "demo"), (), real_noise=str(tmp_path))
-    row = ["baseline-seed0", "0.500 [0.400, 0.600] (41 rec., 353 win.)", *["0.1"] * 9, "met NOT met"]
+    row = ["baseline-seed0", "0.500 [0.400, 0.600] (41 rec., 353 win.)", *["0.1"] * 9, "whistle: met; porpoise: NOT met"]
     rows, text = Pipeline(config).real_noise_section({"classifier-baseline-seed0": {"row": row}})
     assert rows == {"baseline-seed0 on the real-noise test (docs/real_noise.md)":
                     {"origin": "0.500 [0.400, 0.600] (41 rec., 353 win.)"}}

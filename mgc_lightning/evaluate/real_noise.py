@@ -150,13 +150,14 @@ def table_row(model: str, result: RealNoiseMeasures) -> list[str]:
             _share(fa["beluga_click"]["all"][0]), _share(fa["porpoise_click"]["all"][0]),
             f"{result.porpoise_recall_at_precision:.3f}",
             f"{_share(result.porpoise_recall)} / {_share(result.porpoise_precision)}",
-            " ".join("met" if ok else "NOT met" for ok in goals.values())]
+            "; ".join(f"{goal}: {'met' if ok else 'NOT met'}" for goal, ok in zip(("whistle", "porpoise"),
+                                                                               goals.values()))]
 
 
 TABLE_HEADER = ["model", "joint accuracy [95 % over recordings]", "whistle FA: all", "ambient", "orca calls",
                 "dolphin whistle", "odontocete clicks", "beluga-click FA", "porpoise FA",
                 "porpoise recall at precision 0.9", "porpoise recall / precision at own operating point",
-                "goals: whistle FA <= 5 %, porpoise recall >= 0.8 at P 0.9"]
+                "goals (whistle FA <= 5 %; porpoise recall >= 0.8 at P 0.9)"]
 
 
 def table(rows: Sequence[Sequence[str]]) -> str:
