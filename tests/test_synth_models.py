@@ -29,8 +29,8 @@ from mgc_lightning.synth.scene import RecordingPlan, make_deployments, render_re
 # A fingerprint of six small recordings of the `demo` and `paper` presets (seed 0: three deployments each, both
 # sensors), written from the generator as it was before the sound models existed (commit aa2e2c4, whose sha256 of the
 # same renders this code still matched on the machine that made it): every number in RESULTS.md and BENCHMARKS.md
-# was made with that generator, so its default must not move. Sums and samples agree to 1e-5 (or 1e-6), not bit for bit:
-# numpy's reductions round differently on CPUs of other vector widths.
+# was made with that generator, so its default must not move. Sums and samples agree to 1e-5 (or 1e-6), not bit for
+# bit: numpy's reductions round differently on CPUs of other vector widths.
 V1_FINGERPRINT = Path(__file__).parent / "data" / "v1_render_fingerprint.json"
 SAMPLE_AT = (0, 1_000, 17_777, 50_000, 96_000, 123_456, 150_001, 191_999)
 
