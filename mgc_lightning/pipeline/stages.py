@@ -500,19 +500,24 @@ class Pipeline:
 
     def real_noise_section(self, records: dict[str, dict]) -> tuple[dict[str, dict[str, str]], str]:
         """The headline's rows (joint accuracy on the real-noise test, beside the benchmark's) and its section."""
-        from ..evaluate.real_noise import table
+        from ..evaluate.real_noise import CAVEAT, CHANCE, chance_row, table
 
         if not records:
             return {}, ""
         rows = {f"{key.removeprefix('classifier-')} on the real-noise test (docs/real_noise.md)":
                 {self.config.presets[0]: record["row"][1]} for key, record in records.items()}
+        chance = chance_row(next(iter(records.values()))["manifest"])
+        rows[f"{CHANCE} on the real-noise test"] = {self.config.presets[0]: chance[1]}
         text = (f"## Real-noise test (`{self.real_noise_dir}`)\n\nReal recorded backgrounds (North Sea ambient, "
                 "Orcasound) and hard negatives (killer whale calls, a dolphin whistle, Risso's, dolphin, beaked and "
                 "sperm whale clicks), real porpoise click trains embedded at known times; no beluga audio exists, so "
-                "whistle and beluga-click labels are 0 throughout. FA: the share of windows without the type in "
-                "which the model flags it. Recall at precision 0.9 uses the best threshold on this set (an "
-                "optimistic bound); the operating point is the model's own decision. docs/real_noise.md says how "
-                "the set is made.\n\n" + table([record["row"] for record in records.values()]))
+                "whistle and beluga-click labels are 0 throughout. The interval resamples the independent real "
+                "source files of the backgrounds (sources), not the stretches cut from them. FA: the share of the "
+                "noise-only windows (no target sound at all) in which the model flags the type, over all of them "
+                "and per background kind. Recall at precision 0.9 uses the best threshold on this set (an "
+                "optimistic bound); the operating point is the model's own decision. " + CAVEAT +
+                " docs/real_noise.md says how the set is made.\n\n"
+                + table([*(record["row"] for record in records.values()), chance]))
         return rows, text
 
     def headline(self, floors: dict[str, dict[str, str]] | None = None, real_noise: str = "") -> Headline | None:
