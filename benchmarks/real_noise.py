@@ -18,7 +18,9 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from mgc_lightning.core.atomic import write_bytes_atomic
-from mgc_lightning.evaluate.real_noise import CAVEAT, chance_row, evaluate_on_real_noise, table, table_row
+from mgc_lightning.evaluate.real_noise import (
+    CAVEAT, MEASURES_VERSION, chance_row, evaluate_on_real_noise, table, table_row,
+)
 from mgc_lightning.synth.real_noise import RealNoiseConfig, build_real_noise
 
 
@@ -44,7 +46,8 @@ def main() -> None:
     built = hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]  # the set's content, as the pipeline stage keys it
     # a model measured before on this very set (same checkpoint, same manifest bytes) is kept; any other row is stale
     results = json.loads(saved.read_text()) if saved.is_file() else {}
-    results = {name: result for name, result in results.items() if result.get("set") == built}
+    results = {name: result for name, result in results.items()
+               if (result.get("set"), result.get("measures_version")) == (built, MEASURES_VERSION)}
     names = []
     for record in sorted(state.glob("classifier-*.json")):
         started = time.perf_counter()
@@ -53,7 +56,8 @@ def main() -> None:
         if results.get(name, {}).get("checkpoint") == checkpoint:
             continue
         measures = evaluate_on_real_noise(checkpoint, manifest, args.preset, segmenter, out / "cache", out)
-        results[name] = {"checkpoint": checkpoint, "set": built, "manifest": str(manifest.resolve()),
+        results[name] = {"checkpoint": checkpoint, "set": built, "measures_version": MEASURES_VERSION,
+                         "manifest": str(manifest.resolve()),
                          "row": table_row(name, measures), "goals": measures.goals, "measures": asdict(measures),
                          "seconds": round(time.perf_counter() - started, 1)}
         write_bytes_atomic(saved, json.dumps(results, indent=2).encode())

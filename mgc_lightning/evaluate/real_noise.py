@@ -26,6 +26,9 @@ from ..synth.real_noise import BACKGROUND_KINDS
 from .intervals import Interval, bootstrap_interval
 
 TARGET_PRECISION = 0.9
+# what the saved rows mean: 2 = interval over background source files, false alarms in noise-only windows. A row
+# saved under another version is measured again (pipeline stage, benchmarks/real_noise.py).
+MEASURES_VERSION = 2
 GOAL_WHISTLE_FALSE_ALARMS = 0.05  # at most, in noise-only windows of real noise
 GOAL_PORPOISE_RECALL = 0.8  # at least, at precision TARGET_PRECISION
 WindowKey = tuple[str, float, float]

@@ -461,7 +461,7 @@ class Pipeline:
         evaluate/real_noise.py): built once from the YAML's `real_noise` clips folder, each model measured once per
         checkpoint; returns the stage records per model.
         Without the clips folder (a clone without ../shared) one line says so and nothing else happens."""
-        from ..evaluate.real_noise import evaluate_on_real_noise, table_row
+        from ..evaluate.real_noise import MEASURES_VERSION, evaluate_on_real_noise, table_row
         from ..synth.real_noise import build_real_noise
 
         c = self.config
@@ -480,12 +480,14 @@ class Pipeline:
             stage["skipped"] = True
             for key, done in self.real_noise_models(trained).items():
                 record = self._done(f"real-noise-{key}")
-                if record is None or (record["checkpoint"], record["set"]) != (done["best"], built):
+                if record is None or (record["checkpoint"], record["set"], record.get("measures_version")) != (
+                        done["best"], built, MEASURES_VERSION):
                     self.say(f"testing {key} on the real-noise set ({self.real_noise_dir})")
                     measures = evaluate_on_real_noise(done["best"], manifest, c.presets[0], segmenter["best"],
                                                       c.cache_root)
                     record = self._record(f"real-noise-{key}", {
                         "checkpoint": done["best"], "manifest": str(manifest.resolve()), "set": built,
+                        "measures_version": MEASURES_VERSION,
                         "row": table_row(key.removeprefix("classifier-"), measures), "goals": measures.goals,
                         "measures": asdict(measures)})
                     stage["skipped"] = False
