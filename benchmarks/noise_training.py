@@ -1,0 +1,89 @@
+"""Trials of issue #25 item 2 (training that survives real noise): classifier checkpoints measured on benchmark
+validation windows (joint accuracy with its 95 % interval over recordings) and on the real-noise test
+(docs/real_noise.md: whistle false alarms per background kind, porpoise recall at precision 0.9). Writes nothing
+beside the checkpoints: the set, the spectrogram cache and the evaluation runs go under --out (point
+MLFLOW_TRACKING_URI at a store there too). BENCHMARKS.md, "Training in real noise", gives the commands that made
+the checkpoints.
+
+    MLFLOW_TRACKING_URI=sqlite:////tmp/noise/mlflow.db python benchmarks/noise_training.py --out /tmp/noise/measures \\
+        --model baseline-v1=CKPT --model baseline-v2=CKPT2 \\
+        --val v1=/tmp/noise/v1/val_split.csv --val v2=/tmp/noise/demo-real/val_split.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from mgc_lightning.evaluate.intervals import bootstrap_interval
+from mgc_lightning.evaluate.real_noise import evaluate_on_real_noise, predictions_of, table, table_row
+from mgc_lightning.synth.real_noise import BACKGROUND_KINDS, RealNoiseConfig, build_real_noise
+
+
+def _pairs(values: list[str]) -> dict[str, str]:
+    pairs = dict(value.split("=", 1) for value in values)
+    if len(pairs) != len(values):
+        raise SystemExit("each --model / --val is NAME=PATH, every NAME once")
+    return pairs
+
+
+def validation_accuracy(checkpoint: str, manifest: str, preset: str, cache: Path, folder: Path) -> dict:
+    """Joint accuracy on every window of `manifest`, with its bootstrap interval over recordings."""
+    from mgc_lightning.evaluate.ood import evaluate_checkpoint
+
+    evaluation = evaluate_checkpoint(checkpoint, preset, manifest=manifest, cache_root=cache)
+    with tempfile.TemporaryDirectory(dir=folder) as downloaded:
+        with open(predictions_of(evaluation.run_id, preset, downloaded), newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    interval = bootstrap_interval([int(row["correct"]) for row in rows], groups=[row["recording"] for row in rows])
+    return {"joint_accuracy": str(interval), "estimate": interval.estimate, "windows": len(rows),
+            "run_id": evaluation.run_id}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", action="append", required=True, help="NAME=CHECKPOINT (repeat)")
+    parser.add_argument("--val", action="append", default=[], help="NAME=MANIFEST of validation windows (repeat)")
+    parser.add_argument("--clips", default="../shared/data/real")
+    parser.add_argument("--out", default="/tmp/noise/measures")
+    parser.add_argument("--preset", default="origin")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    models, vals = _pairs(args.model), _pairs(args.val)
+    real_manifest = build_real_noise(args.clips, out / "set", RealNoiseConfig(seed=0))
+    saved = out / "noise_training.json"
+    results = json.loads(saved.read_text()) if saved.is_file() else {}  # a measure made before is kept
+    for name, checkpoint in models.items():
+        result = results.get(name, {})
+        if result.get("checkpoint") != checkpoint:
+            result = {"checkpoint": checkpoint, "val": {}}
+        for val_name, manifest in vals.items():
+            if val_name not in result["val"]:
+                started = time.perf_counter()
+                result["val"][val_name] = validation_accuracy(checkpoint, manifest, args.preset, out / "cache", out)
+                print(f"{name} on {val_name}: {result['val'][val_name]['joint_accuracy']} "
+                      f"({time.perf_counter() - started:.0f} s)")
+        if "real_noise" not in result:
+            measures = evaluate_on_real_noise(checkpoint, real_manifest, args.preset, None, out / "cache", out)
+            result["real_noise"] = {"row": table_row(name, measures), "goals": measures.goals,
+                                    "measures": asdict(measures)}
+        results[name] = result
+        saved.write_text(json.dumps(results, indent=2, default=str))
+    print(table([result["real_noise"]["row"] for result in results.values()]))
+    header = ["model", *(f"val joint acc ({v})" for v in vals), "real-noise joint acc", "whistle FA: all",
+              *BACKGROUND_KINDS, "porpoise recall at P 0.9"]
+    print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for name, result in results.items():
+        row = result["real_noise"]["row"]
+        print("| " + " | ".join([name, *(result["val"].get(v, {}).get("joint_accuracy", "—") for v in vals),
+                                 row[1].split(" (")[0], *row[2:7], row[9]]) + " |")
+
+
+if __name__ == "__main__":
+    main()
