@@ -20,6 +20,9 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
+from mgc_lightning.core.labels import SOUND_TYPES, label_vector
 from mgc_lightning.evaluate.intervals import bootstrap_interval
 from mgc_lightning.evaluate.real_noise import evaluate_on_real_noise, predictions_of, table, table_row
 from mgc_lightning.synth.real_noise import BACKGROUND_KINDS, RealNoiseConfig, build_real_noise
@@ -41,8 +44,13 @@ def validation_accuracy(checkpoint: str, manifest: str, preset: str, cache: Path
         with open(predictions_of(evaluation.run_id, preset, downloaded), newline="") as handle:
             rows = list(csv.DictReader(handle))
     interval = bootstrap_interval([int(row["correct"]) for row in rows], groups=[row["recording"] for row in rows])
+    truth = np.array([label_vector(int(row["joint"])) for row in rows], dtype=bool)
+    decided = np.array([label_vector(int(row["predicted"])) for row in rows], dtype=bool)
+    per_type = {name: {"recall": round(float(decided[truth[:, t], t].mean()), 3),
+                       "false_alarms": round(float(decided[~truth[:, t], t].mean()), 3)}
+                for t, name in enumerate(SOUND_TYPES)}
     return {"joint_accuracy": str(interval), "estimate": interval.estimate, "windows": len(rows),
-            "run_id": evaluation.run_id}
+            "per_type": per_type, "run_id": evaluation.run_id}
 
 
 def main() -> None:
@@ -83,6 +91,11 @@ def main() -> None:
         row = result["real_noise"]["row"]
         print("| " + " | ".join([name, *(result["val"].get(v, {}).get("joint_accuracy", "—") for v in vals),
                                  row[1].split(" (")[0], *row[2:7], row[9]]) + " |")
+    print("\nPer type on the validation windows (recall / false-alarm rate):")
+    for name, result in results.items():
+        for val_name, measured in result["val"].items():
+            print(f"{name} on {val_name}: " + ", ".join(f"{t} {m['recall']:.3f} / {m['false_alarms']:.3f}"
+                                                       for t, m in measured["per_type"].items()))
 
 
 if __name__ == "__main__":
