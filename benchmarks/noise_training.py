@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from mgc_lightning.core.labels import SOUND_TYPES, label_vector
-from mgc_lightning.evaluate.intervals import bootstrap_interval
-from mgc_lightning.evaluate.real_noise import evaluate_on_real_noise, predictions_of, table, table_row
+from mgc_lightning.evaluate.intervals import bootstrap_interval, paired_difference_interval
+from mgc_lightning.evaluate.real_noise import measure, predictions_of, read_windows, table, table_row
 from mgc_lightning.synth.real_noise import BACKGROUND_KINDS, RealNoiseConfig, build_real_noise
 
 
@@ -35,13 +35,34 @@ def _pairs(values: list[str]) -> dict[str, str]:
     return pairs
 
 
-def validation_accuracy(checkpoint: str, manifest: str, preset: str, cache: Path, folder: Path) -> dict:
-    """Joint accuracy on every window of `manifest`, with its bootstrap interval over recordings."""
+def _tested(checkpoint: str, manifest: str, preset: str, cache: Path) -> str:
     from mgc_lightning.evaluate.ood import evaluate_checkpoint
 
-    evaluation = evaluate_checkpoint(checkpoint, preset, manifest=manifest, cache_root=cache)
+    return evaluate_checkpoint(checkpoint, preset, manifest=manifest, cache_root=cache).run_id
+
+
+def _correct(run_id: str, preset: str, folder: Path) -> dict[str, list]:
+    """Per window (sorted by recording and start) whether the model was right, and its recording."""
     with tempfile.TemporaryDirectory(dir=folder) as downloaded:
-        with open(predictions_of(evaluation.run_id, preset, downloaded), newline="") as handle:
+        with open(predictions_of(run_id, preset, downloaded), newline="") as handle:
+            rows = sorted(csv.DictReader(handle), key=lambda r: (r["recording"], float(r["start_s"])))
+    return {"correct": [int(r["correct"]) for r in rows], "recordings": [r["recording"] for r in rows]}
+
+
+def real_noise(checkpoint: str, manifest: Path, preset: str, cache: Path, folder: Path) -> dict:
+    """The real-noise test's measures (evaluate/real_noise.py) and the per-window correctness they rest on."""
+    run_id = _tested(checkpoint, str(manifest), preset, cache)
+    with tempfile.TemporaryDirectory(dir=folder) as downloaded:
+        measures = measure(read_windows(predictions_of(run_id, preset, downloaded), manifest))
+    return {"row": None, "goals": measures.goals, "measures": asdict(measures), "run_id": run_id,
+            **_correct(run_id, preset, folder), "_measures": measures}
+
+
+def validation_accuracy(checkpoint: str, manifest: str, preset: str, cache: Path, folder: Path) -> dict:
+    """Joint accuracy on every window of `manifest`, with its bootstrap interval over recordings."""
+    run_id = _tested(checkpoint, manifest, preset, cache)
+    with tempfile.TemporaryDirectory(dir=folder) as downloaded:
+        with open(predictions_of(run_id, preset, downloaded), newline="") as handle:
             rows = list(csv.DictReader(handle))
     interval = bootstrap_interval([int(row["correct"]) for row in rows], groups=[row["recording"] for row in rows])
     truth = np.array([label_vector(int(row["joint"])) for row in rows], dtype=bool)
@@ -50,7 +71,7 @@ def validation_accuracy(checkpoint: str, manifest: str, preset: str, cache: Path
                        "false_alarms": round(float(decided[~truth[:, t], t].mean()), 3)}
                 for t, name in enumerate(SOUND_TYPES)}
     return {"joint_accuracy": str(interval), "estimate": interval.estimate, "windows": len(rows),
-            "per_type": per_type, "run_id": evaluation.run_id}
+            "per_type": per_type, "run_id": run_id, **_correct(run_id, preset, folder)}
 
 
 def main() -> None:
@@ -78,9 +99,8 @@ def main() -> None:
                 print(f"{name} on {val_name}: {result['val'][val_name]['joint_accuracy']} "
                       f"({time.perf_counter() - started:.0f} s)")
         if "real_noise" not in result:
-            measures = evaluate_on_real_noise(checkpoint, real_manifest, args.preset, None, out / "cache", out)
-            result["real_noise"] = {"row": table_row(name, measures), "goals": measures.goals,
-                                    "measures": asdict(measures)}
+            result["real_noise"] = real_noise(checkpoint, real_manifest, args.preset, out / "cache", out)
+            result["real_noise"]["row"] = table_row(name, result["real_noise"].pop("_measures"))
         results[name] = result
         saved.write_text(json.dumps(results, indent=2, default=str))
     print(table([result["real_noise"]["row"] for result in results.values()]))
@@ -91,6 +111,15 @@ def main() -> None:
         row = result["real_noise"]["row"]
         print("| " + " | ".join([name, *(result["val"].get(v, {}).get("joint_accuracy", "—") for v in vals),
                                  row[1].split(" (")[0], *row[2:7], row[9]]) + " |")
+    first = next(iter(results))
+    print(f"\nPaired differences, each model minus {first} on the same windows (95 % over recordings):")
+    for name, result in list(results.items())[1:]:
+        sets = {**{v: (result["val"][v], results[first]["val"][v]) for v in vals
+                   if v in result["val"] and v in results[first]["val"]},
+                "real noise": (result["real_noise"], results[first]["real_noise"])}
+        print(f"{name}: " + ", ".join(
+            f"{where} {paired_difference_interval(a['correct'], b['correct'], groups=a['recordings'])}"
+            for where, (a, b) in sets.items()))
     print("\nPer type on the validation windows (recall / false-alarm rate):")
     for name, result in results.items():
         for val_name, measured in result["val"].items():

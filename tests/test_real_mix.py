@@ -114,3 +114,13 @@ def test_the_benchmark_records_its_mix_and_refuses_another(reserved, tmp_path):
     other = tmp_path / "plain"
     build_benchmark(other, sized(BENCHMARK_PRESETS["demo"], 2, 2), progress=False)
     assert "real_mix" not in json.loads((other / "benchmark.json").read_text())["config"]
+
+
+def test_mgc_synth_refuses_a_test_file_and_records_the_reserved_ones(reserved, tmp_path, capsys):
+    from mgc_lightning.cli import main
+
+    test_file = str(REAL_DATA / "lifewatch_pypam/67416073.210610034655.flac")
+    assert main(["synth", str(tmp_path / "leak"), "--n", "1", "--quiet", "--backgrounds", test_file]) == 2
+    assert "real-noise test" in capsys.readouterr().err and not (tmp_path / "leak" / "manifest.csv").exists()
+    folder = Path(reserved["backgrounds"][0]).parent  # a folder: its test-only file would be refused too
+    assert main(["synth", str(tmp_path / "folder"), "--quiet", "--backgrounds", str(folder)]) == 2
