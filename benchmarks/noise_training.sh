@@ -1,6 +1,6 @@
 #!/bin/bash
-# Issue #25 item 2, trials A (the field sound model, `--preset demo-real`) and B (real backgrounds and hard negatives
-# mixed into the demo benchmark, synth/real_mix.py): the demo's baseline recipe trained on each, then measured beside
+# Issue #25 item 2, trials A (the field sound model, `--preset demo-real`), B (real backgrounds and hard negatives
+# mixed into the demo benchmark, synth/real_mix.py) and C (both): the demo's baseline recipe trained on each, measured beside
 # the demo's own baseline on the demo's validation windows and on the real-noise test (benchmarks/noise_training.py).
 # BENCHMARKS.md, "Training in real noise", has the numbers. Run from the repository root after `make demo`:
 #   bash benchmarks/noise_training.sh [DEMO_DIR=data/demo] [OUT=/tmp/noise]
@@ -19,9 +19,11 @@ $PY -m mgc_lightning.cli synth "$OUT/demo-real" --preset demo-real --n 1920 --se
 # Trial B: the demo's benchmark (v1) with the training-reserved real files of synth/real_noise.py mixed in
 reserved() { $PY -c "from mgc_lightning.synth.real_noise import training_reserved_files as t
 print(' '.join(str(f) for f in t('$CLIPS') if '$1' in f.name and f.suffix != '.mat'))"; }
-$PY -m mgc_lightning.cli synth "$OUT/demo-realmix" --preset demo --n 1920 --seed 0 --workers 2 \
-  --mask-presets origin --cache-root "$OUT/cache" --quiet \
-  --backgrounds $(reserved 67416073.) --negative-calls $(reserved FO-) --negative-clicks $(reserved clickwave)
+for preset in demo demo-real; do  # trial C: the same mix on the field model
+  $PY -m mgc_lightning.cli synth "$OUT/$([ $preset = demo ] && echo demo-realmix || echo demo-real-mix)" \
+    --preset $preset --n 1920 --seed 0 --workers 2 --mask-presets origin --cache-root "$OUT/cache" --quiet \
+    --backgrounds $(reserved 67416073.) --negative-calls $(reserved FO-) --negative-clicks $(reserved clickwave)
+done
 
 # The validation windows of each benchmark under the demo's split (BENCHMARKS.md, "Commands used below")
 val_split() {
@@ -32,6 +34,7 @@ write_manifest([rows[i] for i in parts['val']], '$2')"
 val_split "$DEMO/manifest.csv" "$OUT/v1/val_split.csv"
 val_split "$OUT/demo-real/manifest.csv" "$OUT/demo-real/val_split.csv"
 val_split "$OUT/demo-realmix/manifest.csv" "$OUT/demo-realmix/val_split.csv"
+val_split "$OUT/demo-real-mix/manifest.csv" "$OUT/demo-real-mix/val_split.csv"
 
 # The demo's baseline recipe (pipeline/stages.py, classifiers(); experiments/pipeline_demo.yaml), one at a time
 train() {
@@ -44,9 +47,11 @@ train() {
 }
 [ -e "$OUT/ckpt/baseline-v2.ckpt" ] || train baseline-v2 "$OUT/demo-real/manifest.csv"
 [ -e "$OUT/ckpt/baseline-realmix.ckpt" ] || train baseline-realmix "$OUT/demo-realmix/manifest.csv"
+[ -e "$OUT/ckpt/baseline-real-mix.ckpt" ] || train baseline-real-mix "$OUT/demo-real-mix/manifest.csv"
 
 BASE=$($PY -c "import json; print(json.load(open('$DEMO/pipeline/classifier-baseline-resnet18-seed0.json'))['best'])")
 $PY benchmarks/noise_training.py --out "$OUT/measures" --clips "$CLIPS" --model demo-baseline-v1="$BASE" \
   --model baseline-v2="$OUT/ckpt/baseline-v2.ckpt" --model baseline-realmix="$OUT/ckpt/baseline-realmix.ckpt" \
+  --model baseline-real-mix="$OUT/ckpt/baseline-real-mix.ckpt" \
   --val v1="$OUT/v1/val_split.csv" --val v2="$OUT/demo-real/val_split.csv" \
-  --val realmix="$OUT/demo-realmix/val_split.csv"
+  --val realmix="$OUT/demo-realmix/val_split.csv" --val v2mix="$OUT/demo-real-mix/val_split.csv"
