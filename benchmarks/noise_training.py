@@ -24,7 +24,9 @@ import numpy as np
 
 from mgc_lightning.core.labels import SOUND_TYPES, label_vector
 from mgc_lightning.evaluate.intervals import bootstrap_interval, paired_difference_interval
-from mgc_lightning.evaluate.real_noise import measure, predictions_of, read_windows, table, table_row
+from mgc_lightning.evaluate.real_noise import (
+    MEASURES_VERSION, chance_row, measure, predictions_of, read_windows, table, table_row,
+)
 from mgc_lightning.synth.real_noise import BACKGROUND_KINDS, RealNoiseConfig, build_real_noise
 
 
@@ -50,12 +52,15 @@ def _correct(run_id: str, preset: str, folder: Path) -> dict[str, list]:
 
 
 def real_noise(checkpoint: str, manifest: Path, preset: str, cache: Path, folder: Path) -> dict:
-    """The real-noise test's measures (evaluate/real_noise.py) and the per-window correctness they rest on."""
+    """The real-noise test's measures (evaluate/real_noise.py) and the per-window correctness they rest on, with
+    the groups its interval resamples (the background's real source files)."""
     run_id = _tested(checkpoint, str(manifest), preset, cache)
     with tempfile.TemporaryDirectory(dir=folder) as downloaded:
-        measures = measure(read_windows(predictions_of(run_id, preset, downloaded), manifest))
+        windows = read_windows(predictions_of(run_id, preset, downloaded), manifest)
+    measures = measure(windows)
     return {"row": None, "goals": measures.goals, "measures": asdict(measures), "run_id": run_id,
-            **_correct(run_id, preset, folder), "_measures": measures}
+            "version": MEASURES_VERSION, "correct": (windows.decided == windows.truth).all(axis=1).astype(int).tolist(),
+            "recordings": list(windows.groups), "_measures": measures}
 
 
 def validation_accuracy(checkpoint: str, manifest: str, preset: str, cache: Path, folder: Path) -> dict:
@@ -98,12 +103,12 @@ def main() -> None:
                 result["val"][val_name] = validation_accuracy(checkpoint, manifest, args.preset, out / "cache", out)
                 print(f"{name} on {val_name}: {result['val'][val_name]['joint_accuracy']} "
                       f"({time.perf_counter() - started:.0f} s)")
-        if "real_noise" not in result:
+        if result.get("real_noise", {}).get("version") != MEASURES_VERSION:
             result["real_noise"] = real_noise(checkpoint, real_manifest, args.preset, out / "cache", out)
             result["real_noise"]["row"] = table_row(name, result["real_noise"].pop("_measures"))
         results[name] = result
         saved.write_text(json.dumps(results, indent=2, default=str))
-    print(table([result["real_noise"]["row"] for result in results.values()]))
+    print(table([result["real_noise"]["row"] for result in results.values()] + [chance_row(real_manifest)]))
     header = ["model", *(f"val joint acc ({v})" for v in vals), "real-noise joint acc", "whistle FA: all",
               *BACKGROUND_KINDS, "porpoise recall at P 0.9"]
     print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
@@ -112,7 +117,8 @@ def main() -> None:
         print("| " + " | ".join([name, *(result["val"].get(v, {}).get("joint_accuracy", "—") for v in vals),
                                  row[1].split(" (")[0], *row[2:7], row[9]]) + " |")
     first = next(iter(results))
-    print(f"\nPaired differences, each model minus {first} on the same windows (95 % over recordings):")
+    print(f"\nPaired differences, each model minus {first} on the same windows (95 % over recordings; on the "
+          "real-noise test over its background source files):")
     for name, result in list(results.items())[1:]:
         sets = {**{v: (result["val"][v], results[first]["val"][v]) for v in vals
                    if v in result["val"] and v in results[first]["val"]},

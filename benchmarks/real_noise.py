@@ -11,12 +11,16 @@ same measures as its stage real-noise-test; this script measures a demo folder w
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from mgc_lightning.evaluate.real_noise import evaluate_on_real_noise, table, table_row
+from mgc_lightning.core.atomic import write_bytes_atomic
+from mgc_lightning.evaluate.real_noise import (
+    CAVEAT, MEASURES_VERSION, chance_row, evaluate_on_real_noise, table, table_row,
+)
 from mgc_lightning.synth.real_noise import RealNoiseConfig, build_real_noise
 
 
@@ -39,18 +43,27 @@ def main() -> None:
     print(f"real-noise set: {manifest} ({time.perf_counter() - started:.1f} s incl. any build)")
     segmenter = json.loads((state / "segmenter.json").read_text())["best"]
     saved = out / "real_noise.json"
-    results = json.loads(saved.read_text()) if saved.is_file() else {}  # a model measured before is kept
+    built = hashlib.sha256(manifest.read_bytes()).hexdigest()[:16]  # the set's content, as the pipeline stage keys it
+    # a model measured before on this very set (same checkpoint, same manifest bytes) is kept; any other row is stale
+    results = json.loads(saved.read_text()) if saved.is_file() else {}
+    results = {name: result for name, result in results.items()
+               if (result.get("set"), result.get("measures_version")) == (built, MEASURES_VERSION)}
+    names = []
     for record in sorted(state.glob("classifier-*.json")):
         started = time.perf_counter()
         checkpoint, name = json.loads(record.read_text())["best"], record.stem.removeprefix("classifier-")
+        names.append(name)
         if results.get(name, {}).get("checkpoint") == checkpoint:
             continue
         measures = evaluate_on_real_noise(checkpoint, manifest, args.preset, segmenter, out / "cache", out)
-        results[name] = {"checkpoint": checkpoint, "row": table_row(name, measures), "goals": measures.goals,
-                         "measures": asdict(measures), "seconds": round(time.perf_counter() - started, 1)}
-        saved.write_text(json.dumps(results, indent=2))
+        results[name] = {"checkpoint": checkpoint, "set": built, "measures_version": MEASURES_VERSION,
+                         "manifest": str(manifest.resolve()),
+                         "row": table_row(name, measures), "goals": measures.goals, "measures": asdict(measures),
+                         "seconds": round(time.perf_counter() - started, 1)}
+        write_bytes_atomic(saved, json.dumps(results, indent=2).encode())
         print(f"{name}: {time.perf_counter() - started:.0f} s")
-    print(table([result["row"] for result in results.values()]))
+    print(table([*(results[name]["row"] for name in names), chance_row(manifest)]))
+    print(f"\n{CAVEAT}")
 
 
 if __name__ == "__main__":

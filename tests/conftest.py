@@ -198,6 +198,45 @@ def chromium_or_skip() -> str:
     return executable
 
 
+# Runs `mgc` cases through its entry point (main() reading sys.argv, as the installed `mgc` script does) in one child
+# process, so the imports are paid once. Each case runs in its own folder, with fresh warning registries (a warning
+# shown by one case shows again in the next); its exit status, output and whether a file MARKER appeared there.
+CLI_RUNNER = """
+import contextlib, io, json, os, sys, traceback, warnings
+from pathlib import Path
+from mgc_lightning.cli import main
+cases_file, results_file = sys.argv[1:3]
+cases, results = json.loads(Path(cases_file).read_text()), {}
+for name, (folder, argv) in cases.items():
+    os.chdir(folder)
+    out, err = io.StringIO(), io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        sys.argv = ["mgc", *argv]
+        try:
+            code = main()
+        except SystemExit as exit:
+            code = exit.code
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+    results[name] = {"code": code, "stdout": out.getvalue(), "stderr": err.getvalue(),
+                     "marker": Path("MARKER").exists()}
+Path(results_file).write_text(json.dumps(results))
+"""
+
+
+def run_cli_cases(cases: dict[str, tuple[Path, list[str]]], env: dict[str, str], work: Path) -> dict[str, dict]:
+    """Each case's (folder, argv) through CLI_RUNNER; name -> {"code", "stdout", "stderr", "marker"}."""
+    import json
+    import subprocess
+    import sys
+
+    (work / "cases.json").write_text(json.dumps({name: [str(folder), argv] for name, (folder, argv) in cases.items()}))
+    subprocess.run([sys.executable, "-c", CLI_RUNNER, str(work / "cases.json"), str(work / "results.json")], cwd=work,
+                   env=env, check=True, timeout=900)
+    return json.loads((work / "results.json").read_text())
+
+
 # Runs `mgc` with a record of which process wrote each cached array (tests/ddp/recorded_writes.py; see `writers`).
 RECORDED_WRITES = Path(__file__).parent / "ddp" / "recorded_writes.py"
 

@@ -5,7 +5,6 @@ traceback, and never the crafted file's code run."""
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import subprocess
@@ -18,11 +17,14 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import edited_bundle, tiny_bundle, write_audio, write_rows
+from conftest import edited_bundle, run_cli_cases, tiny_bundle, write_audio, write_rows
 from mgc_lightning.core.checkpoints import class_path
 from mgc_lightning.frontend.spectrogram import get_preset
 from mgc_lightning.models.classifier import ClassifierModule
 from mgc_lightning.models.segmenter import SegmenterModule
+
+# the corpus runs through one `mgc` child process; it trains nothing but loads torch and builds checkpoints: a minute
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
@@ -214,30 +216,6 @@ CASES = [
 ]
 
 
-# Runs every case through `mgc`'s entry point (main() reading sys.argv, as the installed `mgc` script does) in one
-# child process, so the imports are paid once; each case's stderr, exit status and whether the marker appeared.
-RUNNER = """
-import contextlib, io, json, sys, traceback
-from pathlib import Path
-from mgc_lightning.cli import main
-cases_file, results_file = sys.argv[1:3]
-cases, results = json.loads(Path(cases_file).read_text()), {}
-for name, argv in cases.items():
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        sys.argv = ["mgc", *argv]
-        try:
-            code = main()
-        except SystemExit as exit:
-            code = exit.code
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-    results[name] = {"code": code, "stderr": err.getvalue(), "marker": Path("MARKER").exists()}
-Path(results_file).write_text(json.dumps(results))
-"""
-
-
 def _environment(files: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": f"sqlite:///{files / 'mlflow.db'}",
             "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
@@ -245,10 +223,7 @@ def _environment(files: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def outcomes(files) -> dict[str, dict]:
-    (files / "cases.json").write_text(json.dumps({name: args for name, args, _ in CASES}))
-    subprocess.run([sys.executable, "-c", RUNNER, "cases.json", "results.json"], cwd=files, env=_environment(files),
-                   check=True, timeout=600)
-    return json.loads((files / "results.json").read_text())
+    return run_cli_cases({name: (files, args) for name, args, _ in CASES}, _environment(files), files)
 
 
 def _one_error_line(stderr: str, returncode: int) -> str:

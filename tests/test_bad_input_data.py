@@ -1,4 +1,5 @@
-"""Bad input on the data side, tried as a user would: real files on disk, the real `mgc` command in a subprocess.
+"""Bad input on the data side, tried as a user would: real files on disk, the real `mgc` command in a child process
+(its entry point, one process for the cases of a kind, each in its own folder).
 
 Each case states its exact outcome: exit status 2 with one line naming the file (and manifest or table row) and the
 problem, or a stated warning with exit status 0; never a traceback. docs/bad_input.md, "Data: audio, manifests, Raven
@@ -13,6 +14,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Callable
 
 import numpy as np
@@ -20,7 +22,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import MANIFEST_HEADER, write_audio, write_rows
+from conftest import MANIFEST_HEADER, run_cli_cases, write_audio, write_rows
 from mgc_lightning.audio.manifest import load_manifest
 from mgc_lightning.data.datamodules import ClassificationDataModule
 from mgc_lightning.frontend.cache import silent_windows, spectrogram_store
@@ -34,11 +36,13 @@ MAPPING = "BW=whistle,BC=beluga_click,PP=porpoise_click"
 RAVEN_HEADER = "Selection\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tHigh Freq (Hz)\tAnnotation\n"
 
 
+ENVIRONMENT = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",  # this checkout's package, anywhere
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))}
+
+
 def mgc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",  # this checkout's package, from any folder
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")]))}
     return subprocess.run([sys.executable, "-m", "mgc_lightning.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=300)
+                          cwd=cwd, env=ENVIRONMENT, timeout=300)
 
 
 def noise(seconds: float, rate: int, channels: int = 1, seed: int = 0) -> np.ndarray:
@@ -182,7 +186,7 @@ class Case:
     status: int
     stderr: tuple[str, ...] = ()  # fragments of stderr (for status 2 its only line)
     stdout: tuple[str, ...] = ()
-    check: Callable[[Path, subprocess.CompletedProcess], None] | None = None
+    check: Callable[[Path, SimpleNamespace], None] | None = None  # the case's folder and its outcome
 
 
 def validate(rows: list[list], header: list[str] = MANIFEST_HEADER, *extra: str) -> Callable[[Path], list[str]]:
@@ -374,11 +378,32 @@ COMPUTING = {"sample rate below the band", "missing audio among good files", "Na
              "recording id climbing out of the export", "recording id with a slash"}
 
 
+def _outcomes(root: Path, names: list[str]) -> dict[str, tuple[Path, list[str], SimpleNamespace]]:
+    """The cases set up each in a folder of its own, then run together by one `mgc` child process."""
+    cases = {}
+    for index, name in enumerate(names):
+        (root / f"case{index}").mkdir()
+        cases[name] = (root / f"case{index}", CASES[name].setup(root / f"case{index}"))
+    results = run_cli_cases(cases, ENVIRONMENT, root)
+    return {name: (folder, args, SimpleNamespace(returncode=results[name]["code"], stdout=results[name]["stdout"],
+                                                 stderr=results[name]["stderr"]))
+            for name, (folder, args) in cases.items()}
+
+
+@pytest.fixture(scope="module")
+def quick_outcomes(tmp_path_factory):
+    return _outcomes(tmp_path_factory.mktemp("quick"), [name for name in CASES if name not in COMPUTING])
+
+
+@pytest.fixture(scope="module")
+def computing_outcomes(tmp_path_factory):
+    return _outcomes(tmp_path_factory.mktemp("computing"), [name for name in CASES if name in COMPUTING])
+
+
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in COMPUTING else n for n in CASES])
-def test_bad_input_through_the_cli(name, tmp_path):
+def test_bad_input_through_the_cli(name, request):
+    folder, args, result = request.getfixturevalue("computing_outcomes" if name in COMPUTING else "quick_outcomes")[name]
     case = CASES[name]
-    args = case.setup(tmp_path)
-    result = mgc(*args, cwd=tmp_path)
     assert "Traceback" not in result.stderr, result.stderr
     assert result.returncode == case.status, result.stderr
     for fragment in case.stderr:
@@ -389,7 +414,7 @@ def test_bad_input_through_the_cli(name, tmp_path):
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith(f"mgc {args[0]}: error: "), result.stderr
     if case.check is not None:
-        case.check(tmp_path, result)
+        case.check(folder, result)
 
 
 # ---- the same defects below the CLI: the library's users and the data modules --------------------------------

@@ -13,6 +13,8 @@ from conftest import small_benchmark
 from mgc_lightning.cli import main
 from mgc_lightning.train.tracking import EVALUATES_TAG, read_checkpoint_metadata
 
+pytestmark = pytest.mark.slow  # every test shares a trained classifier
+
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 

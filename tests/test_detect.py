@@ -384,6 +384,7 @@ def test_a_file_killed_half_way_resumes_from_its_last_finished_batch_to_identica
     assert not (tmp_path / "out" / ".partial").exists()
 
 
+@pytest.mark.slow
 def test_decoding_workers_share_the_files_and_match_one_process(models, recordings, reference):
     _, out_reference = reference
     out = models[0] / "workers"
@@ -413,6 +414,7 @@ def test_two_processes_analyse_each_file_once_and_match_one_process(models, reco
     assert _snapshot(out) == _snapshot(out_reference)
 
 
+@pytest.mark.slow
 def test_windows_without_signal_get_a_reason_instead_of_probabilities(models, tmp_path):
     """A recorder dropout (digital silence) in the middle of a file: its windows carry the reason and no scores,
     split the whistle selection (threshold 0: every analysed window is positive) in two, count in no presence total,
@@ -461,6 +463,7 @@ def test_raven_output_imports_back_as_the_same_boxes(models, tmp_path):
     assert [row.labels for row in load_manifest(manifest)] == found
 
 
+@pytest.mark.slow
 def test_runs_into_one_folder_add_up_to_one_run_over_all_their_files(tmp_path):
     """Day 1, then day 2, into one folder give the summaries (the season summary, errors.csv) and per-file
     outputs of one run over both days: before, the second run rewrote the summaries from its own files, and day 1's

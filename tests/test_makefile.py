@@ -63,6 +63,7 @@ def test_mlflow_ui_serves_the_port_asked_for_and_names_the_experiment(tmp_path):
     assert "--backend-store-uri sqlite:///runs/x.db" in result.stdout and "--port 5123" in result.stdout
 
 
+@pytest.mark.slow
 def test_the_printed_address_opens_the_experiments_runs(tmp_path):
     from mlflow.tracking import MlflowClient
 

@@ -95,6 +95,7 @@ def test_jitter_changes_only_boundary_pixels():
     assert changed.any() and not (changed & ~boundary).any()
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_masks_whatever_the_order_of_rows(small_benchmark):
     rows, cache = small_benchmark
     config = get_preset("origin")
@@ -111,6 +112,7 @@ def test_the_same_seed_gives_the_same_masks_whatever_the_order_of_rows(small_ben
     assert any(not np.array_equal(store.load(row.key), masks[row.key]) for row in rows)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", [0.5, 0.7, 0.9])
 def test_degraded_masks_reach_the_target_iou_as_mask_metrics_count_it(small_benchmark, target):
     rows, cache = small_benchmark
@@ -136,6 +138,7 @@ def test_source_names_hold_the_target():
     assert degraded_target("ideal") is None and degraded_target("degraded-iou0.70x") is None
 
 
+@pytest.mark.slow
 def test_masks_degrade_writes_masks_that_masks_evaluate_scores_near_the_target(small_benchmark, capsys):
     rows, cache = small_benchmark
     manifest = cache.parent / "bench" / "manifest.csv"
@@ -147,6 +150,7 @@ def test_masks_degrade_writes_masks_that_masks_evaluate_scores_near_the_target(s
     assert evaluated == degraded and abs(evaluated - 0.7) <= TOLERANCE
 
 
+@pytest.mark.slow
 def test_masks_degrade_on_a_split_writes_only_that_split(small_benchmark):
     rows, cache = small_benchmark
     manifest = cache.parent / "bench" / "manifest.csv"

@@ -53,6 +53,7 @@ def test_mask_metrics_match_hand_computed_values():
     assert scores["dice"] == pytest.approx(2 * 4 / (4 + 8))  # window 1 is empty in both and is skipped
 
 
+@pytest.mark.slow
 def test_candidate_masks_against_ideal_masks_on_the_benchmark(small_benchmark):
     rows, cache = small_benchmark
     config = get_preset("origin")
@@ -64,6 +65,7 @@ def test_candidate_masks_against_ideal_masks_on_the_benchmark(small_benchmark):
         evaluate_masks(rows[:1], config, cache, "predicted")
 
 
+@pytest.mark.slow
 def test_high_quality_set_is_stratified_and_never_in_the_test_split(small_benchmark):
     rows, cache = small_benchmark
     split = SplitConfig(seed=0)
@@ -78,6 +80,7 @@ def test_high_quality_set_is_stratified_and_never_in_the_test_split(small_benchm
     assert all(row.whistle for row in only_whistles)
 
 
+@pytest.mark.slow
 def test_export_for_refinement_round_trips_through_pngs(small_benchmark, tmp_path):
     rows, cache = small_benchmark
     config = get_preset("origin")
@@ -94,6 +97,7 @@ def test_export_for_refinement_round_trips_through_pngs(small_benchmark, tmp_pat
     assert item["mask"].shape == (1, 128, 128) and set(item["mask"].unique().tolist()) <= {0.0, 1.0}
 
 
+@pytest.mark.slow
 def test_ideal_mask_criterion_names_its_source_and_keeps_fewer_pixels_as_it_rises(small_benchmark):
     rows, cache = small_benchmark
     config, chosen = get_preset("origin"), rows[:24]
@@ -105,6 +109,7 @@ def test_ideal_mask_criterion_names_its_source_and_keeps_fewer_pixels_as_it_rise
     assert evaluate_masks(chosen, config, cache, "ideal", reference="ideal-0db")["iou"] < 0.9
 
 
+@pytest.mark.slow
 def test_ideal_masks_of_another_criterion_are_replaced_not_mixed(small_benchmark, tmp_path):
     rows, _ = small_benchmark
     config, chosen = get_preset("origin"), rows[:8]
@@ -120,6 +125,7 @@ def test_ideal_masks_of_another_criterion_are_replaced_not_mixed(small_benchmark
     assert len(store) == len(chosen)  # the other window's stale mask was cleared, not kept
 
 
+@pytest.mark.slow
 def test_masks_evaluate_reports_several_criteria_in_one_call(small_benchmark, capsys):
     rows, cache = small_benchmark
     write_ideal_masks(rows, get_preset("origin"), cache, criteria_db=(0.0, 6.0), progress=False)
@@ -131,6 +137,7 @@ def test_masks_evaluate_reports_several_criteria_in_one_call(small_benchmark, ca
     assert "iou 1.000" in lines[1] and "iou 1.000" not in lines[0]
 
 
+@pytest.mark.slow
 def test_label_readout_reads_the_labels_off_exact_masks_but_not_off_masks_of_other_windows(small_benchmark):
     """Exact masks cover the labelled calls only, so their pixel counts per band give the labels away; the same masks
     handed to the wrong windows carry nothing of those windows' labels."""

@@ -18,6 +18,8 @@ from mgc_lightning.cli import main
 from mgc_lightning.core.labels import SOUND_TYPES
 from mgc_lightning.train.tracking import CHECKPOINT_TAG, ELSEWHERE_RUN_TAG, EVALUATES_TAG
 
+pytestmark = pytest.mark.slow  # every test shares a trained classifier
+
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 # Training windows all "none", validation windows all three types: learning the training labels makes the validation
 # loss rise every epoch (measured 5.2, 8.4, 9.2 with lr 0.05), so the monitored val/loss is best after epoch 0.

@@ -13,6 +13,8 @@ from mgc_lightning.cli import main
 from mgc_lightning.evaluate.ood import evaluate_checkpoint
 from mgc_lightning.train.tracking import EVALUATES_TAG, PARENT_TAG
 
+pytestmark = pytest.mark.slow  # every test shares trained classifiers and their MLflow runs
+
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 TINY = "{channels: [8, 16, 32, 64], stem_width: 8}"
 

@@ -194,6 +194,7 @@ def test_summarize_after_detect_gives_the_same_bytes_without_torch(season, tmp_p
     assert {path: (out / path).read_bytes() for path in written} == written
 
 
+@pytest.mark.slow
 def test_start_times_csv_dates_recordings_and_is_recorded_for_the_next_summary(season, tmp_path, capsys):
     root, detected = season
     out = shutil.copytree(detected, tmp_path / "out")

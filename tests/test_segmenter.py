@@ -62,6 +62,7 @@ def trained(workspace):
     return root, last, first_run, history_before
 
 
+@pytest.mark.slow
 def test_training_is_tracked_in_mlflow_with_config_figures_and_checkpoint_tags(trained):
     root, last, run_id, _ = trained
     client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
@@ -76,6 +77,7 @@ def test_training_is_tracked_in_mlflow_with_config_figures_and_checkpoint_tags(t
     assert run.data.tags["checkpoint/last"].endswith("last.ckpt")
 
 
+@pytest.mark.slow
 def test_checkpoint_carries_front_end_and_labels_and_resume_continues_the_same_run(trained):
     root, last, run_id, history_before = trained
     metadata = read_checkpoint_metadata(last)
@@ -94,6 +96,7 @@ def test_checkpoint_carries_front_end_and_labels_and_resume_continues_the_same_r
     assert state["global_step"] == 4
 
 
+@pytest.mark.slow
 def test_prediction_is_resumable_and_tied_to_one_checkpoint(trained, workspace):
     root, last, _, _ = trained
     _, rows = workspace
@@ -264,6 +267,7 @@ def test_front_end_looks_never_come_near_a_tested_front_end():
         assert 0.2 < inside(4 / 512, 15 / 512).mean() < 0.6  # both bands drawn, by their log widths (1.3 vs 1.4)
 
 
+@pytest.mark.slow
 def test_classifier_training_items_get_looks_and_keep_their_masks_on_the_calls(workspace):
     root, _ = workspace
     settings = dict(cache_root=str(root / "cache"), mask_source="ideal", split_fractions=(0.5, 0.25, 0.25))
@@ -288,6 +292,7 @@ def test_classifier_training_items_get_looks_and_keep_their_masks_on_the_calls(w
     assert float(item["mask"].max()) == 1 and ((item["mask"] > 0) & (item["mask"] < 1)).any()  # soft, not binarised
 
 
+@pytest.mark.slow
 def test_front_end_augment_runs_on_the_training_split_only(workspace):
     root, _ = workspace
     module = SegmentationDataModule(str(root / "hq.csv"), cache_root=str(root / "cache"), mask_source="ideal",

@@ -80,6 +80,7 @@ def test_benchmark_files_and_tables(tiny_benchmark):
     assert (out / "recordings.csv").read_text().count("\n") == 5
 
 
+@pytest.mark.slow
 def test_all_eight_classes_by_default_and_weights_are_configurable(tmp_path):
     rows = load_manifest(build_benchmark(tmp_path / "a", replace(TINY, n_windows=96, windows_per_recording=48),
                                          seed=1, progress=False))
@@ -143,6 +144,7 @@ def test_ideal_masks_follow_the_target_on_each_presets_grid(tiny_benchmark, tmp_
     assert checked > 0
 
 
+@pytest.mark.slow
 def test_synth_command_end_to_end(tmp_path, capsys):
     out, cache = tmp_path / "bench", tmp_path / "cache"
     assert main(["synth", str(out), "--preset", "demo", "--n", "16", "--seed", "3", "--mask-presets", "origin,pcen",

@@ -111,6 +111,7 @@ def test_whistles_are_tonal_contours_in_the_beluga_band():
         assert power.max() > 100 * np.median(power)  # narrowband, not noise
 
 
+@pytest.mark.slow
 def test_vessel_noise_falls_about_20_db_per_decade_and_peaks_at_closest_approach():
     rng = np.random.default_rng(6)
     slopes = []

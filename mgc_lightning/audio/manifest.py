@@ -2,6 +2,8 @@
 
 Columns: path,start_s,duration_s,whistle,beluga_click,porpoise_click,recording[,deployment,season,site,mask].
 Relative paths are resolved against the manifest's folder, so a dataset folder can be moved whole.
+An optional `use` column marks rows `test-only` (a test set, e.g. the real-noise test): the data modules refuse to
+split such rows into a train or validation side (count_test_only_rows).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("path", "start_s", "duration_s", *SOUND_TYP
 OPTIONAL_COLUMNS: tuple[str, ...] = ("deployment", "season", "site", "mask")
 GROUP_COLUMNS: tuple[str, ...] = ("recording", "deployment", "season", "site")
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+USE_COLUMN, TEST_ONLY_USE = "use", "test-only"
 # Tolerance for rounding of start/duration written with few decimals.
 _END_TOLERANCE_S = 1e-6
 
@@ -243,6 +246,19 @@ def load_manifest(csv_path: str | Path, check_audio: bool = True, drop_duplicate
     if not rows:
         raise ManifestError(csv_path, ["no rows"])
     return rows
+
+
+def count_test_only_rows(csv_path: str | Path) -> int:
+    """How many rows the manifest's optional `use` column marks `test-only`: one pass over the CSV's text, no audio
+    read. 0 without the column; a file that cannot be read as CSV also gives 0 (load_manifest names its problems)."""
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            if USE_COLUMN not in (reader.fieldnames or []):
+                return 0
+            return sum((row.get(USE_COLUMN) or "").strip().lower() == TEST_ONLY_USE for row in reader)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return 0
 
 
 def relative_to_folder(path: Path, base: Path) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..audio.manifest import SplitConfig, WindowRow, load_manifest, split_rows
+from ..audio.manifest import SplitConfig, WindowRow, count_test_only_rows, load_manifest, split_rows
 from ..core.errors import InputError
 from ..core.labels import NUM_JOINT_CLASSES
 from ..core.sharding import Shard
@@ -52,6 +52,19 @@ def check_manifest_masks(manifest: str | Path, config: SpectrogramConfig, every_
     if problems:
         more = f" (and {len(problems) - 1} more row(s))" if len(problems) > 1 else ""
         raise InputError(f"{manifest}: {problems[0]}{more}; fix the mask PNGs or the manifest's `mask` column")
+
+
+def refuse_test_only_training(manifest: str | Path, fractions: Sequence[float]) -> None:
+    """A manifest whose `use` column marks rows test-only (a test set: docs/real_noise.md) may be tested, never split
+    into a train or validation side: refused whenever the split gives train or val a share."""
+    if fractions[0] <= 0 and fractions[1] <= 0:
+        return
+    count = count_test_only_rows(manifest)
+    if count:
+        raise InputError(f"{manifest}: {count} row(s) are marked test-only (its `use` column) and would be split into "
+                         f"the train or validation side (split_fractions {list(fractions)}); a test set is never "
+                         "trained on: test it with split_fractions [0, 0, 1] (mgc evaluate --manifest does), or "
+                         "train on another manifest")
 
 
 def mask_loader(config: SpectrogramConfig, source: str, cache_root: str | Path,
@@ -223,7 +236,10 @@ class _WindowDataModule(L.LightningDataModule):
     @classmethod
     def check_inputs(cls, settings: dict) -> None:
         """What the settings alone let us check, cheaply, before anything is built (LightningCLI calls this before it
-        builds the model): with mask source `manifest`, every mask PNG the manifest names, with its row."""
+        builds the model): no test-only rows on the train or validation side (refuse_test_only_training); with mask
+        source `manifest`, every mask PNG the manifest names, with its row."""
+        fractions = tuple(settings.get("split_fractions") or SplitConfig().fractions)
+        refuse_test_only_training(settings["manifest"], fractions)
         if settings.get("mask_source") == MANIFEST_MASKS:
             check_manifest_masks(settings["manifest"], get_preset(settings.get("preset") or "origin"),
                                  cls.every_row_masked)
@@ -299,7 +315,7 @@ class ClassificationDataModule(_WindowDataModule):
             raise ValueError(f"need 0 <= time_shift <= 0.5 and time_masks >= 0, got {time_shift} and {time_masks}")
         self.mask_source, self.mask_kind, self.soft_sigma, self.hflip = mask_source, mask_kind, soft_sigma, hflip
         self.check_inputs({"manifest": manifest, "preset": self.config.name, "mask_source": mask_source,
-                           "mask_kind": mask_kind})
+                           "mask_kind": mask_kind, "split_fractions": self.split.fractions})
         self.time_shift, self.time_masks = time_shift, time_masks
         if train_windows is not None and train_windows < NUM_JOINT_CLASSES:
             raise ValueError(f"train_windows must be at least {NUM_JOINT_CLASSES} (one per joint class), "
@@ -362,7 +378,8 @@ class SegmentationDataModule(_WindowDataModule):
         super().__init__(manifest, **window_settings)
         self.save_hyperparameters()
         self.mask_source, self.hflip = mask_source, hflip
-        self.check_inputs({"manifest": manifest, "preset": self.config.name, "mask_source": mask_source})
+        self.check_inputs({"manifest": manifest, "preset": self.config.name, "mask_source": mask_source,
+                           "split_fractions": self.split.fractions})
         self._keep_looks(warp_probability=warp_probability, stretch_probability=stretch_probability,
                          power_probability=power_probability, gain_control_probability=gain_control_probability)
 

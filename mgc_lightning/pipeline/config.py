@@ -80,7 +80,8 @@ class PipelineConfig:
     # `mgc pipeline --few-shot-curve`: the segmenter again on this many high-quality masks, in either order
     few_shot_curve: tuple[int, ...] = ()
     # the folder of public real clips (../shared/data/real) the real-noise test is built from (docs/real_noise.md);
-    # None: no real-noise test. A folder that is absent skips the test with one line.
+    # None: no real-noise test. A folder that is absent skips the test with one line. Needs `confirmation` (its
+    # headline prints the rows).
     real_noise: str | None = None
 
     @classmethod
@@ -111,6 +112,9 @@ class PipelineConfig:
             raise ValueError(f"{path}: workers must be a positive number or null (one per CPU core)")
         if self.confirmation is not None and Path(self.confirmation.data_dir) == Path(self.data_dir):
             raise ValueError(f"{path}: the confirmation benchmark needs a data_dir of its own")
+        if self.real_noise is not None and self.confirmation is None:
+            raise ValueError(f"{path}: real_noise needs a confirmation benchmark: the real-noise rows are printed in "
+                             "the confirmation benchmark's headline, which a pipeline without `confirmation` has not")
 
     def _check_curves(self, path: str | Path) -> None:
         names = {spec.name for spec in self.classifiers}

@@ -461,7 +461,7 @@ class Pipeline:
         evaluate/real_noise.py): built once from the YAML's `real_noise` clips folder, each model measured once per
         checkpoint; returns the stage records per model.
         Without the clips folder (a clone without ../shared) one line says so and nothing else happens."""
-        from ..evaluate.real_noise import evaluate_on_real_noise, table_row
+        from ..evaluate.real_noise import MEASURES_VERSION, evaluate_on_real_noise, table_row
         from ..synth.real_noise import build_real_noise
 
         c = self.config
@@ -480,12 +480,14 @@ class Pipeline:
             stage["skipped"] = True
             for key, done in self.real_noise_models(trained).items():
                 record = self._done(f"real-noise-{key}")
-                if record is None or (record["checkpoint"], record["set"]) != (done["best"], built):
+                if record is None or (record["checkpoint"], record["set"], record.get("measures_version")) != (
+                        done["best"], built, MEASURES_VERSION):
                     self.say(f"testing {key} on the real-noise set ({self.real_noise_dir})")
                     measures = evaluate_on_real_noise(done["best"], manifest, c.presets[0], segmenter["best"],
                                                       c.cache_root)
                     record = self._record(f"real-noise-{key}", {
                         "checkpoint": done["best"], "manifest": str(manifest.resolve()), "set": built,
+                        "measures_version": MEASURES_VERSION,
                         "row": table_row(key.removeprefix("classifier-"), measures), "goals": measures.goals,
                         "measures": asdict(measures)})
                     stage["skipped"] = False
@@ -500,19 +502,24 @@ class Pipeline:
 
     def real_noise_section(self, records: dict[str, dict]) -> tuple[dict[str, dict[str, str]], str]:
         """The headline's rows (joint accuracy on the real-noise test, beside the benchmark's) and its section."""
-        from ..evaluate.real_noise import table
+        from ..evaluate.real_noise import CAVEAT, CHANCE, chance_row, table
 
         if not records:
             return {}, ""
         rows = {f"{key.removeprefix('classifier-')} on the real-noise test (docs/real_noise.md)":
                 {self.config.presets[0]: record["row"][1]} for key, record in records.items()}
+        chance = chance_row(next(iter(records.values()))["manifest"])
+        rows[f"{CHANCE} on the real-noise test"] = {self.config.presets[0]: chance[1]}
         text = (f"## Real-noise test (`{self.real_noise_dir}`)\n\nReal recorded backgrounds (North Sea ambient, "
                 "Orcasound) and hard negatives (killer whale calls, a dolphin whistle, Risso's, dolphin, beaked and "
                 "sperm whale clicks), real porpoise click trains embedded at known times; no beluga audio exists, so "
-                "whistle and beluga-click labels are 0 throughout. FA: the share of windows without the type in "
-                "which the model flags it. Recall at precision 0.9 uses the best threshold on this set (an "
-                "optimistic bound); the operating point is the model's own decision. docs/real_noise.md says how "
-                "the set is made.\n\n" + table([record["row"] for record in records.values()]))
+                "whistle and beluga-click labels are 0 throughout. The interval resamples the independent real "
+                "source files of the backgrounds (sources), not the stretches cut from them. FA: the share of the "
+                "noise-only windows (no target sound at all) in which the model flags the type, over all of them "
+                "and per background kind. Recall at precision 0.9 uses the best threshold on this set (an "
+                "optimistic bound); the operating point is the model's own decision. " + CAVEAT +
+                " docs/real_noise.md says how the set is made.\n\n"
+                + table([*(record["row"] for record in records.values()), chance]))
         return rows, text
 
     def headline(self, floors: dict[str, dict[str, str]] | None = None, real_noise: str = "") -> Headline | None:

@@ -41,7 +41,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from ..audio.manifest import WindowRow, write_manifest
+from ..audio.manifest import TEST_ONLY_USE, WindowRow, write_manifest
 from ..audio.reading import probe, read_window
 from ..core.atomic import write_bytes_atomic
 from ..frontend.spectrogram import SpectrogramTransform, get_preset
@@ -52,7 +52,7 @@ from .scene import band_power
 SAMPLE_RATE = 384_000
 WINDOW_S = 0.25
 VERSION = 1
-TEST, TRAINING = "test-only", "training-reserved"
+TEST, TRAINING = TEST_ONLY_USE, "training-reserved"  # TEST: the manifest's `use`, refused for training
 AMBIENT, ORCA_CALL, DOLPHIN_WHISTLE, ODONTOCETE_CLICK = "ambient", "orca_call", "dolphin_whistle", "odontocete_click"
 BACKGROUND_KINDS = (AMBIENT, ORCA_CALL, DOLPHIN_WHISTLE, ODONTOCETE_CLICK)
 PORPOISE_BAND_HZ = (110e3, 160e3)
