@@ -83,6 +83,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", required=True, help="NAME=CHECKPOINT (repeat)")
     parser.add_argument("--val", action="append", default=[], help="NAME=MANIFEST of validation windows (repeat)")
+    parser.add_argument("--pair", action="append", default=[],
+                        help="NAME=REFERENCE: also print NAME minus REFERENCE (default: every model minus the first)")
     parser.add_argument("--clips", default="../shared/data/real")
     parser.add_argument("--out", default="/tmp/noise/measures")
     parser.add_argument("--preset", default="origin")
@@ -117,13 +119,14 @@ def main() -> None:
         print("| " + " | ".join([name, *(result["val"].get(v, {}).get("joint_accuracy", "—") for v in vals),
                                  row[1].split(" (")[0], *row[2:7], row[9]]) + " |")
     first = next(iter(results))
-    print(f"\nPaired differences, each model minus {first} on the same windows (95 % over recordings; on the "
-          "real-noise test over its background source files):")
-    for name, result in list(results.items())[1:]:
-        sets = {**{v: (result["val"][v], results[first]["val"][v]) for v in vals
-                   if v in result["val"] and v in results[first]["val"]},
-                "real noise": (result["real_noise"], results[first]["real_noise"])}
-        print(f"{name}: " + ", ".join(
+    pairs = [(name, first) for name in list(results)[1:]] + list(_pairs(args.pair).items())
+    print("\nPaired differences on the same windows (95 % over recordings; on the real-noise test over its "
+          "background source files):")
+    for name, reference in pairs:
+        result, other = results[name], results[reference]
+        sets = {**{v: (result["val"][v], other["val"][v]) for v in vals if v in result["val"] and v in other["val"]},
+                "real noise": (result["real_noise"], other["real_noise"])}
+        print(f"{name} minus {reference}: " + ", ".join(
             f"{where} {paired_difference_interval(a['correct'], b['correct'], groups=a['recordings'])}"
             for where, (a, b) in sets.items()))
     print("\nPer type on the validation windows (recall / false-alarm rate):")

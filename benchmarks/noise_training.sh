@@ -4,6 +4,7 @@
 # the demo's own baseline on the demo's validation windows and on the real-noise test (benchmarks/noise_training.py).
 # BENCHMARKS.md, "Training in real noise", has the numbers. Run from the repository root after `make demo`:
 #   bash benchmarks/noise_training.sh [DEMO_DIR=data/demo] [OUT=/tmp/noise]
+# SEEDS="1 2" adds those seeds of trial B and of the demo's baseline recipe on the demo's own benchmark (v1).
 # Everything it writes goes under OUT (benchmarks, cache, MLflow store, checkpoints); DEMO_DIR is only read.
 set -euo pipefail
 DEMO=${1:-data/demo}
@@ -37,21 +38,31 @@ val_split "$OUT/demo-realmix/manifest.csv" "$OUT/demo-realmix/val_split.csv"
 val_split "$OUT/demo-real-mix/manifest.csv" "$OUT/demo-real-mix/val_split.csv"
 
 # The demo's baseline recipe (pipeline/stages.py, classifiers(); experiments/pipeline_demo.yaml), one at a time
-train() {
+train() {  # train NAME MANIFEST [SEED]: seed 0 links NAME.ckpt, another NAME-seedN.ckpt
+  local seed=${3:-0} link="$OUT/ckpt/$1$([ "${3:-0}" = 0 ] || echo "-seed$3").ckpt"
+  [ -e "$link" ] && return
   $PY -m mgc_lightning.cli fit --config experiments/classifier_base.yaml --config experiments/narrow_resnet18.yaml \
     --config experiments/baseline_resnet18.yaml --data.init_args.manifest "$2" --data.init_args.cache_root "$OUT/cache" \
     --data.init_args.preset origin --data.init_args.split_by recording --data.init_args.split_fractions "[0.7, 0.15, 0.15]" \
-    --data.init_args.split_seed 0 --seed_everything 0 --trainer.logger.init_args.experiment_name noise-training \
-    --trainer.logger.init_args.run_name "$1-seed0" --trainer.max_epochs 15 --data.init_args.batch_size 32 \
-    --trainer.default_root_dir "$OUT/checkpoints" --link-best "$OUT/ckpt/$1.ckpt"
+    --data.init_args.split_seed 0 --seed_everything "$seed" --trainer.logger.init_args.experiment_name noise-training \
+    --trainer.logger.init_args.run_name "$1-seed$seed" --trainer.max_epochs 15 --data.init_args.batch_size 32 \
+    --trainer.default_root_dir "$OUT/checkpoints" --link-best "$link"
 }
-[ -e "$OUT/ckpt/baseline-v2.ckpt" ] || train baseline-v2 "$OUT/demo-real/manifest.csv"
-[ -e "$OUT/ckpt/baseline-realmix.ckpt" ] || train baseline-realmix "$OUT/demo-realmix/manifest.csv"
-[ -e "$OUT/ckpt/baseline-real-mix.ckpt" ] || train baseline-real-mix "$OUT/demo-real-mix/manifest.csv"
+train baseline-v2 "$OUT/demo-real/manifest.csv"
+train baseline-realmix "$OUT/demo-realmix/manifest.csv"
+train baseline-real-mix "$OUT/demo-real-mix/manifest.csv"
+SEEDED=()
+for seed in ${SEEDS:-}; do
+  train baseline-realmix "$OUT/demo-realmix/manifest.csv" "$seed"
+  train baseline-v1 "$DEMO/manifest.csv" "$seed"
+  SEEDED+=(--model "baseline-v1-seed$seed=$OUT/ckpt/baseline-v1-seed$seed.ckpt"
+           --model "baseline-realmix-seed$seed=$OUT/ckpt/baseline-realmix-seed$seed.ckpt"
+           --pair "baseline-realmix-seed$seed=baseline-v1-seed$seed")
+done
 
 BASE=$($PY -c "import json; print(json.load(open('$DEMO/pipeline/classifier-baseline-resnet18-seed0.json'))['best'])")
 $PY benchmarks/noise_training.py --out "$OUT/measures" --clips "$CLIPS" --model demo-baseline-v1="$BASE" \
   --model baseline-v2="$OUT/ckpt/baseline-v2.ckpt" --model baseline-realmix="$OUT/ckpt/baseline-realmix.ckpt" \
-  --model baseline-real-mix="$OUT/ckpt/baseline-real-mix.ckpt" \
+  --model baseline-real-mix="$OUT/ckpt/baseline-real-mix.ckpt" "${SEEDED[@]}" \
   --val v1="$OUT/v1/val_split.csv" --val v2="$OUT/demo-real/val_split.csv" \
   --val realmix="$OUT/demo-realmix/val_split.csv" --val v2mix="$OUT/demo-real-mix/val_split.csv"
