@@ -37,6 +37,13 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from ..synth.config import BENCHMARK_PRESETS, sized
 
     config = sized(BENCHMARK_PRESETS[args.preset], args.n)
+    if args.backgrounds or args.negative_calls or args.negative_clicks:
+        from dataclasses import replace
+
+        from ..synth.real_mix import RealMix, audio_files
+
+        config = replace(config, real_mix=RealMix(audio_files(args.backgrounds), audio_files(args.negative_calls),
+                                                  audio_files(args.negative_clicks)))
     manifest = build_benchmark(args.out_dir, config, seed=args.seed, workers=args.workers, progress=not args.quiet)
     rows = load_manifest(manifest)
     for name in filter(None, args.mask_presets.split(",")):
@@ -72,6 +79,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     sub.add_argument("--workers", type=int, default=1, help="parallel processes (the result does not depend on it)")
     sub.add_argument("--mask-presets", default=",".join(PRESETS),
                      help="front-end presets to rasterise ideal masks for (comma-separated, empty for none)")
+    real = sub.add_argument_group("real recordings mixed in (synth/real_mix.py; files or folders of .wav/.flac, any "
+                                  "rate; files the real-noise test owns are refused)")
+    real.add_argument("--backgrounds", nargs="+", default=[], metavar="PATH",
+                      help="noise recordings of your site: half the windows get a stretch under their rendered noise")
+    real.add_argument("--negative-calls", nargs="+", default=[], metavar="PATH",
+                      help="other species' calls (killer whales, dolphins): a quarter of the windows, as 'none'")
+    real.add_argument("--negative-clicks", nargs="+", default=[], metavar="PATH",
+                      help="other odontocetes' click templates: trains in a fifth of the windows, as 'none'")
     criterion_option(sub)
     cache_options(sub)
     sub.set_defaults(run=_cmd_synth)

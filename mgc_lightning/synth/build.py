@@ -39,7 +39,7 @@ def plan_recordings(config: BenchmarkConfig, seed: int) -> list[RecordingPlan]:
         plans.append(RecordingPlan(
             name=f"{deployment.name}_{index:04d}", deployment=deployment, n_windows=count, window_s=config.window_s,
             sample_rate=config.sample_rate, seed=(seed, index), class_weights=config.class_weights,
-            sound_model=config.sound_model,
+            sound_model=config.sound_model, real_mix=config.real_mix,
         ))
         remaining -= count
         index += 1
@@ -140,6 +140,10 @@ def build_benchmark(
         del wanted["config"]["name_prefix"]
     if config.sound_model == "v1":  # nor do those built before the field sound model existed
         del wanted["config"]["sound_model"]
+    if config.real_mix is None:  # nor do those built before real recordings could be mixed in
+        del wanted["config"]["real_mix"]
+    else:
+        wanted["config"]["real_mix"] = config.real_mix.settings()
     if settings.exists() and json.loads(settings.read_text()) != wanted:
         raise ValueError(f"{out_dir} holds a benchmark built with other settings ({settings}); use another folder")
     write_bytes_atomic(settings, json.dumps(wanted, indent=2).encode())

@@ -6,8 +6,12 @@ Plain values without torch, so the `mgc` parser reads them without loading the r
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from ..core.labels import NUM_JOINT_CLASSES
+
+if TYPE_CHECKING:
+    from .real_mix import RealMix
 
 # Detectability: a call is labelled where it stands >= 6 dB above the noise on at least 8 pixels of the origin grid
 # (a short stroke, about 0.05 % of a 128 x 128 image): what a person scanning the image or listening would notice.
@@ -41,6 +45,8 @@ class BenchmarkConfig:
     name_prefix: str = ""
     # which sound model renders the recordings (SOUND_MODELS); "v1" for every benchmark built before "v2" existed
     sound_model: str = "v1"
+    # real recordings mixed into the windows (synth/real_mix.py: backgrounds and hard negatives); None: none
+    real_mix: "RealMix | None" = None
 
     def __post_init__(self) -> None:
         if self.n_windows <= 0 or self.windows_per_recording <= 0 or self.window_s <= 0:
@@ -51,6 +57,13 @@ class BenchmarkConfig:
             raise ValueError(f"class_weights must be {NUM_JOINT_CLASSES} non-negative numbers, not all zero")
         if self.sound_model not in SOUND_MODELS:
             raise ValueError(f"sound_model must be one of {', '.join(SOUND_MODELS)}, got {self.sound_model!r}")
+        if self.real_mix is not None:
+            from .real_mix import RealMix
+
+            if not isinstance(self.real_mix, RealMix):
+                raise ValueError(f"real_mix must be a synth.real_mix.RealMix or None, got {type(self.real_mix).__name__}")
+            if self.sample_rate != 384_000:
+                raise ValueError(f"real_mix needs the 384000 Hz sample rate, got {self.sample_rate}")
 
 
 BENCHMARK_PRESETS = {

@@ -94,6 +94,16 @@ def role(relative: str) -> str | None:
     return TEST if relative in TEST_ONLY else TRAINING if relative in TRAINING_RESERVED else None
 
 
+def is_test_only(path: str | Path) -> bool:
+    """Whether a file anywhere on disk is one the real-noise test owns, by its name (and, for a killer whale call,
+    its call type): a copy of a test file under another folder is refused too."""
+    name = Path(path).name
+    call_type = orca_call_type(f"{ORCA_CATALOG}/{name}")
+    if call_type is not None:
+        return call_type in ORCA_TEST_TYPES
+    return name in {Path(relative).name for relative in TEST_ONLY}
+
+
 def declared_files(clips: str | Path) -> dict[str, list[str]]:
     """The clips folder's audio files by role (paths relative to it); `None` collects files no side may use."""
     clips = Path(clips)
@@ -230,21 +240,22 @@ def visible_pixels(alone: np.ndarray, noise: np.ndarray) -> int:
 
 
 def click_train(rng: np.random.Generator, click: tuple[np.ndarray, float, tuple[float, float]], noise: np.ndarray,
-                band: tuple[float, float], snr_db: tuple[float, float], ici_s: tuple[float, float]) -> tuple[np.ndarray, dict]:
+                band: tuple[float, float], snr_db: tuple[float, float], ici_s: tuple[float, float],
+                sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, dict]:
     """A regular train of one template in a window of `noise`: at least MIN_TRAIN_CLICKS clicks at a drawn
     inter-click interval, all inside the window, random polarity, each click +-3 dB around a drawn SNR (its power in
     `band` over its duration against the noise's power there)."""
     samples, duration, _ = click
-    usable = noise.size / SAMPLE_RATE - 2 * EDGE_S - samples.size / SAMPLE_RATE
+    usable = noise.size / sample_rate - 2 * EDGE_S - samples.size / sample_rate
     ici = rng.uniform(ici_s[0], min(ici_s[1], usable / (MIN_TRAIN_CLICKS - 1)))  # the train fits in the window
     count = int(rng.integers(MIN_TRAIN_CLICKS, int(usable // ici) + 2))
     first = EDGE_S + rng.uniform(0, usable - (count - 1) * ici)
     snr = float(rng.uniform(*snr_db))
-    power = band_power(samples, SAMPLE_RATE, *band) * samples.size / (duration * SAMPLE_RATE)
-    unit = np.sqrt(band_power(noise, SAMPLE_RATE, *band) * 10 ** (snr / 10) / max(power, 1e-30))
+    power = band_power(samples, sample_rate, *band) * samples.size / (duration * sample_rate)
+    unit = np.sqrt(band_power(noise, sample_rate, *band) * 10 ** (snr / 10) / max(power, 1e-30))
     out = np.zeros(noise.size)
     for k in range(count):
-        at = int(round((first + k * ici) * SAMPLE_RATE))
+        at = int(round((first + k * ici) * sample_rate))
         out[at : at + samples.size] += samples * unit * 10 ** (rng.uniform(-3, 3) / 20) * rng.choice([-1, 1])
     return out, {"clicks": count, "snr_db": round(snr, 2), "ici_ms": round(ici * 1e3, 2)}
 

@@ -12,6 +12,7 @@ calls stay in the audio, unlabelled, and events.csv keeps them with `labelled` f
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from .field import (
 from .noise import (
     ambient_noise, ambient_psd_db, echosounder, sensor_filter, shaped_noise, snapping_shrimp, vessel_passage,
 )
+
+if TYPE_CHECKING:
+    from .real_mix import RealMix
 
 # Band SNR of each call (dB, call power over its own duration vs. the ambient noise power in its band over the
 # window). A click lasts ~100 us but a spectrogram frame ~3 ms, so a click's pixel SNR is ~15 dB below its own SNR:
@@ -114,6 +118,7 @@ class RecordingPlan:
     seed: tuple[int, ...]
     class_weights: tuple[float, ...]
     sound_model: str = "v1"  # `config.SOUND_MODELS`
+    real_mix: "RealMix | None" = None  # real recordings mixed in (synth/real_mix.py)
 
 
 @dataclass
@@ -179,6 +184,12 @@ def render_recording(plan: RecordingPlan) -> RenderedRecording:
                                     vessel_passage_field if field else vessel_passage)
     info = {"recording": plan.name, "deployment": deployment.name, "site": deployment.site,
             "season": deployment.season, "sensor": deployment.sensor, **conditions, **sources, "clip_level": 0.0}
+    if plan.real_mix is not None:  # from a generator of its own: the rendered sounds and calls are drawn as without
+        from .real_mix import mix_real
+
+        real_backgrounds, negatives, counts = mix_real(plan.real_mix, plan.seed, baseline, window, sr)
+        baseline, confusers = baseline + real_backgrounds, confusers + negatives
+        info.update(counts)
     target, placed, events = _place_calls(rng, plan, baseline, confusers, window)
     scale = DIGITAL_NOISE_RMS / ambient_rms * 10 ** (deployment.gain_db / 20)
 
