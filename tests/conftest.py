@@ -49,12 +49,13 @@ def pytest_configure(config):
 def mlflow_schema_from_a_template(tmp_path_factory):
     """Every new SQLite MLflow store of this test process starts as a copy of one empty store that MLflow itself built
     once here: building the schema runs its ~60 migrations, 3-6 s a store, and the suite opens a new store in most of
-    its tests. The copy (SQLite's backup API) is byte for byte what MLflow's own migrations give; processes that tests
+    its tests. The copy (SQLite's backup API) holds the tables MLflow's own migrations build; processes that tests
     start build theirs as users' do."""
     import sqlite3
+    from contextlib import closing
 
     import mlflow.store.db.utils as db_utils
-    from sqlalchemy import create_engine
+    from sqlalchemy import create_engine, inspect
 
     template = tmp_path_factory.mktemp("mlflow-schema") / "empty.db"
     engine = create_engine(f"sqlite:///{template}")
@@ -63,11 +64,14 @@ def mlflow_schema_from_a_template(tmp_path_factory):
     build = db_utils._initialize_tables
 
     def from_template(engine) -> None:
-        if engine.url.get_backend_name() != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        """A new, empty SQLite file gets the template; anything else (a half-built store, one of an older MLflow that
+        lacks newer tables) goes through MLflow's own migrations, as a user's would."""
+        if (engine.url.get_backend_name() != "sqlite" or engine.url.database in (None, "", ":memory:")
+                or inspect(engine).get_table_names()):
             return build(engine)
         raw = engine.raw_connection()
         try:
-            with sqlite3.connect(template) as source:
+            with closing(sqlite3.connect(template)) as source:
                 source.backup(raw.driver_connection)
         finally:
             raw.close()
@@ -202,15 +206,32 @@ def chromium_or_skip() -> str:
 # process, so the imports are paid once. Each case runs in its own folder, with fresh warning registries (a warning
 # shown by one case shows again in the next); its exit status, output and whether a file MARKER appeared there.
 CLI_RUNNER = """
-import contextlib, io, json, os, sys, traceback, warnings
+import io, json, os, sys, traceback, warnings
 from pathlib import Path
+
+
+class Forward(io.TextIOBase):
+    # sys.stdout / sys.stderr for every case: a handler that keeps the stream it found at import (Lightning's) still
+    # writes into the case that runs
+    def __init__(self):
+        self.target = io.StringIO()
+
+    def write(self, text):
+        return self.target.write(text)
+
+    def flush(self):
+        pass
+
+
+out, err = sys.stdout, sys.stderr = Forward(), Forward()
 from mgc_lightning.cli import main
+
 cases_file, results_file = sys.argv[1:3]
 cases, results = json.loads(Path(cases_file).read_text()), {}
 for name, (folder, argv) in cases.items():
     os.chdir(folder)
-    out, err = io.StringIO(), io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+    out.target, err.target = io.StringIO(), io.StringIO()
+    with warnings.catch_warnings():
         sys.argv = ["mgc", *argv]
         try:
             code = main()
@@ -219,7 +240,7 @@ for name, (folder, argv) in cases.items():
         except BaseException:
             traceback.print_exc()
             code = 1
-    results[name] = {"code": code, "stdout": out.getvalue(), "stderr": err.getvalue(),
+    results[name] = {"code": code, "stdout": out.target.getvalue(), "stderr": err.target.getvalue(),
                      "marker": Path("MARKER").exists()}
 Path(results_file).write_text(json.dumps(results))
 """
