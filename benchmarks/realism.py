@@ -225,14 +225,22 @@ def generated_noise(seconds: float = 6.0) -> tuple[dict[str, tuple[np.ndarray, i
     n = int(seconds * SR)
     sources = {"generator ambient (Wenz, sea state 3)": (ambient_noise(rng, n, SR, 3.0), SR, 20e3)}
     ambient = ambient_noise(rng, n, SR, 2.0)
-    vessels = []
-    for i in range(VESSELS):
-        vessel, p = vessel_passage(rng, n, SR, 20 * np.log10(np.sqrt(np.mean(ambient**2))) + 15)
-        vessels.append((vessel + ambient, p))
-        if i < 2:
-            sources[f"generator vessel {i + 1} (blade rate {p['blade_rate_hz']:.0f} Hz)"] = (vessels[-1][0], SR, 20e3)
+    vessels = _passages(rng, ambient, vessel_passage, "generator vessel {} (blade rate {:.0f} Hz)", sources)
     _benchmark_recordings(sources, "v1")
     return sources, vessels
+
+
+def _passages(rng: np.random.Generator, ambient: np.ndarray, passage, name: str,
+              sources: dict) -> list[tuple[np.ndarray, dict]]:
+    """VESSELS passages of `passage` at +15 dB over `ambient`'s RMS, each with the ambient added; the first two also
+    go into `sources` under `name` (formatted with their number and blade rate)."""
+    vessels = []
+    for i in range(VESSELS):
+        vessel, p = passage(rng, ambient.size, SR, 20 * np.log10(np.sqrt(np.mean(ambient**2))) + 15)
+        vessels.append((vessel + ambient, p))
+        if i < 2:
+            sources[name.format(i + 1, p["blade_rate_hz"])] = (vessels[-1][0], SR, 20e3)
+    return vessels
 
 
 def _benchmark_recordings(sources: dict, model: str) -> None:
@@ -260,12 +268,7 @@ def field_noise(seconds: float = 6.0) -> tuple[dict[str, tuple[np.ndarray, int, 
     shipping, _ = distant_shipping(rng, n, SR, float(ambient_psd_db(np.array(100.0), 3.0)) + 10)
     sources = {"field ambient (v2: sea state 3, wave bursts, shipping +10 dB)": (sea + shipping, SR, 20e3)}
     ambient, _ = sea_noise_field(rng, n, SR, 2.0)
-    vessels = []
-    for i in range(VESSELS):
-        vessel, p = vessel_passage_field(rng, n, SR, 20 * np.log10(np.sqrt(np.mean(ambient**2))) + 15)
-        vessels.append((vessel + ambient, p))
-        if i < 2:
-            sources[f"field vessel {i + 1} (v2, blade rate {p['blade_rate_hz']:.0f} Hz)"] = (vessels[-1][0], SR, 20e3)
+    vessels = _passages(rng, ambient, vessel_passage_field, "field vessel {} (v2, blade rate {:.0f} Hz)", sources)
     _benchmark_recordings(sources, "v2")
     return sources, vessels
 

@@ -19,14 +19,13 @@ Files the real-noise test owns are refused (`real_noise.is_test_only`): training
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..audio.reading import probe, read_window
-from .real_noise import click_train, is_test_only, real_band_top
+from .real_noise import click_template, click_train, is_test_only, real_band_top
 from .scene import band_power
 
 REAL_MIX_STREAM = 7919  # appended to a recording's seed: the mix's own generator
@@ -122,19 +121,6 @@ def stretch(rng: np.random.Generator, path: str, window: int, sample_rate: int,
     out = np.zeros(window)
     out[at : at + samples.size] = samples
     return out, (LOWEST_HZ, 0.85 * min(top, sample_rate / 2))
-
-
-@functools.lru_cache(maxsize=32)
-def click_template(path: str, sample_rate: int) -> tuple[np.ndarray, float, tuple[float, float]]:
-    """One click at `sample_rate`: its samples, duration (middle 95 % of its energy, s) and band (where its spectrum
-    lies within 10 dB of its peak, Hz), as real_noise.template measures its own."""
-    samples = read_window(path, 0.0, probe(path).duration_s, target_rate=sample_rate).astype(np.float64)
-    energy = np.cumsum(samples**2) / np.sum(samples**2)
-    duration = (np.searchsorted(energy, 0.975) - np.searchsorted(energy, 0.025) + 1) / sample_rate
-    spectrum = np.abs(np.fft.rfft(samples, 8192)) ** 2
-    frequencies = np.fft.rfftfreq(8192, 1 / sample_rate)
-    strong = frequencies[spectrum >= spectrum.max() / 10]
-    return samples, float(duration), (float(strong.min()), float(strong.max()))
 
 
 def _scaled(sound: np.ndarray, band: tuple[float, float], reference: np.ndarray, sample_rate: int,

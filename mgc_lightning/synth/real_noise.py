@@ -215,16 +215,15 @@ def high_band_fill(rng: np.random.Generator, low: np.ndarray, rate_in: int) -> t
     return noise, {"sea_state": round(sea_state, 3), "real_top_hz": round(top, 1), "fill_from_hz": round(0.9 * top, 1)}
 
 
-@functools.lru_cache(maxsize=16)
-def template(clips: str, relative: str) -> tuple[np.ndarray, float, tuple[float, float]]:
-    """A click template at 384 kHz (read by the project's reader), its duration (the span holding the middle 95 % of
-    its energy, s) and its band (where its spectrum lies within 10 dB of its peak, Hz)."""
-    path = Path(clips) / relative
-    samples = read_window(path, 0.0, probe(path).duration_s, target_rate=SAMPLE_RATE).astype(np.float64)
+@functools.lru_cache(maxsize=32)
+def click_template(path: str, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """A click recording at `sample_rate` (read by the project's reader), its duration (the span holding the middle
+    95 % of its energy, s) and its band (where its spectrum lies within 10 dB of its peak, Hz)."""
+    samples = read_window(path, 0.0, probe(path).duration_s, target_rate=sample_rate).astype(np.float64)
     energy = np.cumsum(samples**2) / np.sum(samples**2)
-    duration = (np.searchsorted(energy, 0.975) - np.searchsorted(energy, 0.025) + 1) / SAMPLE_RATE
+    duration = (np.searchsorted(energy, 0.975) - np.searchsorted(energy, 0.025) + 1) / sample_rate
     spectrum = np.abs(np.fft.rfft(samples, 8192)) ** 2
-    frequencies = np.fft.rfftfreq(8192, 1 / SAMPLE_RATE)
+    frequencies = np.fft.rfftfreq(8192, 1 / sample_rate)
     strong = frequencies[spectrum >= spectrum.max() / 10]
     return samples, float(duration), (float(strong.min()), float(strong.max()))
 
@@ -278,13 +277,13 @@ def render_segment(clips: str | Path, segment: Segment, config: RealNoiseConfig,
         facts = {"click_template": "", "porpoise_template": "", "porpoise_clicks": 0, "porpoise_snr_db": "",
                  "visible_pixels": 0, "porpoise_click": 0}
         if segment.clicks:
-            click = template(str(clips), CLICK_TEMPLATES[segment.clicks])
+            click = click_template(str(Path(clips) / CLICK_TEMPLATES[segment.clicks]))
             train, _ = click_train(rng, click, mix[span], click[2], config.click_snr_db, config.click_ici_s)
             mix[span] += train
             facts["click_template"] = CLICK_TEMPLATES[segment.clicks]
         if rng.random() < config.porpoise_share:
             chosen = PORPOISE_TEMPLATES[int(rng.integers(len(PORPOISE_TEMPLATES)))]
-            train, drawn = click_train(rng, template(str(clips), chosen), mix[span], PORPOISE_BAND_HZ,
+            train, drawn = click_train(rng, click_template(str(Path(clips) / chosen)), mix[span], PORPOISE_BAND_HZ,
                                        config.porpoise_snr_db, config.porpoise_ici_s)
             pixels = visible_pixels(train, mix[span])
             mix[span] += train

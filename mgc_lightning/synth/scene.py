@@ -227,6 +227,17 @@ def render_recording(plan: RecordingPlan) -> RenderedRecording:
     )
 
 
+def _add_shrimp(rng: np.random.Generator, deployment: Deployment, baseline: np.ndarray, ambient_rms: float,
+                sr: int) -> tuple[float, float]:
+    """Snapping shrimp at the deployment's drawn rate and level re the ambient RMS, added to `baseline` in place;
+    the rate and level drawn."""
+    rate, level_db = rng.uniform(*deployment.shrimp_rate_hz), rng.uniform(*deployment.shrimp_level_db)
+    shrimp = snapping_shrimp(rng, baseline.size, sr, rate, 0.0)
+    if shrimp.any():
+        baseline += shrimp * ambient_rms * 10 ** (level_db / 20) / np.sqrt(np.mean(shrimp**2))
+    return rate, level_db
+
+
 def _ambient(rng: np.random.Generator, deployment: Deployment, n: int, sr: int) -> tuple[np.ndarray, float, dict]:
     """Sea-state noise, the sensor's self-noise and snapping shrimp: the background call SNRs are drawn against;
     with its RMS and the conditions drawn."""
@@ -234,11 +245,7 @@ def _ambient(rng: np.random.Generator, deployment: Deployment, n: int, sr: int) 
     baseline = ambient_noise(rng, n, sr, sea_state)
     baseline += shaped_noise(rng, n, sr, lambda f: np.full_like(f, deployment.self_noise_db))
     ambient_rms = np.sqrt(np.mean(baseline**2))
-    shrimp_rate = rng.uniform(*deployment.shrimp_rate_hz)
-    shrimp_db = rng.uniform(*deployment.shrimp_level_db)
-    shrimp = snapping_shrimp(rng, n, sr, shrimp_rate, 0.0)
-    if shrimp.any():
-        baseline += shrimp * ambient_rms * 10 ** (shrimp_db / 20) / np.sqrt(np.mean(shrimp**2))
+    shrimp_rate, shrimp_db = _add_shrimp(rng, deployment, baseline, ambient_rms, sr)
     return baseline, ambient_rms, {"sea_state": round(sea_state, 2), "shrimp_rate_hz": round(shrimp_rate, 1),
                                    "shrimp_level_db": round(shrimp_db, 1)}
 
@@ -251,11 +258,7 @@ def _ambient_field(rng: np.random.Generator, deployment: Deployment, n: int, sr:
     sea_state = rng.uniform(*deployment.sea_state)
     baseline, conditions = sea_noise_field(rng, n, sr, sea_state, self_noise_psd(rng, deployment.self_noise_db))
     ambient_rms = np.sqrt(np.mean(baseline**2))
-    shrimp_rate = rng.uniform(*deployment.shrimp_rate_hz)
-    shrimp_db = rng.uniform(*deployment.shrimp_level_db)
-    shrimp = snapping_shrimp(rng, n, sr, shrimp_rate, 0.0)
-    if shrimp.any():
-        baseline += shrimp * ambient_rms * 10 ** (shrimp_db / 20) / np.sqrt(np.mean(shrimp**2))
+    shrimp_rate, shrimp_db = _add_shrimp(rng, deployment, baseline, ambient_rms, sr)
     wind_plateau = float(ambient_psd_db(np.array(100.0), sea_state))
     shipping_db = rng.uniform(4, 16) + 5 * np.log10(max(deployment.vessels_per_minute, 0.1) / 2)
     shipping, lines = distant_shipping(rng, n, sr, wind_plateau + shipping_db)
