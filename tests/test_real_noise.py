@@ -15,8 +15,10 @@ from mgc_lightning.audio.reading import read_window
 from mgc_lightning.core.errors import InputError
 from mgc_lightning.core.labels import JOINT_CLASS_NAMES, SOUND_TYPES
 from mgc_lightning.data.datamodules import ClassificationDataModule, SegmentationDataModule
+from mgc_lightning.deploy.bundle import CALIBRATED, NOT_CALIBRATED, TypeCalibration
 from mgc_lightning.evaluate.real_noise import (
-    Windows, always_none, chance_row, false_alarm_rate, measure, read_windows, recall_at_precision, type_scores,
+    DEPLOYED_HEADER, PORPOISE_GOAL, WHISTLE_GOAL, Windows, always_none, chance_row, deployed_rows, false_alarm_rate,
+    measure, measure_deployed, read_windows, recall_at_precision, type_scores,
 )
 from mgc_lightning.pipeline.config import PipelineConfig
 from mgc_lightning.pipeline.stages import Pipeline
@@ -268,3 +270,58 @@ def test_the_curves_models_are_left_to_the_benchmark(tmp_path):
     trained = {key: {} for key in ("classifier-a-seed0", "classifier-a-seed1", "classifier-a-perfect-segmenter-seed0",
                                    "classifier-a-iou0.50-seed0", "classifier-a-n100-seed0")}
     assert list(pipeline.real_noise_models(trained)) == ["classifier-a-seed0", "classifier-a-seed1"]
+
+
+# ---- the deployed operating points (issue #25 item 3) --------------------------------------------------------------
+def validation_types(whistle: float, porpoise: float) -> dict[str, TypeCalibration]:
+    return {"whistle": TypeCalibration(CALIBRATED, "", whistle, 0.95, 0.6, 10, 40),
+            "beluga_click": TypeCalibration(NOT_CALIBRATED, "no window with it in the validation split", 0.5,
+                                            positives=0, negatives=50),
+            "porpoise_click": TypeCalibration(CALIBRATED, "", porpoise, 0.85, 0.9, 12, 38)}
+
+
+def undecided_windows() -> Windows:
+    """Six windows whose own decision is "none" everywhere (decided all False): only the thresholds flag anything."""
+    truth = np.array([[0, 0, 1], [0, 0, 1], [0, 0, 0], [0, 0, 0], [0, 0, 0], [0, 0, 1]], dtype=bool)
+    scores = np.array([[.9, 0, .95], [0, 0, .3], [.6, 0, .2], [.2, 0, .1], [.5, 0, .25], [0, 0, .6]])
+    return Windows(["a", "a", "b", "b", "c", "c"], ["ambient", "orca_call", "ambient", "ambient", "dolphin_whistle",
+                                                    "odontocete_click"], truth, np.zeros_like(truth), scores)
+
+
+def test_deployed_false_alarms_are_counted_at_the_thresholds_not_at_the_models_decision():
+    result = measure_deployed(undecided_windows(), validation_types(whistle=0.5, porpoise=0.3), without_signal=2)
+    assert (result.windows, result.without_signal) == (6, 2)
+    # noise-only windows 2, 3, 4: whistle scores 0.6 and 0.5 reach 0.5 (a score equal to the threshold flags); the
+    # whistle flagged beside the porpoise train of window 0 is no false alarm in noise
+    assert result.false_alarms["whistle"]["all"] == (2 / 3, 3)
+    assert result.false_alarms["whistle"]["ambient"] == (1 / 2, 2)
+    assert result.false_alarms["whistle"]["dolphin_whistle"] == (1.0, 1)
+    assert result.false_alarms["whistle"]["orca_call"] == (None, 0)
+    assert result.false_alarms["beluga_click"]["all"] == (0.0, 3)
+    assert result.recall["whistle"] is None and result.precision["whistle"] == 0.0 and result.positives["whistle"] == 0
+    assert (result.precision["beluga_click"], result.recall["beluga_click"]) == (None, None)
+    assert measure(undecided_windows()).false_alarms["whistle"]["all"] == (0.0, 3)  # at the decision: none
+
+
+@pytest.mark.parametrize("threshold, precision, recall, met", [
+    (0.3, 1.0, 1.0, True), (0.5, 1.0, 2 / 3, False), (0.25, 0.75, 1.0, False),  # recall 1.0, but precision < 0.9
+])
+def test_the_porpoise_goal_at_the_deployed_threshold_needs_both_precision_and_recall(threshold, precision, recall,
+                                                                                    met):
+    result = measure_deployed(undecided_windows(), validation_types(whistle=0.95, porpoise=threshold))
+    assert (result.precision["porpoise_click"], result.recall["porpoise_click"]) == (precision, pytest.approx(recall))
+    assert result.goals == {WHISTLE_GOAL: True, PORPOISE_GOAL: met}  # whistle: no noise-only score reaches 0.95
+
+
+def test_deployed_rows_say_what_validation_promised_and_what_is_not_measurable():
+    rows = deployed_rows("m-seed0", measure_deployed(undecided_windows(), validation_types(0.5, 0.3)))
+    assert [row[:2] for row in rows] == [["m-seed0", "whistle"], ["", "beluga_click"], ["", "porpoise_click"]]
+    assert all(len(row) == len(DEPLOYED_HEADER) for row in rows)
+    whistle, beluga, porpoise = rows
+    assert whistle[2:6] == ["0.5", "0.950 / 0.600 (10 / 40)", "0.000 / not measurable (no window with it)", "0.667"]
+    assert whistle[-1] == f"{WHISTLE_GOAL}: NOT met"
+    assert beluga[2] == "0.5 (not calibrated (no window with it in the validation split), threshold 0.5)"
+    assert beluga[3] == "— (0 / 50)" and beluga[-1] == "—"
+    assert porpoise[3] == "0.850 / 0.900 (12 / 38), target 0.9 not reached"
+    assert porpoise[4] == "1.000 / 1.000" and porpoise[-1] == f"{PORPOISE_GOAL}: met"
+

@@ -9,19 +9,27 @@ per sound type, the false-alarm rate in the noise-only windows (no target sound 
 best threshold, chosen on this set: an optimistic bound) and recall and precision at the model's own operating point
 (its decision: the argmax of a multi-class head, 0.5 on a multi-label head). Each of the issue's goals is stated met
 or not met. The chance row (always "none") is measured the same way (always_none).
+
+The deployed operating points (issue #25 item 3): a bundle calibrated by `mgc calibrate` on validation windows
+(deploy/calibration.py: per-type thresholds for precision 0.9 there) scores every window of the set as `mgc detect`
+reads it (bundle_windows), and is measured at its own per-type thresholds (measure_deployed): per type the same
+false-alarm rates, the precision and recall they give on the set beside the validation figures they were chosen for,
+and the goals at that operating point, not at a threshold chosen on the set.
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from ..audio.manifest import SplitConfig
 from ..core.labels import JOINT_CLASS_NAMES, SOUND_TYPES, label_vector
-from ..deploy.calibration import threshold_for_precision
+from ..deploy.bundle import CALIBRATED, TypeCalibration
+from ..deploy.calibration import CalibrationResult, threshold_for_precision
 from ..synth.real_noise import BACKGROUND_KINDS
 from .intervals import Interval, bootstrap_interval
 
@@ -31,6 +39,10 @@ TARGET_PRECISION = 0.9
 MEASURES_VERSION = 2
 GOAL_WHISTLE_FALSE_ALARMS = 0.05  # at most, in noise-only windows of real noise
 GOAL_PORPOISE_RECALL = 0.8  # at least, at precision TARGET_PRECISION
+WHISTLE_GOAL = "whistle false alarms <= 5 % in real noise (noise-only windows)"
+PORPOISE_GOAL = "porpoise recall >= 0.8 at precision 0.9"
+# what a saved deployed row means (the pipeline stage real-noise-calibrated measures a row of another version again)
+DEPLOYED_VERSION = 1
 WindowKey = tuple[str, float, float]
 
 
@@ -146,23 +158,31 @@ class RealNoiseMeasures:
     @property
     def goals(self) -> dict[str, bool]:
         whistle = self.false_alarms["whistle"]["all"][0]
-        return {"whistle false alarms <= 5 % in real noise (noise-only windows)":
-                whistle is not None and whistle <= GOAL_WHISTLE_FALSE_ALARMS,
-                "porpoise recall >= 0.8 at precision 0.9": self.porpoise_recall_at_precision >= GOAL_PORPOISE_RECALL}
+        return {WHISTLE_GOAL: whistle is not None and whistle <= GOAL_WHISTLE_FALSE_ALARMS,
+                PORPOISE_GOAL: self.porpoise_recall_at_precision >= GOAL_PORPOISE_RECALL}
+
+
+def false_alarms(windows: Windows) -> dict[str, dict[str, tuple[float | None, int]]]:
+    """Per sound type, the false-alarm rate of the windows' decisions in the noise-only windows (no target sound at
+    all: a whistle flagged beside a porpoise train is no false alarm in noise), over all of them ("all") and per
+    background kind."""
+    kinds, noise_only = np.array(windows.kinds), ~windows.truth.any(axis=1)
+    found = {}
+    for t, name in enumerate(SOUND_TYPES):
+        rates = {"all": false_alarm_rate(windows.decided[noise_only, t], windows.truth[noise_only, t])}
+        for kind in BACKGROUND_KINDS:
+            inside = noise_only & (kinds == kind)
+            rates[kind] = false_alarm_rate(windows.decided[inside, t], windows.truth[inside, t])
+        found[name] = rates
+    return found
 
 
 def measure(windows: Windows) -> RealNoiseMeasures:
     """Every measure of the module's docstring on one model's windows."""
     correct = (windows.decided == windows.truth).all(axis=1)
     result = RealNoiseMeasures(len(correct), len(set(windows.recordings)),
-                               bootstrap_interval(correct.astype(int), groups=windows.groups), len(set(windows.groups)))
-    kinds, noise_only = np.array(windows.kinds), ~windows.truth.any(axis=1)
-    for t, name in enumerate(SOUND_TYPES):
-        rates = {"all": false_alarm_rate(windows.decided[noise_only, t], windows.truth[noise_only, t])}
-        for kind in BACKGROUND_KINDS:
-            inside = noise_only & (kinds == kind)
-            rates[kind] = false_alarm_rate(windows.decided[inside, t], windows.truth[inside, t])
-        result.false_alarms[name] = rates
+                               bootstrap_interval(correct.astype(int), groups=windows.groups), len(set(windows.groups)),
+                               false_alarms(windows))
     porpoise = SOUND_TYPES.index("porpoise_click")
     present = windows.truth[:, porpoise]
     result.porpoise_windows = int(present.sum())
@@ -206,8 +226,8 @@ def chance_row(manifest: str | Path) -> list[str]:
     return table_row(CHANCE, measure(always_none(manifest)))
 
 
-def table(rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(TABLE_HEADER) + " |", "|" + "---|" * len(TABLE_HEADER)]
+def table(rows: Sequence[Sequence[str]], header: Sequence[str] = TABLE_HEADER) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)])
 
 
@@ -232,3 +252,133 @@ def evaluate_on_real_noise(checkpoint: str | Path, manifest: str | Path, preset:
         raise ValueError(f"{checkpoint}: trained without MLflow, so its test leaves no predictions to measure")
     with tempfile.TemporaryDirectory(dir=folder) as downloaded:
         return measure(read_windows(predictions_of(evaluation.run_id, preset, downloaded), manifest))
+
+
+def bundle_windows(bundle: str | Path, manifest: str | Path) -> tuple[Windows, int]:
+    """A bundle's calibrated per-type scores on the set's windows, read and rendered as `mgc calibrate` and `mgc
+    detect` read them (calibration.window_logits), decided at the bundle's thresholds; and how many windows hold no
+    usable signal: detect scores none of those, so they are left out, and counted."""
+    from ..audio.manifest import load_manifest
+    from ..deploy.bundle import load_bundle
+    from ..deploy.calibration import window_logits
+    from ..deploy.inference import BundlePipeline
+
+    pipeline = BundlePipeline(load_bundle(bundle)[0])
+    rows = load_manifest(manifest)
+    if {round(row.duration_s, 6) for row in rows} != {round(pipeline.bundle.window_s, 6)}:
+        raise ValueError(f"{manifest}: its windows are not the {pipeline.bundle.window_s:g} s the bundle analyses")
+    logits, usable = window_logits(pipeline, rows)
+    scores = pipeline.calibrated(logits)[0].numpy().astype(float)
+    keys = [(row.recording, round(row.start_s, 6), round(row.duration_s, 6)) for row in usable]
+    decided = scores >= np.asarray(pipeline.bundle.thresholds)
+    return _windows(_listed(manifest), keys, decided, scores), len(rows) - len(usable)
+
+
+@dataclass
+class DeployedMeasures:
+    """A calibrated bundle on the set at its own per-type thresholds: what a user who deploys it gets in real noise,
+    beside what validation promised."""
+
+    windows: int  # scored
+    without_signal: int  # left out: no usable signal (detect scores none of them either)
+    validation: dict[str, TypeCalibration]  # per type: how its threshold was set, its validation precision / recall
+    false_alarms: dict[str, dict[str, tuple[float | None, int]]]  # as RealNoiseMeasures', at the thresholds
+    precision: dict[str, float | None] = field(default_factory=dict)  # on the set; None where nothing is flagged
+    recall: dict[str, float | None] = field(default_factory=dict)  # None: no window holds the type (not measurable)
+    positives: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def goals(self) -> dict[str, bool]:
+        """The issue's goals at the deployed operating point: the porpoise threshold is validation's, so the set's
+        precision must reach 0.9 there too (no threshold is chosen on the set)."""
+        whistle = self.false_alarms["whistle"]["all"][0]
+        precision, recall = self.precision["porpoise_click"], self.recall["porpoise_click"]
+        return {WHISTLE_GOAL: whistle is not None and whistle <= GOAL_WHISTLE_FALSE_ALARMS,
+                PORPOISE_GOAL: precision is not None and recall is not None and precision >= TARGET_PRECISION
+                and recall >= GOAL_PORPOISE_RECALL}
+
+
+def measure_deployed(windows: Windows, validation: dict[str, TypeCalibration],
+                     without_signal: int = 0) -> DeployedMeasures:
+    """The measures with each type flagged where its score reaches the threshold `validation` holds for it (not at
+    the windows' own decision)."""
+    thresholds = np.array([validation[name].threshold for name in SOUND_TYPES])
+    at = replace(windows, decided=windows.scores >= thresholds)
+    result = DeployedMeasures(len(at.recordings), without_signal, dict(validation), false_alarms(at))
+    for t, name in enumerate(SOUND_TYPES):
+        precision, recall = precision_recall(at.decided[:, t], at.truth[:, t])
+        result.precision[name] = None if precision is None else float(precision)
+        result.recall[name] = None if recall is None else float(recall)
+        result.positives[name] = int(at.truth[:, t].sum())
+    return result
+
+
+DEPLOYED_HEADER = ["model", "sound type", "threshold", "validation precision / recall (windows with / without)",
+                   "real-noise precision / recall", "FA (noise-only): all", "ambient", "orca calls",
+                   "dolphin whistle", "odontocete clicks", "goal at this threshold"]
+
+
+def _threshold_cell(chosen: TypeCalibration) -> str:
+    return f"{chosen.threshold:.4g}" + ("" if chosen.status == CALIBRATED else f" ({chosen.describe()})")
+
+
+def _validation_cell(chosen: TypeCalibration) -> str:
+    counts = f" ({chosen.positives} / {chosen.negatives})"
+    if chosen.precision is None:
+        return "—" + counts
+    missed = f", target {TARGET_PRECISION:g} not reached" if chosen.precision < TARGET_PRECISION else ""
+    return f"{chosen.precision:.3f} / {chosen.recall:.3f}{counts}{missed}"
+
+
+def _goal_cell(name: str, result: DeployedMeasures) -> str:
+    goal = {"whistle": WHISTLE_GOAL, "porpoise_click": PORPOISE_GOAL}.get(name)
+    return "—" if goal is None else f"{goal}: {'met' if result.goals[goal] else 'NOT met'}"
+
+
+def deployed_rows(model: str, result: DeployedMeasures) -> list[list[str]]:
+    """One row per sound type (the model named in the first): the threshold, what validation promised, what the set
+    gives; recall is not measurable for a type no window holds (whistle and beluga click: no beluga audio exists)."""
+    rows = []
+    for name in SOUND_TYPES:
+        recall = (_share(result.recall[name]) if result.positives[name]
+                  else "not measurable (no window with it)")
+        rates = result.false_alarms[name]
+        rows.append(["" if rows else model, name, _threshold_cell(result.validation[name]),
+                     _validation_cell(result.validation[name]), f"{_share(result.precision[name])} / {recall}",
+                     *(_share(rates[kind][0]) for kind in ("all", *BACKGROUND_KINDS)), _goal_cell(name, result)])
+    return rows
+
+
+def deployed_note(model: str, result: DeployedMeasures, calibration: CalibrationResult, bundle: str | Path) -> str:
+    """How the model's bundle was calibrated and how many windows of the set it scored."""
+    if calibration.identity_kept:
+        scaling = "raw scores kept"
+    elif calibration.temperature is None:
+        scaling = "per-type Platt scaling"
+    else:
+        scaling = f"temperature {calibration.temperature:.3f}"
+    left_out = f", {calibration.without_signal} without usable signal left out" if calibration.without_signal else ""
+    return (f"{model}: calibrated on {calibration.windows} validation windows{left_out} ({scaling}, ECE "
+            f"{calibration.ece_before:.3f} -> {calibration.ece_after:.3f}); {result.windows} windows of the set "
+            f"scored, {result.without_signal} without usable signal left out (not scored); bundle `{bundle}`")
+
+
+
+def calibrated_on_real_noise(name: str, classifier: str | Path, segmenter: str | Path | None,
+                             benchmark: str | Path, split: SplitConfig, manifest: str | Path,
+                             bundle: str | Path) -> dict:
+    """What a user would deploy, checked on the set: the classifier exported with its segmenter into `bundle` and
+    calibrated there on the benchmark's validation windows for precision 0.9 (`mgc export`, then `mgc calibrate`),
+    then every window of the set scored and measured at the bundle's own thresholds. Returns the table rows, the
+    note, the goals and the measures (the pipeline stage real-noise-calibrated records them)."""
+    from ..deploy.bundle import bundle_from_checkpoints, save_bundle
+    from ..deploy.calibration import calibrate
+
+    save_bundle(bundle_from_checkpoints(classifier, segmenter), bundle)
+    calibration = calibrate(bundle, benchmark, split, TARGET_PRECISION)
+    windows, without_signal = bundle_windows(bundle, manifest)
+    measures = measure_deployed(windows, calibration.types, without_signal)
+    return {"bundle": str(bundle), "manifest": str(Path(manifest).resolve()),
+            "validation_manifest": str(Path(benchmark).resolve()), "rows": deployed_rows(name, measures),
+            "note": deployed_note(name, measures, calibration, bundle), "goals": measures.goals,
+            "measures": asdict(measures)}
