@@ -4,23 +4,26 @@ runs them (issue #25). A tiny set is built once from the public clips in ../shar
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from conftest import REAL_DATA
-from mgc_lightning.audio.manifest import count_test_only_rows, load_manifest
+from conftest import REAL_DATA, write_audio, write_rows
+from mgc_lightning.audio.manifest import SplitConfig, count_test_only_rows, load_manifest
 from mgc_lightning.audio.reading import read_window
 from mgc_lightning.core.errors import InputError
 from mgc_lightning.core.labels import JOINT_CLASS_NAMES, SOUND_TYPES
 from mgc_lightning.data.datamodules import ClassificationDataModule, SegmentationDataModule
-from mgc_lightning.deploy.bundle import CALIBRATED, NOT_CALIBRATED, TypeCalibration
+from mgc_lightning.deploy.bundle import CALIBRATED, NOT_CALIBRATED, TypeCalibration, load_bundle
+from mgc_lightning.evaluate import real_noise as evaluate_real_noise
 from mgc_lightning.evaluate.real_noise import (
-    DEPLOYED_HEADER, PORPOISE_GOAL, WHISTLE_GOAL, Windows, always_none, chance_row, deployed_rows, false_alarm_rate,
-    measure, measure_deployed, read_windows, recall_at_precision, type_scores,
+    DEPLOYED_HEADER, PORPOISE_GOAL, WHISTLE_GOAL, Windows, always_none, bundle_windows, chance_row, deployed_rows,
+    false_alarm_rate, measure, measure_deployed, read_windows, recall_at_precision, type_scores,
 )
-from mgc_lightning.pipeline.config import PipelineConfig
+from mgc_lightning.pipeline.config import ClassifierSpec, PipelineConfig
 from mgc_lightning.pipeline.stages import Pipeline
 from mgc_lightning.synth import real_noise as synth_real_noise
 from mgc_lightning.synth.real_noise import (
@@ -263,8 +266,6 @@ def test_the_builder_refuses_a_training_reserved_file(tmp_path, monkeypatch):
 
 def test_the_curves_models_are_left_to_the_benchmark(tmp_path):
     """Exact and degraded masks exist for benchmark windows only: the stage tests the YAML's own classifiers."""
-    from mgc_lightning.pipeline.config import ClassifierSpec
-
     config = PipelineConfig("x", str(tmp_path / "demo"), (ClassifierSpec("a", ()),), seeds=(0, 1))
     pipeline = Pipeline(config, mask_curve=True)
     trained = {key: {} for key in ("classifier-a-seed0", "classifier-a-seed1", "classifier-a-perfect-segmenter-seed0",
@@ -325,3 +326,120 @@ def test_deployed_rows_say_what_validation_promised_and_what_is_not_measurable()
     assert porpoise[3] == "0.850 / 0.900 (12 / 38), target 0.9 not reached"
     assert porpoise[4] == "1.000 / 1.000" and porpoise[-1] == f"{PORPOISE_GOAL}: met"
 
+
+def hand_made_checkpoints(folder: Path) -> tuple[Path, Path]:
+    """An untrained narrow baseline classifier and U-Net segmenter saved as `mgc fit` saves them (class path, front
+    end, training windows), without training: what the stage bundles."""
+    import lightning
+
+    from mgc_lightning.core.checkpoints import FRONT_END_KEY, WINDOWS_KEY, class_path
+    from mgc_lightning.frontend.spectrogram import get_preset
+    from mgc_lightning.models.classifier import ClassifierModule
+    from mgc_lightning.models.segmenter import SegmenterModule
+
+    torch.manual_seed(0)
+    paths = []
+    for module in (ClassifierModule(backbone_kwargs={"channels": [8, 16, 32, 64], "stem_width": 8}, dim=32),
+                   SegmenterModule(architecture="Unet", network_kwargs={"encoder_depth": 3,
+                                                                        "decoder_channels": [16, 8, 8]})):
+        paths.append(folder / f"{type(module).__name__}.ckpt")
+        torch.save({"state_dict": module.state_dict(), "pytorch-lightning_version": lightning.__version__,
+                    "hyper_parameters": {**module.hparams, "_class_path": class_path(type(module))},
+                    FRONT_END_KEY: get_preset("origin").to_dict(), WINDOWS_KEY: [0.25],
+                    "datamodule_hyper_parameters": {}}, paths[-1])
+    return paths[0], paths[1]
+
+
+def noise_manifest(folder: Path, labels: list[tuple[int, int, int]], extra: list[list[str]] | None = None,
+                   silent: int = 0) -> Path:
+    """One 0.25 s window of noise per label vector (each its own recording), then `silent` windows of digital
+    silence; `extra` columns per window (background, sources, use)."""
+    rng = np.random.default_rng(0)
+    samples = np.concatenate([rng.normal(0, 0.05, len(labels) * 96_000), np.zeros(silent * 96_000)])
+    write_audio(folder / "a.wav", samples.astype(np.float32), 384_000)
+    header = ["path", "start_s", "duration_s", *SOUND_TYPES, "recording", *(["background", "sources", "use"]
+                                                                            if extra else ["site"])]
+    rows = [["a.wav", i * 0.25, 0.25, *bits, f"r{i}", *(extra[i] if extra else ["s"])]
+            for i, bits in enumerate([*labels, *[(0, 0, 0)] * silent])]
+    return write_rows(folder / "manifest.csv", rows, header)
+
+
+@pytest.fixture(scope="module")
+def calibrated_stage(tmp_path_factory):
+    """The stage run once on hand-made checkpoints: 10 validation windows (5 with every type, 5 with none: the
+    fewest calibration takes), a real-noise manifest of 8 windows (2 with a porpoise train) and 1 of digital
+    silence."""
+    root = tmp_path_factory.mktemp("calibrated")
+    (root / "demo").mkdir()
+    (root / "demo-real-noise").mkdir()
+    benchmark = noise_manifest(root / "demo", [(1, 1, 1)] * 5 + [(0, 0, 0)] * 5)
+    kinds = ["ambient", "orca_call", "dolphin_whistle", "odontocete_click"] * 3
+    real_noise = noise_manifest(root / "demo-real-noise", [(0, 0, int(i in (1, 6))) for i in range(8)],
+                                [[kind, "x.flac", "test-only"] for kind in kinds], silent=1)
+    classifier, segmenter = hand_made_checkpoints(root)
+    config = PipelineConfig("x", str(root / "demo"), (ClassifierSpec("a", ()),),
+                            split=SplitConfig(fractions=(0.0, 1.0, 0.0)))
+    said = []
+    pipeline = Pipeline(config, say=said.append)
+    args = ({"classifier-a-seed0": {"best": str(classifier)}}, {"best": str(segmenter)}, benchmark,
+            {"classifier-a-seed0": {"set": "0123", "manifest": str(real_noise)}})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny networks: faster on one thread than on a contended machine's every core
+    try:
+        return pipeline, args, pipeline.real_noise_calibrated(*args), said
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_the_calibrated_stage_bundles_calibrates_on_validation_and_measures_at_the_bundles_thresholds(
+        calibrated_stage, one_thread):
+    """The windows scored again here as the stage scored them (one thread: an untrained model's scores lie within
+    rounding of each other, and of its thresholds)."""
+    pipeline, (trained, segmenter, benchmark, tested), records, said = calibrated_stage
+    record = records["classifier-a-seed0"]
+    assert said == ["calibrating classifier-a-seed0 on the validation windows, then testing it on the real-noise set"]
+    bundle, _ = load_bundle(record["bundle"])  # a bundle `mgc detect` takes
+    assert Path(record["bundle"]) == pipeline.state_dir / "bundles" / "a-seed0.mgc" and bundle.segmenter is not None
+    assert bundle.calibration["windows"] == 10 and bundle.calibration["target_precision"] == 0.9
+    assert bundle.calibration["split"]["fractions"] == [0.0, 1.0, 0.0]  # the pipeline's own split
+    measures = record["measures"]
+    assert [measures["validation"][name]["threshold"] for name in SOUND_TYPES] == bundle.thresholds
+    assert (measures["windows"], measures["without_signal"]) == (8, 1)  # the silent window is not scored
+    assert "8 windows of the set scored, 1 without usable signal left out (not scored)" in record["note"]
+    windows, without_signal = bundle_windows(record["bundle"], tested["classifier-a-seed0"]["manifest"])
+    flagged = windows.scores >= np.array(bundle.thresholds)
+    noise_only = ~windows.truth.any(axis=1)
+    for t, name in enumerate(SOUND_TYPES):
+        assert list(measures["false_alarms"][name]["all"]) == [flagged[noise_only, t].mean(), 6]
+    assert measures["recall"]["whistle"] is None and measures["positives"]["porpoise_click"] == 2
+    assert record["rows"] == [[str(cell) for cell in row] for row in record["rows"]] and len(record["rows"]) == 3
+    assert record["goals"] == measure_deployed(windows, bundle.type_calibrations()).goals
+
+
+def test_the_calibrated_stage_is_skipped_while_its_record_matches_and_redone_for_another_set(calibrated_stage,
+                                                                                             monkeypatch):
+    pipeline, args, records, said = calibrated_stage
+    before = pipeline.stage_times()["real-noise-calibrated"]
+    monkeypatch.setattr(evaluate_real_noise, "calibrated_on_real_noise", lambda *_: pytest.fail("measured again"))
+    assert pipeline.real_noise_calibrated(*args) == json.loads(json.dumps(records)) and len(said) == 1
+    assert pipeline.stage_times()["real-noise-calibrated"] == before  # a skipped stage keeps the time of its work
+    assert pipeline.real_noise_calibrated(*args[:3], {}) == {}  # a model the real-noise test did not measure
+    monkeypatch.setattr(evaluate_real_noise, "calibrated_on_real_noise", lambda name, *_: {"bundle": __file__,
+                                                                                          "name": name})
+    again = pipeline.real_noise_calibrated(*args[:3], {"classifier-a-seed0": {**args[3]["classifier-a-seed0"],
+                                                                              "set": "4567"}})
+    assert again["classifier-a-seed0"]["name"] == "a-seed0" and again["classifier-a-seed0"]["set"] == "4567"
+
+
+def test_the_real_noise_section_ends_with_the_deployed_operating_points(calibrated_stage):
+    pipeline, (_, _, _, tested), records, _ = calibrated_stage
+    row = ["a-seed0", "0.500 [0.400, 0.600] (1 sources, 8 win.)", *["0.1"] * 9, "whistle: met; porpoise: NOT met"]
+    measured = {"classifier-a-seed0": {"row": row, "manifest": tested["classifier-a-seed0"]["manifest"]}}
+    rows, text = pipeline.real_noise_section(measured, records)
+    assert rows == pipeline.real_noise_section(measured)[0]  # the headline's rows stay the real-noise test's
+    plain, deployed = text.split("\n\n### Deployed operating points (calibrated on validation windows, P 0.9)\n\n")
+    assert plain == pipeline.real_noise_section(measured)[1]
+    record = records["classifier-a-seed0"]
+    assert "| " + " | ".join(DEPLOYED_HEADER) + " |" in deployed
+    assert all("| " + " | ".join(cells) + " |" in deployed for cells in record["rows"])
+    assert deployed.endswith(f"\n\n- {record['note']}") and "not measurable" in deployed
