@@ -26,10 +26,10 @@ from typing import Sequence
 
 import numpy as np
 
-from ..audio.manifest import SplitConfig
+from ..audio.manifest import SplitConfig, load_manifest
 from ..core.labels import JOINT_CLASS_NAMES, SOUND_TYPES, label_vector
-from ..deploy.bundle import CALIBRATED, TypeCalibration
-from ..deploy.calibration import CalibrationResult, threshold_for_precision
+from ..deploy.bundle import CALIBRATED, TypeCalibration, bundle_from_checkpoints, load_bundle, save_bundle
+from ..deploy.calibration import CalibrationResult, calibrate, threshold_for_precision, window_logits
 from ..synth.real_noise import BACKGROUND_KINDS
 from .intervals import Interval, bootstrap_interval
 
@@ -258,9 +258,6 @@ def bundle_windows(bundle: str | Path, manifest: str | Path) -> tuple[Windows, i
     """A bundle's calibrated per-type scores on the set's windows, read and rendered as `mgc calibrate` and `mgc
     detect` read them (calibration.window_logits), decided at the bundle's thresholds; and how many windows hold no
     usable signal: detect scores none of those, so they are left out, and counted."""
-    from ..audio.manifest import load_manifest
-    from ..deploy.bundle import load_bundle
-    from ..deploy.calibration import window_logits
     from ..deploy.inference import BundlePipeline
 
     pipeline = BundlePipeline(load_bundle(bundle)[0])
@@ -340,8 +337,7 @@ def deployed_rows(model: str, result: DeployedMeasures) -> list[list[str]]:
     gives; recall is not measurable for a type no window holds (whistle and beluga click: no beluga audio exists)."""
     rows = []
     for name in SOUND_TYPES:
-        recall = (_share(result.recall[name]) if result.positives[name]
-                  else "not measurable (no window with it)")
+        recall = _share(result.recall[name]) if result.positives[name] else "not measurable (no window with it)"
         rates = result.false_alarms[name]
         rows.append(["" if rows else model, name, _threshold_cell(result.validation[name]),
                      _validation_cell(result.validation[name]), f"{_share(result.precision[name])} / {recall}",
@@ -363,7 +359,6 @@ def deployed_note(model: str, result: DeployedMeasures, calibration: Calibration
             f"scored, {result.without_signal} without usable signal left out (not scored); bundle `{bundle}`")
 
 
-
 def calibrated_on_real_noise(name: str, classifier: str | Path, segmenter: str | Path | None,
                              benchmark: str | Path, split: SplitConfig, manifest: str | Path,
                              bundle: str | Path) -> dict:
@@ -371,9 +366,6 @@ def calibrated_on_real_noise(name: str, classifier: str | Path, segmenter: str |
     calibrated there on the benchmark's validation windows for precision 0.9 (`mgc export`, then `mgc calibrate`),
     then every window of the set scored and measured at the bundle's own thresholds. Returns the table rows, the
     note, the goals and the measures (the pipeline stage real-noise-calibrated records them)."""
-    from ..deploy.bundle import bundle_from_checkpoints, save_bundle
-    from ..deploy.calibration import calibrate
-
     save_bundle(bundle_from_checkpoints(classifier, segmenter), bundle)
     calibration = calibrate(bundle, benchmark, split, TARGET_PRECISION)
     windows, without_signal = bundle_windows(bundle, manifest)
