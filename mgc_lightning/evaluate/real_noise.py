@@ -316,7 +316,7 @@ DEPLOYED_HEADER = ["model", "sound type", "threshold", "validation precision / r
 
 
 def _threshold_cell(chosen: TypeCalibration) -> str:
-    return f"{chosen.threshold:.4g}" + ("" if chosen.status == CALIBRATED else f" ({chosen.describe()})")
+    return f"{chosen.threshold:.4g}" + ("" if chosen.status == CALIBRATED else f" ({chosen.status})")
 
 
 def _validation_cell(chosen: TypeCalibration) -> str:
@@ -348,15 +348,16 @@ def deployed_rows(model: str, result: DeployedMeasures) -> list[list[str]]:
 def deployed_note(model: str, result: DeployedMeasures, calibration: CalibrationResult, bundle: str | Path) -> str:
     """How the model's bundle was calibrated and how many windows of the set it scored."""
     if calibration.identity_kept:
-        scaling = "raw scores kept"
+        reasons = sorted({chosen.reason for chosen in calibration.types.values() if chosen.reason})
+        scaling = "raw scores kept" + (f" ({'; '.join(reasons)})" if reasons else "")
     elif calibration.temperature is None:
         scaling = "per-type Platt scaling"
     else:
         scaling = f"temperature {calibration.temperature:.3f}"
     left_out = f", {calibration.without_signal} without usable signal left out" if calibration.without_signal else ""
-    return (f"{model}: calibrated on {calibration.windows} validation windows{left_out} ({scaling}, ECE "
-            f"{calibration.ece_before:.3f} -> {calibration.ece_after:.3f}); {result.windows} windows of the set "
-            f"scored, {result.without_signal} without usable signal left out (not scored); bundle `{bundle}`")
+    return (f"{model}: calibrated on {calibration.windows} validation windows{left_out}: {scaling}, validation ECE "
+            f"{calibration.ece_before:.3f} -> {calibration.ece_after:.3f}; {result.windows} windows of the set scored, "
+            f"{result.without_signal} without usable signal left out (not scored); bundle `{bundle}`")
 
 
 def calibrated_on_real_noise(name: str, classifier: str | Path, segmenter: str | Path | None,
