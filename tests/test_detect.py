@@ -53,6 +53,11 @@ WINDOW = 0.25
 OUTPUTS = ("windows", "raven", "errors.csv", "summary", "summary.html", "summary_settings.json")
 
 
+# A U-Net of three encoder stages and a narrow decoder: the segmenter every bundle here carries draws masks in each
+# detect run (seconds a run with smp's default decoder)
+TINY_UNET = {"encoder_depth": 3, "decoder_channels": [16, 8, 4]}
+
+
 def _fit(root, manifest, *args):
     return main(["fit", *args, "--data.init_args.manifest", str(manifest), "--data.init_args.cache_root",
                  str(root / "cache"), "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
@@ -61,7 +66,8 @@ def _fit(root, manifest, *args):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """A U-Net segmenter and a soft-mask cross-attention classifier (narrow ResNet-18), one short epoch each."""
+    """A U-Net segmenter (tiny) and a soft-mask cross-attention classifier (narrow ResNet-18), one short epoch
+    each."""
     root = tmp_path_factory.mktemp("detect")
     small_benchmark(root, windows=32, per_recording=8, deployments=2, seed=3)
     manifest = root / "bench" / "manifest.csv"
@@ -72,6 +78,8 @@ def models(tmp_path_factory):
         patch.setattr(sys, "argv", ["mgc"])
         assert _fit(root, manifest, "--config", str(EXPERIMENTS / "seg_unet.yaml"),
                     "--data.init_args.split_fractions", "[0.5,0.25,0.25]",
+                    "--model.init_args.network_kwargs", json.dumps(TINY_UNET),
+                    "--model.init_args.figure_every_n_epochs", "100",
                     "--trainer.default_root_dir", str(root / "seg")) == 0
         assert _fit(root, manifest, "--config", str(EXPERIMENTS / "classifier_base.yaml"),
                     "--config", str(EXPERIMENTS / "mgc_xattn_soft.yaml"), "--data.init_args.mask_source", "ideal",
@@ -119,6 +127,20 @@ def _run(models, folder, out, *extra, timeout=600):
     root, _, _, bundle = models
     return subprocess.run(_detect_command(bundle, folder, out, *extra), env=_env(root), cwd=root, capture_output=True,
                           text=True, timeout=timeout)
+
+
+def _here(models, folder, out, capsys, *extra):
+    """`mgc detect` through its entry point in this process, in the processes' folder (the test asks for torch on one
+    thread, as the processes run it, so both write the same bytes): (exit status, stdout, stderr). For the runs that
+    are not about a process of their own: each new process pays the imports again (seconds)."""
+    root, _, _, bundle = models
+    capsys.readouterr()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        patch.setattr(sys, "argv", ["mgc"])
+        code = main(_detect_command(bundle, folder, out, *extra)[3:])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
 def _snapshot(out: Path) -> dict[str, bytes]:
@@ -324,7 +346,8 @@ def test_a_probability_mask_classifier_is_bundled_detected_and_evaluated_on_anot
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_identical_outputs_and_changed_files_are_redone(models, recordings, reference):
+def test_killed_run_resumes_to_identical_outputs_and_changed_files_are_redone(models, recordings, reference, capsys,
+                                                                              one_thread):
     root, _, _, bundle = models
     _, out_reference = reference
     out = root / "killed"
@@ -336,20 +359,21 @@ def test_killed_run_resumes_to_identical_outputs_and_changed_files_are_redone(mo
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert len(list((out / ".journal").glob("*.json"))) < 5  # killed before the end
-    result = _run(models, recordings, out)
-    assert result.returncode == 1
-    assert "already done" in result.stdout and " 0 already done" not in result.stdout, result.stdout
+    code, stdout, _ = _here(models, recordings, out, capsys)  # the rerun: in this process
+    assert code == 1
+    assert "already done" in stdout and " 0 already done" not in stdout, stdout
     assert _snapshot(out) == _snapshot(out_reference)
     # A recording that changed (size or modification time) is analysed again, the others are not.
     short = recordings / "deep" / "short.wav"
     os.utime(short, ns=(short.stat().st_atime_ns, short.stat().st_mtime_ns + 10**9))
-    result = _run(models, recordings, out)
-    assert "5 files: 1 analysed, 2 already done, 2 failed" in result.stdout, result.stdout
+    code, stdout, _ = _here(models, recordings, out, capsys)
+    assert "5 files: 1 analysed, 2 already done, 2 failed" in stdout, stdout
     assert _snapshot(out) == _snapshot(out_reference)
 
 
 @pytest.mark.slow
-def test_a_file_killed_half_way_resumes_from_its_last_finished_batch_to_identical_outputs(tmp_path):
+def test_a_file_killed_half_way_resumes_from_its_last_finished_batch_to_identical_outputs(tmp_path, capsys,
+                                                                                          one_thread):
     """`mgc detect` killed (SIGKILL) in the middle of a long file, while a batch's row was being written: the rerun
     keeps the partial table's whole batches, analyses only the rest, counts only the rest in its progress bar, and
     ends with the bytes of an uninterrupted run."""
@@ -357,8 +381,8 @@ def test_a_file_killed_half_way_resumes_from_its_last_finished_batch_to_identica
     recording = write_audio(tmp_path / "in" / "site_20240131_235950.wav",
                             noise.normal(0, 0.05, 40 * RATE).astype(np.float32), RATE)  # 160 windows, 40 batches
     command = _detect_command(model, recording, tmp_path / "out", "--batch-size", "4")
-    assert subprocess.run(_detect_command(model, recording, tmp_path / "reference", "--batch-size", "4"),
-                          env=_env(tmp_path), capture_output=True, timeout=300).returncode == 0
+    # the uninterrupted run and the rerun in this process (torch on one thread, as in the killed one)
+    assert main(_detect_command(model, recording, tmp_path / "reference", "--batch-size", "4")[3:]) == 0
     partial = tmp_path / "out" / ".partial" / output_name(recording)
     process = subprocess.Popen(command, env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -373,24 +397,25 @@ def test_a_file_killed_half_way_resumes_from_its_last_finished_batch_to_identica
     with open(table, "ab") as handle:  # the kill came while a row was being written
         handle.write(f"{recording},{rows * WINDOW:.6f},0.4".encode())
 
-    rerun = [c for c in command if c != "--quiet"] + ["--workers", "1"]  # read by a worker, written by the main
-    result = subprocess.run(rerun, env=_env(tmp_path), capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    rerun = [c for c in command[3:] if c != "--quiet"] + ["--workers", "1"]  # read by a worker, written by the main
+    capsys.readouterr()
+    code, stderr = main(rerun), capsys.readouterr().err
+    assert code == 0, stderr[-3000:]
     entry = json.loads(next((tmp_path / "out" / ".journal").glob("*.json")).read_text())
     assert entry["resumed_from_s"] == rows // 4 * 4 * WINDOW  # the whole batches the killed run finished
     assert f"{(40 - entry['resumed_from_s']) / 3600:.3f}/{(40 - entry['resumed_from_s']) / 3600:.3f} h of audio" in (
-        result.stderr)
+        stderr)
     assert _snapshot(tmp_path / "out") == _snapshot(tmp_path / "reference")
     assert not (tmp_path / "out" / ".partial").exists()
 
 
 @pytest.mark.slow
-def test_decoding_workers_share_the_files_and_match_one_process(models, recordings, reference):
+def test_decoding_workers_share_the_files_and_match_one_process(models, recordings, reference, capsys, one_thread):
     _, out_reference = reference
     out = models[0] / "workers"
-    result = _run(models, recordings, out, "--workers", "2")
-    assert result.returncode == 1, result.stderr[-3000:]
-    assert "5 files: 3 analysed, 0 already done, 2 failed" in result.stdout  # each file once, failures reported
+    code, stdout, stderr = _here(models, recordings, out, capsys, "--workers", "2")  # two worker processes read
+    assert code == 1, stderr[-3000:]
+    assert "5 files: 3 analysed, 0 already done, 2 failed" in stdout  # each file once, failures reported
     assert _snapshot(out) == _snapshot(out_reference)
 
 

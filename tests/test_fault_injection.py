@@ -7,10 +7,12 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning
@@ -18,6 +20,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from mgc_lightning.cli import main
 from mgc_lightning.core.checkpoints import class_path
 from mgc_lightning.models.segmenter import SegmenterModule
 
@@ -36,11 +39,28 @@ def _mgc(root: Path, *args: str) -> list[str]:
     return [sys.executable, "-m", "mgc_lightning.cli", *args]
 
 
-def _run(root: Path, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(_mgc(root, *args), cwd=root, env=_environment(root), capture_output=True, text=True,
-                            timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
+@contextmanager
+def _inside(root: Path):
+    """This process as the killed stage's process was: in `root`, its environment, torch on one thread (the killed
+    process's OMP_NUM_THREADS=1, so the two write the same bytes)."""
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("MLFLOW_TRACKING_URI", "HF_HUB_OFFLINE", "OMP_NUM_THREADS"):
+            patch.setenv(name, _environment(root)[name])
+        patch.chdir(root)
+        patch.setattr(sys, "argv", ["mgc"])
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+
+
+def _main(root: Path, *args: str) -> None:
+    """A stage run in this process (`mgc`'s own entry point): the uninterrupted runs and the reruns after a kill; only
+    the stage that is killed needs a process of its own, and each process pays the imports again (seconds)."""
+    with _inside(root):
+        assert main(list(args)) == 0
 
 
 def _kill_when(root: Path, args: list[str], ready, extra_delay_s: float) -> None:
@@ -74,9 +94,9 @@ SYNTH = ["--n", str(WINDOWS), "--mask-presets", "origin", "--quiet"]
 def reference(tmp_path_factory) -> Path:
     """An uninterrupted synth + spectrograms run."""
     root = tmp_path_factory.mktemp("reference")
-    _run(root, "synth", "bench", *SYNTH, "--cache-root", "cache")
-    _run(root, "spectrograms", "bench/manifest.csv", "--preset", "mel", "--cache-root", "cache", "--batch-size", "1",
-         "--quiet")
+    _main(root, "synth", "bench", *SYNTH, "--cache-root", "cache")
+    _main(root, "spectrograms", "bench/manifest.csv", "--preset", "mel", "--cache-root", "cache", "--batch-size", "1",
+          "--quiet")
     return root
 
 
@@ -87,7 +107,7 @@ def test_killed_synth_reruns_to_the_same_bytes(reference, tmp_path):
     _kill_when(tmp_path, ["synth", "bench", *SYNTH, "--cache-root", "cache"],
                lambda: len(list(parts.glob("*.json"))) >= point, RNG.uniform(0, 0.3))
     assert len(list(parts.glob("*.json"))) < recordings or not (tmp_path / "bench" / "manifest.csv").exists()
-    _run(tmp_path, "synth", "bench", *SYNTH, "--cache-root", "cache")
+    _main(tmp_path, "synth", "bench", *SYNTH, "--cache-root", "cache")
     assert _files(tmp_path / "bench") == _files(reference / "bench")
     ideal = _contents(tmp_path / "cache", "origin-*/**/*.npy")
     assert len(ideal) >= WINDOWS and ideal == _contents(reference / "cache", "origin-*/**/*.npy")
@@ -101,7 +121,7 @@ def test_killed_spectrograms_rerun_to_the_same_bytes(reference, tmp_path):
             "--quiet"]
     _kill_when(tmp_path, args, lambda: len(list(folder.glob("mel-*/spectrograms/*.npy"))) >= point, RNG.uniform(0, 0.02))
     assert 0 < len(list(folder.glob("mel-*/spectrograms/*.npy"))) < WINDOWS
-    _run(tmp_path, *args)
+    _main(tmp_path, *args)
     assert _contents(folder, "mel-*/spectrograms/*.npy") == _contents(reference / "cache", "mel-*/spectrograms/*.npy")
 
 
@@ -118,17 +138,16 @@ def test_killed_mask_prediction_reruns_to_the_same_masks(reference, tmp_path):
     args = ["masks", "predict", str(reference / "bench" / "manifest.csv"), "--checkpoint", str(checkpoint),
             "--preset", "mel", "--batch-size", "1", "--quiet"]
     clean, killed = tmp_path / "clean", tmp_path / "killed"
-    for root in (clean, killed):
-        root.mkdir()
-        _run(root, "spectrograms", str(reference / "bench" / "manifest.csv"), "--preset", "mel", "--cache-root",
-             "cache", "--quiet")
-    _run(clean, *args, "--cache-root", "cache")
+    for root in (clean, killed):  # the reference's mel spectrograms of this manifest, as `mgc spectrograms` wrote them
+        for folder in (reference / "cache").glob("mel-*"):
+            shutil.copytree(folder, root / "cache" / folder.name)
+    _main(clean, *args, "--cache-root", "cache")
     masks = killed / "cache"
     point = RNG.randint(2, WINDOWS - 8)
     _kill_when(killed, [*args, "--cache-root", "cache"], lambda: len(list(masks.glob("mel-*/masks/predicted/*.npy"))) >= point,
                RNG.uniform(0, 0.2))
     assert 0 < len(list(masks.glob("mel-*/masks/predicted/*.npy"))) < WINDOWS
-    _run(killed, *args, "--cache-root", "cache")
+    _main(killed, *args, "--cache-root", "cache")
     assert len(_contents(masks, "mel-*/masks/predicted/*.npy")) == WINDOWS
     assert _contents(masks, "mel-*/masks/predicted/*.npy") == _contents(clean / "cache", "mel-*/masks/predicted/*.npy")
 
@@ -145,7 +164,7 @@ def test_killed_fit_resumes_into_the_same_mlflow_run(reference, tmp_path):
     _kill_when(tmp_path, args, lambda: any(checkpoints.glob("*/*/checkpoints/last.ckpt")), RNG.uniform(0, 1.0))
     last = next(checkpoints.glob("*/*/checkpoints/last.ckpt"))
     assert torch.load(last, weights_only=True)["global_step"] < 4 * 2  # killed before the end
-    _run(tmp_path, *args, "--ckpt_path", "last")
+    _main(tmp_path, *args, "--ckpt_path", "last")
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("classification")
     runs = client.search_runs([experiment.experiment_id])
