@@ -182,3 +182,17 @@ def test_cli_refuses_the_uncertain_queue_without_a_segmenter(tiny_dataset, tmp_p
     code = main(["annotate", str(tiny_dataset), "--queue", "uncertain", "--cache-root", str(tmp_path / "c")])
     assert code == 2
     assert "pass --segmenter CKPT" in capsys.readouterr().err
+
+
+def test_a_test_only_manifest_gets_no_annotation_queue(tiny_dataset, tmp_path, capsys):
+    """Masks drawn on a test set would train the segmenter on it (issue #25): the queue refuses a manifest whose
+    `use` column marks rows test-only, as the data modules do; the same rows from an unmarked manifest are queued."""
+    lines = tiny_dataset.read_text().splitlines()
+    marked = tiny_dataset.parent / "marked.csv"
+    marked.write_text("\n".join([lines[0] + ",use", *(line + ",test-only" for line in lines[1:])]) + "\n")
+    rows = load_manifest(marked)
+    with pytest.raises(ValueError, match="row\\(s\\) are marked test-only"):
+        build_queue(rows, "all", SplitConfig(), ORIGIN, tmp_path / "cache", manifest=marked)
+    assert build_queue(rows, "all", SplitConfig(), ORIGIN, tmp_path / "cache", manifest=tiny_dataset)
+    assert main(["annotate", str(marked), "--cache-root", str(tmp_path / "c"), "--port", "0"]) == 2
+    assert f"{marked}: " in capsys.readouterr().err

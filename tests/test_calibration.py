@@ -32,6 +32,17 @@ def validation_manifest(folder: Path, labels: list[tuple[int, int, int]]) -> Pat
     return write_rows(folder / "m.csv", rows)
 
 
+def test_a_test_only_manifest_is_refused_before_any_window_is_scored(tmp_path):
+    """Thresholds chosen on a test set would flatter everything measured on it (issue #25): refused by the `use`
+    column, as the data modules refuse training on it, and nothing is written."""
+    manifest = validation_manifest(tmp_path, [WHISTLE, BELUGA, BOTH] * 5)
+    lines = manifest.read_text().splitlines()
+    manifest.write_text("\n".join([lines[0] + ",use", *(line + ",test-only" for line in lines[1:])]) + "\n")
+    with pytest.raises(InputError, match="15 row\\(s\\) are marked test-only") as refused:
+        calibrate(tiny_bundle(tmp_path / "model.mgc"), manifest, EVERY_WINDOW_VALIDATES, out=tmp_path / "out.mgc")
+    assert str(manifest) in str(refused.value) and not (tmp_path / "out.mgc").exists()
+
+
 def test_too_few_validation_windows_are_refused_with_the_counts(tmp_path):
     manifest = validation_manifest(tmp_path, [BOTH] * 2 + [BELUGA] * 3 + [(0, 0, 0)] * 5)
     with pytest.raises(InputError, match=r"m.csv: too few validation windows to calibrate on \(whistle in 2 and "

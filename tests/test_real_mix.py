@@ -10,12 +10,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from conftest import REAL_DATA
+from mgc_lightning.audio.reading import sample_digests
+from mgc_lightning.core.errors import InputError
+from mgc_lightning.synth import real_noise
 from mgc_lightning.synth.build import build_benchmark, plan_recordings
 from mgc_lightning.synth.config import BENCHMARK_PRESETS, BenchmarkConfig, sized
 from mgc_lightning.synth.real_mix import RealMix, audio_files, stretch, tilt
-from mgc_lightning.synth.real_noise import TEST_ONLY, is_test_only, training_reserved_files
+from mgc_lightning.synth.real_noise import (
+    TEST_ONLY, TEST_ONLY_DIGESTS, digests_of_test_only_files, is_test_only, training_reserved_files, why_test_only,
+)
 from mgc_lightning.synth.scene import band_power, render_recording
 
 SR = 384_000
@@ -42,6 +48,73 @@ def test_the_test_only_files_and_their_copies_are_refused(reserved, tmp_path):
         RealMix(negative_calls=(str(copy),))
     assert not any(is_test_only(f) for kind in reserved.values() for f in kind)
     RealMix(tuple(reserved["backgrounds"]), tuple(reserved["calls"]), tuple(reserved["clicks"]))  # accepted
+
+
+def converted(source: Path, copy: Path) -> Path:
+    """`source`'s samples in another file and format (WAV <-> FLAC by the suffix), as a user's converter would."""
+    samples, rate = sf.read(str(source), dtype="int16")
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(copy), samples, rate, subtype="PCM_16")
+    return copy
+
+
+@pytest.mark.parametrize("relative, copy", [
+    ("pamguard/clickwave_1.wav", "site-noise.wav"),  # renamed
+    ("orcasound_orcadata/j_pod.wav", "j_pod.flac"),  # converted losslessly
+    ("orcasound_orcadata/catalog_flac/FO-S05.flac", "FordOsborneLabeled/S_5.wav"),  # the catalogue's other spelling
+])
+def test_a_renamed_or_converted_copy_of_a_test_file_is_refused_by_its_samples(reserved, tmp_path, relative, copy):
+    copy = converted(REAL_DATA / relative, tmp_path / copy)
+    assert why_test_only(copy) == f"its samples are those of the test-only {relative}"
+    with pytest.raises(InputError, match="belongs to the real-noise test: its samples") as refused:
+        RealMix(backgrounds=(str(copy),))
+    assert str(copy) in str(refused.value)
+
+
+def test_the_stored_digests_are_those_of_the_test_only_clips(reserved):
+    """The refusal reads TEST_ONLY_DIGESTS (a user's clone has no clips): recomputed here from the clips."""
+    stored = json.loads(TEST_ONLY_DIGESTS.read_text())["files"]
+    assert stored == digests_of_test_only_files(REAL_DATA)
+
+
+def test_a_file_with_a_test_files_samples_is_refused_under_any_name_or_format(tmp_path, monkeypatch):
+    """The mechanism without the clips: a tiny file stands for a test-only one; its renamed WAV and FLAC copies and
+    one channel of a stereo copy are refused, a file with one sample changed is not."""
+    samples = (np.random.default_rng(0).normal(0, 0.1, 500) * 32767).astype(np.int16)
+    original = tmp_path / "held" / "test.wav"
+    original.parent.mkdir()
+    sf.write(str(original), samples, 48_000)
+    stored = {500: {digest: "x/test.wav" for digest in sample_digests(original)}}
+    monkeypatch.setattr(real_noise, "stored_digests", lambda: stored)
+    sf.write(str(tmp_path / "mine.flac"), samples, 96_000)  # another name, format and header rate
+    sf.write(str(tmp_path / "stereo.wav"), np.stack([samples, samples[::-1]], axis=1), 48_000)
+    sf.write(str(tmp_path / "float.wav"), samples / 32768, 48_000, subtype="FLOAT")
+    for copy in ("mine.flac", "stereo.wav", "float.wav"):
+        assert why_test_only(tmp_path / copy) == "its samples are those of the test-only x/test.wav", copy
+    changed = samples.copy()
+    changed[250] += 1
+    sf.write(str(tmp_path / "other.wav"), changed, 48_000)
+    assert why_test_only(tmp_path / "other.wav") is None
+    RealMix(backgrounds=(str(tmp_path / "other.wav"),))  # accepted
+
+
+def test_the_sets_own_recordings_are_refused_by_name_and_by_their_folders_manifest(tmp_path):
+    """A real-noise set's recordings hold generator noise (no stored digest names them): refused by their `rn-`
+    names, and by the manifest.csv beside their audio/ folder that marks rows test-only, whatever they are called."""
+    noise = np.random.default_rng(1).normal(0, 0.1, 400).astype(np.float32)
+    named = tmp_path / "rn-ambient-orcasound-00.wav"
+    sf.write(str(named), noise, 48_000)
+    with pytest.raises(InputError, match="rn-\\*"):
+        RealMix(backgrounds=(str(named),))
+    built = tmp_path / "demo-real-noise"
+    renamed = built / "audio" / "ambient.flac"
+    renamed.parent.mkdir(parents=True)
+    sf.write(str(renamed), noise, 48_000)
+    (built / "manifest.csv").write_text("path,start_s,duration_s,use\naudio/ambient.flac,0,0.25,\n")
+    RealMix(backgrounds=(str(renamed),))  # no test-only row: accepted
+    (built / "manifest.csv").write_text("path,start_s,duration_s,use\naudio/ambient.flac,0,0.25,test-only\n")
+    with pytest.raises(InputError, match=f"it lies under {built}, whose manifest.csv marks rows test-only"):
+        RealMix(backgrounds=(str(renamed),))
 
 
 def test_bad_settings_are_refused(reserved, tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,8 +21,9 @@ from mgc_lightning.data.datamodules import ClassificationDataModule, Segmentatio
 from mgc_lightning.deploy.bundle import CALIBRATED, NOT_CALIBRATED, TypeCalibration, load_bundle
 from mgc_lightning.evaluate import real_noise as evaluate_real_noise
 from mgc_lightning.evaluate.real_noise import (
-    DEPLOYED_HEADER, PORPOISE_GOAL, WHISTLE_GOAL, Windows, always_none, bundle_windows, chance_row, deployed_rows,
-    false_alarm_rate, measure, measure_deployed, read_windows, recall_at_precision, type_scores,
+    DEPLOYED_HEADER, PORPOISE_GOAL, WHISTLE_GOAL, Windows, always_none, bundle_windows, chance_row, deployed_note,
+    deployed_rows, false_alarm_rate, measure, measure_deployed, read_windows, recall_at_precision, table_row,
+    type_scores,
 )
 from mgc_lightning.pipeline.config import ClassifierSpec, PipelineConfig
 from mgc_lightning.pipeline.stages import Pipeline
@@ -324,7 +326,30 @@ def test_deployed_rows_say_what_validation_promised_and_what_is_not_measurable()
     assert beluga[2] == "0.5 (not calibrated)"
     assert beluga[3] == "— (0 / 50)" and beluga[-1] == "—"
     assert porpoise[3] == "0.850 / 0.900 (12 / 38), target 0.9 not reached"
-    assert porpoise[4] == "1.000 / 1.000" and porpoise[-1] == f"{PORPOISE_GOAL}: met"
+    assert porpoise[4] == "1.000 / 1.000"
+    assert porpoise[-1] == f"{PORPOISE_GOAL}: met (upper bound: synthetic high band)"  # CAVEAT, in the cell
+
+
+def test_a_met_porpoise_goal_says_it_is_an_upper_bound_in_the_argmax_table_too():
+    result = measure(undecided_windows())
+    for porpoise_met in (True, False):
+        goals = {WHISTLE_GOAL: False, PORPOISE_GOAL: porpoise_met}
+        cell = table_row("m", SimpleNamespace(**vars(result), goals=goals))[-1]
+        assert cell == ("whistle: NOT met; porpoise: met (upper bound: synthetic high band)" if porpoise_met
+                        else "whistle: NOT met; porpoise: NOT met")
+
+
+def test_the_deployed_note_gives_the_ece_once():
+    """Where raw scores were kept their reason states both ECEs (no `ECE a -> a` after it); a fitted scaling gives
+    the arrow."""
+    kept = "the fitted scaling raised the validation ECE from 0.0421 to 0.0422"
+    scored = SimpleNamespace(windows=353, without_signal=0)
+    raw = SimpleNamespace(identity_kept=True, types={"whistle": SimpleNamespace(reason=kept)}, temperature=1.0,
+                          without_signal=0, windows=288, ece_before=0.0421, ece_after=0.0421)
+    note = deployed_note("b", scored, raw, "b.mgc")
+    assert f"raw scores kept ({kept}); 353 windows" in note and "->" not in note
+    fitted = SimpleNamespace(**{**vars(raw), "identity_kept": False, "temperature": 0.955, "ece_after": 0.02})
+    assert "temperature 0.955, validation ECE 0.042 -> 0.020; 353 windows" in deployed_note("m", scored, fitted, "m")
 
 
 def hand_made_checkpoints(folder: Path) -> tuple[Path, Path]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from ..core.atomic import write_bytes_atomic
-from ..core.errors import missing_file
+from ..core.errors import InputError, missing_file
 from ..core.labels import SOUND_TYPES, joint_index
 from .reading import AudioError, check_complete, file_fingerprint, probe
 
@@ -259,6 +259,19 @@ def count_test_only_rows(csv_path: str | Path) -> int:
             return sum((row.get(USE_COLUMN) or "").strip().lower() == TEST_ONLY_USE for row in reader)
     except (OSError, UnicodeDecodeError, csv.Error):
         return 0
+
+
+def refuse_test_only_training(manifest: str | Path, fractions: Sequence[float]) -> None:
+    """A manifest whose `use` column marks rows test-only (a test set: docs/real_noise.md) may be tested, never split
+    into a train or validation side: refused whenever the split gives train or val a share."""
+    if fractions[0] <= 0 and fractions[1] <= 0:
+        return
+    count = count_test_only_rows(manifest)
+    if count:
+        raise InputError(f"{manifest}: {count} row(s) are marked test-only (its `use` column) and would be split into "
+                         f"the train or validation side (split_fractions {list(fractions)}); a test set is never "
+                         "trained on: test it with split_fractions [0, 0, 1] (mgc evaluate --manifest does), or "
+                         "train on another manifest")
 
 
 def relative_to_folder(path: Path, base: Path) -> str:

@@ -90,6 +90,19 @@ def _fingerprint(resolved: str, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()[:24]
 
 
+def sample_digests(path: str | Path) -> set[str]:
+    """sha256 digests of a file's decoded samples at its own rate, rounded to 16 bit: of all channels interleaved,
+    and of each channel alone. Unlike file_fingerprint they name the sound, not the file: a rename, a rewritten
+    header or a lossless conversion (WAV <-> FLAC) keeps them; a resampled, trimmed, re-scaled, lossy-coded or
+    down-mixed copy does not. Decodes the whole file: check its frame count first where files may be long."""
+    path = Path(path)
+    with _open(path) as handle:
+        samples = handle.read(dtype="float64", always_2d=True)
+    quantised = np.clip(np.round(samples * 32768), -32768, 32767).astype("<i2")
+    channels = [quantised] + ([quantised[:, c] for c in range(quantised.shape[1])] if quantised.shape[1] > 1 else [])
+    return {hashlib.sha256(np.ascontiguousarray(c).tobytes()).hexdigest() for c in channels}
+
+
 def probe(path: str | Path) -> AudioInfo:
     """Header facts of a WAV/FLAC file, raising AudioError for missing, unreadable or empty audio."""
     path = Path(path)

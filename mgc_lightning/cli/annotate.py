@@ -19,7 +19,7 @@ def _cmd_annotate(args: argparse.Namespace) -> int:
     rows, config = load_manifest(args.manifest), get_preset(args.preset)
     segmenter = load_segmenter(args.segmenter) if args.segmenter else None
     queue = build_queue(rows, args.queue, split_config(args), config, args.cache_root, args.count, args.seed,
-                        segmenter, accepted=accepted_keys(args.manifest, config))
+                        segmenter, accepted=accepted_keys(args.manifest, config), manifest=args.manifest)
     session = AnnotationSession(args.manifest, queue, config, args.cache_root, args.annotator, args.queue, segmenter)
     serve(session, args.port, announce=lambda line: print(line, flush=True))
     return 0

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..audio.manifest import SplitConfig, WindowRow, count_test_only_rows, load_manifest, split_rows
+from ..audio.manifest import SplitConfig, WindowRow, load_manifest, refuse_test_only_training, split_rows
 from ..core.errors import InputError
 from ..core.labels import NUM_JOINT_CLASSES
 from ..core.sharding import Shard
@@ -52,19 +52,6 @@ def check_manifest_masks(manifest: str | Path, config: SpectrogramConfig, every_
     if problems:
         more = f" (and {len(problems) - 1} more row(s))" if len(problems) > 1 else ""
         raise InputError(f"{manifest}: {problems[0]}{more}; fix the mask PNGs or the manifest's `mask` column")
-
-
-def refuse_test_only_training(manifest: str | Path, fractions: Sequence[float]) -> None:
-    """A manifest whose `use` column marks rows test-only (a test set: docs/real_noise.md) may be tested, never split
-    into a train or validation side: refused whenever the split gives train or val a share."""
-    if fractions[0] <= 0 and fractions[1] <= 0:
-        return
-    count = count_test_only_rows(manifest)
-    if count:
-        raise InputError(f"{manifest}: {count} row(s) are marked test-only (its `use` column) and would be split into "
-                         f"the train or validation side (split_fractions {list(fractions)}); a test set is never "
-                         "trained on: test it with split_fractions [0, 0, 1] (mgc evaluate --manifest does), or "
-                         "train on another manifest")
 
 
 def mask_loader(config: SpectrogramConfig, source: str, cache_root: str | Path,

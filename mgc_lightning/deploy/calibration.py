@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..audio.manifest import SplitConfig, WindowRow, load_manifest, split_rows
+from ..audio.manifest import SplitConfig, WindowRow, load_manifest, refuse_test_only_training, split_rows
 from ..audio.reading import read_window_and_check
 from ..core.errors import InputError
 from ..core.labels import SOUND_TYPES
@@ -202,7 +202,9 @@ def calibrate(model: str | Path, manifest: str | Path, split: SplitConfig, targe
 
 
 def _validation_windows(bundle: Bundle, manifest: str | Path, split: SplitConfig) -> list[WindowRow]:
-    """The manifest's validation split, refused when empty or of another window length than the model's."""
+    """The manifest's validation split, refused when empty, of another window length than the model's, or from a
+    test set (thresholds chosen on a test set would flatter every number measured on it afterwards)."""
+    refuse_test_only_training(manifest, split.fractions)
     rows = load_manifest(manifest)
     rows = [rows[i] for i in split_rows(rows, split)["val"]]
     if not rows:

@@ -14,7 +14,8 @@ recording's seed and REAL_MIX_STREAM, so the rendered sounds and calls are drawn
 - a **hard-negative click train**: a click template of another odontocete (a Risso's dolphin's), in a regular train
   (`real_noise.click_train`) at a drawn SNR in its own band.
 
-Files the real-noise test owns are refused (`real_noise.is_test_only`): training on them would leak the test.
+Files the real-noise test owns are refused (`real_noise.why_test_only`: by name, by the test-only manifest of the
+folder they lie in, by their decoded samples): training on them would leak the test.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from ..audio.reading import probe, read_window
-from .real_noise import click_template, click_train, is_test_only, real_band_top
+from ..core.errors import InputError
+from .real_noise import click_template, click_train, real_band_top, why_test_only
 from .scene import band_power
 
 REAL_MIX_STREAM = 7919  # appended to a recording's seed: the mix's own generator
@@ -39,6 +41,16 @@ def _range(name: str, values: tuple[float, float], low: float = -np.inf, high: f
     if len(values) != 2 or not low <= values[0] <= values[1] <= high:
         raise ValueError(f"real_mix.{name} must be (low, high) with {low} <= low <= high <= {high}, got {values}")
     return values
+
+
+def _refuse_test_only(name: str, files: tuple[str, ...]) -> None:
+    """Training on a file the real-noise test owns would leak the test: the first such file, and why, in an error."""
+    leaked = [(f, reason) for f in files if (reason := why_test_only(f))]
+    if leaked:
+        more = f" (and {len(leaked) - 1} more file(s))" if len(leaked) > 1 else ""
+        raise InputError(f"{leaked[0][0]}: belongs to the real-noise test: {leaked[0][1]}{more}; training on it "
+                         f"would leak the test (docs/real_noise.md, 'Which real files the test owns'): drop it from "
+                         f"real_mix.{name}")
 
 
 @dataclass(frozen=True)
@@ -64,10 +76,7 @@ class RealMix:
             missing = [f for f in files if not Path(f).is_file()]
             if missing:
                 raise ValueError(f"real_mix.{name}: no such file(s): {missing}")
-            leaked = [f for f in files if is_test_only(f)]
-            if leaked:
-                raise ValueError(f"real_mix.{name}: {leaked} belong to the real-noise test (synth/real_noise.py, "
-                                 "TEST_ONLY): training on them would leak the test")
+            _refuse_test_only(name, files)
         if not (self.backgrounds or self.negative_calls or self.negative_clicks):
             raise ValueError("real_mix names no file: give backgrounds, negative_calls or negative_clicks")
         for name in ("background_share", "call_share", "click_share"):

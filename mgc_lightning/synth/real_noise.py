@@ -41,8 +41,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from ..audio.manifest import TEST_ONLY_USE, WindowRow, write_manifest
-from ..audio.reading import probe, read_window
+from ..audio.manifest import TEST_ONLY_USE, WindowRow, count_test_only_rows, write_manifest
+from ..audio.reading import AudioError, probe, read_window, sample_digests
 from ..core.atomic import write_bytes_atomic
 from ..frontend.spectrogram import SpectrogramTransform, get_preset
 from .config import DETECTABLE_PIXELS, DETECTABLE_SNR_DB, DETECTION_PRESET
@@ -76,6 +76,8 @@ CLICK_TEMPLATES = {  # hard-negative click templates of the test, by the name th
 }
 PORPOISE_TEMPLATES = ("pyporcc/standard_click.wav", "pamguard/example_porpoise_click_500kHz.wav")
 TEST_ONLY = (LIFEWATCH.format("210610034655"), J_POD, WHISTLE_FILE, *CLICK_TEMPLATES.values(), *PORPOISE_TEMPLATES)
+SET_PREFIX = "rn-"  # the set's own recordings are named so (plan_segments)
+TEST_ONLY_DIGESTS = Path(__file__).with_name("test_only_digests.json")  # their samples (digests_of_test_only_files)
 TRAINING_RESERVED = (LIFEWATCH.format("210610033655"), LIFEWATCH.format("210610034155"),
                      "pamguard/clickwave_4205.wav", "pamguard/example_2000021.mat",
                      "pamguard/clicks_20200918_123234_classified.mat")
@@ -94,14 +96,85 @@ def role(relative: str) -> str | None:
     return TEST if relative in TEST_ONLY else TRAINING if relative in TRAINING_RESERVED else None
 
 
-def is_test_only(path: str | Path) -> bool:
-    """Whether a file anywhere on disk is one the real-noise test owns, by its name (and, for a killer whale call,
-    its call type): a copy of a test file under another folder is refused too."""
-    name = Path(path).name
+def _test_only_name(name: str) -> bool:
+    """A test-only file's name (and, for a killer whale call, its call type), or one of the set's own recordings."""
+    if name.startswith(SET_PREFIX):
+        return True
     call_type = orca_call_type(f"{ORCA_CATALOG}/{name}")
     if call_type is not None:
         return call_type in ORCA_TEST_TYPES
     return name in {Path(relative).name for relative in TEST_ONLY}
+
+
+@functools.lru_cache(maxsize=256)
+def _marks_test_only(manifest: Path, mtime_ns: int) -> bool:
+    return count_test_only_rows(manifest) > 0
+
+
+def marked_test_folder(path: str | Path) -> Path | None:
+    """The nearest folder above `path` whose manifest.csv marks rows test-only (a built real-noise set keeps its
+    recordings in audio/ beside it), else None: a recording of a test set is refused whatever its name."""
+    for folder in Path(path).resolve().parents:
+        manifest = folder / "manifest.csv"
+        if manifest.is_file() and _marks_test_only(manifest, manifest.stat().st_mtime_ns):
+            return folder
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def stored_digests() -> dict[int, dict[str, str]]:
+    """The test-only files' sample digests (TEST_ONLY_DIGESTS), by frame count: digest -> the file's path."""
+    files = json.loads(TEST_ONLY_DIGESTS.read_text())["files"]
+    by_frames: dict[int, dict[str, str]] = {}
+    for relative, entry in files.items():
+        by_frames.setdefault(entry["frames"], {}).update({digest: relative for digest in entry["sha256"]})
+    return by_frames
+
+
+def same_samples(path: str | Path) -> str | None:
+    """The test-only file whose samples `path` holds (audio.reading.sample_digests: renamed, re-headed or
+    converted losslessly), else None. Only a file with a test-only file's frame count is decoded; one that cannot
+    be read is left to the reader's own message."""
+    try:
+        candidates = stored_digests().get(probe(path).frames)
+        return next((candidates[d] for d in sample_digests(path) if d in candidates), None) if candidates else None
+    except AudioError:
+        return None
+
+
+def why_test_only(path: str | Path) -> str | None:
+    """Why a file anywhere on disk belongs to the real-noise test (and training on it would leak the test), or
+    None: its name, the folder it lies in, or its samples. A copy of a test file under another folder or name, or
+    converted to another lossless format, is refused too."""
+    if _test_only_name(Path(path).name):
+        return f"its name is that of a test-only file or of the set's own recordings ({SET_PREFIX}*)"
+    folder = marked_test_folder(path)
+    if folder is not None:
+        return f"it lies under {folder}, whose manifest.csv marks rows test-only"
+    original = same_samples(path)
+    return f"its samples are those of the test-only {original}" if original else None
+
+
+def is_test_only(path: str | Path) -> bool:
+    """Whether a file belongs to the real-noise test (why_test_only)."""
+    return why_test_only(path) is not None
+
+
+def digests_of_test_only_files(clips: str | Path) -> dict:
+    """The sample digests of the clips folder's test-only files, as TEST_ONLY_DIGESTS stores them (a test checks
+    the stored ones against these wherever the clips are present)."""
+    clips = Path(clips)
+    return {relative: {"frames": probe(clips / relative).frames, "sha256": sorted(sample_digests(clips / relative))}
+            for relative in declared_files(clips)[TEST]}
+
+
+def write_test_only_digests(clips: str | Path) -> None:
+    """Rewrite TEST_ONLY_DIGESTS from the clips folder (after the split changes)."""
+    record = {"about": "sha256 of the decoded samples (audio.reading.sample_digests) of every test-only file of the "
+                       "real-noise test: the refusal works where the clips are absent. Rewrite with "
+                       "synth.real_noise.write_test_only_digests('../shared/data/real').",
+              "files": digests_of_test_only_files(clips)}
+    write_bytes_atomic(TEST_ONLY_DIGESTS, (json.dumps(record, indent=1) + "\n").encode())
 
 
 def declared_files(clips: str | Path) -> dict[str, list[str]]:
