@@ -98,9 +98,9 @@ def _coloured_noise_with_a_steady_tone(seconds: float = 0.25, sample_rate: int =
 
 
 def test_floor_db_whitens_coloured_noise_and_keeps_a_steady_tonal():
-    origin = get_preset("origin")
-    image = SpectrogramTransform(origin)(_coloured_noise_with_a_steady_tone())[0]
-    peak = SpectrogramTransform(origin.replace(scaling="db", top_db=80.0))(_coloured_noise_with_a_steady_tone())[0]
+    origin, wave = get_preset("origin"), _coloured_noise_with_a_steady_tone()
+    image = SpectrogramTransform(origin)(wave)[0]
+    peak = SpectrogramTransform(origin.replace(scaling="db", top_db=80.0))(wave)[0]
     tone_row = int(np.argmin(np.abs(origin.row_frequencies_hz() - 20_000)))
     others = [r for r in range(origin.height) if abs(r - tone_row) > 2]
     floor_level = origin.floor_margin_db / origin.top_db
@@ -120,10 +120,11 @@ def test_floor_db_turns_digital_silence_into_a_flat_floor_not_a_saturated_image(
 def test_images_have_the_configured_shape_and_range(name):
     config = get_preset(name)
     waves = torch.randn(3, config.sample_rate // 2) * 1e-3
-    images = SpectrogramTransform(config)(waves)
+    transform = SpectrogramTransform(config)
+    images = transform(waves)
     assert images.shape == (3, config.height, config.width)
     assert images.min() >= 0 and images.max() <= 1 and torch.isfinite(images).all()
-    single = SpectrogramTransform(config)(waves[1])
+    single = transform(waves[1])
     torch.testing.assert_close(single[0], images[1], atol=1e-5, rtol=0)  # batching changes nothing
 
 

@@ -309,6 +309,8 @@ class Pipeline:
             self.say(f"few-shot curve: training the segmenter on {size} masks ({order})")
             trained = self._train_segmenter(listed, "--trainer.max_epochs", str(epochs),
                                             "--trainer.logger.init_args.run_name", f"few-shot-{order}-{size}")
+        if "iou" in trained:  # the random draw's point: the same segmenter, already tested on the same windows
+            return {"windows": str(listed), "best": trained["best"], "epochs": epochs, "iou": trained["iou"]}
         model = load_segmenter(trained["best"])
         tested = {f"validation {origin.name}": ([rows[i] for i in split_rows(rows, c.split)["val"]], origin)}
         if confirmation is not None:

@@ -24,10 +24,13 @@ from pathlib import Path
 import numpy as np
 
 from ..core.labels import JOINT_CLASS_NAMES, SOUND_TYPES
-from ..core.mlflow_store import default_tracking_uri
-from ..evaluate.few_shot import FewShotPoint, few_shot_figure, few_shot_table
+from typing import TYPE_CHECKING
+
+from ..core.mlflow_store import DATASET_TAG, EVALUATES_TAG, dataset_name, default_tracking_uri
 from ..evaluate.intervals import Interval, bootstrap_interval, drop_ratio_interval, paired_difference_interval
-from ..train.tracking import DATASET_TAG, EVALUATES_TAG, dataset_name
+
+if TYPE_CHECKING:  # `mgc report` imports neither torch nor Lightning (evaluate.few_shot does, for its segmenters)
+    from ..evaluate.few_shot import FewShotPoint
 
 REPORT_TAG = "mgc.report"
 IDEAL_SOURCE = "ideal"
@@ -763,6 +766,8 @@ def _few_shot_section(points: list[FewShotPoint], figures: Path) -> tuple[list[s
     """The few-shot curve's lines of REPORT.md and its figure's (title, file); nothing without a point."""
     if not points:
         return [], []
+    from ..evaluate.few_shot import few_shot_figure, few_shot_table
+
     _save_figure(few_shot_figure(points), figures / "few_shot_curve.png")
     return (["## Few-shot curve\n", "The segmenter trained on this many high-quality masks (exact masks standing in "
              "for the annotator), chosen at random (stratified, as `hq.csv`) or grown round by round with the windows "

@@ -20,11 +20,9 @@ from lightning.pytorch.utilities import rank_zero_only
 from ..core.checkpoints import FRONT_END_KEY, LABEL_MAP_KEY, RUN_ID_KEY, WINDOWS_KEY, load_checkpoint
 from ..core.interrupts import deferred, received
 from ..core.labels import label_map
-from ..core.mlflow_store import artifact_root, default_tracking_uri
+from ..core.mlflow_store import DATASET_TAG, EVALUATES_TAG, artifact_root, dataset_name, default_tracking_uri
 from ..core.stopping import last_checkpoint
 
-EVALUATES_TAG = "mgc.evaluates"  # on an evaluation run: the id of the training run whose checkpoint it tests
-DATASET_TAG = "mgc.dataset"  # the manifest (resolved path) a run trained or tested on
 PRESET_TAG = "mgc.preset"  # the front-end preset an evaluation run rendered its windows with
 PARENT_TAG = "mlflow.parentRunId"  # nests the evaluation run under its training run in the MLflow UI
 INTERRUPTED_TAG = "mgc.interrupted"  # on a KILLED run: the signal that stopped it (SIGINT, SIGTERM)
@@ -106,12 +104,6 @@ def mlflow_client(tracking_uri: str | None = None):
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri or default_tracking_uri())
-
-
-def dataset_name(manifest: str | Path) -> str:
-    """A short name for a manifest: its file name, or its folder's when the file is just `manifest.csv`."""
-    path = Path(manifest)
-    return path.resolve().parent.name if path.stem == "manifest" else path.stem
 
 
 def find_run(client, run_id: str):
