@@ -51,7 +51,9 @@ def test_moving_a_mask_blob_in_frequency_changes_the_logits(fusion):
 @pytest.mark.slow
 @pytest.mark.parametrize("fusion", sorted(FUSIONS))
 def test_mgc_learns_classes_given_only_by_the_mask_band(fusion, one_thread):
-    """Every image is the same noise; the class is the band of a mask blob at a random time."""
+    """Every image is the same noise; the class is the band of a mask blob at a random time. 50 steps of 16: every
+    fusion scored 0.996-1.000 on the 256 test masks after 40 steps and 1.000 after 60, with seeds 0 and 1 (one torch
+    thread), against the bar of 0.95 and chance at 0.25."""
     generator = torch.Generator().manual_seed(0)
 
     def band_task(count: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,7 +67,7 @@ def test_mgc_learns_classes_given_only_by_the_mask_band(fusion, one_thread):
     model = ClassifierModule(backbone="resnet18", backbone_kwargs=TINY_RESNET, mask_input="binary", fusion=fusion,
                              dim=64, dropout=0.0, image_size=64)
     optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    for _ in range(100):
+    for _ in range(50):
         batch = torch.randint(len(train_labels), (16,), generator=generator)
         loss = F.cross_entropy(model(image.expand(16, -1, -1, -1), train_masks[batch]), train_labels[batch])
         optimiser.zero_grad()
