@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import small_benchmark
+from conftest import run_cli_cases, small_benchmark
 from mgc_lightning.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,24 +63,22 @@ def test_presets_prints_every_preset_with_its_hash(capsys):
 def test_fit_and_evaluate_print_no_lightning_advertisement_or_deprecation(tmp_path):
     """Lightning's "💡 Tip: ... litlogger / litmodels" lines and the deprecation notices that Lightning's own calls
     into torch raise stay off the terminal of commands that train and test; its other lines (which accelerators it
-    uses) still show."""
-    small_benchmark(tmp_path, windows=48, per_recording=8, deployments=3, seed=4)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-
-    def mgc(*args):
-        result = subprocess.run([sys.executable, "-m", "mgc_lightning.cli", *args], cwd=tmp_path, env=env,
-                                capture_output=True, text=True)
-        assert result.returncode == 0, result.stderr[-3000:]
-        return result.stdout + result.stderr
-
-    fitted = mgc("fit", "--config", str(EXPERIMENTS / "classifier_base.yaml"), "--config",
-                 str(EXPERIMENTS / "baseline_resnet18.yaml"), "--model.init_args.backbone_kwargs",
-                 "{channels: [8, 16, 32, 64], stem_width: 8}", "--data.init_args.manifest", "bench/manifest.csv",
-                 "--data.init_args.cache_root", "cache", "--data.init_args.batch_size", "8",
-                 "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.enable_progress_bar",
-                 "false", "--link-best", "best.ckpt")
-    evaluated = mgc("evaluate", "--checkpoint", "best.ckpt", "--preset", "mel")
-    for output in (fitted, evaluated):
+    uses) still show. Both commands run through `mgc`'s entry point, as from a shell, in one child process
+    (run_cli_cases: Lightning imported once, by the fit, whose filters go on before that import); a tiny model."""
+    small_benchmark(tmp_path, windows=24, per_recording=4, deployments=3, seed=4)  # 6 recordings: 16/4/4 windows
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+           "OMP_NUM_THREADS": "1"}
+    fit = ["fit", "--config", str(EXPERIMENTS / "classifier_base.yaml"), "--config",
+           str(EXPERIMENTS / "baseline_resnet18.yaml"), "--model.init_args.backbone_kwargs",
+           "{channels: [8, 16, 32, 64], stem_width: 8}", "--model.init_args.dim", "32", "--data.init_args.manifest",
+           "bench/manifest.csv", "--data.init_args.cache_root", "cache", "--data.init_args.batch_size", "8",
+           "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.enable_progress_bar", "false",
+           "--link-best", "best.ckpt"]
+    evaluate = ["evaluate", "--checkpoint", "best.ckpt", "--preset", "mel"]
+    outcomes = run_cli_cases({"fit": (tmp_path, fit), "evaluate": (tmp_path, evaluate)}, env, tmp_path)
+    for name in ("fit", "evaluate"):
+        assert outcomes[name]["code"] == 0, outcomes[name]["stderr"][-3000:]
+        output = outcomes[name]["stdout"] + outcomes[name]["stderr"]
         assert "MLflow run" in output  # the command ran to its end
         assert "GPU available:" in output
         assert "💡" not in output and "litlogger" not in output and "litmodels" not in output, output[-3000:]

@@ -16,16 +16,19 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes_logs_one_run(tmp_path):
-    small_benchmark(tmp_path, windows=64, per_recording=8, deployments=4, seed=2)
+    small_benchmark(tmp_path, windows=24, per_recording=3, deployments=4, seed=2)  # 8 recordings: 18/3/3 windows
     manifest = tmp_path / "bench" / "manifest.csv"
     command = [str(Path(sys.executable).parent / "mgc"), "fit",
                "--config", str(EXPERIMENTS / "classifier_base.yaml"), "--config", str(EXPERIMENTS / "mgc_gated_binary.yaml"),
                "--data.init_args.manifest", str(manifest), "--data.init_args.cache_root", str(tmp_path / "cache"),
-               "--data.init_args.mask_source", "ideal", "--data.init_args.batch_size", "8",
+               "--data.init_args.mask_source", "ideal", "--data.init_args.batch_size", "4",
+               "--model.init_args.dim", "32",
+               "--model.init_args.backbone_kwargs", '{"channels": [8, 16, 32, 64], "stem_width": 8}',
                "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu",
                "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.enable_progress_bar", "false",
                "--trainer.default_root_dir", str(tmp_path / "checkpoints")]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "HF_HUB_OFFLINE": "1",
+           "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "GLOBAL_RANK: 1" in result.stderr + result.stdout or "MEMBER: 2/2" in result.stderr + result.stdout

@@ -141,7 +141,8 @@ def test_an_interrupted_detect_exits_130_and_a_rerun_finishes_the_rest(workspace
 
 def test_an_interrupted_pipeline_exits_143_without_waiting_for_queued_work(workspace):
     root = workspace
-    settings = {"name": "stopped", "data_dir": str(root / "bench"), "windows": 480, "workers": 2,  # 20 recordings
+    settings = {"name": "stopped", "data_dir": str(root / "bench"), "windows": 160, "windows_per_recording": 8,
+                "workers": 2,  # 20 recordings of 2 s
                 "cache_root": str(root / "cache"), "classifiers": [{"name": "base", "configs": []}]}
     (root / "pipeline.yaml").write_text(yaml.safe_dump(settings))
     parts = root / "bench" / "parts"

@@ -4,6 +4,7 @@ epoch first; then validates and tests WORKSPACE/checkpoints/last.ckpt. Rank 0 wr
 sizes and the MLflow run id to OUT.json.
 
 usage: evaluation_ddp.py WORKSPACE DEVICES OUT.json [--fit]
+(a one-process run may call main([WORKSPACE, "1", OUT.json]) in a test's own process: no rank re-runs it)
 """
 
 import json
@@ -19,8 +20,9 @@ from mgc_lightning.models.classifier import ClassifierModule
 from mgc_lightning.train.tracking import MLflowLogger
 
 
-def main() -> None:
-    workspace, devices, out = Path(sys.argv[1]), int(sys.argv[2]), Path(sys.argv[3])
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    workspace, devices, out = Path(argv[0]), int(argv[1]), Path(argv[2])
     L.seed_everything(0, verbose=False)
     data = ClassificationDataModule(str(workspace / "bench" / "manifest.csv"), cache_root=str(workspace / "cache"),
                                     batch_size=4, split_fractions=(0.5, 0.25, 0.25), split_seed=0)
@@ -32,7 +34,7 @@ def main() -> None:
                         limit_train_batches=2, logger=logger, enable_progress_bar=False, enable_model_summary=False,
                         callbacks=[ModelCheckpoint(dirpath=checkpoints, save_last=True), *run_callbacks()],
                         num_sanity_val_steps=0)
-    if "--fit" in sys.argv:
+    if "--fit" in argv:
         trainer.fit(model, datamodule=data)
     checkpoint = str(checkpoints / "last.ckpt")
     validated = trainer.validate(model, datamodule=data, ckpt_path=checkpoint, verbose=False)[0]
