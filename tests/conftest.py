@@ -21,12 +21,12 @@ def real_data() -> Path:
     return REAL_DATA
 
 
-# The modules that take longest (setup and calls, measured with --durations on 2 cores at 0f93695), first: `make test` hands whole
-# modules to its workers (--dist loadfile, one build of each module's fixtures), so starting the long ones first keeps
-# both cores busy to the end. The rest follow in collection order.
+# The modules that take longest (setup and calls, measured with --durations on 2 cores at 0f93695), first: `make
+# test` hands whole modules to its workers (--dist loadfile, one build of each module's fixtures), so starting the long
+# ones first keeps both cores busy to the end. The rest follow in collection order.
 LONGEST_FIRST = ("test_learning", "test_readme_own_data", "test_detect", "test_paper_dry_run", "test_interrupts",
-                 "test_fault_injection", "test_pipeline", "test_bad_input_cli", "test_multi_node", "test_annotate_browser",
-                 "test_ddp_evaluation", "test_ddp_sharding", "test_ddp_training", "test_typed_masks", "test_segmenter",
+                 "test_fault_injection", "test_pipeline", "test_bad_input_cli", "test_multi_node",
+                 "test_annotate_browser", "test_ddp_evaluation", "test_ddp_sharding", "test_ddp_training", "test_typed_masks", "test_segmenter",
                  "test_cli", "test_mask_degrade", "test_run_records")
 
 
