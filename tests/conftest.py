@@ -26,8 +26,8 @@ def real_data() -> Path:
 # ones first keeps both cores busy to the end. The rest follow in collection order.
 LONGEST_FIRST = ("test_learning", "test_readme_own_data", "test_detect", "test_paper_dry_run", "test_interrupts",
                  "test_fault_injection", "test_pipeline", "test_bad_input_cli", "test_multi_node",
-                 "test_annotate_browser", "test_ddp_evaluation", "test_ddp_sharding", "test_ddp_training", "test_typed_masks", "test_segmenter",
-                 "test_cli", "test_mask_degrade", "test_run_records")
+                 "test_annotate_browser", "test_ddp_evaluation", "test_ddp_sharding", "test_ddp_training",
+                 "test_typed_masks", "test_segmenter", "test_cli", "test_mask_degrade", "test_run_records")
 
 
 def pytest_collection_modifyitems(items):
