@@ -5,6 +5,8 @@
 # BENCHMARKS.md, "Training in real noise", has the numbers. Run from the repository root after `make demo`:
 #   bash benchmarks/noise_training.sh [DEMO_DIR=data/demo] [OUT=/tmp/noise]
 # SEEDS="1 2" adds those seeds of trial B and of the demo's baseline recipe on the demo's own benchmark (v1).
+# ABLATE=1 adds trial B taken apart (seed 0): B1 its real backgrounds alone, B2 its hard negatives alone, B3 all of it
+# without the spectral tilt (0 dB/octave) and with the background's level fixed at 10 dB (the middle of B's 0-20 dB).
 # Everything it writes goes under OUT (benchmarks, cache, MLflow store, checkpoints); DEMO_DIR is only read.
 set -euo pipefail
 DEMO=${1:-data/demo}
@@ -25,6 +27,17 @@ for preset in demo demo-real; do  # trial C: the same mix on the field model
     --preset $preset --n 1920 --seed 0 --workers 2 --mask-presets origin --cache-root "$OUT/cache" --quiet \
     --backgrounds $(reserved 67416073.) --negative-calls $(reserved FO-) --negative-clicks $(reserved clickwave)
 done
+BG=(--backgrounds $(reserved 67416073.))
+NEG=(--negative-calls $(reserved FO-) --negative-clicks $(reserved clickwave))
+ablate() {  # ablate NAME MIX-OPTIONS...: the demo's benchmark (v1) with part of trial B's mix
+  $PY -m mgc_lightning.cli synth "$OUT/$1" --preset demo --n 1920 --seed 0 --workers 2 --mask-presets origin \
+    --cache-root "$OUT/cache" --quiet "${@:2}"
+}
+if [ "${ABLATE:-0}" = 1 ]; then
+  ablate demo-mix-backgrounds "${BG[@]}"
+  ablate demo-mix-negatives "${NEG[@]}"
+  ablate demo-mix-flat "${BG[@]}" "${NEG[@]}" --tilt-db-per-octave 0 0 --background-db 10 10
+fi
 
 # The validation windows of each benchmark under the demo's split (BENCHMARKS.md, "Commands used below")
 val_split() {
@@ -59,10 +72,17 @@ for seed in ${SEEDS:-}; do
            --model "baseline-realmix-seed$seed=$OUT/ckpt/baseline-realmix-seed$seed.ckpt"
            --pair "baseline-realmix-seed$seed=baseline-v1-seed$seed")
 done
+ABLATED=()
+if [ "${ABLATE:-0}" = 1 ]; then
+  for part in backgrounds negatives flat; do
+    train baseline-mix-$part "$OUT/demo-mix-$part/manifest.csv"
+    ABLATED+=(--model "baseline-mix-$part=$OUT/ckpt/baseline-mix-$part.ckpt" --pair "baseline-mix-$part=baseline-realmix")
+  done
+fi
 
 BASE=$($PY -c "import json; print(json.load(open('$DEMO/pipeline/classifier-baseline-resnet18-seed0.json'))['best'])")
 $PY benchmarks/noise_training.py --out "$OUT/measures" --clips "$CLIPS" --model demo-baseline-v1="$BASE" \
   --model baseline-v2="$OUT/ckpt/baseline-v2.ckpt" --model baseline-realmix="$OUT/ckpt/baseline-realmix.ckpt" \
-  --model baseline-real-mix="$OUT/ckpt/baseline-real-mix.ckpt" "${SEEDED[@]}" \
+  --model baseline-real-mix="$OUT/ckpt/baseline-real-mix.ckpt" "${SEEDED[@]}" "${ABLATED[@]}" \
   --val v1="$OUT/v1/val_split.csv" --val v2="$OUT/demo-real/val_split.csv" \
   --val realmix="$OUT/demo-realmix/val_split.csv" --val v2mix="$OUT/demo-real-mix/val_split.csv"

@@ -197,3 +197,14 @@ def test_mgc_synth_refuses_a_test_file_and_records_the_reserved_ones(reserved, t
     assert "real-noise test" in capsys.readouterr().err and not (tmp_path / "leak" / "manifest.csv").exists()
     folder = Path(reserved["backgrounds"][0]).parent  # a folder: its test-only file would be refused too
     assert main(["synth", str(tmp_path / "folder"), "--quiet", "--backgrounds", str(folder)]) == 2
+
+
+def test_mgc_synth_sets_the_tilt_and_the_background_level_of_a_mix(reserved, tmp_path, capsys):
+    from mgc_lightning.cli import main
+
+    assert main(["synth", str(tmp_path / "none"), "--n", "1", "--quiet", "--background-db", "10", "10"]) == 2
+    assert "name its files too" in capsys.readouterr().err
+    assert main(["synth", str(tmp_path / "flat"), "--n", "1", "--quiet", "--mask-presets", "", "--backgrounds",
+                 *reserved["backgrounds"], "--tilt-db-per-octave", "0", "0", "--background-db", "10", "10"]) == 0
+    mix = json.loads((tmp_path / "flat" / "benchmark.json").read_text())["config"]["real_mix"]
+    assert (mix["tilt_db_per_octave"], mix["background_db"]) == ([0.0, 0.0], [10.0, 10.0])

@@ -42,8 +42,12 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
         from ..synth.real_mix import RealMix, audio_files
 
+        ranges = {name: tuple(getattr(args, name)) for name in ("tilt_db_per_octave", "background_db")
+                  if getattr(args, name) is not None}  # the RealMix defaults unless given
         config = replace(config, real_mix=RealMix(audio_files(args.backgrounds), audio_files(args.negative_calls),
-                                                  audio_files(args.negative_clicks)))
+                                                  audio_files(args.negative_clicks), **ranges))
+    elif args.tilt_db_per_octave is not None or args.background_db is not None:
+        raise ValueError("--tilt-db-per-octave and --background-db shape a real mix: name its files too")
     manifest = build_benchmark(args.out_dir, config, seed=args.seed, workers=args.workers, progress=not args.quiet)
     rows = load_manifest(manifest)
     for name in filter(None, args.mask_presets.split(",")):
@@ -87,6 +91,10 @@ def register(commands: argparse._SubParsersAction) -> None:
                       help="other species' calls (killer whales, dolphins): a quarter of the windows, as 'none'")
     real.add_argument("--negative-clicks", nargs="+", default=[], metavar="PATH",
                       help="other odontocetes' click templates: trains in a fifth of the windows, as 'none'")
+    real.add_argument("--tilt-db-per-octave", nargs=2, type=float, metavar=("LOW", "HIGH"),
+                      help="spectral slope drawn for each real stretch (default -3 3; 0 0: none)")
+    real.add_argument("--background-db", nargs=2, type=float, metavar=("LOW", "HIGH"),
+                      help="a real background's band power over the rendered background's (default 0 20; equal: fixed)")
     criterion_option(sub)
     cache_options(sub)
     sub.set_defaults(run=_cmd_synth)
