@@ -34,16 +34,18 @@ from ..synth.real_noise import BACKGROUND_KINDS
 from .intervals import Interval, bootstrap_interval
 
 TARGET_PRECISION = 0.9
-# what the saved rows mean: 2 = interval over background source files, false alarms in noise-only windows. A row
-# saved under another version is measured again (pipeline stage, benchmarks/real_noise.py).
-MEASURES_VERSION = 2
+# what the saved rows mean: 2 = interval over background source files, false alarms in noise-only windows; 3 = the
+# goals' wording (whistle: vessel noise not measured; porpoise: an upper bound). A row saved under another version is
+# measured again (pipeline stage, benchmarks/real_noise.py).
+MEASURES_VERSION = 3
 GOAL_WHISTLE_FALSE_ALARMS = 0.05  # at most, in noise-only windows of real noise
 GOAL_PORPOISE_RECALL = 0.8  # at least, at precision TARGET_PRECISION
 WHISTLE_GOAL = ("whistle false alarms <= 5 % in real vessel noise: not measured (no licensed vessel recording); "
                 "in the real noise the set has (noise-only windows)")
 PORPOISE_GOAL = "porpoise recall >= 0.8 at precision 0.9"
-# what a saved deployed row means (the pipeline stage real-noise-calibrated measures a row of another version again)
-DEPLOYED_VERSION = 1
+# what a saved deployed row means (the pipeline stage real-noise-calibrated measures a row of another version again);
+# 2: the goals' wording of MEASURES_VERSION 3, the ECE said once
+DEPLOYED_VERSION = 2
 WindowKey = tuple[str, float, float]
 
 
