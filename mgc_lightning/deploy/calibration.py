@@ -209,11 +209,16 @@ def _validation_windows(bundle: Bundle, manifest: str | Path, split: SplitConfig
     rows = [rows[i] for i in split_rows(rows, split)["val"]]
     if not rows:
         raise InputError(f"{manifest}: the validation split is empty; check --split-fractions")
+    check_window_length(bundle, rows, manifest)
+    return rows
+
+
+def check_window_length(bundle: Bundle, rows: Sequence[WindowRow], manifest: str | Path) -> None:
+    """Refuse windows of another length than the model analyses: its scores would mean nothing."""
     lengths = {round(r.duration_s, 6) for r in rows}
     if lengths != {round(bundle.window_s, 6)}:
         raise InputError(f"{manifest}: windows of {sorted(lengths)} s, the model analyses {bundle.window_s:g} s "
                          "windows")
-    return rows
 
 
 def _confidence_and_correct(pipeline: BundlePipeline, logits: torch.Tensor,

@@ -29,7 +29,9 @@ import numpy as np
 from ..audio.manifest import SplitConfig, load_manifest
 from ..core.labels import JOINT_CLASS_NAMES, SOUND_TYPES, label_vector
 from ..deploy.bundle import CALIBRATED, TypeCalibration, bundle_from_checkpoints, load_bundle, save_bundle
-from ..deploy.calibration import CalibrationResult, calibrate, threshold_for_precision, window_logits
+from ..deploy.calibration import (
+    CalibrationResult, calibrate, check_window_length, threshold_for_precision, window_logits,
+)
 from ..synth.real_noise import BACKGROUND_KINDS
 from .intervals import Interval, bootstrap_interval
 
@@ -270,8 +272,7 @@ def bundle_windows(bundle: str | Path, manifest: str | Path) -> tuple[Windows, i
 
     pipeline = BundlePipeline(load_bundle(bundle)[0])
     rows = load_manifest(manifest)
-    if {round(row.duration_s, 6) for row in rows} != {round(pipeline.bundle.window_s, 6)}:
-        raise ValueError(f"{manifest}: its windows are not the {pipeline.bundle.window_s:g} s the bundle analyses")
+    check_window_length(pipeline.bundle, rows, manifest)
     logits, usable = window_logits(pipeline, rows)
     scores = pipeline.calibrated(logits)[0].numpy().astype(float)
     keys = [(row.recording, round(row.start_s, 6), round(row.duration_s, 6)) for row in usable]
