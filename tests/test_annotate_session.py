@@ -1,9 +1,14 @@
 """The annotation session without a browser: where accepted masks go, that training reads them, resume, file names
-that cannot escape the dataset, saves by two sessions on one dataset, time-expanded playback and the queues."""
+that cannot escape the dataset, saves by two sessions on one dataset, time-expanded playback, the queues, and the
+refusals `mgc annotate` makes before it imports torch."""
 
 import csv
 import io
+import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,6 +17,8 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
+from mgc_lightning.annotate.listening import listen_on_loopback, page_address
+from mgc_lightning.annotate.locks import held_by_this_server, server_lock_path
 from mgc_lightning.annotate.queues import build_queue, sound_probabilities
 from mgc_lightning.annotate.session import AnnotationSession, VersionConflict, accepted_keys, mask_file_name
 from mgc_lightning.audio.manifest import SplitConfig, load_manifest, split_rows
@@ -179,9 +186,29 @@ def test_uncertain_queue_puts_the_windows_the_segmenter_hesitates_on_first(tiny_
 
 
 def test_cli_refuses_the_uncertain_queue_without_a_segmenter(tiny_dataset, tmp_path, capsys):
-    code = main(["annotate", str(tiny_dataset), "--queue", "uncertain", "--cache-root", str(tmp_path / "c")])
+    code = main(["annotate", str(tiny_dataset), "--queue", "uncertain", "--cache-root", str(tmp_path / "c"),
+                 "--port", "0"])
     assert code == 2
     assert "pass --segmenter CKPT" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("refusal", ["second server", "busy port"])
+def test_annotate_refuses_a_second_server_or_a_busy_port_before_importing_torch(tiny_dataset, tmp_path, refusal):
+    """A refusal must not wait for what the queue needs (torch, the dataset's spectrograms: minutes on a big one)."""
+    second_server = refusal == "second server"
+    taken = listen_on_loopback(0)
+    lock = server_lock_path(tiny_dataset, ORIGIN)
+    with taken, held_by_this_server(lock, page_address(taken), "ana") if second_server else nullcontext():
+        port = 0 if second_server else taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-X", "importtime", "-m", "mgc_lightning.cli", "annotate",
+                                 str(tiny_dataset), "--port", str(port), "--cache-root", str(tmp_path / "cache")],
+                                capture_output=True, text=True, timeout=300)
+    reason = f"another mgc annotate (pid {os.getpid()} on" if second_server else f"cannot listen on 127.0.0.1:{port}"
+    assert result.returncode == 2 and reason in result.stderr, result.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "mgc_lightning.audio.manifest" in imported  # the import list was read
+    assert not [module for module in imported if module.split(".")[0] == "torch"]
 
 
 def test_a_test_only_manifest_gets_no_annotation_queue(tiny_dataset, tmp_path, capsys):

@@ -2,7 +2,8 @@
 finds them.
 
 session (one session's data and files), queues (which windows, in which order), locks (one server per dataset and
-preset), app (the local web server); static/ holds the page.
+preset), listening (the app's loopback socket, bound before anything slow), app (the local web server); static/
+holds the page.
 """
 
-__all__ = ["app", "locks", "queues", "session"]
+__all__ = ["app", "listening", "locks", "queues", "session"]

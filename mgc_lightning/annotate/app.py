@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import io
-import os
 import socket
 from functools import lru_cache
 from pathlib import Path
@@ -25,11 +24,10 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from pydantic import BaseModel
 
 from ..core.labels import SOUND_TYPES
-from .locks import held_by_this_server
+from .listening import LOOPBACK, page_address
 from .session import DEFAULT_SENSITIVITY, MAX_SLOWDOWN, AnnotationSession, VersionConflict
 
 STATIC = Path(__file__).with_name("static")
-LOOPBACK = "127.0.0.1"
 
 
 class AcceptRequest(BaseModel):
@@ -173,25 +171,14 @@ def _accept_route(app: FastAPI, session: AnnotationSession) -> None:
         return {"accepted": session.accepted_count(), "total": len(session.queue), "version": saved.version}
 
 
-def serve(session: AnnotationSession, port: int = 8765, announce: Callable[[str], None] = print) -> None:
-    """Serve the app on 127.0.0.1:`port` (0 picks a free port) until interrupted, holding the dataset's server lock
-    (RuntimeError when another server holds it); `announce` gets the address once the socket listens, so the page
-    can be opened at once."""
+def serve(session: AnnotationSession, listener: socket.socket, announce: Callable[[str], None] = print) -> None:
+    """Serve the app on `listener` (listening.listen_on_loopback) until interrupted. The caller binds it and takes the
+    dataset's server lock before it builds the session, so that a busy port, a second server or a read-only folder is
+    refused at once; `announce` gets the address, so the page can be opened at once."""
     import uvicorn
 
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        listener.bind((LOOPBACK, port))
-        listener.listen()
-    except OSError as error:
-        listener.close()
-        raise RuntimeError(f"cannot listen on {LOOPBACK}:{port} ({error.strerror}); choose another --port") from None
-    address = f"http://{LOOPBACK}:{listener.getsockname()[1]}/"
-    holder = {"pid": os.getpid(), "host": socket.gethostname(), "address": address, "annotator": session.annotator}
-    with listener, held_by_this_server(session.server_lock, holder):
-        announce(f"{session.queue_name} queue: {session.accepted_count()} / {len(session.queue)} accepted; masks go "
-                 f"to {session.mask_folder}, the record to {session.record}")
-        announce(f"annotate at {address}  (Ctrl+C stops)")
-        server = uvicorn.Server(uvicorn.Config(create_app(session), log_level="warning"))
-        server.run(sockets=[listener])
+    announce(f"{session.queue_name} queue: {session.accepted_count()} / {len(session.queue)} accepted; masks go "
+             f"to {session.mask_folder}, the record to {session.record}")
+    announce(f"annotate at {page_address(listener)}  (Ctrl+C stops)")
+    server = uvicorn.Server(uvicorn.Config(create_app(session), log_level="warning"))
+    server.run(sockets=[listener])

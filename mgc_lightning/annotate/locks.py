@@ -2,15 +2,25 @@
 read-modify-write of the record at a time, whichever process or thread does it.
 
 Both are `flock` locks, which the system drops when their holder exits or dies: a lock file left by a killed server is
-taken over by the next one, whatever it names."""
+taken over by the next one, whatever it names. `mgc annotate` takes the server lock before it builds its queue, so a
+second server or a read-only folder is refused at once."""
 
 from __future__ import annotations
 
 import fcntl
 import json
+import os
+import socket
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from ..frontend.config import SpectrogramConfig
+
+
+def server_lock_path(manifest: str | Path, config: SpectrogramConfig) -> Path:
+    """The lock of the one server annotating a manifest's dataset with `config`: beside the manifest, as the record."""
+    return Path(manifest).resolve().parent / f"annotated-{config.name}.server.lock"
 
 
 @contextmanager
@@ -30,9 +40,10 @@ def describe_holder(text: str) -> str:
 
 
 @contextmanager
-def held_by_this_server(path: Path, holder: dict) -> Iterator[None]:
-    """Hold `path` for the block and write `holder` (pid, host, address, annotator) into it; RuntimeError naming the
-    live server that holds it already, or saying why the folder cannot take it."""
+def held_by_this_server(path: Path, address: str, annotator: str) -> Iterator[None]:
+    """Hold `path` for the block and write into it who holds it (this process's pid and host, the page's `address`,
+    the `annotator`); RuntimeError naming the live server that holds it already, or saying why the folder cannot
+    take it."""
     try:
         handle = open(path, "a+")
     except OSError as error:
@@ -46,6 +57,7 @@ def held_by_this_server(path: Path, holder: dict) -> Iterator[None]:
             raise RuntimeError(f"another mgc annotate ({describe_holder(handle.read())}) is annotating this dataset "
                                f"with this preset (it holds {path}): use its page, or stop it first") from None
         handle.truncate(0)
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "address": address, "annotator": annotator}
         handle.write(json.dumps(holder))
         handle.flush()
         yield

@@ -35,7 +35,7 @@ from ..core.labels import SOUND_TYPES
 from ..frontend.cache import compute_spectrograms, spectrogram_store
 from ..frontend.spectrogram import SpectrogramConfig
 from ..masks.ops import candidate_mask, read_mask_png
-from .locks import exclusive
+from .locks import exclusive, server_lock_path
 from .queues import sound_probabilities
 
 PLAYBACK_RATE = 48_000  # what browsers play everywhere; time expansion happens before it
@@ -108,7 +108,7 @@ class AnnotationSession:
         self.mask_folder = self.folder / "masks" / config.name
         self.record = record_path(manifest, config)
         self.record_lock = self.record.with_name(f"{self.record.name}.lock")
-        self.server_lock = self.folder / f"annotated-{config.name}.server.lock"
+        self.server_lock = server_lock_path(manifest, config)
         for path in (self.mask_folder, self.record, self.record_lock, self.server_lock):
             inside(self.folder, path)
         self._seen: tuple[tuple, dict[str, Accepted]] | None = None

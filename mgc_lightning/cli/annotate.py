@@ -9,20 +9,32 @@ from .options import cache_options, split_config, split_options
 
 
 def _cmd_annotate(args: argparse.Namespace) -> int:
+    from ..annotate.listening import listen_on_loopback, page_address
+    from ..annotate.locks import held_by_this_server, server_lock_path
+    from ..audio.manifest import load_manifest
+    from ..frontend.config import get_preset
+
+    rows, config = load_manifest(args.manifest), get_preset(args.preset)
+    listener = listen_on_loopback(args.port)
+    with listener, held_by_this_server(server_lock_path(args.manifest, config), page_address(listener),
+                                       args.annotator.strip()):
+        _build_and_serve(args, rows, config, listener)
+    return 0
+
+
+def _build_and_serve(args: argparse.Namespace, rows, config, listener) -> None:
+    """The slow part (torch, the queue's spectrograms), once the port and the dataset's server lock are held: a busy
+    port, a second server or a read-only folder was refused at once."""
     from ..annotate.app import serve
     from ..annotate.queues import build_queue
     from ..annotate.session import AnnotationSession, accepted_keys
-    from ..audio.manifest import load_manifest
-    from ..frontend.config import get_preset
     from ..models.segmenter import load_segmenter
 
-    rows, config = load_manifest(args.manifest), get_preset(args.preset)
     segmenter = load_segmenter(args.segmenter) if args.segmenter else None
     queue = build_queue(rows, args.queue, split_config(args), config, args.cache_root, args.count, args.seed,
                         segmenter, accepted=accepted_keys(args.manifest, config), manifest=args.manifest)
     session = AnnotationSession(args.manifest, queue, config, args.cache_root, args.annotator, args.queue, segmenter)
-    serve(session, args.port, announce=lambda line: print(line, flush=True))
-    return 0
+    serve(session, listener, announce=lambda line: print(line, flush=True))
 
 
 def register(commands: argparse._SubParsersAction) -> None:
