@@ -205,6 +205,32 @@ def chromium_or_skip() -> str:
     return executable
 
 
+PRELOADED_MGC = Path(__file__).with_name("preloaded_mgc.py")
+
+
+@pytest.fixture(scope="session")
+def preloaded_mgc(tmp_path_factory) -> Path:
+    """An `mgc` executable whose commands run in fresh forks of one process that imported torch, Lightning and the
+    rest once (tests/preloaded_mgc.py): for tests that run many commands and are not about start-up. The libraries
+    are imported with one torch thread and the hub offline, as the suite's processes run."""
+    import subprocess
+    import sys
+
+    folder = tmp_path_factory.mktemp("preloaded")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    server = subprocess.Popen([sys.executable, str(PRELOADED_MGC), "serve", str(folder / "mgc.sock")], env=env,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline() == "ready\n", "the preloaded mgc server did not start"
+        mgc = folder / "mgc"
+        mgc.write_text(f"#!/bin/sh\nexec {sys.executable} {PRELOADED_MGC} {folder / 'mgc.sock'} \"$@\"\n")
+        mgc.chmod(0o755)
+        yield mgc
+    finally:
+        server.kill()
+        server.wait()
+
+
 # Runs `mgc` cases through its entry point (main() reading sys.argv, as the installed `mgc` script does) in one child
 # process, so the imports are paid once. Each case runs in its own folder, with fresh warning registries (a warning
 # shown by one case shows again in the next); its exit status, output and whether a file MARKER appeared there.

@@ -78,22 +78,36 @@ def serve(path: str) -> None:
             _run_command(json.loads(message))
         for fd in fds:
             os.close(fd)
+        connection.sendall(struct.pack("i", pid))
         _, status = os.waitpid(pid, 0)
         connection.sendall(struct.pack("i", os.waitstatus_to_exitcode(status)))
         connection.close()
 
 
 def request(path: str, argv: list[str]) -> int:
-    """The client: one command through the server; its exit status (128 + N for a process ended by signal N)."""
+    """The client: one command through the server; its exit status (128 + N for a process ended by signal N).
+    SIGINT and SIGTERM sent to the client go to the command's process, as they would reach `mgc` itself."""
+    import signal
+
     request = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ)}).encode()
+    forwarded = (signal.SIGINT, signal.SIGTERM)
+    signal.pthread_sigmask(signal.SIG_BLOCK, forwarded)  # held until the command's process is known
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as connection:
         connection.connect(path)
         socket.send_fds(connection, [request], list(range(STREAMS)))
-        reply = connection.recv(4)
+        pid = _received_number(connection, path)
+        for signum in forwarded:
+            signal.signal(signum, lambda signum, frame: os.kill(pid, signum))
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, forwarded)
+        status = _received_number(connection, path)
+    return 128 - status if status < 0 else status
+
+
+def _received_number(connection: socket.socket, path: str) -> int:
+    reply = connection.recv(4)
     if len(reply) != 4:
         sys.exit(f"{__file__}: the server at {path} ended without running the command")
-    status = struct.unpack("i", reply)[0]
-    return 128 - status if status < 0 else status
+    return struct.unpack("i", reply)[0]
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""Exit statuses that tell the truth: `mgc fit`, `test`, `detect` and `pipeline`, started in a subprocess and sent
-SIGTERM or SIGINT once their work has begun, exit 143 or 130 with one line saying so; an interrupted MLflow run is
+"""Exit statuses that tell the truth: `mgc fit`, `test`, `detect` and `pipeline`, each in a process of its own (a
+fork of the suite's preloaded `mgc`, tests/preloaded_mgc.py, whose client passes the signal on) and sent SIGTERM or
+SIGINT once their work has begun, exit 143 or 130 with one line saying so; an interrupted MLflow run is
 KILLED and tagged with the signal, and an interrupted fit resumes with `--ckpt_path last` into its run, each epoch
 logged once."""
 
@@ -43,13 +44,14 @@ def environment(root: Path) -> dict[str, str]:
             "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
-def interrupt(root: Path, args: list[str], begun: Callable[[], bool], signum: signal.Signals) -> tuple[int, str]:
+def interrupt(mgc: Path, root: Path, args: list[str], begun: Callable[[], bool],
+              signum: signal.Signals) -> tuple[int, str]:
     """Run `mgc ARGS`, send the signal once begun() holds (the command must still be running), and return its exit
     status and stderr; the command must end within two minutes of the signal."""
     log = root / f"stderr-{time.monotonic_ns()}.txt"
     with open(log, "w") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "mgc_lightning.cli", *args], cwd=root,
-                                   env=environment(root), stdout=subprocess.DEVNULL, stderr=stderr)
+        process = subprocess.Popen([str(mgc), *args], cwd=root, env=environment(root), stdout=subprocess.DEVNULL,
+                                   stderr=stderr)
         deadline = time.monotonic() + 300
         while not begun() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -86,9 +88,9 @@ def workspace(tmp_path_factory):
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_an_interrupted_fit_exits_with_the_signal_is_killed_in_mlflow_and_resumes(workspace, signum):
+def test_an_interrupted_fit_exits_with_the_signal_is_killed_in_mlflow_and_resumes(preloaded_mgc, workspace, signum):
     root, name = workspace, f"fit-{signum.name}"
-    status, stderr = interrupt(root, ["fit", *fit_args(root, name, 100)],
+    status, stderr = interrupt(preloaded_mgc, root, ["fit", *fit_args(root, name, 100)],
                                lambda: any((root / name).glob("*/*/checkpoints/last.ckpt")), signum)
     assert status == {signal.SIGTERM: 143, signal.SIGINT: 130}[signum], stderr[-3000:]
     assert f"mgc fit: interrupted by {signum.name}; if an epoch finished, this run's last.ckpt continues it" in stderr
@@ -109,19 +111,19 @@ def test_an_interrupted_fit_exits_with_the_signal_is_killed_in_mlflow_and_resume
     assert len(history) == len({m.step for m in history}) == finished + 1
 
 
-def test_an_interrupted_test_exits_143_and_its_run_is_killed(workspace):
+def test_an_interrupted_test_exits_143_and_its_run_is_killed(preloaded_mgc, workspace):
     root = workspace
     configs = lambda: set(root.glob("mlartifacts/*/artifacts/config.yaml"))  # noqa: E731
     before = configs()
     args = ["test", *fit_args(root, "trained", 1), "--ckpt_path", "best", "--data.init_args.batch_size", "1",
             "--data.init_args.split_fractions", "[0, 0, 1]"]
-    status, stderr = interrupt(root, args, lambda: len(configs()) > len(before), signal.SIGTERM)
+    status, stderr = interrupt(preloaded_mgc, root, args, lambda: len(configs()) > len(before), signal.SIGTERM)
     assert status == 143 and "mgc test: interrupted by SIGTERM" in stderr and "Traceback" not in stderr, stderr
     [evaluation] = runs_named(root, "classification", f"trained test {root.name} origin")
     assert evaluation.info.status == "KILLED" and evaluation.data.tags[INTERRUPTED_TAG] == "SIGTERM"
 
 
-def test_an_interrupted_detect_exits_130_and_a_rerun_finishes_the_rest(workspace, capsys):
+def test_an_interrupted_detect_exits_130_and_a_rerun_finishes_the_rest(preloaded_mgc, workspace, capsys):
     root = workspace
     rng = np.random.default_rng(1)
     for index in range(8):
@@ -130,7 +132,7 @@ def test_an_interrupted_detect_exits_130_and_a_rerun_finishes_the_rest(workspace
     journal = root / "detected" / ".journal"
     args = ["detect", str(root / "recordings"), "--model", str(root / "model.mgc"), "--out", str(root / "detected"),
             "--batch-size", "2", "--quiet"]
-    status, stderr = interrupt(root, args, lambda: any(journal.glob("*.json")), signal.SIGINT)
+    status, stderr = interrupt(preloaded_mgc, root, args, lambda: any(journal.glob("*.json")), signal.SIGINT)
     assert status == 130 and "mgc detect: interrupted by SIGINT" in stderr and "Traceback" not in stderr, stderr
     done = len(list(journal.glob("*.json")))
     assert 1 <= done < 8 and not (root / "detected" / "errors.csv").exists()  # stopped before the summary
@@ -139,14 +141,14 @@ def test_an_interrupted_detect_exits_130_and_a_rerun_finishes_the_rest(workspace
     assert f"8 files: {8 - done} analysed, {done} already done, 0 failed" in capsys.readouterr().out
 
 
-def test_an_interrupted_pipeline_exits_143_without_waiting_for_queued_work(workspace):
+def test_an_interrupted_pipeline_exits_143_without_waiting_for_queued_work(preloaded_mgc, workspace):
     root = workspace
     settings = {"name": "stopped", "data_dir": str(root / "bench"), "windows": 160, "windows_per_recording": 8,
                 "workers": 2,  # 20 recordings of 2 s
                 "cache_root": str(root / "cache"), "classifiers": [{"name": "base", "configs": []}]}
     (root / "pipeline.yaml").write_text(yaml.safe_dump(settings))
     parts = root / "bench" / "parts"
-    status, stderr = interrupt(root, ["pipeline", str(root / "pipeline.yaml")], lambda: any(parts.glob("*.json")),
+    status, stderr = interrupt(preloaded_mgc, root, ["pipeline", str(root / "pipeline.yaml")], lambda: any(parts.glob("*.json")),
                                signal.SIGTERM)
     assert status == 143 and "mgc pipeline: interrupted by SIGTERM" in stderr and "Traceback" not in stderr, stderr
     assert len(list(parts.glob("*.json"))) < 20 and not (root / "bench" / "manifest.csv").exists()

@@ -22,7 +22,6 @@ from mgc_lightning.audio.raven import read_boxes
 from mgc_lightning.train.tracking import EVALUATES_TAG
 
 ROOT = Path(__file__).resolve().parents[1]
-PRELOADED_MGC = Path(__file__).with_name("preloaded_mgc.py")
 QUICK_TRAINER = {"max_epochs": 2, "limit_train_batches": 2, "limit_val_batches": 1, "log_every_n_steps": 1,
                  "enable_progress_bar": False, "enable_model_summary": False}
 # The page's resume asks for 40 epochs; a cap of 6 steps (the YAML's, as a user's could say max_steps) ends it after
@@ -75,23 +74,6 @@ def walkthrough_env():
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env.update(PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     return env
-
-
-@pytest.fixture(scope="module")
-def preloaded_mgc(tmp_path_factory, walkthrough_env):
-    """The page's `mgc`: each command a fresh fork of one process that imported torch, Lightning, ... once."""
-    folder = tmp_path_factory.mktemp("preloaded")
-    server = subprocess.Popen([sys.executable, str(PRELOADED_MGC), "serve", str(folder / "mgc.sock")],
-                              env=walkthrough_env, stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout.readline() == "ready\n", "the preloaded mgc server did not start"
-        mgc = folder / "mgc"
-        mgc.write_text(f"#!/bin/sh\nexec {sys.executable} {PRELOADED_MGC} {folder / 'mgc.sock'} \"$@\"\n")
-        mgc.chmod(0o755)
-        yield mgc
-    finally:
-        server.kill()
-        server.wait()
 
 
 @pytest.fixture(scope="module")
