@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import pickle
 import subprocess
-import sys
 from pathlib import Path
 
 import lightning
@@ -254,10 +253,11 @@ def test_a_user_mistake_gets_one_line_and_status_2(files, outcomes, name, expect
     (_fit_args("--ckpt_path", "crafted.ckpt"), "crafted.ckpt: not a checkpoint this project can read"),
     (["masks", "predict", "manifest.csv", "--checkpoint", "crafted.ckpt"], "crafted.ckpt: not a segmenter"),
 ], ids=["fit", "masks-predict"])
-def test_the_installed_command_refuses_a_crafted_checkpoint(files, outcomes, args, expected):
-    """The same through `python -m mgc_lightning.cli` in a process of its own (the shell's way in)."""
-    result = subprocess.run([sys.executable, "-m", "mgc_lightning.cli", *args], cwd=files, env=_environment(files),
-                            capture_output=True, text=True, timeout=300)
+def test_the_installed_command_refuses_a_crafted_checkpoint(files, outcomes, preloaded_mgc, args, expected):
+    """The same through the package's `__main__` (what `python -m mgc_lightning.cli` runs) in a process of its own,
+    a fork of the suite's preloaded `mgc` (tests/preloaded_mgc.py)."""
+    result = subprocess.run([str(preloaded_mgc), *args], cwd=files, env=_environment(files), capture_output=True,
+                            text=True, timeout=300)
     assert expected in _one_error_line(result.stderr, result.returncode)
     assert not (files / "MARKER").exists()
 
