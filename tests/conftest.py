@@ -21,13 +21,14 @@ def real_data() -> Path:
     return REAL_DATA
 
 
-# The modules that take longest (setup and calls, measured with --durations on 2 cores at 0f93695), first: `make
+# The modules that take longest (setup and calls, measured with --durations on 2 cores at 874f5c5), first: `make
 # test` hands whole modules to its workers (--dist loadfile, one build of each module's fixtures), so starting the long
 # ones first keeps both cores busy to the end. The rest follow in collection order.
-LONGEST_FIRST = ("test_learning", "test_readme_own_data", "test_detect", "test_paper_dry_run", "test_interrupts",
-                 "test_fault_injection", "test_pipeline", "test_bad_input_cli", "test_multi_node",
-                 "test_annotate_browser", "test_ddp_evaluation", "test_ddp_sharding", "test_ddp_training",
-                 "test_typed_masks", "test_segmenter", "test_cli", "test_mask_degrade", "test_run_records")
+LONGEST_FIRST = ("test_learning", "test_detect", "test_paper_dry_run", "test_readme_own_data", "test_fault_injection",
+                 "test_pipeline", "test_multi_node", "test_ddp_sharding", "test_ddp_training", "test_ddp_evaluation",
+                 "test_bad_input_cli", "test_segmenter", "test_annotate_browser", "test_mask_degrade", "test_cli",
+                 "test_typed_masks", "test_interrupts", "test_season_summary", "test_fusion",
+                 "test_classifier_training", "test_synth_build", "test_run_records")
 
 
 def pytest_collection_modifyitems(items):
