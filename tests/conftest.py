@@ -206,30 +206,36 @@ def chromium_or_skip() -> str:
     return executable
 
 
-PRELOADED_MGC = Path(__file__).with_name("preloaded_mgc.py")
+PRELOADED_PYTHON = Path(__file__).with_name("preloaded_python.py")
 
 
 @pytest.fixture(scope="session")
-def preloaded_mgc(tmp_path_factory) -> Path:
-    """An `mgc` executable whose commands run in fresh forks of one process that imported torch, Lightning and the
-    rest once (tests/preloaded_mgc.py): for tests that run many commands and are not about start-up. The libraries
-    are imported with one torch thread and the hub offline, as the suite's processes run."""
+def preloaded_python(tmp_path_factory) -> list[str]:
+    """The command line of a Python whose commands (`-m MODULE ARGS` or `SCRIPT ARGS`) run in fresh forks of one
+    process that imported torch, Lightning and the rest once (tests/preloaded_python.py): for tests that start many
+    processes and are not about start-up. It imports with one torch thread and the hub offline, as the suite runs."""
     import subprocess
     import sys
 
     folder = tmp_path_factory.mktemp("preloaded")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    server = subprocess.Popen([sys.executable, str(PRELOADED_MGC), "serve", str(folder / "mgc.sock")], env=env,
+    server = subprocess.Popen([sys.executable, str(PRELOADED_PYTHON), "serve", str(folder / "python.sock")], env=env,
                               stdout=subprocess.PIPE, text=True)
     try:
-        assert server.stdout.readline() == "ready\n", "the preloaded mgc server did not start"
-        mgc = folder / "mgc"
-        mgc.write_text(f"#!/bin/sh\nexec {sys.executable} {PRELOADED_MGC} {folder / 'mgc.sock'} \"$@\"\n")
-        mgc.chmod(0o755)
-        yield mgc
+        assert server.stdout.readline() == "ready\n", "the preloaded Python did not start"
+        yield [sys.executable, str(PRELOADED_PYTHON), str(folder / "python.sock")]
     finally:
         server.kill()
         server.wait()
+
+
+@pytest.fixture(scope="session")
+def preloaded_mgc(preloaded_python, tmp_path_factory) -> Path:
+    """An `mgc` executable on the preloaded Python: `python -m mgc_lightning.cli ARGS` in a fork."""
+    mgc = tmp_path_factory.mktemp("preloaded-mgc") / "mgc"
+    mgc.write_text("#!/bin/sh\nexec " + " ".join(preloaded_python) + ' -m mgc_lightning.cli "$@"\n')
+    mgc.chmod(0o755)
+    return mgc
 
 
 # Runs `mgc` cases through its entry point (main() reading sys.argv, as the installed `mgc` script does) in one child

@@ -255,7 +255,7 @@ def test_a_user_mistake_gets_one_line_and_status_2(files, outcomes, name, expect
 ], ids=["fit", "masks-predict"])
 def test_the_installed_command_refuses_a_crafted_checkpoint(files, outcomes, preloaded_mgc, args, expected):
     """The same through the package's `__main__` (what `python -m mgc_lightning.cli` runs) in a process of its own,
-    a fork of the suite's preloaded `mgc` (tests/preloaded_mgc.py)."""
+    a fork of the suite's preloaded `mgc` (tests/preloaded_python.py)."""
     result = subprocess.run([str(preloaded_mgc), *args], cwd=files, env=_environment(files), capture_output=True,
                             text=True, timeout=300)
     assert expected in _one_error_line(result.stderr, result.returncode)

@@ -1,15 +1,15 @@
 """Validation and test under DDP count every window once: Lightning's own Trainer on 2 CPU processes (gloo) gives
 the same metrics and per-window predictions as 1 process on the same checkpoint, with an odd number of windows
 (Lightning's distributed sampler then repeats one window to even out the processes). The two-process run is a
-subprocess (under pytest, rank 1 would re-run the test session); the one-process run is the same script's main() in
-this process, on one thread as the subprocess's (OMP_NUM_THREADS=1)."""
+process of its own (under pytest, rank 1 would re-run the test session): rank 0 a fork of the suite's preloaded Python
+(tests/preloaded_python.py), rank 1 the fresh process Lightning starts; the one-process run is the same script's main()
+in this process, on one thread as the others (OMP_NUM_THREADS=1)."""
 
 import csv
 import io
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from runpy import run_path
 
@@ -23,14 +23,14 @@ COUNTED = ("joint_acc", "macro_f1", "joint_macro_f1", "hamming", "precision/whis
            "f1/porpoise_click", "joint_acc_ci_low", "joint_acc_ci_high", "windows")
 
 
-def evaluate(workspace: Path, devices: int, *extra: str) -> dict:
+def evaluate(python: list[str], workspace: Path, devices: int, *extra: str) -> dict:
     out = workspace / f"devices{devices}.json"
     if devices == 1:
         run_path(str(SCRIPT))["main"]([str(workspace), "1", str(out), *extra])
         return json.loads(out.read_text())
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([sys.executable, str(SCRIPT), str(workspace), str(devices), str(out), *extra],
+    result = subprocess.run([*python, str(SCRIPT), str(workspace), str(devices), str(out), *extra],
                             cwd=workspace, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(out.read_text())
@@ -42,13 +42,13 @@ def predictions(client: MlflowClient, run_id: str) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_two_processes_evaluate_every_window_once_like_one(tmp_path, monkeypatch, one_thread):
+def test_two_processes_evaluate_every_window_once_like_one(tmp_path, monkeypatch, one_thread, preloaded_python):
     small_benchmark(tmp_path, windows=36, per_recording=3, deployments=4, seed=2)
-    two = evaluate(tmp_path, 2, "--fit")
+    two = evaluate(preloaded_python, tmp_path, 2, "--fit")
     monkeypatch.chdir(tmp_path)  # where the subprocess ran: MLflow's artifacts go to ./mlartifacts
     for name in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS"):  # seed_everything's, gone again after the test
         monkeypatch.setenv(name, "0")
-    one = evaluate(tmp_path, 1)
+    one = evaluate(preloaded_python, tmp_path, 1)
     assert (two["world"], one["world"]) == (2, 1)
     assert two["val_windows"] == two["test_windows"] == 9  # odd: the sampler pads to 10, one window twice
 

@@ -1,12 +1,12 @@
 """Dataset-wide stages shared by DDP processes: `mgc spectrograms` and `mgc masks predict` on 2 CPU processes (gloo)
 write each window's arrays exactly once, by one process, and leave byte for byte the files one process leaves,
-silent-window flags included. Multi-process runs are subprocesses (under pytest, rank 1 would re-run the session)
-through tests/ddp/recorded_writes.py, which records which process wrote each file."""
+silent-window flags included. Multi-process runs are processes of their own (under pytest, rank 1 would re-run the
+session) through tests/ddp/recorded_writes.py, which records which process wrote each file: rank 0 a fork of the suite's
+preloaded Python (tests/preloaded_python.py), rank 1 the fresh process Lightning starts."""
 
 import csv
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import lightning as L
@@ -21,12 +21,13 @@ from mgc_lightning.models.segmenter import SegmenterModule
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
-def recorded_mgc(workspace: Path, writes: Path, *args: str) -> str:
-    """`mgc ARGS` as a subprocess whose processes record their writes in `writes`; its standard output."""
+def recorded_mgc(python: list[str], workspace: Path, writes: Path, *args: str) -> str:
+    """`mgc ARGS` as a process of its own (rank 0 a fork of the preloaded Python, further ranks the fresh processes
+    Lightning starts) whose processes record their writes in `writes`; its standard output."""
     writes.mkdir()
     env = {**os.environ, "MGC_WRITES": str(writes), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": os.pathsep.join([str(REPOSITORY), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([sys.executable, str(RECORDED_WRITES), *args], cwd=workspace, env=env, capture_output=True,
+    result = subprocess.run([*python, str(RECORDED_WRITES), *args], cwd=workspace, env=env, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
@@ -45,7 +46,7 @@ def dataset_with_a_dropout(root: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_two_processes_cache_and_predict_each_window_once_like_one_process(tmp_path):
+def test_two_processes_cache_and_predict_each_window_once_like_one_process(tmp_path, preloaded_python):
     manifest = str(dataset_with_a_dropout(tmp_path))
     checkpoint = tmp_path / "segmenter.ckpt"
     torch.manual_seed(0)
@@ -54,10 +55,10 @@ def test_two_processes_cache_and_predict_each_window_once_like_one_process(tmp_p
                 "pytorch-lightning_version": L.__version__}, checkpoint)
     two, one = tmp_path / "two", tmp_path / "one"
 
-    printed = recorded_mgc(tmp_path, tmp_path / "writes-images", "spectrograms", manifest, "--devices", "2",
+    printed = recorded_mgc(preloaded_python, tmp_path, tmp_path / "writes-images", "spectrograms", manifest, "--devices", "2",
                            "--cache-root", str(two), "--quiet")
     assert printed.count("computed") == 1 and "26 computed, 0 already cached" in printed  # the main process's line
-    printed = recorded_mgc(tmp_path, tmp_path / "writes-masks", "masks", "predict", manifest, "--checkpoint",
+    printed = recorded_mgc(preloaded_python, tmp_path, tmp_path / "writes-masks", "masks", "predict", manifest, "--checkpoint",
                            str(checkpoint), "--devices", "2", "--cache-root", str(two), "--quiet")
     assert printed.count("predicted") == 1 and "26 masks predicted, 0 already there" in printed
     # one process fills another cache through the same command: the missing images, then the masks

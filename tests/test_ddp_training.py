@@ -1,9 +1,9 @@
-"""Two-process DDP training on CPU (gloo) through the real `mgc` command, in a subprocess of its own (under pytest,
-rank 1 would otherwise re-run the test session)."""
+"""Two-process DDP training on CPU (gloo) through the `mgc` command, in a process of its own (under pytest, rank 1
+would otherwise re-run the test session): rank 0 a fork of the suite's preloaded Python (tests/preloaded_python.py),
+rank 1 the fresh process Lightning starts for it."""
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,10 +15,10 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
 @pytest.mark.slow
-def test_ddp_on_two_cpu_processes_logs_one_run(tmp_path):
+def test_ddp_on_two_cpu_processes_logs_one_run(tmp_path, preloaded_mgc):
     small_benchmark(tmp_path, windows=24, per_recording=3, deployments=4, seed=2)  # 8 recordings: 18/3/3 windows
     manifest = tmp_path / "bench" / "manifest.csv"
-    command = [str(Path(sys.executable).parent / "mgc"), "fit",
+    command = [str(preloaded_mgc), "fit",
                "--config", str(EXPERIMENTS / "classifier_base.yaml"), "--config", str(EXPERIMENTS / "mgc_gated_binary.yaml"),
                "--data.init_args.manifest", str(manifest), "--data.init_args.cache_root", str(tmp_path / "cache"),
                "--data.init_args.mask_source", "ideal", "--data.init_args.batch_size", "4",

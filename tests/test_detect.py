@@ -123,12 +123,6 @@ def _env(root):
             "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
 
 
-def _run(models, folder, out, *extra, timeout=600):
-    root, _, _, bundle = models
-    return subprocess.run(_detect_command(bundle, folder, out, *extra), env=_env(root), cwd=root, capture_output=True,
-                          text=True, timeout=timeout)
-
-
 def _here(models, folder, out, capsys, *extra):
     """`mgc detect` through its entry point in this process, in the processes' folder (the test asks for torch on one
     thread, as the processes run it, so both write the same bytes): (exit status, stdout, stderr). For the runs that
@@ -150,13 +144,18 @@ def _snapshot(out: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def reference(models, recordings, preloaded_mgc):
-    """`mgc detect` on the recordings as a command of its own (a fork of the suite's preloaded `mgc`): its result
-    and its output folder, which every other run must reproduce byte for byte."""
+    """`mgc detect` on the recordings: its result and its output folder, which every other run must reproduce byte
+    for byte."""
+    out = models[0] / "reference"
+    return _preloaded(preloaded_mgc, models, recordings, out), out
+
+
+def _preloaded(mgc: Path, models, folder, out, *extra):
+    """`mgc detect` as a command of its own: a fork of the suite's preloaded Python (any further process it starts
+    is a fresh one)."""
     root, _, _, bundle = models
-    out = root / "reference"
-    result = subprocess.run([str(preloaded_mgc), *_detect_command(bundle, recordings, out)[3:]], env=_env(root),
-                            cwd=root, capture_output=True, text=True, timeout=600)
-    return result, out
+    return subprocess.run([str(mgc), *_detect_command(bundle, folder, out, *extra)[3:]], env=_env(root), cwd=root,
+                          capture_output=True, text=True, timeout=600)
 
 
 def _rows(table: Path, delimiter=","):
@@ -430,11 +429,11 @@ def test_negative_decoding_workers_are_refused_before_anything_is_read(tmp_path)
 
 
 @pytest.mark.slow
-def test_two_processes_analyse_each_file_once_and_match_one_process(models, recordings, reference):
+def test_two_processes_analyse_each_file_once_and_match_one_process(models, recordings, reference, preloaded_mgc):
     root = models[0]
     _, out_reference = reference
     out = root / "two"
-    result = _run(models, recordings, out, "--devices", "2")
+    result = _preloaded(preloaded_mgc, models, recordings, out, "--devices", "2")
     assert result.returncode == 1, result.stderr[-3000:]
     assert "5 files: 3 analysed, 0 already done, 2 failed" in result.stdout
     assert result.stdout.count("files:") == 1  # one summary, from the main process

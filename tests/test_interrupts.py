@@ -1,5 +1,5 @@
 """Exit statuses that tell the truth: `mgc fit`, `test`, `detect` and `pipeline`, each in a process of its own (a
-fork of the suite's preloaded `mgc`, tests/preloaded_mgc.py, whose client passes the signal on) and sent SIGTERM or
+fork of the suite's preloaded `mgc`, tests/preloaded_python.py, whose client passes the signal on) and sent SIGTERM or
 SIGINT once their work has begun, exit 143 or 130 with one line saying so; an interrupted MLflow run is
 KILLED and tagged with the signal, and an interrupted fit resumes with `--ckpt_path last` into its run, each epoch
 logged once."""

@@ -2,13 +2,14 @@
 of a node (MASTER_ADDR, MASTER_PORT, NODE_RANK, WORLD_SIZE) and `num_nodes 2`, joined over gloo. Training caches
 each window's image once (by one node), tests every test window once and gives the same test metrics as one process
 on the same checkpoint; detection on the two nodes writes byte for byte what one process writes. The nodes run
-tests/ddp/recorded_writes.py, which records which process wrote each cached image."""
+tests/ddp/recorded_writes.py, which records which process wrote each cached image, each in a fork of the suite's
+preloaded Python (tests/preloaded_python.py; no node carries RANK or LOCAL_RANK, the variables Lightning reads at
+import)."""
 
 import json
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def on_two_nodes(workspace: Path, name: str, *args: str) -> list[str]:
+def on_two_nodes(python: list[str], workspace: Path, name: str, *args: str) -> list[str]:
     """`mgc ARGS` started once per node, as on two machines; each node's standard output."""
     writes = workspace / f"writes-{name}"
     writes.mkdir()
@@ -44,7 +45,7 @@ def on_two_nodes(workspace: Path, name: str, *args: str) -> list[str]:
     nodes = []
     for node, (out, err) in enumerate(logs):
         with open(out, "w") as stdout, open(err, "w") as stderr:  # files, not pipes: a full pipe would stall a node
-            nodes.append(subprocess.Popen([sys.executable, str(RECORDED_WRITES), *args], cwd=workspace, stdout=stdout,
+            nodes.append(subprocess.Popen([*python, str(RECORDED_WRITES), *args], cwd=workspace, stdout=stdout,
                                           stderr=stderr, env={**cluster, "NODE_RANK": str(node)}))
     try:
         codes = [node.wait(timeout=600) for node in nodes]
@@ -57,10 +58,10 @@ def on_two_nodes(workspace: Path, name: str, *args: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_two_nodes_train_test_and_detect_like_one_process(tmp_path, monkeypatch, one_thread):
+def test_two_nodes_train_test_and_detect_like_one_process(tmp_path, monkeypatch, one_thread, preloaded_python):
     small_benchmark(tmp_path, windows=36, per_recording=3, deployments=4, seed=2)
     manifest, cache, best = tmp_path / "bench" / "manifest.csv", tmp_path / "cache", tmp_path / "best.ckpt"
-    on_two_nodes(tmp_path, "fit", "fit", "--config", str(EXPERIMENTS / "classifier_base.yaml"),
+    on_two_nodes(preloaded_python, tmp_path, "fit", "fit", "--config", str(EXPERIMENTS / "classifier_base.yaml"),
                  "--data.init_args.manifest", str(manifest), "--data.init_args.cache_root", str(cache),
                  "--data.init_args.split_fractions", SPLIT, "--data.init_args.batch_size", "4",
                  "--model.init_args.dim", "32",
@@ -93,7 +94,7 @@ def test_two_nodes_train_test_and_detect_like_one_process(tmp_path, monkeypatch,
     bundle = tmp_path / "model.mgc"
     assert main(["export", "--classifier", str(best), "--out", str(bundle)]) == 0
     audio = tmp_path / "bench" / "audio"
-    printed = on_two_nodes(tmp_path, "detect", "detect", str(audio), "--model", str(bundle), "--out",
+    printed = on_two_nodes(preloaded_python, tmp_path, "detect", "detect", str(audio), "--model", str(bundle), "--out",
                            str(tmp_path / "two"), "--devices", "1", "--num-nodes", "2", "--quiet")
     assert "files:" in printed[0] and "files:" not in printed[1]  # one summary, from node 0
     detect([audio], bundle, tmp_path / "one", DetectSettings(), progress=False)

@@ -3,7 +3,7 @@ its bash blocks, in order, on a small survey written here (audio and Raven table
 a folder laid out like the repository. Only the experiment YAMLs are shrunk (2 epochs of 2 batches, a tiny backbone,
 a tiny segmenter, at most 6 steps a classifier run) so the recipes train in seconds; the commands are the
 page's. Its `mgc` runs each command in a fresh fork of one process that imported torch, Lightning and the rest once
-(tests/preloaded_mgc.py): 20 commands, 5-7 s of imports each saved."""
+(tests/preloaded_python.py): 20 commands, 5-7 s of imports each saved."""
 
 import os
 import re

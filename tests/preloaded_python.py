@@ -1,0 +1,143 @@
+"""A Python whose heavy imports are already done: each command runs in a fresh fork of one process that imported
+torch, Lightning, timm, MLflow and the rest once, so a test that starts many `mgc` processes pays 5-7 s of imports
+once instead of once per process.
+
+`python preloaded_python.py serve SOCKET` imports the libraries and then forks once per request, several at a time;
+`python preloaded_python.py SOCKET -m MODULE ARGS...` or `... SOCKET SCRIPT ARGS...` (the client; it imports nothing
+heavy) sends its command line, working folder, environment and standard streams, passes SIGINT and SIGTERM on, and
+exits with the command's status, as `python -m MODULE ARGS` or `python SCRIPT ARGS` would.
+
+The package's own modules are not preloaded: each command imports them itself, as a fresh process does, so an import
+a command forgets still fails. What a fork does not reproduce: a library's import-time reading of the environment
+(the server imports with one torch thread and the hub offline, as the suite runs; Lightning reads a rank from RANK or
+LOCAL_RANK, which no command started here carries: Lightning starts a run's further processes itself, as fresh
+processes), the command's PYTHONPATH (it reaches only the processes the command starts), and the interpreter's
+teardown of its modules (the fork ends after the atexit handlers, as `os._exit`). Tests about start-up itself, or
+that kill a command with SIGKILL, start real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import sys
+
+PRELOADED = ("torch", "torchvision", "lightning.pytorch", "timm", "segmentation_models_pytorch", "mlflow",
+             "matplotlib.pyplot", "scipy.signal", "jsonargparse", "soundfile")
+STREAMS = 3  # stdin, stdout, stderr
+
+
+def _run_command(request: dict) -> None:
+    """In the fork: become the command's process (folder, environment, command line), run it as the interpreter
+    would, and exit as it would (atexit handlers, flushed streams; an uncaught error's traceback and status 1),
+    without tearing the preloaded modules down one by one, which takes seconds."""
+    import atexit
+    import runpy
+    import traceback
+
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    try:
+        if request["module"]:
+            sys.argv, sys.path[0] = ["-m", *request["argv"]], request["cwd"]  # what `python -m` puts first
+            runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
+        else:
+            script = os.path.abspath(request["script"])
+            sys.argv, sys.path[0] = [request["script"], *request["argv"]], os.path.dirname(script)
+            runpy.run_path(script, run_name="__main__")
+        status = 0
+    except SystemExit as exit:  # as the interpreter reads it: None is 0, a message is printed with status 1
+        status = 0 if exit.code is None else exit.code
+        if not isinstance(status, int):
+            print(status, file=sys.stderr)
+            status = 1
+    except BaseException:
+        traceback.print_exc()
+        status = 1
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+def _watch(connection: socket.socket) -> None:
+    """In a fork of the server, one per request: start the command's process, tell the client its pid, wait for it
+    and send its exit status (negative: the signal that ended it)."""
+    import signal
+
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the server reaps its watchers; a watcher waits for its command
+    message, fds, _, _ = socket.recv_fds(connection, 1 << 20, STREAMS)
+    pid = os.fork()
+    if pid == 0:
+        connection.close()
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        _run_command(json.loads(message))
+    for fd in fds:
+        os.close(fd)
+    connection.sendall(struct.pack("i", pid))
+    _, status = os.waitpid(pid, 0)
+    connection.sendall(struct.pack("i", os.waitstatus_to_exitcode(status)))
+    os._exit(0)
+
+
+def serve(path: str) -> None:
+    import importlib
+    import signal
+    import threading
+
+    for name in PRELOADED:
+        importlib.import_module(name)
+    # a fork copies only the thread that forks: the libraries must not have started any of their own
+    assert threading.active_count() == 1, threading.enumerate()
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # finished watchers are reaped by the system
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    server.bind(path)
+    server.listen(16)
+    print("ready", flush=True)
+    while True:
+        connection, _ = server.accept()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if os.fork() == 0:
+            server.close()
+            _watch(connection)
+        connection.close()
+
+
+def request(path: str, command: list[str]) -> int:
+    """The client: `-m MODULE ARGS` or `SCRIPT ARGS` through the server; the command's exit status (128 + N for a
+    process ended by signal N). SIGINT and SIGTERM sent to the client go to the command's process."""
+    import signal
+
+    module, script, argv = (command[1], None, command[2:]) if command[0] == "-m" else (None, command[0], command[1:])
+    request = json.dumps({"module": module, "script": script, "argv": argv, "cwd": os.getcwd(),
+                          "env": dict(os.environ)}).encode()
+    forwarded = (signal.SIGINT, signal.SIGTERM)
+    signal.pthread_sigmask(signal.SIG_BLOCK, forwarded)  # held until the command's process is known
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as connection:
+        connection.connect(path)
+        socket.send_fds(connection, [request], list(range(STREAMS)))
+        pid = _received_number(connection, path)
+        for signum in forwarded:
+            signal.signal(signum, lambda signum, frame: os.kill(pid, signum))
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, forwarded)
+        status = _received_number(connection, path)
+    return 128 - status if status < 0 else status
+
+
+def _received_number(connection: socket.socket, path: str) -> int:
+    reply = connection.recv(4)
+    if len(reply) != 4:
+        sys.exit(f"{__file__}: the server at {path} ended without running the command")
+    return struct.unpack("i", reply)[0]
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "serve":
+        serve(sys.argv[2])
+    else:
+        sys.exit(request(sys.argv[1], sys.argv[2:]))
