@@ -229,6 +229,25 @@ def preloaded_python(tmp_path_factory) -> list[str]:
         server.wait()
 
 
+def kill_group(process) -> None:
+    """SIGKILL to the process group a preloaded-Python client leads (started with process_group=0): the client and
+    the command's process die together. Returns once every process of the group is gone, so nothing the command had
+    under way can still land after it."""
+    import signal
+    import time
+
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"process group {process.pid} still has processes 30 s after SIGKILL")
+
+
 @pytest.fixture(scope="session")
 def preloaded_mgc(preloaded_python, tmp_path_factory) -> Path:
     """An `mgc` executable on the preloaded Python: `python -m mgc_lightning.cli ARGS` in a fork."""

@@ -5,15 +5,17 @@ once instead of once per process.
 `python preloaded_python.py serve SOCKET` imports the libraries and then forks once per request, several at a time;
 `python preloaded_python.py SOCKET -m MODULE ARGS...` or `... SOCKET SCRIPT ARGS...` (the client; it imports nothing
 heavy) sends its command line, working folder, environment and standard streams, passes SIGINT and SIGTERM on, and
-exits with the command's status, as `python -m MODULE ARGS` or `python SCRIPT ARGS` would.
+exits with the command's status, as `python -m MODULE ARGS` or `python SCRIPT ARGS` would. A client started as the
+leader of a process group (Popen's process_group=0) gets the command's process into its group, so SIGKILL sent to the
+group (conftest.kill_group) ends the command itself.
 
 The package's own modules are not preloaded: each command imports them itself, as a fresh process does, so an import
 a command forgets still fails. What a fork does not reproduce: a library's import-time reading of the environment
 (the server imports with one torch thread and the hub offline, as the suite runs; Lightning reads a rank from RANK or
 LOCAL_RANK, which no command started here carries: Lightning starts a run's further processes itself, as fresh
 processes), the command's PYTHONPATH (it reaches only the processes the command starts), and the interpreter's
-teardown of its modules (the fork ends after the atexit handlers, as `os._exit`). Tests about start-up itself, or
-that kill a command with SIGKILL, start real processes."""
+teardown of its modules (the fork ends after the atexit handlers, as `os._exit`). Tests about start-up itself start
+real processes."""
 
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ def _run_command(request: dict) -> None:
     import runpy
     import traceback
 
+    if request["group"] is not None:  # a client that leads a process group: killing the group kills the command
+        os.setpgid(0, request["group"])
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
@@ -114,8 +118,9 @@ def request(path: str, command: list[str]) -> int:
     import signal
 
     module, script, argv = (command[1], None, command[2:]) if command[0] == "-m" else (None, command[0], command[1:])
+    group = os.getpid() if os.getpgid(0) == os.getpid() else None
     request = json.dumps({"module": module, "script": script, "argv": argv, "cwd": os.getcwd(),
-                          "env": dict(os.environ)}).encode()
+                          "env": dict(os.environ), "group": group}).encode()
     forwarded = (signal.SIGINT, signal.SIGTERM)
     signal.pthread_sigmask(signal.SIG_BLOCK, forwarded)  # held until the command's process is known
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as connection:
