@@ -1,6 +1,5 @@
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -9,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import write_audio, write_rows
+from conftest import kill_group, write_audio, write_rows
 from mgc_lightning.audio.manifest import load_manifest
 from mgc_lightning.audio.reading import read_window
 from mgc_lightning.frontend.cache import compute_spectrograms, preset_dir, spectrogram_store
@@ -53,7 +52,7 @@ def test_bad_audio_in_cache_run_names_the_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_without_recomputing_or_reading_half_files(tmp_path):
+def test_killed_run_resumes_without_recomputing_or_reading_half_files(tmp_path, preloaded_python):
     rate = 384_000
     noise = np.random.default_rng(0).normal(0, 1e-3, 7 * rate).astype(np.float32)
     write_audio(tmp_path / "long.wav", noise, rate, subtype="FLOAT")
@@ -61,15 +60,15 @@ def test_killed_run_resumes_without_recomputing_or_reading_half_files(tmp_path):
     starts = np.round(np.arange(0, 6.0, 0.02), 3)
     manifest = write_rows(tmp_path / "m.csv", [["long.wav", s, 1.0, 0, 0, 0, "long", "s"] for s in starts])
     root = tmp_path / "cache"
-    command = [sys.executable, "-m", "mgc_lightning.cli", "spectrograms", str(manifest), "--cache-root", str(root),
+    # a fork of the suite's preloaded Python in the process group its client leads: SIGKILL to the group kills it
+    command = [*preloaded_python, "-m", "mgc_lightning.cli", "spectrograms", str(manifest), "--cache-root", str(root),
                "--batch-size", "1", "--quiet"]
     store = spectrogram_store(get_preset("origin"), root)
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, process_group=0)
     deadline = time.monotonic() + 300  # importing torch on a busy machine takes minutes
     while len(store) < 40 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.01)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_group(process)
     done_before = {p: p.stat().st_mtime_ns for p in store.folder.glob("*.npy")}
     assert 40 <= len(done_before) < len(starts), "the run must be killed half-way for this test to mean anything"
     for path in done_before:

@@ -5,7 +5,6 @@ import csv
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import torch
 from mlflow.tracking import MlflowClient
 from torch.utils.data import DataLoader
 
-from conftest import edited_bundle, small_benchmark, tiny_bundle, write_audio
+from conftest import edited_bundle, kill_group, small_benchmark, tiny_bundle, write_audio
 from mgc_lightning.audio.manifest import WindowRow, load_manifest
 from mgc_lightning.audio.raven import boxes_csv, read_boxes
 from mgc_lightning.audio.reading import read_window
@@ -148,6 +147,12 @@ def reference(models, recordings, preloaded_mgc):
     for byte."""
     out = models[0] / "reference"
     return _preloaded(preloaded_mgc, models, recordings, out), out
+
+
+def _killable(python: list[str], command: list[str]) -> list[str]:
+    """A `python -m mgc_lightning.cli` command line on the suite's preloaded Python: started with process_group=0,
+    its process dies with its client's group (conftest.kill_group), as a command killed with SIGKILL."""
+    return [*python, *command[1:]]
 
 
 def _preloaded(mgc: Path, models, folder, out, *extra):
@@ -350,17 +355,16 @@ def test_a_probability_mask_classifier_is_bundled_detected_and_evaluated_on_anot
 
 @pytest.mark.slow
 def test_killed_run_resumes_to_identical_outputs_and_changed_files_are_redone(models, recordings, reference, capsys,
-                                                                              one_thread):
+                                                                              one_thread, preloaded_python):
     root, _, _, bundle = models
     _, out_reference = reference
     out = root / "killed"
-    process = subprocess.Popen(_detect_command(bundle, recordings, out), env=_env(root), cwd=root,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(_killable(preloaded_python, _detect_command(bundle, recordings, out)), env=_env(root),
+                               cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0)
     deadline = time.time() + 300
     while time.time() < deadline and len(list((out / ".journal").glob("*.json"))) < 2:
         time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_group(process)
     assert len(list((out / ".journal").glob("*.json"))) < 5  # killed before the end
     code, stdout, _ = _here(models, recordings, out, capsys)  # the rerun: in this process
     assert code == 1
@@ -376,7 +380,7 @@ def test_killed_run_resumes_to_identical_outputs_and_changed_files_are_redone(mo
 
 @pytest.mark.slow
 def test_a_file_killed_half_way_resumes_from_its_last_finished_batch_to_identical_outputs(tmp_path, capsys,
-                                                                                          one_thread):
+                                                                                          one_thread, preloaded_python):
     """`mgc detect` killed (SIGKILL) in the middle of a long file, while a batch's row was being written: the rerun
     keeps the partial table's whole batches, analyses only the rest, counts only the rest in its progress bar, and
     ends with the bytes of an uninterrupted run."""
@@ -387,12 +391,12 @@ def test_a_file_killed_half_way_resumes_from_its_last_finished_batch_to_identica
     # the uninterrupted run and the rerun in this process (torch on one thread, as in the killed one)
     assert main(_detect_command(model, recording, tmp_path / "reference", "--batch-size", "4")[3:]) == 0
     partial = tmp_path / "out" / ".partial" / output_name(recording)
-    process = subprocess.Popen(command, env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(_killable(preloaded_python, command), env=_env(tmp_path), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, process_group=0)
     deadline = time.time() + 300
     while time.time() < deadline and sum(p.read_bytes().count(b"\n") for p in partial.glob("*.csv")) < 1 + 12:
         time.sleep(0.005)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_group(process)
     assert not (tmp_path / "out" / "windows").exists()  # killed before the file was finished
     [table] = partial.glob("*.csv")
     rows = table.read_bytes().count(b"\n") - 1  # complete rows
