@@ -127,6 +127,17 @@ def test_a_mask_folder_linked_outside_the_dataset_is_refused(tiny_dataset, tmp_p
     assert not any(elsewhere.iterdir())
 
 
+def test_a_server_lock_linked_outside_the_dataset_is_refused_before_its_target_is_written(tiny_dataset, tmp_path_factory,
+                                                                                         capsys):
+    target = tmp_path_factory.mktemp("elsewhere") / "precious.txt"
+    target.write_text("keep me")
+    (tiny_dataset.parent / "annotated-origin.server.lock").symlink_to(target)
+    # the uncertain queue without a segmenter is refused too, later: a lost check fails here instead of serving
+    assert main(["annotate", str(tiny_dataset), "--queue", "uncertain", "--port", "0"]) == 2
+    assert "refusing to write outside the dataset folder" in capsys.readouterr().err
+    assert target.read_text() == "keep me"
+
+
 def test_playback_is_time_expanded_so_ultrasound_becomes_audible(tiny_dataset, tmp_path):
     session = session_for(tiny_dataset, tmp_path / "cache")
     row = session.row(0)  # rec0 holds a 10 kHz tone in its first second

@@ -18,9 +18,21 @@ from typing import Iterator
 from ..frontend.config import SpectrogramConfig
 
 
+def inside(folder: Path, path: Path) -> Path:
+    """`path` resolved, or ValueError when it lies outside `folder` (symbolic links followed)."""
+    resolved = path.resolve()
+    if not resolved.is_relative_to(folder.resolve()):
+        raise ValueError(f"{path}: refusing to write outside the dataset folder {folder}")
+    return resolved
+
+
 def server_lock_path(manifest: str | Path, config: SpectrogramConfig) -> Path:
-    """The lock of the one server annotating a manifest's dataset with `config`: beside the manifest, as the record."""
-    return Path(manifest).resolve().parent / f"annotated-{config.name}.server.lock"
+    """The lock of the one server annotating a manifest's dataset with `config`: beside the manifest, as the record
+    (ValueError when a link there points outside the dataset folder: the lock is written before anything else)."""
+    folder = Path(manifest).resolve().parent
+    path = folder / f"annotated-{config.name}.server.lock"
+    inside(folder, path)
+    return path
 
 
 @contextmanager

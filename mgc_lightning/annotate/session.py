@@ -35,20 +35,12 @@ from ..core.labels import SOUND_TYPES
 from ..frontend.cache import compute_spectrograms, spectrogram_store
 from ..frontend.spectrogram import SpectrogramConfig
 from ..masks.ops import candidate_mask, read_mask_png
-from .locks import exclusive, server_lock_path
+from .locks import exclusive, inside
 from .queues import sound_probabilities
 
 PLAYBACK_RATE = 48_000  # what browsers play everywhere; time expansion happens before it
 MAX_SLOWDOWN = 50
 DEFAULT_SENSITIVITY = 0.7  # `mgc masks propose`'s default
-
-
-def inside(folder: Path, path: Path) -> Path:
-    """`path` resolved, or ValueError when it lies outside `folder` (symbolic links followed)."""
-    resolved = path.resolve()
-    if not resolved.is_relative_to(folder.resolve()):
-        raise ValueError(f"{path}: refusing to write outside the dataset folder {folder}")
-    return resolved
 
 
 def mask_file_name(row: WindowRow) -> str:
@@ -108,8 +100,7 @@ class AnnotationSession:
         self.mask_folder = self.folder / "masks" / config.name
         self.record = record_path(manifest, config)
         self.record_lock = self.record.with_name(f"{self.record.name}.lock")
-        self.server_lock = server_lock_path(manifest, config)
-        for path in (self.mask_folder, self.record, self.record_lock, self.server_lock):
+        for path in (self.mask_folder, self.record, self.record_lock):  # the server lock: locks.server_lock_path
             inside(self.folder, path)
         self._seen: tuple[tuple, dict[str, Accepted]] | None = None
 
