@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import csv
 import os
+import shlex
 import shutil
+import signal
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -210,7 +213,7 @@ PRELOADED_PYTHON = Path(__file__).with_name("preloaded_python.py")
 
 
 @pytest.fixture(scope="session")
-def preloaded_python(tmp_path_factory) -> list[str]:
+def preloaded_python(tmp_path_factory) -> Iterator[list[str]]:
     """The command line of a Python whose commands (`-m MODULE ARGS` or `SCRIPT ARGS`) run in fresh forks of one
     process that imported torch, Lightning and the rest once (tests/preloaded_python.py): for tests that start many
     processes and are not about start-up. It imports with one torch thread and the hub offline, as the suite runs."""
@@ -218,14 +221,16 @@ def preloaded_python(tmp_path_factory) -> list[str]:
     import sys
 
     folder = tmp_path_factory.mktemp("preloaded")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+    # its own process group: the end of the session kills the server, its watchers and whatever they still run
     server = subprocess.Popen([sys.executable, str(PRELOADED_PYTHON), "serve", str(folder / "python.sock")], env=env,
-                              stdout=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, text=True, process_group=0)
     try:
         assert server.stdout.readline() == "ready\n", "the preloaded Python did not start"
         yield [sys.executable, str(PRELOADED_PYTHON), str(folder / "python.sock")]
     finally:
-        server.kill()
+        os.killpg(server.pid, signal.SIGKILL)
         server.wait()
 
 
@@ -233,10 +238,12 @@ def kill_group(process) -> None:
     """SIGKILL to the process group a preloaded-Python client leads (started with process_group=0): the client and
     the command's process die together. Returns once every process of the group is gone, so nothing the command had
     under way can still land after it."""
-    import signal
     import time
 
-    os.killpg(process.pid, signal.SIGKILL)
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:  # it had ended already: the test's own checks say whether that was too soon
+        pass
     process.wait()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -252,7 +259,7 @@ def kill_group(process) -> None:
 def preloaded_mgc(preloaded_python, tmp_path_factory) -> Path:
     """An `mgc` executable on the preloaded Python: `python -m mgc_lightning.cli ARGS` in a fork."""
     mgc = tmp_path_factory.mktemp("preloaded-mgc") / "mgc"
-    mgc.write_text("#!/bin/sh\nexec " + " ".join(preloaded_python) + ' -m mgc_lightning.cli "$@"\n')
+    mgc.write_text(f'#!/bin/sh\nexec {shlex.join(preloaded_python)} -m mgc_lightning.cli "$@"\n')
     mgc.chmod(0o755)
     return mgc
 

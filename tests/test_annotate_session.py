@@ -127,8 +127,8 @@ def test_a_mask_folder_linked_outside_the_dataset_is_refused(tiny_dataset, tmp_p
     assert not any(elsewhere.iterdir())
 
 
-def test_a_server_lock_linked_outside_the_dataset_is_refused_before_its_target_is_written(tiny_dataset, tmp_path_factory,
-                                                                                         capsys):
+def test_a_server_lock_linked_outside_the_dataset_is_refused_before_its_target_is_written(tiny_dataset,
+                                                                                         tmp_path_factory, capsys):
     target = tmp_path_factory.mktemp("elsewhere") / "precious.txt"
     target.write_text("keep me")
     (tiny_dataset.parent / "annotated-origin.server.lock").symlink_to(target)

@@ -52,7 +52,7 @@ def test_bad_audio_in_cache_run_names_the_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_without_recomputing_or_reading_half_files(tmp_path, preloaded_python):
+def test_killed_run_resumes_without_recomputing_or_reading_half_files(tmp_path, preloaded_mgc):
     rate = 384_000
     noise = np.random.default_rng(0).normal(0, 1e-3, 7 * rate).astype(np.float32)
     write_audio(tmp_path / "long.wav", noise, rate, subtype="FLOAT")
@@ -61,11 +61,11 @@ def test_killed_run_resumes_without_recomputing_or_reading_half_files(tmp_path, 
     manifest = write_rows(tmp_path / "m.csv", [["long.wav", s, 1.0, 0, 0, 0, "long", "s"] for s in starts])
     root = tmp_path / "cache"
     # a fork of the suite's preloaded Python in the process group its client leads: SIGKILL to the group kills it
-    command = [*preloaded_python, "-m", "mgc_lightning.cli", "spectrograms", str(manifest), "--cache-root", str(root),
-               "--batch-size", "1", "--quiet"]
+    command = [str(preloaded_mgc), "spectrograms", str(manifest), "--cache-root", str(root), "--batch-size", "1",
+               "--quiet"]
     store = spectrogram_store(get_preset("origin"), root)
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, process_group=0)
-    deadline = time.monotonic() + 300  # importing torch on a busy machine takes minutes
+    deadline = time.monotonic() + 300
     while len(store) < 40 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.01)
     kill_group(process)

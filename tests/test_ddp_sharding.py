@@ -55,11 +55,11 @@ def test_two_processes_cache_and_predict_each_window_once_like_one_process(tmp_p
                 "pytorch-lightning_version": L.__version__}, checkpoint)
     two, one = tmp_path / "two", tmp_path / "one"
 
-    printed = recorded_mgc(preloaded_python, tmp_path, tmp_path / "writes-images", "spectrograms", manifest, "--devices", "2",
-                           "--cache-root", str(two), "--quiet")
+    printed = recorded_mgc(preloaded_python, tmp_path, tmp_path / "writes-images", "spectrograms", manifest,
+                           "--devices", "2", "--cache-root", str(two), "--quiet")
     assert printed.count("computed") == 1 and "26 computed, 0 already cached" in printed  # the main process's line
-    printed = recorded_mgc(preloaded_python, tmp_path, tmp_path / "writes-masks", "masks", "predict", manifest, "--checkpoint",
-                           str(checkpoint), "--devices", "2", "--cache-root", str(two), "--quiet")
+    printed = recorded_mgc(preloaded_python, tmp_path, tmp_path / "writes-masks", "masks", "predict", manifest,
+                           "--checkpoint", str(checkpoint), "--devices", "2", "--cache-root", str(two), "--quiet")
     assert printed.count("predicted") == 1 and "26 masks predicted, 0 already there" in printed
     # one process fills another cache through the same command: the missing images, then the masks
     assert main(["masks", "predict", manifest, "--checkpoint", str(checkpoint), "--cache-root", str(one),

@@ -1,9 +1,10 @@
-"""Two-process DDP training on CPU (gloo) through the `mgc` command, in a process of its own (under pytest, rank 1
-would otherwise re-run the test session): rank 0 a fork of the suite's preloaded Python (tests/preloaded_python.py),
-rank 1 the fresh process Lightning starts for it."""
+"""Two-process DDP training on CPU (gloo) through the installed `mgc` script, in a process of its own (under pytest,
+rank 1 would otherwise re-run the test session): rank 0 runs the script in a fork of the suite's preloaded Python
+(tests/preloaded_python.py), rank 1 is the fresh `python .../mgc` process Lightning starts for it."""
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,10 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
 @pytest.mark.slow
-def test_ddp_on_two_cpu_processes_logs_one_run(tmp_path, preloaded_mgc):
+def test_ddp_on_two_cpu_processes_logs_one_run(tmp_path, preloaded_python):
     small_benchmark(tmp_path, windows=24, per_recording=3, deployments=4, seed=2)  # 8 recordings: 18/3/3 windows
     manifest = tmp_path / "bench" / "manifest.csv"
-    command = [str(preloaded_mgc), "fit",
+    command = [*preloaded_python, str(Path(sys.executable).parent / "mgc"), "fit",
                "--config", str(EXPERIMENTS / "classifier_base.yaml"), "--config", str(EXPERIMENTS / "mgc_gated_binary.yaml"),
                "--data.init_args.manifest", str(manifest), "--data.init_args.cache_root", str(tmp_path / "cache"),
                "--data.init_args.mask_source", "ideal", "--data.init_args.batch_size", "4",

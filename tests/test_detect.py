@@ -146,20 +146,19 @@ def reference(models, recordings, preloaded_mgc):
     """`mgc detect` on the recordings: its result and its output folder, which every other run must reproduce byte
     for byte."""
     out = models[0] / "reference"
-    return _preloaded(preloaded_mgc, models, recordings, out), out
+    return _run_preloaded(preloaded_mgc, models, recordings, out), out
 
 
-def _killable(python: list[str], command: list[str]) -> list[str]:
-    """A `python -m mgc_lightning.cli` command line on the suite's preloaded Python: started with process_group=0,
-    its process dies with its client's group (conftest.kill_group), as a command killed with SIGKILL."""
-    return [*python, *command[1:]]
+def _preloaded(mgc: Path, command: list[str]) -> list[str]:
+    """A `python -m mgc_lightning.cli` command line as a command of its own in a fork of the suite's preloaded
+    Python (further processes it starts are fresh ones); started with process_group=0, it dies with its client's
+    group (conftest.kill_group), as a command killed with SIGKILL."""
+    return [str(mgc), *command[3:]]
 
 
-def _preloaded(mgc: Path, models, folder, out, *extra):
-    """`mgc detect` as a command of its own: a fork of the suite's preloaded Python (any further process it starts
-    is a fresh one)."""
+def _run_preloaded(mgc: Path, models, folder, out, *extra):
     root, _, _, bundle = models
-    return subprocess.run([str(mgc), *_detect_command(bundle, folder, out, *extra)[3:]], env=_env(root), cwd=root,
+    return subprocess.run(_preloaded(mgc, _detect_command(bundle, folder, out, *extra)), env=_env(root), cwd=root,
                           capture_output=True, text=True, timeout=600)
 
 
@@ -355,11 +354,11 @@ def test_a_probability_mask_classifier_is_bundled_detected_and_evaluated_on_anot
 
 @pytest.mark.slow
 def test_killed_run_resumes_to_identical_outputs_and_changed_files_are_redone(models, recordings, reference, capsys,
-                                                                              one_thread, preloaded_python):
+                                                                              one_thread, preloaded_mgc):
     root, _, _, bundle = models
     _, out_reference = reference
     out = root / "killed"
-    process = subprocess.Popen(_killable(preloaded_python, _detect_command(bundle, recordings, out)), env=_env(root),
+    process = subprocess.Popen(_preloaded(preloaded_mgc, _detect_command(bundle, recordings, out)), env=_env(root),
                                cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0)
     deadline = time.time() + 300
     while time.time() < deadline and len(list((out / ".journal").glob("*.json"))) < 2:
@@ -380,7 +379,7 @@ def test_killed_run_resumes_to_identical_outputs_and_changed_files_are_redone(mo
 
 @pytest.mark.slow
 def test_a_file_killed_half_way_resumes_from_its_last_finished_batch_to_identical_outputs(tmp_path, capsys,
-                                                                                          one_thread, preloaded_python):
+                                                                                          one_thread, preloaded_mgc):
     """`mgc detect` killed (SIGKILL) in the middle of a long file, while a batch's row was being written: the rerun
     keeps the partial table's whole batches, analyses only the rest, counts only the rest in its progress bar, and
     ends with the bytes of an uninterrupted run."""
@@ -391,7 +390,7 @@ def test_a_file_killed_half_way_resumes_from_its_last_finished_batch_to_identica
     # the uninterrupted run and the rerun in this process (torch on one thread, as in the killed one)
     assert main(_detect_command(model, recording, tmp_path / "reference", "--batch-size", "4")[3:]) == 0
     partial = tmp_path / "out" / ".partial" / output_name(recording)
-    process = subprocess.Popen(_killable(preloaded_python, command), env=_env(tmp_path), stdout=subprocess.DEVNULL,
+    process = subprocess.Popen(_preloaded(preloaded_mgc, command), env=_env(tmp_path), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, process_group=0)
     deadline = time.time() + 300
     while time.time() < deadline and sum(p.read_bytes().count(b"\n") for p in partial.glob("*.csv")) < 1 + 12:
@@ -437,7 +436,7 @@ def test_two_processes_analyse_each_file_once_and_match_one_process(models, reco
     root = models[0]
     _, out_reference = reference
     out = root / "two"
-    result = _preloaded(preloaded_mgc, models, recordings, out, "--devices", "2")
+    result = _run_preloaded(preloaded_mgc, models, recordings, out, "--devices", "2")
     assert result.returncode == 1, result.stderr[-3000:]
     assert "5 files: 3 analysed, 0 already done, 2 failed" in result.stdout
     assert result.stdout.count("files:") == 1  # one summary, from the main process

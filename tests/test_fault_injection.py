@@ -59,11 +59,11 @@ def _main(root: Path, *args: str) -> None:
         assert main(list(args)) == 0
 
 
-def _kill_when(python: list[str], root: Path, args: list[str], ready, extra_delay_s: float) -> None:
+def _kill_when(mgc: Path, root: Path, args: list[str], ready, extra_delay_s: float) -> None:
     """Start the command (a fork of the suite's preloaded Python, tests/preloaded_python.py, in the process group its
     client leads), wait until ready() (a point part-way through), wait a random extra delay, SIGKILL it; the process
     must still have been running (else the test would prove nothing)."""
-    process = subprocess.Popen([*python, "-m", "mgc_lightning.cli", *args], cwd=root, env=_environment(root),
+    process = subprocess.Popen([str(mgc), *args], cwd=root, env=_environment(root),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0)
     deadline = time.monotonic() + 300
     while not ready() and process.poll() is None and time.monotonic() < deadline:
@@ -96,11 +96,11 @@ def reference(tmp_path_factory) -> Path:
     return root
 
 
-def test_killed_synth_reruns_to_the_same_bytes(reference, tmp_path, preloaded_python):
+def test_killed_synth_reruns_to_the_same_bytes(reference, tmp_path, preloaded_mgc):
     recordings = len(list((reference / "bench" / "audio").glob("*.flac")))
     parts = tmp_path / "bench" / "parts"
     point = RNG.randint(1, recordings - 1)
-    _kill_when(preloaded_python, tmp_path, ["synth", "bench", *SYNTH, "--cache-root", "cache"],
+    _kill_when(preloaded_mgc, tmp_path, ["synth", "bench", *SYNTH, "--cache-root", "cache"],
                lambda: len(list(parts.glob("*.json"))) >= point, RNG.uniform(0, 0.3))
     assert len(list(parts.glob("*.json"))) < recordings or not (tmp_path / "bench" / "manifest.csv").exists()
     _main(tmp_path, "synth", "bench", *SYNTH, "--cache-root", "cache")
@@ -109,13 +109,13 @@ def test_killed_synth_reruns_to_the_same_bytes(reference, tmp_path, preloaded_py
     assert len(ideal) >= WINDOWS and ideal == _contents(reference / "cache", "origin-*/**/*.npy")
 
 
-def test_killed_spectrograms_rerun_to_the_same_bytes(reference, tmp_path, preloaded_python):
+def test_killed_spectrograms_rerun_to_the_same_bytes(reference, tmp_path, preloaded_mgc):
     (tmp_path / "bench").symlink_to(reference / "bench")
     folder = tmp_path / "cache"
     point = RNG.randint(2, WINDOWS // 2)  # windows take milliseconds each: kill early, with little extra delay
     args = ["spectrograms", "bench/manifest.csv", "--preset", "mel", "--cache-root", "cache", "--batch-size", "1",
             "--quiet"]
-    _kill_when(preloaded_python, tmp_path, args, lambda: len(list(folder.glob("mel-*/spectrograms/*.npy"))) >= point,
+    _kill_when(preloaded_mgc, tmp_path, args, lambda: len(list(folder.glob("mel-*/spectrograms/*.npy"))) >= point,
                RNG.uniform(0, 0.02))
     assert 0 < len(list(folder.glob("mel-*/spectrograms/*.npy"))) < WINDOWS
     _main(tmp_path, *args)
@@ -130,7 +130,7 @@ def _segmenter_checkpoint(path: Path) -> Path:
     return path
 
 
-def test_killed_mask_prediction_reruns_to_the_same_masks(reference, tmp_path, preloaded_python):
+def test_killed_mask_prediction_reruns_to_the_same_masks(reference, tmp_path, preloaded_mgc):
     checkpoint = _segmenter_checkpoint(tmp_path / "segmenter.ckpt")
     args = ["masks", "predict", str(reference / "bench" / "manifest.csv"), "--checkpoint", str(checkpoint),
             "--preset", "mel", "--batch-size", "1", "--quiet"]
@@ -141,7 +141,7 @@ def test_killed_mask_prediction_reruns_to_the_same_masks(reference, tmp_path, pr
     _main(clean, *args, "--cache-root", "cache")
     masks = killed / "cache"
     point = RNG.randint(2, WINDOWS - 8)
-    _kill_when(preloaded_python, killed, [*args, "--cache-root", "cache"],
+    _kill_when(preloaded_mgc, killed, [*args, "--cache-root", "cache"],
                lambda: len(list(masks.glob("mel-*/masks/predicted/*.npy"))) >= point, RNG.uniform(0, 0.2))
     assert 0 < len(list(masks.glob("mel-*/masks/predicted/*.npy"))) < WINDOWS
     _main(killed, *args, "--cache-root", "cache")
@@ -149,7 +149,7 @@ def test_killed_mask_prediction_reruns_to_the_same_masks(reference, tmp_path, pr
     assert _contents(masks, "mel-*/masks/predicted/*.npy") == _contents(clean / "cache", "mel-*/masks/predicted/*.npy")
 
 
-def test_killed_fit_resumes_into_the_same_mlflow_run(reference, tmp_path, preloaded_python):
+def test_killed_fit_resumes_into_the_same_mlflow_run(reference, tmp_path, preloaded_mgc):
     (tmp_path / "bench").symlink_to(reference / "bench")
     args = ["fit", "--config", str(EXPERIMENTS / "classifier_base.yaml"), "--config",
             str(EXPERIMENTS / "baseline_resnet18.yaml"), "--data.init_args.manifest", "bench/manifest.csv",
@@ -158,7 +158,7 @@ def test_killed_fit_resumes_into_the_same_mlflow_run(reference, tmp_path, preloa
             "--trainer.max_epochs", "4", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
             "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", "checkpoints"]
     checkpoints = tmp_path / "checkpoints"
-    _kill_when(preloaded_python, tmp_path, args, lambda: any(checkpoints.glob("*/*/checkpoints/last.ckpt")),
+    _kill_when(preloaded_mgc, tmp_path, args, lambda: any(checkpoints.glob("*/*/checkpoints/last.ckpt")),
                RNG.uniform(0, 1.0))
     last = next(checkpoints.glob("*/*/checkpoints/last.ckpt"))
     assert torch.load(last, weights_only=True)["global_step"] < 4 * 2  # killed before the end

@@ -148,8 +148,8 @@ def test_an_interrupted_pipeline_exits_143_without_waiting_for_queued_work(prelo
                 "cache_root": str(root / "cache"), "classifiers": [{"name": "base", "configs": []}]}
     (root / "pipeline.yaml").write_text(yaml.safe_dump(settings))
     parts = root / "bench" / "parts"
-    status, stderr = interrupt(preloaded_mgc, root, ["pipeline", str(root / "pipeline.yaml")], lambda: any(parts.glob("*.json")),
-                               signal.SIGTERM)
+    status, stderr = interrupt(preloaded_mgc, root, ["pipeline", str(root / "pipeline.yaml")],
+                               lambda: any(parts.glob("*.json")), signal.SIGTERM)
     assert status == 143 and "mgc pipeline: interrupted by SIGTERM" in stderr and "Traceback" not in stderr, stderr
     assert len(list(parts.glob("*.json"))) < 20 and not (root / "bench" / "manifest.csv").exists()
 

@@ -2,14 +2,15 @@
 of a node (MASTER_ADDR, MASTER_PORT, NODE_RANK, WORLD_SIZE) and `num_nodes 2`, joined over gloo. Training caches
 each window's image once (by one node), tests every test window once and gives the same test metrics as one process
 on the same checkpoint; detection on the two nodes writes byte for byte what one process writes. The nodes run
-tests/ddp/recorded_writes.py, which records which process wrote each cached image, each in a fork of the suite's
+tests/ddp/recorded_writes.py, which records which process wrote each cached image: node 0 in a fork of the suite's
 preloaded Python (tests/preloaded_python.py; no node carries RANK or LOCAL_RANK, the variables Lightning reads at
-import)."""
+import), node 1 in a fresh process, so the two share no hash seed or random state."""
 
 import json
 import os
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,8 @@ def on_two_nodes(python: list[str], workspace: Path, name: str, *args: str) -> l
     nodes = []
     for node, (out, err) in enumerate(logs):
         with open(out, "w") as stdout, open(err, "w") as stderr:  # files, not pipes: a full pipe would stall a node
-            nodes.append(subprocess.Popen([*python, str(RECORDED_WRITES), *args], cwd=workspace, stdout=stdout,
+            interpreter = python if node == 0 else [sys.executable]
+            nodes.append(subprocess.Popen([*interpreter, str(RECORDED_WRITES), *args], cwd=workspace, stdout=stdout,
                                           stderr=stderr, env={**cluster, "NODE_RANK": str(node)}))
     try:
         codes = [node.wait(timeout=600) for node in nodes]
