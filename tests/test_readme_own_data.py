@@ -106,7 +106,7 @@ def survey(tmp_path_factory, walkthrough_env, preloaded_mgc):
     return root, result.stdout
 
 
-def test_the_preloaded_mgc_answers_as_the_installed_one(preloaded_mgc, walkthrough_env, tmp_path):
+def test_the_preloaded_mgc_answers_as_a_fresh_python_m_process(preloaded_mgc, walkthrough_env, tmp_path):
     """The walkthrough's `mgc` gives what `python -m mgc_lightning.cli` gives: status, output and error lines, with
     paths read from the caller's folder."""
     (tmp_path / "bad.csv").write_text("path,start_s\nmissing.flac,0\n")
