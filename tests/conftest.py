@@ -308,15 +308,18 @@ Path(results_file).write_text(json.dumps(results))
 """
 
 
-def run_cli_cases(cases: dict[str, tuple[Path, list[str]]], env: dict[str, str], work: Path) -> dict[str, dict]:
-    """Each case's (folder, argv) through CLI_RUNNER; name -> {"code", "stdout", "stderr", "marker"}."""
+def run_cli_cases(cases: dict[str, tuple[Path, list[str]]], env: dict[str, str], work: Path,
+                  python: list[str] | None = None) -> dict[str, dict]:
+    """Each case's (folder, argv) through CLI_RUNNER, in a fresh `python` process or on the one given (the preloaded
+    Python, when the cases are not about what the imports print); name -> {"code", "stdout", "stderr", "marker"}."""
     import json
     import subprocess
     import sys
 
     (work / "cases.json").write_text(json.dumps({name: [str(folder), argv] for name, (folder, argv) in cases.items()}))
-    subprocess.run([sys.executable, "-c", CLI_RUNNER, str(work / "cases.json"), str(work / "results.json")], cwd=work,
-                   env=env, check=True, timeout=900)
+    (work / "cli_runner.py").write_text(CLI_RUNNER)
+    subprocess.run([*(python or [sys.executable]), str(work / "cli_runner.py"), str(work / "cases.json"),
+                    str(work / "results.json")], cwd=work, env=env, check=True, timeout=900)
     return json.loads((work / "results.json").read_text())
 
 

@@ -1,4 +1,5 @@
-"""A corpus of users' mistakes run through the real `mgc` command (a subprocess): bad configs, checkpoints (garbage,
+"""A corpus of users' mistakes run through `mgc`'s entry point in a process of its own (run_cli_cases, on the suite's
+preloaded Python, tests/preloaded_python.py): bad configs, checkpoints (garbage,
 truncated, a crafted pickle whose payload would create a marker file, another model, another size) and command-line
 arguments. Each must end with exit status 2 and one line that names the file (or option) and the problem; never a
 traceback, and never the crafted file's code run."""
@@ -22,7 +23,7 @@ from mgc_lightning.frontend.spectrogram import get_preset
 from mgc_lightning.models.classifier import ClassifierModule
 from mgc_lightning.models.segmenter import SegmenterModule
 
-# the corpus runs through one `mgc` child process; it trains nothing but loads torch and builds checkpoints: a minute
+# the corpus runs in one `mgc` process of its own; it trains nothing but builds checkpoints: seconds
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
@@ -222,8 +223,9 @@ def _environment(files: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def outcomes(files) -> dict[str, dict]:
-    return run_cli_cases({name: (files, args) for name, args, _ in CASES}, _environment(files), files)
+def outcomes(files, preloaded_python) -> dict[str, dict]:
+    return run_cli_cases({name: (files, args) for name, args, _ in CASES}, _environment(files), files,
+                         preloaded_python)
 
 
 def _one_error_line(stderr: str, returncode: int) -> str:
