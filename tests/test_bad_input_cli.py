@@ -1,8 +1,8 @@
 """A corpus of users' mistakes run through `mgc`'s entry point in a process of its own (run_cli_cases, on the suite's
-preloaded Python, tests/preloaded_python.py): bad configs, checkpoints (garbage,
-truncated, a crafted pickle whose payload would create a marker file, another model, another size) and command-line
-arguments. Each must end with exit status 2 and one line that names the file (or option) and the problem; never a
-traceback, and never the crafted file's code run."""
+preloaded Python, tests/preloaded_python.py): bad configs, checkpoints (garbage, truncated, a crafted pickle whose
+payload would create a marker file, another model, another size) and command-line arguments. Each must end with exit
+status 2 and one line that names the file (or option) and the problem; never a traceback, and never the crafted
+file's code run."""
 
 from __future__ import annotations
 
