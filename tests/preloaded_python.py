@@ -130,8 +130,6 @@ def serve(path: str) -> None:
     print("ready", flush=True)
     while True:
         connection, _ = server.accept()
-        sys.stdout.flush()
-        sys.stderr.flush()
         if os.fork() == 0:
             server.close()
             _watch(connection)

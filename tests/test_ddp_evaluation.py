@@ -23,11 +23,15 @@ COUNTED = ("joint_acc", "macro_f1", "joint_macro_f1", "hamming", "precision/whis
            "f1/porpoise_click", "joint_acc_ci_low", "joint_acc_ci_high", "windows")
 
 
-def evaluate(python: list[str], workspace: Path, devices: int, *extra: str) -> dict:
+def evaluate_here(workspace: Path) -> dict:
+    """The script's one-process run, in this process (no rank re-runs it)."""
+    out = workspace / "devices1.json"
+    run_path(str(SCRIPT))["main"]([str(workspace), "1", str(out)])
+    return json.loads(out.read_text())
+
+
+def evaluate_on(python: list[str], workspace: Path, devices: int, *extra: str) -> dict:
     out = workspace / f"devices{devices}.json"
-    if devices == 1:
-        run_path(str(SCRIPT))["main"]([str(workspace), "1", str(out), *extra])
-        return json.loads(out.read_text())
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run([*python, str(SCRIPT), str(workspace), str(devices), str(out), *extra],
@@ -44,11 +48,11 @@ def predictions(client: MlflowClient, run_id: str) -> list[dict]:
 @pytest.mark.slow
 def test_two_processes_evaluate_every_window_once_like_one(tmp_path, monkeypatch, one_thread, preloaded_python):
     small_benchmark(tmp_path, windows=36, per_recording=3, deployments=4, seed=2)
-    two = evaluate(preloaded_python, tmp_path, 2, "--fit")
+    two = evaluate_on(preloaded_python, tmp_path, 2, "--fit")
     monkeypatch.chdir(tmp_path)  # where the subprocess ran: MLflow's artifacts go to ./mlartifacts
     for name in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS"):  # seed_everything's, gone again after the test
         monkeypatch.setenv(name, "0")
-    one = evaluate(preloaded_python, tmp_path, 1)
+    one = evaluate_here(tmp_path)
     assert (two["world"], one["world"]) == (2, 1)
     assert two["val_windows"] == two["test_windows"] == 9  # odd: the sampler pads to 10, one window twice
 

@@ -112,9 +112,8 @@ def recordings(models):
     return folder
 
 
-def _detect_command(bundle, folder, out, *extra):
-    return [sys.executable, "-m", "mgc_lightning.cli", "detect", str(folder), "--model", str(bundle), "--out",
-            str(out), "--quiet", *extra]
+def _detect_args(bundle, folder, out, *extra):
+    return ["detect", str(folder), "--model", str(bundle), "--out", str(out), "--quiet", *extra]
 
 
 def _env(root):
@@ -131,7 +130,7 @@ def _here(models, folder, out, capsys, *extra):
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)
         patch.setattr(sys, "argv", ["mgc"])
-        code = main(_detect_command(bundle, folder, out, *extra)[3:])
+        code = main(_detect_args(bundle, folder, out, *extra))
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -149,16 +148,12 @@ def reference(models, recordings, preloaded_mgc):
     return _run_preloaded(preloaded_mgc, models, recordings, out), out
 
 
-def _preloaded(mgc: Path, command: list[str]) -> list[str]:
-    """A `python -m mgc_lightning.cli` command line as a command of its own in a fork of the suite's preloaded
-    Python (further processes it starts are fresh ones); started with process_group=0, it dies with its client's
-    group (conftest.kill_group), as a command killed with SIGKILL."""
-    return [str(mgc), *command[3:]]
-
-
 def _run_preloaded(mgc: Path, models, folder, out, *extra):
+    """`mgc detect` as a command of its own on the suite's preloaded `mgc` (a fork of the preloaded Python; further
+    processes it starts are fresh ones). The killed runs start it with process_group=0: it then dies with its
+    client's group (conftest.kill_group), as a command killed with SIGKILL."""
     root, _, _, bundle = models
-    return subprocess.run(_preloaded(mgc, _detect_command(bundle, folder, out, *extra)), env=_env(root), cwd=root,
+    return subprocess.run([str(mgc), *_detect_args(bundle, folder, out, *extra)], env=_env(root), cwd=root,
                           capture_output=True, text=True, timeout=600)
 
 
@@ -358,8 +353,8 @@ def test_killed_run_resumes_to_identical_outputs_and_changed_files_are_redone(mo
     root, _, _, bundle = models
     _, out_reference = reference
     out = root / "killed"
-    process = subprocess.Popen(_preloaded(preloaded_mgc, _detect_command(bundle, recordings, out)), env=_env(root),
-                               cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0)
+    process = subprocess.Popen([str(preloaded_mgc), *_detect_args(bundle, recordings, out)], env=_env(root), cwd=root,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0)
     deadline = time.time() + 300
     while time.time() < deadline and len(list((out / ".journal").glob("*.json"))) < 2:
         time.sleep(0.05)
@@ -386,11 +381,11 @@ def test_a_file_killed_half_way_resumes_from_its_last_finished_batch_to_identica
     model, noise = tiny_bundle(tmp_path / "model.mgc"), np.random.default_rng(0)
     recording = write_audio(tmp_path / "in" / "site_20240131_235950.wav",
                             noise.normal(0, 0.05, 40 * RATE).astype(np.float32), RATE)  # 160 windows, 40 batches
-    command = _detect_command(model, recording, tmp_path / "out", "--batch-size", "4")
+    command = _detect_args(model, recording, tmp_path / "out", "--batch-size", "4")
     # the uninterrupted run and the rerun in this process (torch on one thread, as in the killed one)
-    assert main(_detect_command(model, recording, tmp_path / "reference", "--batch-size", "4")[3:]) == 0
+    assert main(_detect_args(model, recording, tmp_path / "reference", "--batch-size", "4")) == 0
     partial = tmp_path / "out" / ".partial" / output_name(recording)
-    process = subprocess.Popen(_preloaded(preloaded_mgc, command), env=_env(tmp_path), stdout=subprocess.DEVNULL,
+    process = subprocess.Popen([str(preloaded_mgc), *command], env=_env(tmp_path), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, process_group=0)
     deadline = time.time() + 300
     while time.time() < deadline and sum(p.read_bytes().count(b"\n") for p in partial.glob("*.csv")) < 1 + 12:
@@ -403,7 +398,7 @@ def test_a_file_killed_half_way_resumes_from_its_last_finished_batch_to_identica
     with open(table, "ab") as handle:  # the kill came while a row was being written
         handle.write(f"{recording},{rows * WINDOW:.6f},0.4".encode())
 
-    rerun = [c for c in command[3:] if c != "--quiet"] + ["--workers", "1"]  # read by a worker, written by the main
+    rerun = [c for c in command if c != "--quiet"] + ["--workers", "1"]  # read by a worker, written by the main
     capsys.readouterr()
     code, stderr = main(rerun), capsys.readouterr().err
     assert code == 0, stderr[-3000:]

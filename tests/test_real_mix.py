@@ -20,7 +20,7 @@ from mgc_lightning.synth.build import build_benchmark, plan_recordings
 from mgc_lightning.synth.config import BENCHMARK_PRESETS, BenchmarkConfig, sized
 from mgc_lightning.synth.real_mix import RealMix, audio_files, stretch, tilt
 from mgc_lightning.synth.real_noise import (
-    TEST_ONLY, TEST_ONLY_DIGESTS, digests_of_test_only_files, is_test_only, training_reserved_files, why_test_only,
+    TEST_ONLY, TEST_ONLY_DIGESTS, digests_of_test_only_files, training_reserved_files, why_test_only,
 )
 from mgc_lightning.synth.scene import band_power, render_recording
 
@@ -38,7 +38,7 @@ def reserved() -> dict[str, list[str]]:
 
 def test_the_test_only_files_and_their_copies_are_refused(reserved, tmp_path):
     for relative in TEST_ONLY:
-        assert is_test_only(REAL_DATA / relative)
+        assert why_test_only(REAL_DATA / relative) is not None
         with pytest.raises(ValueError, match="real-noise test"):
             RealMix(backgrounds=(str(REAL_DATA / relative),))
     test_call = REAL_DATA / "orcasound_orcadata/catalog_flac/FO-S01.flac"
@@ -46,7 +46,7 @@ def test_the_test_only_files_and_their_copies_are_refused(reserved, tmp_path):
     shutil.copy(test_call, copy)
     with pytest.raises(ValueError, match="real-noise test"):
         RealMix(negative_calls=(str(copy),))
-    assert not any(is_test_only(f) for kind in reserved.values() for f in kind)
+    assert not any(why_test_only(f) for kind in reserved.values() for f in kind)
     RealMix(tuple(reserved["backgrounds"]), tuple(reserved["calls"]), tuple(reserved["clicks"]))  # accepted
 
 

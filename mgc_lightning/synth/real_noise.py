@@ -155,11 +155,6 @@ def why_test_only(path: str | Path) -> str | None:
     return f"its samples are those of the test-only {original}" if original else None
 
 
-def is_test_only(path: str | Path) -> bool:
-    """Whether a file belongs to the real-noise test (why_test_only)."""
-    return why_test_only(path) is not None
-
-
 def digests_of_test_only_files(clips: str | Path) -> dict:
     """The sample digests of the clips folder's test-only files, as TEST_ONLY_DIGESTS stores them (a test checks
     the stored ones against these wherever the clips are present)."""
